@@ -1,0 +1,37 @@
+//! libevent's *bufferevents* and *evbuffers*, natively on Tokio.
+//!
+//! A bufferevent is a connection with an input buffer and an output buffer: bytes that
+//! arrive are appended to the input, bytes the application adds to the output are sent
+//! as fast as the transport takes them, and callbacks fire when enough data arrived,
+//! when the output drained, on timeouts, EOF and errors. This crate brings that model
+//! to Tokio for applications that need buffered connections with real flow control, and
+//! for programs being ported from libevent.
+//!
+//! # Buffers
+//!
+//! The foundation is [`EvBuffer`](buffer::EvBuffer), libevent's `evbuffer`: a byte
+//! queue held as a chain of chunks that appends and drains cheaply, moves chunks between
+//! buffers without copying, reads lines in libevent's five end-of-line styles and
+//! searches across chunk boundaries.
+//!
+//! ```
+//! use tokio_bufferevent::buffer::{EolStyle, EvBuffer};
+//!
+//! let mut input = EvBuffer::new();
+//! input.add(b"PING\r\nPI")?;
+//! assert_eq!(input.readln(EolStyle::Crlf)?.as_deref(), Some(&b"PING"[..]));
+//! assert_eq!(input.readln(EolStyle::Crlf)?, None); // "PI" waits for the rest
+//!
+//! let mut output = EvBuffer::new();
+//! let n = output.add_fmt(format_args!("PONG {}\r\n", 1))?;
+//! assert_eq!(n, 8);
+//! # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
+//! ```
+//!
+//! The design, and every deliberate difference from libevent, is described in the
+//! crate's `docs/` directory.
+
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod buffer;
