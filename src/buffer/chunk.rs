@@ -38,10 +38,10 @@ impl Chunk {
         }
     }
 
-    /// The chunk's bytes as a shared [`Bytes`], without copying.
-    pub(crate) fn to_bytes(&self) -> Result<Bytes, EvBufferError> {
+    /// The chunk's bytes as a [`Bytes`], without copying.
+    pub(crate) fn into_bytes(self) -> Result<Bytes, EvBufferError> {
         match self {
-            Self::Mem(b) => Ok(b.clone()),
+            Self::Mem(b) => Ok(b),
             Self::File(f) => Ok(f.segment.load()?.slice(f.start..f.end)),
         }
     }

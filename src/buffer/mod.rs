@@ -1094,23 +1094,20 @@ impl EvBuffer {
     /// they lie in one segment. On error nothing is removed. The caller reports the
     /// change.
     fn take_front(&mut self, n: usize) -> Result<Bytes, EvBufferError> {
-        let first = self.seg_len(0);
-        if n <= first {
-            let out = match self.chunks.front_mut() {
-                Some(front) if front.len() == n => {
-                    let out = front.to_bytes()?;
-                    self.chunks.pop_front();
-                    out
-                }
+        if n <= self.seg_len(0) {
+            let piece = match self.chunks.front_mut() {
                 Some(front) => {
-                    let out = front.to_bytes()?.slice(..n);
-                    front.advance(n);
-                    out
+                    front.data()?; // a file segment must load before anything moves
+                    if front.len() == n {
+                        self.chunks.pop_front().expect("front exists")
+                    } else {
+                        front.split_to(n)
+                    }
                 }
-                None => self.tail.split_to(n).freeze(),
+                None => Chunk::Mem(self.tail.split_to(n).freeze()),
             };
             self.len -= n;
-            return Ok(out);
+            return piece.into_bytes();
         }
         let mut joined = BytesMut::zeroed(n);
         self.copy_from(0, 0, &mut joined)?;

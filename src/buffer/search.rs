@@ -13,6 +13,44 @@ pub(super) struct Cursor {
     pub(super) off: usize,
 }
 
+/// Substring search that starts the way libevent does, with `memchr` on the needle's
+/// first byte (close to memory bandwidth when that byte is rare), and switches to a
+/// SIMD substring search with a rare-byte prefilter once the first byte proves common.
+pub(super) struct Matcher<'n> {
+    needle: &'n [u8],
+    finder: Finder<'n>,
+    /// Candidates that `memchr` found and that did not match; past
+    /// [`Matcher::MAX_FALSE_HITS`] the first byte is too common to scan for.
+    false_hits: usize,
+}
+
+impl<'n> Matcher<'n> {
+    const MAX_FALSE_HITS: usize = 64;
+
+    /// `needle` must not be empty.
+    pub(super) fn new(needle: &'n [u8]) -> Self {
+        Self {
+            needle,
+            finder: Finder::new(needle),
+            false_hits: 0,
+        }
+    }
+
+    #[inline]
+    fn find(&mut self, hay: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        while self.false_hits < Self::MAX_FALSE_HITS {
+            let candidate = at + memchr::memchr(self.needle[0], &hay[at..])?;
+            if hay[candidate..].starts_with(self.needle) {
+                return Some(candidate);
+            }
+            self.false_hits += 1;
+            at = candidate + 1;
+        }
+        self.finder.find(&hay[at..]).map(|i| at + i)
+    }
+}
+
 /// A line end: where its terminator starts and how long the terminator is.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Eol {
@@ -89,7 +127,7 @@ impl EvBuffer {
         if needle.is_empty() {
             return Ok(Some(self.make_position(from.abs, from.seg, from.off)));
         }
-        let found = self.find(&Finder::new(needle), from, limit)?;
+        let found = self.find(&mut Matcher::new(needle), from, limit)?;
         Ok(found.map(|c| self.make_position(c.abs, c.seg, c.off)))
     }
 
@@ -147,11 +185,11 @@ impl EvBuffer {
     /// The first match of `finder`'s needle at or after `from` that ends by `limit`.
     fn find(
         &self,
-        finder: &Finder<'_>,
+        matcher: &mut Matcher<'_>,
         from: Cursor,
         limit: usize,
     ) -> Result<Option<Cursor>, EvBufferError> {
-        let m = finder.needle().len();
+        let m = matcher.needle.len();
         let Cursor {
             mut seg, mut off, ..
         } = from;
@@ -160,7 +198,7 @@ impl EvBuffer {
         while seg < self.seg_count() && seg_abs + off + m <= limit {
             let data = self.seg_data(seg)?;
             let stop = data.len().min(limit - seg_abs);
-            if let Some(i) = finder.find(&data[off..stop]) {
+            if let Some(i) = matcher.find(&data[off..stop]) {
                 return Ok(Some(Cursor {
                     abs: seg_abs + off + i,
                     seg,
@@ -176,7 +214,7 @@ impl EvBuffer {
                 window.resize(straddle + m - 1, 0);
                 let got = self.copy_from(seg + 1, 0, &mut window[straddle..])?;
                 let usable = (straddle + got).min(limit - (seg_abs + tail_from));
-                if let Some(i) = finder.find(&window[..usable]).filter(|&i| i < straddle) {
+                if let Some(i) = matcher.find(&window[..usable]).filter(|&i| i < straddle) {
                     return Ok(Some(Cursor {
                         abs: seg_abs + tail_from + i,
                         seg,
