@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut client_out = EvBuffer::new();
     let body: Bytes = Bytes::from(vec![b'x'; 10_000]);
     for i in 0..100 {
-        client_out.add_fmt(format_args!("PUT /item/{i}\r\nLength: {}\r\n\r\n", body.len()))?;
+        client_out.add_fmt(format_args!(
+            "PUT /item/{i}\r\nLength: {}\r\n\r\n",
+            body.len()
+        ))?;
         client_out.add_bytes(body.clone())?; // shares `body`'s memory, copies nothing
     }
     client_out.add_fmt(format_args!("{}\r\n", "A".repeat(300)))?; // over the server's limit
@@ -52,7 +55,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match state {
                 State::Body(left) => {
                     let moved = server_in.remove_buffer(&mut bodies, left)?;
-                    state = if moved == left { State::Request } else { State::Body(left - moved) };
+                    state = if moved == left {
+                        State::Request
+                    } else {
+                        State::Body(left - moved)
+                    };
                     if moved < left {
                         continue 'network;
                     }
@@ -62,7 +69,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Ok(None) => continue 'network,
                     Err(EvBufferError::LineTooLong { len, max }) => {
                         too_long += 1;
-                        println!("server refused a line of {len}+ bytes (limit {max}) and skips it");
+                        println!(
+                            "server refused a line of {len}+ bytes (limit {max}) and skips it"
+                        );
                     }
                     Err(e) => return Err(e.into()),
                 },
@@ -82,7 +91,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 4. Find something in the bodies across chunk boundaries, then release them.
     bodies.add(b"needle")?;
     let found = bodies.search(b"xneedle", None)?.map(|p| p.pos());
-    println!("search across {} bytes found the marker at {found:?}", bodies.len());
+    println!(
+        "search across {} bytes found the marker at {found:?}",
+        bodies.len()
+    );
     bodies.drain(usize::MAX)?;
 
     // 5. Answer with a file that is read lazily, 64 KiB at a time, as it is sent.

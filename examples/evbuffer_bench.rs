@@ -68,7 +68,9 @@ fn main() -> ExitCode {
     report(&set, "readln_crlf_strict", "ops_s", |s| {
         readln(s, &mut lines, EolStyle::CrlfStrict)
     });
-    report(&set, "search_16m", "mb_s", |s| search(s, b"Xneedle-0123456789"));
+    report(&set, "search_16m", "mb_s", |s| {
+        search(s, b"Xneedle-0123456789")
+    });
     report(&set, "search_16m_dense", "mb_s", |s| {
         search(s, b"kneedle-0123456789")
     });
@@ -142,7 +144,8 @@ const LINES: usize = 1_000_000;
 fn build_lines() -> EvBuffer {
     let mut src = EvBuffer::new();
     for i in 0..LINES {
-        src.add_fmt(format_args!("line-{i:07}\r\n")).expect("not frozen");
+        src.add_fmt(format_args!("line-{i:07}\r\n"))
+            .expect("not frozen");
     }
     src
 }

@@ -31,6 +31,13 @@
 //! The design, and every deliberate difference from libevent, is described in the
 //! crate's `docs/` directory.
 
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

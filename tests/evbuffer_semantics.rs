@@ -98,10 +98,23 @@ fn b105_remove_copyout_and_copyout_from() -> Result {
     assert_eq!(buf.remove(&mut big)?, 5);
     assert_eq!(&big[..5], b"efghi");
     assert_eq!(buf.remove(&mut big)?, 0);
+    buf.freeze(true);
+    // Nothing to remove or copy is a success even with a frozen front.
+    assert_eq!(buf.remove(&mut big)?, 0);
+    assert!(buf.remove_bytes(5)?.is_empty());
+    let end = buf.position(0)?;
+    assert_eq!(buf.copyout_from(&end, &mut big)?, 0);
+    buf.unfreeze(true);
     buf.add(b"x")?;
     buf.freeze(true);
-    assert!(matches!(buf.remove(&mut big), Err(EvBufferError::FrontFrozen)));
-    assert!(matches!(buf.copyout(&mut big), Err(EvBufferError::FrontFrozen)));
+    assert!(matches!(
+        buf.remove(&mut big),
+        Err(EvBufferError::FrontFrozen)
+    ));
+    assert!(matches!(
+        buf.copyout(&mut big),
+        Err(EvBufferError::FrontFrozen)
+    ));
     assert_eq!(buf.len(), 1);
     Ok(())
 }
@@ -135,16 +148,25 @@ fn b107_add_buffer_and_prepend_buffer() -> Result {
     a.freeze(false);
     a.add_buffer(&mut empty)?; // an empty source is a no-op without freeze checks
     b.add(b"x")?;
-    assert!(matches!(a.add_buffer(&mut b), Err(EvBufferError::EndFrozen)));
+    assert!(matches!(
+        a.add_buffer(&mut b),
+        Err(EvBufferError::EndFrozen)
+    ));
     a.unfreeze(false);
     b.freeze(true);
-    assert!(matches!(a.add_buffer(&mut b), Err(EvBufferError::FrontFrozen)));
+    assert!(matches!(
+        a.add_buffer(&mut b),
+        Err(EvBufferError::FrontFrozen)
+    ));
     b.unfreeze(true);
     a.prepend_buffer(&mut b)?;
     assert_eq!(a.to_vec()?, b"x123456");
     b.add(b"y")?;
     a.freeze(true);
-    assert!(matches!(a.prepend_buffer(&mut b), Err(EvBufferError::FrontFrozen)));
+    assert!(matches!(
+        a.prepend_buffer(&mut b),
+        Err(EvBufferError::FrontFrozen)
+    ));
     assert_eq!((a.len(), b.len()), (7, 1));
     Ok(())
 }
@@ -196,10 +218,16 @@ fn b108_remove_buffer_exact_boundary() -> Result {
     assert!(src.is_empty());
     src.add(b"q")?;
     dst.freeze(false);
-    assert!(matches!(src.remove_buffer(&mut dst, 1), Err(EvBufferError::EndFrozen)));
+    assert!(matches!(
+        src.remove_buffer(&mut dst, 1),
+        Err(EvBufferError::EndFrozen)
+    ));
     dst.unfreeze(false);
     src.freeze(true);
-    assert!(matches!(src.remove_buffer(&mut dst, 1), Err(EvBufferError::FrontFrozen)));
+    assert!(matches!(
+        src.remove_buffer(&mut dst, 1),
+        Err(EvBufferError::FrontFrozen)
+    ));
     assert_eq!((src.len(), dst.len()), (1, 12));
     Ok(())
 }
@@ -289,14 +317,18 @@ fn b112_search_and_search_range() -> Result {
     let mut from = buf.search(b"world", None)?.unwrap();
     assert_eq!(buf.search(b"world", Some(&from))?.map(|p| p.pos()), Some(6));
     buf.advance_position(&mut from, 1)?;
-    assert_eq!(buf.search(b"world", Some(&from))?.map(|p| p.pos()), Some(19));
+    assert_eq!(
+        buf.search(b"world", Some(&from))?.map(|p| p.pos()),
+        Some(19)
+    );
     assert_eq!(buf.search(b"", Some(&from))?.map(|p| p.pos()), Some(7));
     assert_eq!(buf.search(b"absent", None)?, None);
     let end = buf.position(10)?;
     assert_eq!(buf.search_range(b"world", None, Some(&end))?, None);
     let end = buf.position(11)?;
     assert_eq!(
-        buf.search_range(b"world", None, Some(&end))?.map(|p| p.pos()),
+        buf.search_range(b"world", None, Some(&end))?
+            .map(|p| p.pos()),
         Some(6)
     );
     let at_end = buf.position(buf.len())?;
@@ -327,7 +359,11 @@ fn b114_pullup() -> Result {
     buf.freeze(true);
     buf.freeze(false); // freezing does not affect pullup
     assert_eq!(buf.pullup(None)?, b"abcd");
-    assert_eq!(drops.load(Ordering::SeqCst), 2, "copied references released");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        2,
+        "copied references released"
+    );
     assert_eq!(buf.pullup(Some(0))?, b"");
     assert!(matches!(
         buf.pullup(Some(5)),
@@ -341,7 +377,10 @@ fn b114_pullup() -> Result {
 fn b115_readln_returns_line_without_terminator_and_keeps_partial() -> Result {
     let mut buf = EvBuffer::new();
     buf.add(b"with\0nul\npartial")?;
-    assert_eq!(buf.readln(EolStyle::Lf)?.as_deref(), Some(&b"with\0nul"[..]));
+    assert_eq!(
+        buf.readln(EolStyle::Lf)?.as_deref(),
+        Some(&b"with\0nul"[..])
+    );
     assert_eq!(buf.readln(EolStyle::Lf)?, None);
     assert_eq!(buf.to_vec()?, b"partial");
     buf.add(b"\n")?;
@@ -495,7 +534,11 @@ fn b124_reference_cleanup_runs_exactly_once() -> Result {
     let mut moved = EvBuffer::new();
     buf.remove_buffer(&mut moved, 3)?;
     buf.drain(3)?;
-    assert_eq!(drops.load(Ordering::SeqCst), 0, "bytes still held by `moved`");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "bytes still held by `moved`"
+    );
     moved.drain(3)?;
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 
@@ -533,6 +576,7 @@ fn b125_buffer_reference_is_a_shared_independent_view() -> Result {
     let mut empty = EvBuffer::new();
     view.add_buffer_reference(&mut empty)?;
     view.freeze(false);
+    view.add_buffer_reference(&mut empty)?; // an empty source succeeds even when frozen
     assert!(matches!(
         view.add_buffer_reference(&mut view2),
         Err(EvBufferError::EndFrozen)
@@ -542,8 +586,7 @@ fn b125_buffer_reference_is_a_shared_independent_view() -> Result {
 
 #[test]
 fn b126_add_file_loads_lazily_and_validates() -> Result {
-    let path =
-        std::env::temp_dir().join(format!("evbuffer-b126-{}", std::process::id()));
+    let path = std::env::temp_dir().join(format!("evbuffer-b126-{}", std::process::id()));
     let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &content).unwrap();
     let mut buf = EvBuffer::new();
@@ -577,8 +620,7 @@ fn b126_add_file_loads_lazily_and_validates() -> Result {
 
 #[test]
 fn b126_file_truncated_after_add_reports_an_error_and_keeps_the_buffer() -> Result {
-    let path =
-        std::env::temp_dir().join(format!("evbuffer-b126t-{}", std::process::id()));
+    let path = std::env::temp_dir().join(format!("evbuffer-b126t-{}", std::process::id()));
     std::fs::write(&path, vec![7u8; 100_000]).unwrap();
     let mut buf = EvBuffer::new();
     buf.add_file(std::fs::File::open(&path).unwrap(), 0, None)?;
@@ -598,15 +640,27 @@ fn b127_freeze_matrix() -> Result {
     buf.freeze(true);
     let mut tmp = [0; 2];
     assert!(matches!(buf.drain(1), Err(EvBufferError::FrontFrozen)));
-    assert!(matches!(buf.remove(&mut tmp), Err(EvBufferError::FrontFrozen)));
-    assert!(matches!(buf.remove_bytes(1), Err(EvBufferError::FrontFrozen)));
-    assert!(matches!(buf.copyout(&mut tmp), Err(EvBufferError::FrontFrozen)));
+    assert!(matches!(
+        buf.remove(&mut tmp),
+        Err(EvBufferError::FrontFrozen)
+    ));
+    assert!(matches!(
+        buf.remove_bytes(1),
+        Err(EvBufferError::FrontFrozen)
+    ));
+    assert!(matches!(
+        buf.copyout(&mut tmp),
+        Err(EvBufferError::FrontFrozen)
+    ));
     let p = buf.position(1)?;
     assert!(matches!(
         buf.copyout_from(&p, &mut tmp),
         Err(EvBufferError::FrontFrozen)
     ));
-    assert!(matches!(buf.readln(EolStyle::Lf), Err(EvBufferError::FrontFrozen)));
+    assert!(matches!(
+        buf.readln(EolStyle::Lf),
+        Err(EvBufferError::FrontFrozen)
+    ));
     assert!(matches!(buf.prepend(b"x"), Err(EvBufferError::FrontFrozen)));
     assert!(matches!(
         buf.prepend_buffer(&mut other),
@@ -749,7 +803,10 @@ fn b130_callbacks_may_modify_the_buffer_and_remove_themselves() -> Result {
     once.add(b"x")?;
     once.add(b"y")?;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(matches!(once.remove_cb(id), Err(EvBufferError::CallbackNotFound)));
+    assert!(matches!(
+        once.remove_cb(id),
+        Err(EvBufferError::CallbackNotFound)
+    ));
 
     let mut cleared = EvBuffer::new();
     let c = Arc::clone(&calls);

@@ -124,9 +124,7 @@ impl EvBuffer {
                 _ => None,
             },
             EolStyle::Any => memchr::memchr2(b'\r', b'\n', first).and_then(|i| {
-                let run = first[i..]
-                    .iter()
-                    .position(|&b| b != b'\r' && b != b'\n')?;
+                let run = first[i..].iter().position(|&b| b != b'\r' && b != b'\n')?;
                 Some((i, run))
             }),
         };
@@ -158,9 +156,8 @@ impl EvBuffer {
     /// How long the unterminated line at the front is, leaving out a final CR that a
     /// LF may still join.
     fn unterminated_len(&self, style: EolStyle) -> Result<usize, EvBufferError> {
-        let ends_in_cr = matches!(style, EolStyle::Crlf | EolStyle::CrlfStrict)
-            && self.len > 0
-            && {
+        let ends_in_cr =
+            matches!(style, EolStyle::Crlf | EolStyle::CrlfStrict) && self.len > 0 && {
                 let mut last = [0];
                 let pos = self.position(self.len - 1)?;
                 self.copy_from(pos.seg, pos.off, &mut last)?;

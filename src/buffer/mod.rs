@@ -457,7 +457,7 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if this buffer's end is frozen.
+    /// [`EvBufferError::EndFrozen`] if this buffer's end is frozen and `src` is not empty.
     ///
     /// # Examples
     ///
@@ -472,10 +472,10 @@ impl EvBuffer {
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
     pub fn add_buffer_reference(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
-        self.check_end()?;
         if src.len == 0 {
             return Ok(());
         }
+        self.check_end()?;
         src.seal_tail();
         self.seal_tail();
         self.chunks.extend(src.chunks.iter().cloned());
@@ -555,8 +555,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen; [`EvBufferError::Io`] if a
-    /// file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
+    /// remove; [`EvBufferError::Io`] if a file segment cannot be read.
     ///
     /// # Examples
     ///
@@ -571,6 +571,9 @@ impl EvBuffer {
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
     pub fn remove(&mut self, dst: &mut [u8]) -> Result<usize, EvBufferError> {
+        if self.len == 0 || dst.is_empty() {
+            return Ok(0);
+        }
         self.check_front()?;
         let n = self.copy_from(0, 0, dst)?;
         if n > 0 {
@@ -588,8 +591,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen; [`EvBufferError::Io`] if a
-    /// file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
+    /// remove; [`EvBufferError::Io`] if a file segment cannot be read.
     ///
     /// # Examples
     ///
@@ -603,11 +606,11 @@ impl EvBuffer {
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
     pub fn remove_bytes(&mut self, n: usize) -> Result<Bytes, EvBufferError> {
-        self.check_front()?;
         let n = n.min(self.len);
         if n == 0 {
             return Ok(Bytes::new());
         }
+        self.check_front()?;
         let out = self.take_front(n)?;
         self.changed(0, n);
         Ok(out)
@@ -733,8 +736,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen;
-    /// [`EvBufferError::StalePosition`] if the buffer changed since `pos` was made;
+    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
+    /// copy; [`EvBufferError::StalePosition`] if the buffer changed since `pos` was made;
     /// [`EvBufferError::Io`] if a file segment cannot be read.
     ///
     /// # Examples
@@ -751,8 +754,11 @@ impl EvBuffer {
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
     pub fn copyout_from(&self, pos: &Position, dst: &mut [u8]) -> Result<usize, EvBufferError> {
-        self.check_front()?;
         self.check_position(pos)?;
+        if pos.pos == self.len || dst.is_empty() {
+            return Ok(0);
+        }
+        self.check_front()?;
         self.copy_from(pos.seg, pos.off, dst)
     }
 
@@ -995,7 +1001,12 @@ impl EvBuffer {
     }
 
     /// Copies from segment `seg`, offset `off`, as many bytes as fit in `dst`.
-    fn copy_from(&self, mut seg: usize, mut off: usize, dst: &mut [u8]) -> Result<usize, EvBufferError> {
+    fn copy_from(
+        &self,
+        mut seg: usize,
+        mut off: usize,
+        dst: &mut [u8],
+    ) -> Result<usize, EvBufferError> {
         let mut done = 0;
         while done < dst.len() && seg < self.seg_count() {
             let data = &self.seg_data(seg)?[off..];
@@ -1048,7 +1059,8 @@ impl EvBuffer {
     /// Turns the tail's bytes into a chunk, keeping its spare room as the new tail.
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
-            self.chunks.push_back(Chunk::Mem(self.tail.split().freeze()));
+            self.chunks
+                .push_back(Chunk::Mem(self.tail.split().freeze()));
         }
     }
 
@@ -1129,7 +1141,10 @@ impl fmt::Debug for EvBuffer {
             .field("chunks", &self.seg_count())
             .field("front_frozen", &self.front_frozen)
             .field("end_frozen", &self.end_frozen)
-            .field("callbacks", &self.callbacks.as_ref().map_or(0, |c| c.count()))
+            .field(
+                "callbacks",
+                &self.callbacks.as_ref().map_or(0, |c| c.count()),
+            )
             .finish()
     }
 }

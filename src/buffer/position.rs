@@ -104,9 +104,8 @@ impl EvBuffer {
     pub(super) fn check_position(&self, pos: &Position) -> Result<(), EvBufferError> {
         // The bounds check keeps a position taken from another buffer from indexing
         // out of range; such a position is a caller bug, reported as stale.
-        let in_bounds = pos.pos <= self.len
-            && pos.seg < self.seg_count()
-            && pos.off <= self.seg_len(pos.seg);
+        let in_bounds =
+            pos.pos <= self.len && pos.seg < self.seg_count() && pos.off <= self.seg_len(pos.seg);
         if pos.generation == self.generation && in_bounds {
             Ok(())
         } else {

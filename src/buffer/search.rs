@@ -207,7 +207,8 @@ impl EvBuffer {
             }
             // A match may begin in the last m-1 bytes here and end in later chunks.
             let tail_from = off.max(data.len().saturating_sub(m - 1));
-            if tail_from < data.len() && seg + 1 < self.seg_count() && limit > seg_abs + data.len() {
+            if tail_from < data.len() && seg + 1 < self.seg_count() && limit > seg_abs + data.len()
+            {
                 window.clear();
                 window.extend_from_slice(&data[tail_from..]);
                 let straddle = window.len();
@@ -296,7 +297,11 @@ impl EvBuffer {
     }
 
     /// The first line end of `style` at or after `from`.
-    pub(super) fn find_eol(&self, from: Cursor, style: EolStyle) -> Result<Option<Eol>, EvBufferError> {
+    pub(super) fn find_eol(
+        &self,
+        from: Cursor,
+        style: EolStyle,
+    ) -> Result<Option<Eol>, EvBufferError> {
         let single = |at: Option<Cursor>| at.map(|at| Eol { at, len: 1 });
         match style {
             EolStyle::Lf => Ok(single(self.scan(from, |d| memchr::memchr(b'\n', d))?)),
