@@ -42,3 +42,4 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod buffer;
+pub mod bufferevent;

@@ -834,18 +834,7 @@ impl EvBuffer {
     ///
     /// [`EvBufferError::Io`] if a file segment cannot be read.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> Result<usize, EvBufferError> {
-        let mut filled = 0;
-        for seg in 0..self.seg_count() {
-            if filled == out.len() {
-                break;
-            }
-            let data = self.seg_data(seg)?;
-            if !data.is_empty() {
-                out[filled] = IoSlice::new(data);
-                filled += 1;
-            }
-        }
-        Ok(filled)
+        self.io_slices_max(out, usize::MAX)
     }
 
     /// Makes the first `n` bytes (all of them when `None`) contiguous and returns them
@@ -974,6 +963,53 @@ impl EvBuffer {
         let n = reader.read(&mut space)?;
         space.commit(n)?;
         Ok(n)
+    }
+
+    // ---- for the bufferevent engine --------------------------------------------
+
+    /// Free room in the writable tail.
+    pub(crate) fn spare_capacity(&self) -> usize {
+        self.tail.capacity() - self.tail.len()
+    }
+
+    /// The writable tail with at least `n` bytes of room, for reading straight into
+    /// it; report what was appended with [`EvBuffer::commit_tail`].
+    pub(crate) fn tail_with_room(&mut self, n: usize) -> &mut BytesMut {
+        if self.spare_capacity() < n {
+            self.grow_tail(n);
+        }
+        &mut self.tail
+    }
+
+    /// Accounts for `n` bytes appended to the tail by [`EvBuffer::tail_with_room`].
+    pub(crate) fn commit_tail(&mut self, n: usize) {
+        if n > 0 {
+            self.len += n;
+            self.changed(n, 0);
+        }
+    }
+
+    /// Like [`io_slices`](Self::io_slices), covering at most `max` bytes.
+    pub(crate) fn io_slices_max<'a>(
+        &'a self,
+        out: &mut [IoSlice<'a>],
+        max: usize,
+    ) -> Result<usize, EvBufferError> {
+        let mut filled = 0;
+        let mut left = max;
+        for seg in 0..self.seg_count() {
+            if filled == out.len() || left == 0 {
+                break;
+            }
+            let data = self.seg_data(seg)?;
+            if !data.is_empty() {
+                let take = data.len().min(left);
+                out[filled] = IoSlice::new(&data[..take]);
+                filled += 1;
+                left -= take;
+            }
+        }
+        Ok(filled)
     }
 
     // ---- internals -------------------------------------------------------------

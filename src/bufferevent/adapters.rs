@@ -1,0 +1,284 @@
+//! [`BufferEventIo`]: a bufferevent as a `Stream` and `Sink` of `Bytes`, and as
+//! `AsyncRead + AsyncWrite`, so `tokio_util::codec::Framed` works on top.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::events::{Direction, Events, FlushMode};
+use super::{BufferEvent, Transport, ended};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A bufferevent seen as a byte stream: a [`Stream`] of received chunks, a [`Sink`]
+/// of chunks to send, and [`AsyncRead`] + [`AsyncWrite`].
+///
+/// Made by [`BufferEvent::into_io`]; enables reading. The stream ends at the peer's
+/// EOF and yields the read error if reading failed. `poll_flush` waits until the
+/// output is empty; `poll_close` / `poll_shutdown` flush, then shut down the write
+/// side.
+///
+/// # Examples
+///
+/// Lines over a bufferevent with `tokio_util::codec::Framed`:
+///
+/// ```
+/// use futures::{SinkExt, StreamExt};
+/// use tokio_bufferevent::bufferevent::BufferEvent;
+/// use tokio_util::codec::{Framed, LinesCodec};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = tokio::io::duplex(1024);
+/// let left = Framed::new(BufferEvent::builder().stream(a).into_io(), LinesCodec::new());
+/// let mut right = Framed::new(BufferEvent::builder().stream(b).into_io(), LinesCodec::new());
+/// let (mut tx, _rx) = left.split();
+/// tx.send("hello").await?;
+/// assert_eq!(right.next().await.transpose()?.as_deref(), Some("hello"));
+/// # Ok(()) }
+/// ```
+pub struct BufferEventIo<T, S = ()> {
+    bev: BufferEvent<T, S>,
+    reading: Option<BoxFuture<io::Result<Option<Bytes>>>>,
+    unread: Bytes,
+    ready: Option<BoxFuture<io::Result<()>>>,
+    flushing: Option<BoxFuture<io::Result<()>>>,
+    closing: Option<BoxFuture<io::Result<()>>>,
+}
+
+impl<T, S> BufferEvent<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    /// This bufferevent as a `Stream`/`Sink` and `AsyncRead`/`AsyncWrite`; enables
+    /// reading.
+    pub fn into_io(self) -> BufferEventIo<T, S> {
+        self.enable(Direction::READ);
+        BufferEventIo {
+            bev: self,
+            reading: None,
+            unread: Bytes::new(),
+            ready: None,
+            flushing: None,
+            closing: None,
+        }
+    }
+}
+
+impl<T, S> BufferEventIo<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    /// The bufferevent behind the adapter.
+    pub fn get_ref(&self) -> &BufferEvent<T, S> {
+        &self.bev
+    }
+
+    /// The bufferevent behind the adapter; bytes the adapter had taken from the input
+    /// but not yet returned are lost.
+    pub fn into_inner(self) -> BufferEvent<T, S> {
+        self.bev
+    }
+
+    fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let bev = self.bev.clone();
+        let fut = self
+            .reading
+            .get_or_insert_with(|| Box::pin(next_chunk(bev)));
+        let out = ready!(fut.as_mut().poll(cx));
+        self.reading = None;
+        Poll::Ready(out.transpose())
+    }
+
+    fn poll_writable(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let bev = self.bev.clone();
+        let fut = self
+            .ready
+            .get_or_insert_with(|| Box::pin(async move { bev.writable().await }));
+        let out = ready!(fut.as_mut().poll(cx));
+        self.ready = None;
+        Poll::Ready(out)
+    }
+
+    fn poll_flushed(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let bev = self.bev.clone();
+        let fut = self.flushing.get_or_insert_with(|| {
+            Box::pin(async move {
+                bev.shared.wait_until(|s| s.output_total() == 0).await;
+                if bev.output_len() == 0 {
+                    Ok(())
+                } else {
+                    Err(ended())
+                }
+            })
+        });
+        let out = ready!(fut.as_mut().poll(cx));
+        self.flushing = None;
+        Poll::Ready(out)
+    }
+
+    fn poll_shut(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let bev = self.bev.clone();
+        let fut = self.closing.get_or_insert_with(|| {
+            Box::pin(async move {
+                bev.flush(Direction::WRITE, FlushMode::Finished);
+                bev.shared
+                    .wait_until(|s| s.write_closed.load(Ordering::Acquire))
+                    .await;
+                Ok(())
+            })
+        });
+        let out = ready!(fut.as_mut().poll(cx));
+        self.closing = None;
+        Poll::Ready(out)
+    }
+}
+
+/// The next chunk of input; `None` at EOF; the read error if reading failed.
+async fn next_chunk<T, S>(bev: BufferEvent<T, S>) -> io::Result<Option<Bytes>>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    loop {
+        bev.readable(1).await;
+        if bev.input_len() > 0 {
+            let chunk = bev.read(usize::MAX).await?;
+            if !chunk.is_empty() {
+                return Ok(Some(chunk));
+            }
+            continue;
+        }
+        if bev.shared.read_closed.load(Ordering::Acquire) || bev.is_closed() {
+            // Data may have landed between the length check and the end.
+            let rest = bev.read(usize::MAX).await.unwrap_or_default();
+            if !rest.is_empty() {
+                return Ok(Some(rest));
+            }
+            let event = bev.shared.last_event();
+            return match event {
+                Some(e) if e.events.contains(Events::READING | Events::ERROR) => {
+                    let cause = e.error.as_deref();
+                    Err(io::Error::new(
+                        cause.map_or(io::ErrorKind::Other, io::Error::kind),
+                        cause.map_or_else(|| "read failed".to_owned(), ToString::to_string),
+                    ))
+                }
+                _ => Ok(None),
+            };
+        }
+    }
+}
+
+impl<T, S> Stream for BufferEventIo<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if !this.unread.is_empty() {
+            return Poll::Ready(Some(Ok(std::mem::take(&mut this.unread))));
+        }
+        this.poll_chunk(cx)
+    }
+}
+
+impl<T, S> Sink<Bytes> for BufferEventIo<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    type Error = io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_writable(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
+        self.bev.write_now(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flushed(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flushed(cx))?;
+        this.poll_shut(cx)
+    }
+}
+
+impl<T, S> AsyncRead for BufferEventIo<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.unread.is_empty() {
+            match ready!(this.poll_chunk(cx)) {
+                Some(Ok(chunk)) => this.unread = chunk,
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = this.unread.len().min(buf.remaining());
+        buf.put_slice(&this.unread[..n]);
+        this.unread.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T, S> AsyncWrite for BufferEventIo<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_writable(cx))?;
+        this.bev.write_now(Bytes::copy_from_slice(data))?;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flushed(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flushed(cx))?;
+        this.poll_shut(cx)
+    }
+}
+
+impl<T, S> fmt::Debug for BufferEventIo<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferEventIo")
+            .field("bev", &self.bev)
+            .field("unread", &self.unread.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,280 @@
+//! [`Builder`]: typed settings for a new bufferevent, with stated defaults.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::BufferEvent;
+use super::Transport;
+use super::context::{Callbacks, Context, Inner};
+use super::core::Core;
+use super::engine::Engine;
+use super::events::{Direction, Events, Watermarks};
+use super::shared::{Shared, TransportInfo};
+use super::timeouts::Timeouts;
+use crate::buffer::EvBuffer;
+
+/// The default of `max_single_read` and `max_single_write`, as libevent's (B-2).
+pub const DEFAULT_MAX_SINGLE_IO: usize = 16 * 1024;
+
+/// Settings for a new [`BufferEvent`] (`bufferevent_socket_new` plus the calls made
+/// right after it).
+///
+/// Setters take and return the builder by value, because it owns the callbacks and the
+/// user state; a terminal method ([`tcp`](Self::tcp), [`stream`](Self::stream),
+/// [`unconnected`](Self::unconnected)) spawns the bufferevent's task.
+///
+/// | setting | default |
+/// |---|---|
+/// | enabled directions | WRITE only (B-1) |
+/// | read and write watermarks | 0, 0 (B-2) |
+/// | read and write timeouts | none |
+/// | `max_single_read`, `max_single_write` | 16 KiB |
+/// | deferred callbacks | off |
+/// | runtime | the current one |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Watermarks};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let stream = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+/// let bev = BufferEvent::builder()
+///     .enable(Direction::READ)
+///     .read_watermarks(Watermarks::new(4, 1 << 20))
+///     .timeouts(Some(Duration::from_secs(30)), None)
+///     .on_read(|ctx| {
+///         let line = ctx.input().take_all();
+///         ctx.output().add_bytes(line);
+///     })
+///     .tcp(stream)?;
+/// assert!(bev.enabled().contains(Direction::READ));
+/// # Ok(()) }
+/// ```
+pub struct Builder<S = ()> {
+    enabled: Direction,
+    read_wm: Watermarks,
+    write_wm: Watermarks,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    max_single_read: usize,
+    max_single_write: usize,
+    defer_callbacks: bool,
+    runtime: Option<Handle>,
+    state: S,
+    callbacks: Callbacks<S>,
+}
+
+impl<S: Send + 'static> Builder<S> {
+    pub(crate) fn new(state: S) -> Self {
+        Self {
+            enabled: Direction::WRITE,
+            read_wm: Watermarks::default(),
+            write_wm: Watermarks::default(),
+            read_timeout: None,
+            write_timeout: None,
+            max_single_read: DEFAULT_MAX_SINGLE_IO,
+            max_single_write: DEFAULT_MAX_SINGLE_IO,
+            defer_callbacks: false,
+            runtime: None,
+            state,
+            callbacks: Callbacks::default(),
+        }
+    }
+
+    /// Enables these directions from the start, in addition to WRITE.
+    pub fn enable(mut self, dirs: Direction) -> Self {
+        self.enabled |= dirs;
+        self
+    }
+
+    /// Disables these directions from the start (WRITE is on by default).
+    pub fn disable(mut self, dirs: Direction) -> Self {
+        self.enabled = self.enabled.without(dirs);
+        self
+    }
+
+    /// Read watermarks: the read callback runs once `low` bytes are buffered; reading
+    /// pauses at `high` (0 = unlimited). Default 0, 0.
+    pub fn read_watermarks(mut self, wm: Watermarks) -> Self {
+        self.read_wm = wm;
+        self
+    }
+
+    /// Write watermarks: the write callback runs once the output drains to `low`; async
+    /// writers wait while it is above `high` (0 = unlimited). Default 0, 0.
+    pub fn write_watermarks(mut self, wm: Watermarks) -> Self {
+        self.write_wm = wm;
+        self
+    }
+
+    /// Read and write timeouts; `None` or zero means none (the default).
+    pub fn timeouts(mut self, read: Option<Duration>, write: Option<Duration>) -> Self {
+        self.read_timeout = read;
+        self.write_timeout = write;
+        self
+    }
+
+    /// The most bytes one read asks the transport for. Default 16 KiB. 0 is treated as
+    /// 1.
+    pub fn max_single_read(mut self, n: usize) -> Self {
+        self.max_single_read = n.max(1);
+        self
+    }
+
+    /// The most bytes one write hands the transport. Default 16 KiB. 0 is treated as 1.
+    pub fn max_single_write(mut self, n: usize) -> Self {
+        self.max_single_write = n.max(1);
+        self
+    }
+
+    /// `BEV_OPT_DEFER_CALLBACKS`: coalesce callbacks per wake-up of the task (one read,
+    /// one write and one OR-ed event call, in the order CONNECTED, read, write, event)
+    /// instead of running them right after the I/O step that caused them. Default off.
+    pub fn defer_callbacks(mut self, defer: bool) -> Self {
+        self.defer_callbacks = defer;
+        self
+    }
+
+    /// The runtime whose threads run the bufferevent's task (libevent's event base).
+    /// Default: the runtime of the caller.
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// The read callback.
+    pub fn on_read(mut self, f: impl FnMut(&mut Context<'_, S>) + Send + 'static) -> Self {
+        self.callbacks.read = Some(Box::new(f));
+        self
+    }
+
+    /// The write callback.
+    pub fn on_write(mut self, f: impl FnMut(&mut Context<'_, S>) + Send + 'static) -> Self {
+        self.callbacks.write = Some(Box::new(f));
+        self
+    }
+
+    /// The event callback.
+    pub fn on_event(
+        mut self,
+        f: impl FnMut(&mut Context<'_, S>, Events, Option<&io::Error>) + Send + 'static,
+    ) -> Self {
+        self.callbacks.event = Some(Box::new(f));
+        self
+    }
+
+    /// Wraps a connected `TcpStream`; its file descriptor and addresses are kept for
+    /// [`BufferEvent::fd`], [`BufferEvent::local_addr`] and [`BufferEvent::peer_addr`].
+    ///
+    /// # Errors
+    ///
+    /// Setting `TCP_NODELAY` fails (the stream is dropped).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    pub fn tcp(self, stream: TcpStream) -> io::Result<BufferEvent<TcpStream, S>> {
+        stream.set_nodelay(true)?;
+        let info = TransportInfo::of_tcp(&stream);
+        Ok(self.spawn(Some(stream), info))
+    }
+
+    /// Wraps any connected stream.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    pub fn stream<T>(self, stream: T) -> BufferEvent<T, S>
+    where
+        T: Transport,
+    {
+        self.spawn(Some(stream), TransportInfo::default())
+    }
+
+    /// Creates a bufferevent with no transport yet (libevent's fd `-1`, B-5): writes
+    /// queue, timers run, and [`BufferEvent::set_transport`] gives it one later.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    pub fn unconnected<T>(self) -> BufferEvent<T, S>
+    where
+        T: Transport,
+    {
+        self.spawn(None, TransportInfo::default())
+    }
+
+    fn spawn<T>(self, transport: Option<T>, info: TransportInfo) -> BufferEvent<T, S>
+    where
+        T: Transport,
+    {
+        let runtime = self.runtime.unwrap_or_else(Handle::current);
+        let mut core = Core::default();
+        core.disable(Direction::BOTH);
+        core.enable(self.enabled);
+        core.set_watermarks(Direction::READ, self.read_wm, 0);
+        core.set_watermarks(Direction::WRITE, self.write_wm, 0);
+        let mut timeouts = Timeouts::default();
+        timeouts.set(self.read_timeout, self.write_timeout);
+        let connected = transport.is_some();
+        let inner = Inner {
+            input: EvBuffer::new(),
+            output: EvBuffer::new(),
+            core,
+            timeouts,
+            state: self.state,
+            callbacks: self.callbacks,
+            callbacks_generation: 0,
+            freed: false,
+            shutdown_requested: false,
+            write_ready_callback: false,
+            max_single_read: self.max_single_read,
+            max_single_write: self.max_single_write,
+        };
+        let shared = Shared::new(self.enabled);
+        shared.connected.store(connected, Ordering::Release);
+        shared.has_transport.store(connected, Ordering::Release);
+        shared.set_info(info);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Engine::new(
+            transport,
+            inner,
+            rx,
+            Arc::clone(&shared),
+            self.defer_callbacks,
+        );
+        runtime.spawn(engine.run());
+        BufferEvent {
+            commands: tx,
+            shared,
+            runtime,
+        }
+    }
+}
+
+impl<S> fmt::Debug for Builder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("enabled", &self.enabled)
+            .field("read_wm", &self.read_wm)
+            .field("write_wm", &self.write_wm)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_single_read", &self.max_single_read)
+            .field("max_single_write", &self.max_single_write)
+            .field("defer_callbacks", &self.defer_callbacks)
+            .field("callbacks", &self.callbacks)
+            .finish_non_exhaustive()
+    }
+}

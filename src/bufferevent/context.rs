@@ -1,0 +1,397 @@
+//! What callbacks see: the [`Context`] of a bufferevent, its [`Input`] (removal only)
+//! and [`Output`] (addition only), and the [`Callbacks`] themselves.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::core::Core;
+use super::events::{Direction, Events, Watermarks};
+use super::timeouts::Timeouts;
+use crate::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader, Position};
+
+/// A read or write callback: runs on the bufferevent's task with its [`Context`].
+pub type DataCallback<S> = Box<dyn FnMut(&mut Context<'_, S>) + Send>;
+
+/// An event callback: receives the [`Events`] and, for `ERROR`, the error itself.
+pub type EventCallback<S> = Box<dyn FnMut(&mut Context<'_, S>, Events, Option<&io::Error>) + Send>;
+
+/// The three callbacks of a bufferevent (`bufferevent_setcb`); `None` disables one.
+pub struct Callbacks<S> {
+    /// Runs when the input reached the read low watermark.
+    pub read: Option<DataCallback<S>>,
+    /// Runs when the output drained to the write low watermark.
+    pub write: Option<DataCallback<S>>,
+    /// Runs on EOF, errors, timeouts and connect completion.
+    pub event: Option<EventCallback<S>>,
+}
+
+impl<S> Default for Callbacks<S> {
+    fn default() -> Self {
+        Self {
+            read: None,
+            write: None,
+            event: None,
+        }
+    }
+}
+
+impl<S> fmt::Debug for Callbacks<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("read", &self.read.is_some())
+            .field("write", &self.write.is_some())
+            .field("event", &self.event.is_some())
+            .finish()
+    }
+}
+
+/// Everything of a bufferevent but its transport: what a [`Context`] gives access to.
+pub(crate) struct Inner<S> {
+    pub(crate) input: EvBuffer,
+    pub(crate) output: EvBuffer,
+    pub(crate) core: Core,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) state: S,
+    pub(crate) callbacks: Callbacks<S>,
+    /// Bumped whenever the callbacks are replaced, so a running callback is not put
+    /// back over its replacement.
+    pub(crate) callbacks_generation: u64,
+    pub(crate) freed: bool,
+    /// `flush(WRITE, Finished)` asked for a shutdown once the output is sent.
+    pub(crate) shutdown_requested: bool,
+    /// `enable(WRITE)` asks for one write callback when the output is already empty
+    /// (B-14).
+    pub(crate) write_ready_callback: bool,
+    pub(crate) max_single_read: usize,
+    pub(crate) max_single_write: usize,
+}
+
+/// A bufferevent as seen from inside one of its callbacks, or from
+/// [`BufferEvent::with`](super::BufferEvent::with).
+///
+/// It gives exclusive access to the input (removal only), the output (addition only),
+/// the user state, and the settings. Calls take effect at once; no lock is held.
+pub struct Context<'a, S> {
+    pub(crate) inner: &'a mut Inner<S>,
+}
+
+impl<S> Context<'_, S> {
+    /// The input buffer, from which data may only be removed.
+    pub fn input(&mut self) -> Input<'_> {
+        Input {
+            buf: &mut self.inner.input,
+        }
+    }
+
+    /// The output buffer, to which data may only be added.
+    pub fn output(&mut self) -> Output<'_> {
+        Output {
+            buf: &mut self.inner.output,
+        }
+    }
+
+    /// Both buffers at once, for moving data from one to the other.
+    ///
+    /// # Examples
+    ///
+    /// An echo read callback:
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::Context;
+    ///
+    /// fn echo(ctx: &mut Context<'_, ()>) {
+    ///     let (mut input, mut output) = ctx.io();
+    ///     output.append_input(&mut input);
+    /// }
+    /// # let _ = echo;
+    /// ```
+    pub fn io(&mut self) -> (Input<'_>, Output<'_>) {
+        (
+            Input {
+                buf: &mut self.inner.input,
+            },
+            Output {
+                buf: &mut self.inner.output,
+            },
+        )
+    }
+
+    /// The user state owned by the bufferevent's task.
+    pub fn state(&mut self) -> &mut S {
+        &mut self.inner.state
+    }
+
+    /// Turns directions on (`bufferevent_enable`). Enabling WRITE with an empty output
+    /// yields one write callback (B-14); enabling a direction restarts its timeout.
+    pub fn enable(&mut self, dirs: Direction) {
+        self.inner.core.enable(dirs);
+        if dirs.contains(Direction::WRITE) && self.inner.output.is_empty() {
+            self.inner.write_ready_callback = true;
+        }
+        self.inner.timeouts.restart(dirs);
+    }
+
+    /// Turns directions off (`bufferevent_disable`).
+    pub fn disable(&mut self, dirs: Direction) {
+        self.inner.core.disable(dirs);
+    }
+
+    /// The directions the user enabled (`bufferevent_get_enabled`); a direction
+    /// suspended by a watermark still counts as enabled (B-11).
+    pub fn enabled(&self) -> Direction {
+        self.inner.core.enabled()
+    }
+
+    /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`).
+    pub fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks) {
+        let len = self.inner.input.len();
+        self.inner.core.set_watermarks(dirs, wm, len);
+    }
+
+    /// The watermarks of one direction, or `None` unless `dir` is exactly one
+    /// direction (`bufferevent_getwatermark`, B-24).
+    pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
+        if dir == Direction::READ {
+            Some(self.inner.core.read_watermarks())
+        } else if dir == Direction::WRITE {
+            Some(self.inner.core.write_watermarks())
+        } else {
+            None
+        }
+    }
+
+    /// Sets the read and write timeouts (`bufferevent_set_timeouts`); `None` or zero
+    /// means no timeout. A running timer restarts with the new value.
+    pub fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
+        self.inner.timeouts.set(read, write);
+    }
+
+    /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,
+    /// and `bufferevent_getcb` through the return value). Calls of removed callbacks
+    /// that were due are dropped.
+    pub fn set_callbacks(&mut self, callbacks: Callbacks<S>) -> Callbacks<S> {
+        self.inner.core.forget(
+            callbacks.read.is_none(),
+            callbacks.write.is_none(),
+            callbacks.event.is_none(),
+        );
+        self.inner.callbacks_generation += 1;
+        std::mem::replace(&mut self.inner.callbacks, callbacks)
+    }
+
+    /// Runs the read and/or write callback as if data had arrived or drained
+    /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`
+    /// (B-66). The calls are made once the current callback returns.
+    pub fn trigger(&mut self, dirs: Direction, ignore_watermarks: bool) {
+        let (i, o) = (self.inner.input.len(), self.inner.output.len());
+        self.inner.core.trigger(dirs, ignore_watermarks, i, o);
+    }
+
+    /// Delivers `events` to the event callback (`bufferevent_trigger_event`), once the
+    /// current callback returns.
+    pub fn trigger_event(&mut self, events: Events) {
+        self.inner.core.event(events, None);
+    }
+
+    /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards, pending
+    /// output is discarded, and the transport is closed when the current callback
+    /// returns (B-55).
+    pub fn free(&mut self) {
+        self.inner.freed = true;
+    }
+
+    /// Whether [`free`](Self::free) was called.
+    pub fn is_freed(&self) -> bool {
+        self.inner.freed
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Context<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("input", &self.inner.input.len())
+            .field("output", &self.inner.output.len())
+            .field("enabled", &self.inner.core.enabled())
+            .field("state", &self.inner.state)
+            .finish()
+    }
+}
+
+/// A bufferevent's input buffer, seen by user code: data may only be removed
+/// (libevent freezes the end of a socket bufferevent's input, B-70).
+pub struct Input<'a> {
+    buf: &'a mut EvBuffer,
+}
+
+impl Input<'_> {
+    /// Bytes in the input.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the input is empty.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Removes up to `n` bytes from the front (zero-copy within a chunk).
+    pub fn remove_bytes(&mut self, n: usize) -> Bytes {
+        self.buf.remove_bytes(n).unwrap_or_default()
+    }
+
+    /// Removes everything as one `Bytes` (zero-copy when it is one chunk).
+    pub fn take_all(&mut self) -> Bytes {
+        self.remove_bytes(usize::MAX)
+    }
+
+    /// Copies and removes up to `dst.len()` bytes (`bufferevent_read`).
+    pub fn remove(&mut self, dst: &mut [u8]) -> usize {
+        self.buf.remove(dst).unwrap_or(0)
+    }
+
+    /// Discards up to `n` bytes.
+    pub fn drain(&mut self, n: usize) {
+        let _ = self.buf.drain(n);
+    }
+
+    /// Moves everything into `dst` without copying (`bufferevent_read_buffer`).
+    ///
+    /// # Errors
+    ///
+    /// [`EvBufferError::EndFrozen`] if `dst`'s end is frozen.
+    pub fn remove_into(&mut self, dst: &mut EvBuffer) -> Result<(), EvBufferError> {
+        dst.add_buffer(self.buf)
+    }
+
+    /// Moves up to `n` bytes into `dst` without copying.
+    ///
+    /// # Errors
+    ///
+    /// [`EvBufferError::EndFrozen`] if `dst`'s end is frozen.
+    pub fn remove_buffer(&mut self, dst: &mut EvBuffer, n: usize) -> Result<usize, EvBufferError> {
+        self.buf.remove_buffer(dst, n)
+    }
+
+    /// Removes the next line (see [`EvBuffer::readln`]).
+    pub fn readln(&mut self, style: EolStyle) -> Option<Bytes> {
+        self.buf.readln(style).ok().flatten()
+    }
+
+    /// Removes the next line of at most `max` bytes (see [`EvBuffer::readln_max`]).
+    ///
+    /// # Errors
+    ///
+    /// [`EvBufferError::LineTooLong`] for a longer line; nothing is removed.
+    pub fn readln_max(
+        &mut self,
+        style: EolStyle,
+        max: usize,
+    ) -> Result<Option<Bytes>, EvBufferError> {
+        self.buf.readln_max(style, max)
+    }
+
+    /// Reads a line through a [`LineReader`], which skips over-long lines.
+    ///
+    /// # Errors
+    ///
+    /// [`EvBufferError::LineTooLong`] once per over-long line.
+    pub fn read_line(&mut self, reader: &mut LineReader) -> Result<Option<Bytes>, EvBufferError> {
+        reader.read_line(self.buf)
+    }
+
+    /// Searches the input (see [`EvBuffer::search`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`EvBuffer::search`].
+    pub fn search(
+        &self,
+        needle: &[u8],
+        start: Option<&Position>,
+    ) -> Result<Option<Position>, EvBufferError> {
+        self.buf.search(needle, start)
+    }
+
+    /// Copies from the front without removing.
+    pub fn copyout(&self, dst: &mut [u8]) -> usize {
+        self.buf.copyout(dst).unwrap_or(0)
+    }
+
+    /// Read-only access to the whole buffer, for inspection (`peek`, `search_eol`, ...).
+    pub fn buffer(&self) -> &EvBuffer {
+        self.buf
+    }
+}
+
+impl fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Input")
+            .field("len", &self.buf.len())
+            .finish()
+    }
+}
+
+/// A bufferevent's output buffer, seen by user code: data may only be added
+/// (libevent freezes the front of a socket bufferevent's output, B-70).
+pub struct Output<'a> {
+    buf: &'a mut EvBuffer,
+}
+
+impl Output<'_> {
+    /// Bytes waiting to be sent.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing is waiting to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Queues a copy of `data` (`bufferevent_write`).
+    pub fn add(&mut self, data: &[u8]) {
+        let _ = self.buf.add(data);
+    }
+
+    /// Queues `data` without copying.
+    pub fn add_bytes(&mut self, data: Bytes) {
+        let _ = self.buf.add_bytes(data);
+    }
+
+    /// Queues formatted text and returns its length.
+    pub fn add_fmt(&mut self, args: fmt::Arguments<'_>) -> usize {
+        self.buf.add_fmt(args).unwrap_or(0)
+    }
+
+    /// Moves all of `src` into the output without copying (`bufferevent_write_buffer`).
+    ///
+    /// # Errors
+    ///
+    /// [`EvBufferError::FrontFrozen`] if `src`'s front is frozen.
+    pub fn add_buffer(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
+        self.buf.add_buffer(src)
+    }
+
+    /// Moves the whole input into the output without copying: an echo.
+    pub fn append_input(&mut self, input: &mut Input<'_>) {
+        let _ = self.buf.add_buffer(input.buf);
+    }
+}
+
+impl fmt::Write for Output<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.add(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Output<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("len", &self.buf.len())
+            .finish()
+    }
+}

@@ -1,0 +1,556 @@
+//! [`BufferEvent`]: a connection with an input and an output buffer, driven by one
+//! Tokio task, with libevent's callbacks, watermarks and timeouts.
+//!
+//! Each bufferevent is a task that owns its transport (a `TcpStream` or any
+//! `AsyncRead + AsyncWrite` stream) and two [`EvBuffer`]s. Bytes that arrive go to the
+//! input; bytes added to the output are sent as fast as the transport takes them.
+//! Callbacks run on the task, with exclusive access to both buffers and a user state
+//! value, when the input reaches the read low watermark, when the output drains to the
+//! write low watermark, and on events (EOF, errors, timeouts, connect). The
+//! [`BufferEvent`] handle is a cloneable remote control usable from any thread, with
+//! readiness futures for code that prefers `async` to callbacks.
+//!
+//! # Examples
+//!
+//! An echo server's connection, entirely in callbacks:
+//!
+//! ```
+//! use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     let (stream, _) = listener.accept().await?;
+//!     BufferEvent::builder()
+//!         .enable(Direction::READ)
+//!         .on_read(|ctx| {
+//!             let (mut input, mut output) = ctx.io();
+//!             output.append_input(&mut input);
+//!         })
+//!         .on_event(|ctx, events, _error| {
+//!             if events.intersects(Events::EOF | Events::ERROR) {
+//!                 ctx.free();
+//!             }
+//!         })
+//!         .tcp(stream)?;
+//!     Ok::<_, std::io::Error>(())
+//! });
+//!
+//! let client = BufferEvent::builder()
+//!     .enable(Direction::READ)
+//!     .tcp(tokio::net::TcpStream::connect(addr).await?)?;
+//! client.write(&b"hello"[..]).await?;
+//! client.readable(5).await;
+//! assert_eq!(client.read(100).await?, &b"hello"[..]);
+//! # Ok(()) }
+//! ```
+//!
+//! Differences from libevent are listed in `docs/DIVERGENCES.md`.
+
+mod adapters;
+mod builder;
+mod context;
+mod core;
+mod engine;
+mod events;
+mod shared;
+mod timeouts;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use self::engine::Command;
+use crate::buffer::EvBuffer;
+
+pub use self::adapters::BufferEventIo;
+pub use self::builder::{Builder, DEFAULT_MAX_SINGLE_IO};
+pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, Output};
+pub use self::events::{Direction, Events, FlushMode, Watermarks};
+pub use self::shared::{Closed, EventRecord};
+
+/// What a bufferevent can run over: any byte stream a Tokio task can own.
+///
+/// Implemented for every `AsyncRead + AsyncWrite + Send + Unpin + 'static` type:
+/// `TcpStream`, `UnixStream`, `tokio::io::DuplexStream`, TLS streams, ...
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+/// A handle to a bufferevent (`struct bufferevent *`): cheap to clone, `Send + Sync`,
+/// usable from any thread.
+///
+/// Every operation is a message to the bufferevent's task, applied in order; the
+/// facts handles poll often (buffer lengths, enabled directions, connected, closed)
+/// are published by the task and read without a round trip. Dropping every handle
+/// does not stop a bufferevent that still has callbacks and a peer to serve; it ends
+/// when it is freed or closed, or when no handle is left and nothing more can happen
+/// (the peer finished and the output is sent, or it has no callbacks and nothing left
+/// to send).
+///
+/// Operations on a bufferevent that has ended do nothing; the async ones report it
+/// with an error of kind [`io::ErrorKind::NotConnected`].
+pub struct BufferEvent<T = TcpStream, S = ()> {
+    commands: mpsc::UnboundedSender<Command<T, S>>,
+    shared: Arc<shared::Shared>,
+    runtime: Handle,
+}
+
+impl<T, S> Clone for BufferEvent<T, S> {
+    fn clone(&self) -> Self {
+        Self {
+            commands: self.commands.clone(),
+            shared: Arc::clone(&self.shared),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+impl BufferEvent {
+    /// A [`Builder`] for a bufferevent without user state.
+    pub fn builder() -> Builder<()> {
+        Builder::new(())
+    }
+
+    /// A [`Builder`] for a bufferevent whose callbacks share `state`, owned by its task.
+    pub fn builder_with_state<S: Send + 'static>(state: S) -> Builder<S> {
+        Builder::new(state)
+    }
+}
+
+fn ended() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the bufferevent has ended")
+}
+
+impl<T, S> BufferEvent<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    fn send(&self, command: Command<T, S>) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    fn run(&self, f: impl FnOnce(&mut Context<'_, S>) + Send + 'static) {
+        self.send(Command::Run(Box::new(f)));
+    }
+
+    // ---- settings ----------------------------------------------------------------
+
+    /// Enables directions (`bufferevent_enable`). Enabling WRITE with an empty output
+    /// yields one write callback (B-14); enabling restarts the direction's timeout.
+    pub fn enable(&self, dirs: Direction) {
+        self.run(move |ctx| ctx.enable(dirs));
+    }
+
+    /// Disables directions (`bufferevent_disable`).
+    pub fn disable(&self, dirs: Direction) {
+        self.run(move |ctx| ctx.disable(dirs));
+    }
+
+    /// The enabled directions as last published by the task (`bufferevent_get_enabled`).
+    /// A direction paused by a watermark still counts as enabled.
+    pub fn enabled(&self) -> Direction {
+        Direction::from_bits_truncate(self.shared.enabled.load(Ordering::Acquire))
+    }
+
+    /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`).
+    pub fn set_watermarks(&self, dirs: Direction, wm: Watermarks) {
+        self.run(move |ctx| ctx.set_watermarks(dirs, wm));
+    }
+
+    /// The watermarks of `dir`, or `None` unless `dir` is exactly one direction
+    /// (`bufferevent_getwatermark`, B-24). As last published by the task.
+    pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
+        let s = self.shared.settings();
+        if dir == Direction::READ {
+            Some(s.read_wm)
+        } else if dir == Direction::WRITE {
+            Some(s.write_wm)
+        } else {
+            None
+        }
+    }
+
+    /// Sets the read and write timeouts (`bufferevent_set_timeouts`); `None` or zero
+    /// means none.
+    pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
+        self.run(move |ctx| ctx.set_timeouts(read, write));
+    }
+
+    /// The read and write timeouts, as last published by the task.
+    pub fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        let s = self.shared.settings();
+        (s.read_timeout, s.write_timeout)
+    }
+
+    /// Replaces the callbacks and returns the previous ones (`bufferevent_setcb`;
+    /// the returned set is `bufferevent_getcb`).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, the callbacks may or may not have been replaced.
+    pub async fn set_callbacks(&self, callbacks: Callbacks<S>) -> io::Result<Callbacks<S>> {
+        self.with(move |ctx| ctx.set_callbacks(callbacks)).await
+    }
+
+    // ---- data ------------------------------------------------------------------
+
+    /// Queues `data` for sending without waiting (`bufferevent_write`). Never blocks,
+    /// whatever the watermarks say.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    pub fn write_now(&self, data: impl Into<Bytes>) -> io::Result<()> {
+        let data = data.into();
+        if data.is_empty() {
+            return Ok(()); // B-28
+        }
+        self.shared
+            .in_flight
+            .fetch_add(data.len(), Ordering::AcqRel);
+        let n = data.len();
+        if self.send(Command::Write(data)) {
+            Ok(())
+        } else {
+            self.shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+            Err(ended())
+        }
+    }
+
+    /// Queues `data` for sending, first waiting while the output is above the write
+    /// high watermark when one is set: backpressure for async writers.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled while waiting, nothing was queued.
+    pub async fn write(&self, data: impl Into<Bytes>) -> io::Result<()> {
+        let data = data.into();
+        self.writable().await?;
+        self.write_now(data)
+    }
+
+    /// Waits until the output is at or below the write high watermark (immediately
+    /// when none is set).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn writable(&self) -> io::Result<()> {
+        let ok = self
+            .shared
+            .wait_until(|s| {
+                let high = s.write_high.load(Ordering::Acquire);
+                high == 0 || s.output_total() <= high
+            })
+            .await;
+        if ok && !self.shared.is_closed() {
+            Ok(())
+        } else {
+            Err(ended())
+        }
+    }
+
+    /// Moves all of `buf` to the output without copying (`bufferevent_write_buffer`);
+    /// `buf` is left empty.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended (`buf` is left
+    /// empty all the same).
+    pub fn write_buffer(&self, buf: &mut EvBuffer) -> io::Result<()> {
+        let moved = std::mem::take(buf);
+        let n = moved.len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.shared.in_flight.fetch_add(n, Ordering::AcqRel);
+        if self.send(Command::WriteBuffer(moved)) {
+            Ok(())
+        } else {
+            self.shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+            Err(ended())
+        }
+    }
+
+    /// Removes up to `max` bytes from the input (`bufferevent_read`); empty when the
+    /// input is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if cancelled after the task removed the bytes, they are lost.
+    pub async fn read(&self, max: usize) -> io::Result<Bytes> {
+        self.with(move |ctx| ctx.input().remove_bytes(max)).await
+    }
+
+    /// Moves the whole input into a new buffer without copying
+    /// (`bufferevent_read_buffer`).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`read`](Self::read).
+    pub async fn read_buffer(&self) -> io::Result<EvBuffer> {
+        self.with(|ctx| {
+            let mut out = EvBuffer::new();
+            let _ = ctx.input().remove_into(&mut out);
+            out
+        })
+        .await
+    }
+
+    /// Bytes in the input, as last published by the task.
+    pub fn input_len(&self) -> usize {
+        self.shared.input_len.load(Ordering::Acquire)
+    }
+
+    /// Bytes waiting to be sent, including writes the task has not applied yet.
+    pub fn output_len(&self) -> usize {
+        self.shared.output_total()
+    }
+
+    // ---- control -------------------------------------------------------------------
+
+    /// Runs `f` on the task with the bufferevent's [`Context`] and returns its result:
+    /// an atomic batch of operations (libevent's `bufferevent_lock`/`unlock`). No
+    /// callback or I/O runs in between.
+    ///
+    /// A panic in `f` is contained like a panicking callback: the bufferevent ends
+    /// with an error.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, `f` may or may not run.
+    pub async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Context<'_, S>) -> R + Send + 'static,
+    ) -> io::Result<R> {
+        let (tx, rx) = oneshot::channel();
+        self.run(move |ctx| {
+            let _ = tx.send(f(ctx));
+        });
+        rx.await.map_err(|_| ended())
+    }
+
+    /// Flushes (`bufferevent_flush`). For a socket, `Normal` and `Flush` do nothing
+    /// beyond ordinary operation (B-72); `Finished` on WRITE shuts down the write side
+    /// once the queued output is sent.
+    pub fn flush(&self, dirs: Direction, mode: FlushMode) {
+        if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
+            self.run(|ctx| {
+                ctx.inner.shutdown_requested = true;
+            });
+        }
+    }
+
+    /// Runs the read and/or write callback as if data had arrived or drained
+    /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`.
+    pub fn trigger(&self, dirs: Direction, ignore_watermarks: bool) {
+        self.run(move |ctx| ctx.trigger(dirs, ignore_watermarks));
+    }
+
+    /// Delivers `events` to the event callback (`bufferevent_trigger_event`).
+    pub fn trigger_event(&self, events: Events) {
+        self.run(move |ctx| ctx.trigger_event(events));
+    }
+
+    /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards,
+    /// pending output is discarded (B-55), and the transport is closed by the task.
+    /// Use [`close`](Self::close) to send the output first.
+    pub fn free(&self) {
+        self.run(|ctx| ctx.free());
+    }
+
+    /// Sends what is queued, shuts down the write side, then frees: the graceful end.
+    /// Resolves with how the bufferevent ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close goes on without the caller.
+    pub async fn close(&self) -> Closed {
+        self.send(Command::Close);
+        self.closed().await
+    }
+
+    /// Stops the bufferevent and returns its transport, or `None` if it has none or
+    /// has already ended. Pending output is not sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, the transport is dropped (closed).
+    pub async fn into_inner(self) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::IntoInner(tx)) {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// Gives the bufferevent a (new) transport (`bufferevent_setfd`); the previous one
+    /// is closed. Reading and writing resume as enabled.
+    pub fn set_transport(&self, transport: T) {
+        self.shared.set_info(shared::TransportInfo::default());
+        self.send(Command::SetTransport(transport));
+    }
+
+    /// The runtime the task runs on (`bufferevent_get_base`).
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    /// Whether the bufferevent has a connected transport.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    /// Whether the bufferevent has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    // ---- readiness ---------------------------------------------------------------
+
+    /// Waits until the input holds at least `n` bytes. Resolves early if no more data
+    /// can arrive (EOF, error, end); check [`input_len`](Self::input_len).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: waiting consumes nothing. Any number of tasks may wait at once.
+    pub async fn readable(&self, n: usize) {
+        self.shared
+            .wait_until(|s| {
+                s.input_len.load(Ordering::Acquire) >= n || s.read_closed.load(Ordering::Acquire)
+            })
+            .await;
+    }
+
+    /// Waits until the output is at or below the write low watermark (empty with the
+    /// default of 0), or the bufferevent ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once.
+    pub async fn drained(&self) {
+        self.shared
+            .wait_until(|s| s.output_total() <= s.write_low.load(Ordering::Acquire))
+            .await;
+    }
+
+    /// Waits until the bufferevent has a connected transport; `false` if it ended
+    /// first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once.
+    pub async fn connected(&self) -> bool {
+        self.shared
+            .wait_until(|s| s.connected.load(Ordering::Acquire))
+            .await
+    }
+
+    /// Waits until the bufferevent has ended and says how.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once.
+    pub async fn closed(&self) -> Closed {
+        self.shared.wait_until(|s| s.is_closed()).await;
+        self.shared.closed().unwrap_or(Closed {
+            events: Events::empty(),
+            error: None,
+            unsent: 0,
+        })
+    }
+
+    /// Waits for the next event delivered after the call; `None` if the bufferevent
+    /// ended without one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once; each sees the event.
+    pub async fn next_event(&self) -> Option<EventRecord> {
+        let seen = self.shared.event_seq();
+        let got = self.shared.wait_until(|s| s.event_seq() != seen).await;
+        if got { self.shared.last_event() } else { None }
+    }
+}
+
+impl<S> BufferEvent<TcpStream, S>
+where
+    S: Send + 'static,
+{
+    /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
+    /// transport.
+    #[cfg(unix)]
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.shared.info().fd
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.info().local
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared.info().peer
+    }
+
+    /// Gives the bufferevent a connected `TcpStream` (`bufferevent_setfd`), keeping
+    /// its descriptor and addresses for [`fd`](Self::fd) and friends.
+    pub fn set_tcp(&self, stream: TcpStream) {
+        let info = shared::TransportInfo::of_tcp(&stream);
+        let _ = stream.set_nodelay(true);
+        let _ = self.commands.send(Command::SetTransport(stream));
+        self.shared.set_info(info);
+    }
+}
+
+impl<T, S> fmt::Debug for BufferEvent<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferEvent")
+            .field("input", &self.shared.input_len.load(Ordering::Relaxed))
+            .field("output", &self.shared.output_total())
+            .field(
+                "enabled",
+                &Direction::from_bits_truncate(self.shared.enabled.load(Ordering::Relaxed)),
+            )
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
+}

@@ -1,0 +1,215 @@
+//! State the task publishes for handles: cheap facts in atomics, the last event and
+//! the final outcome, and one `Notify` that wakes every waiter on any change.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::events::{Direction, Events, Watermarks};
+
+/// How a bufferevent ended, as reported by [`BufferEvent::closed`](super::BufferEvent::closed).
+#[derive(Clone, Debug)]
+pub struct Closed {
+    /// The last events delivered before the end (empty when the bufferevent was
+    /// freed or closed by its user without any event).
+    pub events: Events,
+    /// The error that ended it, if one did: a transport error, or a callback that
+    /// panicked.
+    pub error: Option<Arc<io::Error>>,
+    /// Bytes still in the output that were never sent (discarded by `free`, or left
+    /// behind by a write error).
+    pub unsent: usize,
+}
+
+/// One delivered event, as reported by [`BufferEvent::next_event`](super::BufferEvent::next_event).
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    /// The event flags.
+    pub events: Events,
+    /// The error that came with an `ERROR` event.
+    pub error: Option<Arc<io::Error>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) input_len: AtomicUsize,
+    /// Bytes in the output buffer, as last published by the task.
+    pub(crate) output_len: AtomicUsize,
+    /// Bytes written by handles that the task has not applied yet.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) write_low: AtomicUsize,
+    pub(crate) write_high: AtomicUsize,
+    pub(crate) enabled: AtomicU8,
+    pub(crate) connected: AtomicBool,
+    pub(crate) has_transport: AtomicBool,
+    /// Reading stopped for good: EOF or a read error.
+    pub(crate) read_closed: AtomicBool,
+    /// Writing stopped for good: the write side was shut down, or a write failed.
+    pub(crate) write_closed: AtomicBool,
+    settings: Mutex<Settings>,
+    info: Mutex<TransportInfo>,
+    dirty: AtomicBool,
+    event_seq: AtomicU64,
+    last_event: Mutex<Option<EventRecord>>,
+    closed: Mutex<Option<Closed>>,
+    pub(crate) notify: Notify,
+}
+
+/// What a handle can tell about the transport without asking the task.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TransportInfo {
+    #[cfg(unix)]
+    pub(crate) fd: Option<std::os::fd::RawFd>,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl TransportInfo {
+    pub(crate) fn of_tcp(stream: &TcpStream) -> Self {
+        Self {
+            #[cfg(unix)]
+            fd: Some(std::os::fd::AsRawFd::as_raw_fd(stream)),
+            local: stream.local_addr().ok(),
+            peer: stream.peer_addr().ok(),
+        }
+    }
+}
+
+/// Settings handles can read without a round trip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) read_wm: Watermarks,
+    pub(crate) write_wm: Watermarks,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+}
+
+impl Shared {
+    pub(crate) fn set_settings(
+        &self,
+        read_wm: Watermarks,
+        write_wm: Watermarks,
+        read_timeout: Option<Duration>,
+        write_timeout: Option<Duration>,
+    ) {
+        let new = Settings {
+            read_wm,
+            write_wm,
+            read_timeout,
+            write_timeout,
+        };
+        let mut slot = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        if *slot != new {
+            *slot = new;
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn set_info(&self, info: TransportInfo) {
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+    }
+
+    pub(crate) fn info(&self) -> TransportInfo {
+        *self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an event or a setting changed since the last call.
+    pub(crate) fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
+
+    /// The task moved `n` written bytes from "in flight" into its output buffer.
+    pub(crate) fn applied(&self, n: usize) {
+        self.in_flight.fetch_sub(n, Ordering::AcqRel);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Output bytes as a handle sees them: buffered plus still on the way.
+    pub(crate) fn output_total(&self) -> usize {
+        self.output_len.load(Ordering::Acquire) + self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn new(enabled: Direction) -> Arc<Self> {
+        let shared = Self::default();
+        shared.enabled.store(enabled.bits(), Ordering::Relaxed);
+        Arc::new(shared)
+    }
+
+    pub(crate) fn changed(&self) {
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn record_event(&self, events: Events, error: Option<Arc<io::Error>>) {
+        *self.last_event.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(EventRecord { events, error });
+        self.event_seq.fetch_add(1, Ordering::AcqRel);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn event_seq(&self) -> u64 {
+        self.event_seq.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last_event(&self) -> Option<EventRecord> {
+        self.last_event
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_closed(&self, closed: Closed) {
+        self.read_closed.store(true, Ordering::Release);
+        self.write_closed.store(true, Ordering::Release);
+        let mut slot = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(closed);
+        }
+        drop(slot);
+        self.changed();
+    }
+
+    pub(crate) fn closed(&self) -> Option<Closed> {
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Waits until `ready` holds or the bufferevent ended; returns whether `ready` held.
+    ///
+    /// Cancel safe: nothing is consumed while waiting.
+    pub(crate) async fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) -> bool {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a change between the check and the await
+            // is not missed.
+            notified.as_mut().enable();
+            if ready(self) {
+                return true;
+            }
+            if self.is_closed() {
+                return ready(self);
+            }
+            notified.await;
+        }
+    }
+}

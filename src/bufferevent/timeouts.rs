@@ -1,0 +1,149 @@
+//! Read and write timeout bookkeeping: which deadlines are armed, on the Tokio clock
+//! (so `tokio::time::pause()` controls them in tests).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::events::Direction;
+
+/// Timeout settings and the deadlines they arm.
+///
+/// A deadline is armed only while its direction is actively doing I/O: reading
+/// enabled and not suspended; writing enabled with something to write (B-40). Progress
+/// (a read, a write) pushes the deadline back (B-42); enabling a direction or changing
+/// the timeouts restarts it from now (B-13, B-43).
+#[derive(Debug, Default)]
+pub(crate) struct Timeouts {
+    read: Option<Duration>,
+    write: Option<Duration>,
+    read_deadline: Option<Instant>,
+    write_deadline: Option<Instant>,
+    restart_read: bool,
+    restart_write: bool,
+}
+
+impl Timeouts {
+    /// `None` or zero means no timeout (B-39).
+    pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
+        self.read = read.filter(|d| !d.is_zero());
+        self.write = write.filter(|d| !d.is_zero());
+        self.restart(Direction::BOTH);
+    }
+
+    pub(crate) fn get(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.read, self.write)
+    }
+
+    pub(crate) fn restart(&mut self, dirs: Direction) {
+        self.restart_read |= dirs.contains(Direction::READ);
+        self.restart_write |= dirs.contains(Direction::WRITE);
+    }
+
+    /// Arms or disarms the deadlines for what is active now.
+    pub(crate) fn update(&mut self, now: Instant, reading: bool, writing: bool) {
+        self.read_deadline = arm(
+            self.read,
+            self.read_deadline,
+            reading,
+            self.restart_read,
+            now,
+        );
+        self.write_deadline = arm(
+            self.write,
+            self.write_deadline,
+            writing,
+            self.restart_write,
+            now,
+        );
+        self.restart_read = false;
+        self.restart_write = false;
+    }
+
+    pub(crate) fn read_progress(&mut self, now: Instant) {
+        if let Some(t) = self.read {
+            self.read_deadline = Some(now + t);
+        }
+    }
+
+    pub(crate) fn write_progress(&mut self, now: Instant) {
+        if let Some(t) = self.write {
+            self.write_deadline = Some(now + t);
+        }
+    }
+
+    /// The earliest armed deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match (self.read_deadline, self.write_deadline) {
+            (Some(r), Some(w)) => Some(r.min(w)),
+            (r, w) => r.or(w),
+        }
+    }
+
+    /// Disarms and returns the directions whose deadline has passed.
+    pub(crate) fn expired(&mut self, now: Instant) -> Direction {
+        let mut dirs = Direction::empty();
+        if self.read_deadline.is_some_and(|d| d <= now) {
+            self.read_deadline = None;
+            dirs |= Direction::READ;
+        }
+        if self.write_deadline.is_some_and(|d| d <= now) {
+            self.write_deadline = None;
+            dirs |= Direction::WRITE;
+        }
+        dirs
+    }
+}
+
+fn arm(
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    active: bool,
+    restart: bool,
+    now: Instant,
+) -> Option<Instant> {
+    match timeout {
+        Some(t) if active => match deadline {
+            Some(d) if !restart => Some(d),
+            _ => Some(now + t),
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn armed_only_while_active_and_pushed_back_by_progress() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::default();
+        t.set(Some(Duration::from_millis(100)), Some(Duration::ZERO));
+        t.update(t0, false, true);
+        assert_eq!(t.next_deadline(), None, "inactive read, no write timeout");
+        t.update(t0, true, true);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        let t1 = t0 + Duration::from_millis(60);
+        t.read_progress(t1);
+        t.update(t1, true, true);
+        assert_eq!(t.next_deadline(), Some(t1 + Duration::from_millis(100)));
+        assert!(t.expired(t1 + Duration::from_millis(99)).is_empty());
+        assert_eq!(t.expired(t1 + Duration::from_millis(100)), Direction::READ);
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn restart_rearms_the_full_interval() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::default();
+        t.set(None, Some(Duration::from_secs(1)));
+        t.update(t0, false, true);
+        let later = t0 + Duration::from_millis(500);
+        t.update(later, false, true);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        t.restart(Direction::WRITE);
+        t.update(later, false, true);
+        assert_eq!(t.next_deadline(), Some(later + Duration::from_secs(1)));
+    }
+}
