@@ -1,158 +1,173 @@
-//! A tour of `EvBuffer`, end to end, with no arguments and no setup:
+//! The crate's main job, end to end, with no arguments and no setup:
 //!
 //! ```text
 //! cargo run --release --example demo
 //! ```
 //!
-//! It plays both sides of a small line protocol through buffers only: a "client"
-//! formats requests into an output buffer, the bytes travel in awkward pieces (as a
-//! socket would deliver them) into an input buffer, and a "server" parses lines with a
-//! length limit, moves message bodies without copying, answers with a file, and reports
-//! what happened.
+//! An echo server and many clients on loopback, all bufferevents. The server is the
+//! anchors' echo server (`examples/echo_server.rs`): callbacks only, input moved to
+//! output without copying, reading paused while the output is full. The clients use
+//! the async side of the same type: each plays ping-pong with small messages, then
+//! streams a bulk payload and checks every byte that comes back. Progress is printed
+//! while it runs, and a summary of bytes, round trips and events at the end.
 
-use std::io::Write as _;
+#[allow(dead_code)]
+#[path = "echo_server.rs"]
+mod echo_server;
+
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio_bufferevent::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // 1. The client queues requests: formatted headers, zero-copy bodies.
-    let mut client_out = EvBuffer::new();
-    let body: Bytes = Bytes::from(vec![b'x'; 10_000]);
-    for i in 0..100 {
-        client_out.add_fmt(format_args!(
-            "PUT /item/{i}\r\nLength: {}\r\n\r\n",
-            body.len()
-        ))?;
-        client_out.add_bytes(body.clone())?; // shares `body`'s memory, copies nothing
-    }
-    client_out.add_fmt(format_args!("{}\r\n", "A".repeat(300)))?; // over the server's limit
-    client_out.add(b"QUIT\r\n")?;
-    let sent = client_out.len();
-    println!("client queued {sent} bytes in {} requests", 100);
+const CLIENTS: usize = 200;
+const PINGS_PER_CLIENT: usize = 200;
+const PING: &[u8] = b"ping: 64 bytes of a small request, echoed back by the server....\n";
+const BULK_PER_CLIENT: usize = 1 << 20;
 
-    // 2. The "network" delivers them in pieces of odd sizes.
-    let mut server_in = EvBuffer::new();
-    let input_events = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&input_events);
-    server_in.add_cb(move |_, info| {
-        if info.n_added > 0 {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+#[derive(Debug, Default)]
+struct Stats {
+    round_trips: AtomicU64,
+    bytes_echoed: AtomicU64,
+    eof_events: AtomicU64,
+    error_events: AtomicU64,
+    clients_done: AtomicU64,
+}
 
-    // 3. The server parses as data arrives.
-    let mut lines = LineReader::new(EolStyle::Crlf, 256);
-    let mut bodies = EvBuffer::new();
-    let mut state = State::Request;
-    let (mut requests, mut too_long, mut piece) = (0, 0, 1);
-    'network: while !client_out.is_empty() {
-        piece = piece * 7 % 4093 + 1;
-        client_out.remove_buffer(&mut server_in, piece)?;
-        loop {
-            match state {
-                State::Body(left) => {
-                    let moved = server_in.remove_buffer(&mut bodies, left)?;
-                    state = if moved == left {
-                        State::Request
-                    } else {
-                        State::Body(left - moved)
-                    };
-                    if moved < left {
-                        continue 'network;
-                    }
-                }
-                State::Request | State::Headers(_) => match lines.read_line(&mut server_in) {
-                    Ok(Some(line)) => state = on_line(state, &line, &mut requests),
-                    Ok(None) => continue 'network,
-                    Err(EvBufferError::LineTooLong { len, max }) => {
-                        too_long += 1;
-                        println!(
-                            "server refused a line of {len}+ bytes (limit {max}) and skips it"
-                        );
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-                State::Quit => break 'network,
-            }
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    tokio::spawn(echo_server::accept_loop(listener, Arc::clone(&accepted)));
     println!(
-        "server parsed {requests} requests, {} body bytes moved chunk by chunk, {too_long} line refused",
-        bodies.len()
-    );
-    println!(
-        "input buffer callbacks saw {} arrivals",
-        input_events.load(Ordering::Relaxed)
+        "echo server on {addr}; {CLIENTS} clients x ({PINGS_PER_CLIENT} ping-pongs + {} KiB bulk)",
+        BULK_PER_CLIENT >> 10
     );
 
-    // 4. Find something in the bodies across chunk boundaries, then release them.
-    bodies.add(b"needle")?;
-    let found = bodies.search(b"xneedle", None)?.map(|p| p.pos());
-    println!(
-        "search across {} bytes found the marker at {found:?}",
-        bodies.len()
-    );
-    bodies.drain(usize::MAX)?;
+    let stats = Arc::new(Stats::default());
+    let started = Instant::now();
+    let progress = tokio::spawn(report_progress(Arc::clone(&stats), started));
+    let mut clients = tokio::task::JoinSet::new();
+    for id in 0..CLIENTS {
+        let stats = Arc::clone(&stats);
+        clients.spawn(async move { client(id, addr, stats).await });
+    }
+    while let Some(joined) = clients.join_next().await {
+        joined?.map_err(|e| e.to_string())?;
+    }
+    progress.abort();
+    let elapsed = started.elapsed().as_secs_f64();
 
-    // 5. Answer with a file that is read lazily, 64 KiB at a time, as it is sent.
-    let path = std::env::temp_dir().join(format!("evbuffer-demo-{}", std::process::id()));
-    let mut file = std::fs::File::create(&path)?;
-    for i in 0..20_000 {
-        writeln!(file, "log line {i}")?;
-    }
-    drop(file);
-    let mut reply = EvBuffer::new();
-    reply.add_fmt(format_args!("OK {requests}\r\n"))?;
-    reply.add_file(std::fs::File::open(&path)?, 0, None)?;
-    let mut wire = Vec::new();
-    let mut writes = 0;
-    while !reply.is_empty() {
-        reply.write_to(&mut wire)?;
-        writes += 1;
-    }
-    std::fs::remove_file(&path)?;
-    let mut echo = EvBuffer::new();
-    echo.add(&wire)?;
-    let status = echo.readln(EolStyle::Crlf)?.unwrap_or_default();
-    let mut log_lines = 0;
-    while echo.readln(EolStyle::Lf)?.is_some() {
-        log_lines += 1;
-    }
+    let bytes = stats.bytes_echoed.load(Ordering::Relaxed);
+    let trips = stats.round_trips.load(Ordering::Relaxed);
+    println!("summary:");
     println!(
-        "reply: {:?} then {log_lines} file lines, {} bytes in {writes} vectored writes",
-        String::from_utf8_lossy(&status),
-        wire.len()
+        "  connections accepted  {}",
+        accepted.load(Ordering::Relaxed)
     );
-    assert_eq!((requests, too_long, log_lines), (100, 1, 20_000));
-    println!("done: {sent} bytes in, {} bytes out", wire.len());
+    println!(
+        "  round trips           {trips} ({:.0}/s)",
+        trips as f64 / elapsed
+    );
+    println!(
+        "  bytes echoed          {bytes} ({:.1} MB/s)",
+        bytes as f64 / elapsed / 1e6
+    );
+    println!(
+        "  events                {} EOF, {} ERROR",
+        stats.eof_events.load(Ordering::Relaxed),
+        stats.error_events.load(Ordering::Relaxed)
+    );
+    println!("  elapsed               {elapsed:.2} s");
+    let expected_bytes = (CLIENTS * (PINGS_PER_CLIENT * PING.len() + BULK_PER_CLIENT)) as u64;
+    if bytes != expected_bytes || stats.eof_events.load(Ordering::Relaxed) != CLIENTS as u64 {
+        return Err(format!("expected {expected_bytes} bytes and {CLIENTS} EOFs").into());
+    }
+    println!("all {CLIENTS} clients got every byte back");
     Ok(())
 }
 
-#[derive(Clone, Copy, Debug)]
-enum State {
-    Request,
-    Headers(usize),
-    Body(usize),
-    Quit,
+/// One client: ping-pong, then a bulk transfer, then a clean close.
+async fn client(
+    id: usize,
+    addr: std::net::SocketAddr,
+    stats: Arc<Stats>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(TcpStream::connect(addr).await?)?;
+    for _ in 0..PINGS_PER_CLIENT {
+        bev.write(PING).await?;
+        bev.readable(PING.len()).await;
+        let echo = bev.read(PING.len()).await?;
+        if echo != PING {
+            return Err(format!("client {id}: bad echo").into());
+        }
+        stats.round_trips.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_echoed
+            .fetch_add(PING.len() as u64, Ordering::Relaxed);
+    }
+
+    // Bulk: send everything, then half-close; the server echoes and closes after us.
+    let payload: Vec<u8> = (0..BULK_PER_CLIENT).map(|i| (i * 31 + id) as u8).collect();
+    let expected = payload.clone();
+    bev.write(payload).await?;
+    bev.flush(
+        Direction::WRITE,
+        tokio_bufferevent::bufferevent::FlushMode::Finished,
+    );
+    let mut received = Vec::with_capacity(BULK_PER_CLIENT);
+    loop {
+        bev.readable(1).await;
+        let chunk = bev.read(usize::MAX).await?;
+        if chunk.is_empty() && bev.input_len() == 0 {
+            break; // reading ended: EOF or error
+        }
+        stats
+            .bytes_echoed
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        received.extend_from_slice(&chunk);
+    }
+    if received != expected {
+        return Err(format!("client {id}: bulk echo differs").into());
+    }
+    let closed = bev.close().await;
+    if closed.events.contains(Events::EOF) {
+        stats.eof_events.fetch_add(1, Ordering::Relaxed);
+    }
+    if closed.events.contains(Events::ERROR) {
+        stats.error_events.fetch_add(1, Ordering::Relaxed);
+    }
+    stats.clients_done.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
-fn on_line(state: State, line: &[u8], requests: &mut usize) -> State {
-    match (state, line) {
-        (State::Request, b"QUIT") => State::Quit,
-        (State::Request, _) => {
-            *requests += 1;
-            State::Headers(0)
-        }
-        (State::Headers(len), b"") if len > 0 => State::Body(len),
-        (State::Headers(_), b"") => State::Request,
-        (State::Headers(len), header) => {
-            let value = header.strip_prefix(b"Length: ").unwrap_or_default();
-            let parsed = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-            State::Headers(parsed.unwrap_or(len))
-        }
-        (other, _) => other,
+async fn report_progress(stats: Arc<Stats>, started: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        println!(
+            "  {:>5.2}s  {:>6} round trips  {:>7.1} MB echoed  {:>3}/{CLIENTS} clients done",
+            started.elapsed().as_secs_f64(),
+            stats.round_trips.load(Ordering::Relaxed),
+            stats.bytes_echoed.load(Ordering::Relaxed) as f64 / 1e6,
+            stats.clients_done.load(Ordering::Relaxed),
+        );
     }
 }

@@ -238,6 +238,7 @@ impl<S: Send + 'static> Builder<S> {
             callbacks_generation: 0,
             freed: false,
             shutdown_requested: false,
+            closing: false,
             write_ready_callback: false,
             max_single_read: self.max_single_read,
             max_single_write: self.max_single_write,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::core::Core;
-use super::events::{Direction, Events, Watermarks};
+use super::events::{Direction, Events, FlushMode, Watermarks};
 use super::timeouts::Timeouts;
 use crate::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader, Position};
 
@@ -62,6 +62,8 @@ pub(crate) struct Inner<S> {
     pub(crate) freed: bool,
     /// `flush(WRITE, Finished)` asked for a shutdown once the output is sent.
     pub(crate) shutdown_requested: bool,
+    /// `close()`: end the bufferevent once the shutdown is done.
+    pub(crate) closing: bool,
     /// `enable(WRITE)` asks for one write callback when the output is already empty
     /// (B-14).
     pub(crate) write_ready_callback: bool,
@@ -201,6 +203,24 @@ impl<S> Context<'_, S> {
     /// returns (B-55).
     pub fn free(&mut self) {
         self.inner.freed = true;
+    }
+
+    /// Sends what is queued, shuts down the write side, then frees: the graceful end
+    /// (what [`BufferEvent::close`](super::BufferEvent::close) does). Callbacks keep
+    /// running until then.
+    pub fn close(&mut self) {
+        self.inner.closing = true;
+        self.flush(Direction::WRITE, FlushMode::Finished);
+        self.inner.core.enable(Direction::WRITE);
+    }
+
+    /// Flushes (`bufferevent_flush`): for a socket, `Normal` and `Flush` do nothing
+    /// beyond ordinary operation (B-72); `Finished` with WRITE shuts down the write
+    /// side once the queued output is sent.
+    pub fn flush(&mut self, dirs: Direction, mode: FlushMode) {
+        if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
+            self.inner.shutdown_requested = true;
+        }
     }
 
     /// Whether [`free`](Self::free) was called.

@@ -47,8 +47,6 @@ pub(crate) enum Command<T, S> {
     SetTransport(T),
     /// Stop and hand the transport back.
     IntoInner(oneshot::Sender<Option<T>>),
-    /// Flush the output, shut down the write side, then free.
-    Close,
 }
 
 /// Which callback to run.
@@ -70,7 +68,6 @@ pub(crate) struct Engine<T, S> {
     write_closed: bool,
     /// The last read filled its buffer: data is flowing, read into the tail directly.
     read_hot: bool,
-    closing: bool,
     timer: Option<Pin<Box<Sleep>>>,
     last_events: Events,
     last_error: Option<Arc<io::Error>>,
@@ -99,7 +96,6 @@ where
             read_closed: false,
             write_closed: false,
             read_hot: false,
-            closing: false,
             timer: None,
             last_events: Events::empty(),
             last_error: None,
@@ -187,11 +183,6 @@ where
                 self.shared.connected.store(true, Ordering::Release);
             }
             Command::IntoInner(reply) => self.give_back = Some(reply),
-            Command::Close => {
-                self.closing = true;
-                self.inner.shutdown_requested = true;
-                self.inner.core.enable(Direction::WRITE);
-            }
         }
     }
 
@@ -528,7 +519,7 @@ where
             return true;
         }
         let output_idle = self.write_closed || self.inner.output.is_empty();
-        if self.closing && (self.write_closed || self.transport.is_none()) {
+        if self.inner.closing && (self.write_closed || self.transport.is_none()) {
             return true;
         }
         if !self.handles_gone {

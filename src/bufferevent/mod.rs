@@ -372,9 +372,7 @@ where
     /// once the queued output is sent.
     pub fn flush(&self, dirs: Direction, mode: FlushMode) {
         if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
-            self.run(|ctx| {
-                ctx.inner.shutdown_requested = true;
-            });
+            self.run(move |ctx| ctx.flush(dirs, mode));
         }
     }
 
@@ -403,7 +401,7 @@ where
     ///
     /// Cancel safe: the close goes on without the caller.
     pub async fn close(&self) -> Closed {
-        self.send(Command::Close);
+        self.run(|ctx| ctx.close());
         self.closed().await
     }
 
