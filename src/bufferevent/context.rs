@@ -127,9 +127,22 @@ impl<S> Context<'_, S> {
     }
 
     /// Turns directions on (`bufferevent_enable`). Enabling WRITE with an empty output
-    /// yields one write callback (B-14); enabling a direction restarts its timeout.
+    /// yields one write callback (B-14); enabling a direction restarts its timeout;
+    /// enabling READ while the input already holds at least the low watermark runs the
+    /// read callback for that data.
     pub fn enable(&mut self, dirs: Direction) {
+        let was_reading = self.inner.core.enabled().contains(Direction::READ);
         self.inner.core.enable(dirs);
+        // Data that waited while READ was off is announced again (the crate's answer to
+        // libevent's read-callback storm, B-22: no repeats, but no stall either).
+        let input = self.inner.input.len();
+        if dirs.contains(Direction::READ)
+            && !was_reading
+            && input > 0
+            && input >= self.inner.core.read_watermarks().low
+        {
+            self.inner.core.trigger(Direction::READ, false, input, 0);
+        }
         if dirs.contains(Direction::WRITE) && self.inner.output.is_empty() {
             self.inner.write_ready_callback = true;
         }
