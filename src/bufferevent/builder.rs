@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 
 use super::BufferEvent;
 use super::Transport;
 use super::context::{Callbacks, Context, Inner};
 use super::core::Core;
 use super::engine::Engine;
+use super::mailbox::Mailbox;
 use super::events::{Direction, Events, Watermarks};
 use super::shared::{Shared, TransportInfo};
 use super::timeouts::Timeouts;
@@ -247,17 +247,17 @@ impl<S: Send + 'static> Builder<S> {
         shared.connected.store(connected, Ordering::Release);
         shared.has_transport.store(connected, Ordering::Release);
         shared.set_info(info);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let mailbox = Arc::new(Mailbox::new());
         let engine = Engine::new(
             transport,
             inner,
-            rx,
+            Arc::clone(&mailbox),
             Arc::clone(&shared),
             self.defer_callbacks,
         );
         runtime.spawn(engine.run());
         BufferEvent {
-            commands: tx,
+            mailbox,
             shared,
             runtime,
         }

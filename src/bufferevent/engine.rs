@@ -12,13 +12,14 @@ use std::task::{Context as TaskContext, Poll};
 
 use bytes::{BufMut, Bytes};
 use tokio::io::ReadBuf;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::Transport;
 use super::context::{Context, Inner};
+use super::mailbox::Mailbox;
 use super::events::{Direction, Events};
-use super::shared::{Closed, Shared};
+use super::shared::{Closed, Settings, Shared};
 use crate::buffer::EvBuffer;
 
 /// Reads smaller than this go through a stack buffer first, so an idle or chatty
@@ -60,7 +61,7 @@ enum Which {
 pub(crate) struct Engine<T, S> {
     transport: Option<T>,
     inner: Inner<S>,
-    commands: mpsc::UnboundedReceiver<Command<T, S>>,
+    mailbox: Arc<Mailbox<T, S>>,
     shared: Arc<Shared>,
     defer_callbacks: bool,
     handles_gone: bool,
@@ -72,6 +73,8 @@ pub(crate) struct Engine<T, S> {
     last_events: Events,
     last_error: Option<Arc<io::Error>>,
     give_back: Option<oneshot::Sender<Option<T>>>,
+    /// What `publish` last stored in the shared settings.
+    published_settings: Settings,
 }
 
 impl<T, S> Engine<T, S>
@@ -82,14 +85,14 @@ where
     pub(crate) fn new(
         transport: Option<T>,
         inner: Inner<S>,
-        commands: mpsc::UnboundedReceiver<Command<T, S>>,
+        mailbox: Arc<Mailbox<T, S>>,
         shared: Arc<Shared>,
         defer_callbacks: bool,
     ) -> Self {
         Self {
             transport,
             inner,
-            commands,
+            mailbox,
             shared,
             defer_callbacks,
             handles_gone: false,
@@ -100,6 +103,7 @@ where
             last_events: Events::empty(),
             last_error: None,
             give_back: None,
+            published_settings: Settings::default(),
         }
     }
 
@@ -136,7 +140,7 @@ where
     fn poll_commands(&mut self, cx: &mut TaskContext<'_>) -> bool {
         let mut progress = false;
         while !self.inner.freed && self.give_back.is_none() {
-            match self.commands.poll_recv(cx) {
+            match self.mailbox.poll_recv(cx) {
                 Poll::Ready(Some(command)) => {
                     self.apply(command);
                     progress = true;
@@ -335,6 +339,9 @@ where
     // ---- timeouts ----------------------------------------------------------------
 
     fn poll_timer(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        if self.inner.timeouts.get() == (None, None) && self.timer.is_none() {
+            return false;
+        }
         let now = Instant::now();
         let reading = self.inner.core.reading() && !self.read_closed;
         let writing =
@@ -506,8 +513,17 @@ where
         let old_enabled = s.enabled.swap(enabled, Ordering::AcqRel);
         s.write_low.store(wm.low, Ordering::Release);
         s.write_high.store(wm.high, Ordering::Release);
-        let (read, write) = self.inner.timeouts.get();
-        s.set_settings(self.inner.core.read_watermarks(), wm, read, write);
+        let (read_timeout, write_timeout) = self.inner.timeouts.get();
+        let settings = Settings {
+            read_wm: self.inner.core.read_watermarks(),
+            write_wm: wm,
+            read_timeout,
+            write_timeout,
+        };
+        if settings != self.published_settings {
+            self.published_settings = settings;
+            s.set_settings(settings);
+        }
         if (old_input, old_output, old_enabled) != (input, output, enabled) || s.take_dirty() {
             s.changed();
         }
@@ -535,6 +551,7 @@ where
     }
 
     fn finish(&mut self) {
+        self.mailbox.close();
         let unsent = self.inner.output.len();
         if let Some(reply) = self.give_back.take() {
             let _ = reply.send(self.transport.take());

@@ -55,6 +55,7 @@ mod context;
 mod core;
 mod engine;
 mod events;
+mod mailbox;
 mod shared;
 mod timeouts;
 
@@ -69,7 +70,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use self::engine::Command;
 use crate::buffer::EvBuffer;
@@ -102,18 +103,25 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// Operations on a bufferevent that has ended do nothing; the async ones report it
 /// with an error of kind [`io::ErrorKind::NotConnected`].
 pub struct BufferEvent<T = TcpStream, S = ()> {
-    commands: mpsc::UnboundedSender<Command<T, S>>,
+    mailbox: Arc<mailbox::Mailbox<T, S>>,
     shared: Arc<shared::Shared>,
     runtime: Handle,
 }
 
 impl<T, S> Clone for BufferEvent<T, S> {
     fn clone(&self) -> Self {
+        self.mailbox.add_handle();
         Self {
-            commands: self.commands.clone(),
+            mailbox: Arc::clone(&self.mailbox),
             shared: Arc::clone(&self.shared),
             runtime: self.runtime.clone(),
         }
+    }
+}
+
+impl<T, S> Drop for BufferEvent<T, S> {
+    fn drop(&mut self) {
+        self.mailbox.drop_handle();
     }
 }
 
@@ -139,7 +147,7 @@ where
     S: Send + 'static,
 {
     fn send(&self, command: Command<T, S>) -> bool {
-        self.commands.send(command).is_ok()
+        self.mailbox.send(command)
     }
 
     fn run(&self, f: impl FnOnce(&mut Context<'_, S>) + Send + 'static) {
@@ -534,7 +542,7 @@ where
     pub fn set_tcp(&self, stream: TcpStream) {
         let info = shared::TransportInfo::of_tcp(&stream);
         let _ = stream.set_nodelay(true);
-        let _ = self.commands.send(Command::SetTransport(stream));
+        self.mailbox.send(Command::SetTransport(stream));
         self.shared.set_info(info);
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     last_event: Mutex<Option<EventRecord>>,
     closed: Mutex<Option<Closed>>,
     pub(crate) notify: Notify,
+    /// Tasks inside `wait_until`; with none, the task skips `Notify` (and its lock).
+    waiters: AtomicUsize,
 }
 
 /// What a handle can tell about the transport without asking the task.
@@ -92,24 +94,9 @@ pub(crate) struct Settings {
 }
 
 impl Shared {
-    pub(crate) fn set_settings(
-        &self,
-        read_wm: Watermarks,
-        write_wm: Watermarks,
-        read_timeout: Option<Duration>,
-        write_timeout: Option<Duration>,
-    ) {
-        let new = Settings {
-            read_wm,
-            write_wm,
-            read_timeout,
-            write_timeout,
-        };
-        let mut slot = self.settings.lock().unwrap_or_else(|e| e.into_inner());
-        if *slot != new {
-            *slot = new;
-            self.dirty.store(true, Ordering::Release);
-        }
+    pub(crate) fn set_settings(&self, settings: Settings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+        self.dirty.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_info(&self, info: TransportInfo) {
@@ -147,7 +134,11 @@ impl Shared {
     }
 
     pub(crate) fn changed(&self) {
-        self.notify.notify_waiters();
+        // SeqCst pairs with `wait_until`: a waiter that registered after this load
+        // checks its condition after the change was stored, so it cannot miss it.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
     }
 
     pub(crate) fn record_event(&self, events: Events, error: Option<Arc<io::Error>>) {
@@ -197,6 +188,11 @@ impl Shared {
     ///
     /// Cancel safe: nothing is consumed while waiting.
     pub(crate) async fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) -> bool {
+        if ready(self) {
+            return true;
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _registered = WaiterGuard(&self.waiters);
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -211,5 +207,14 @@ impl Shared {
             }
             notified.await;
         }
+    }
+}
+
+/// Counts a waiter for as long as it waits, also when its future is dropped.
+struct WaiterGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -1,0 +1,105 @@
+//! How handles reach the task: a queue of commands that allocates nothing until the
+//! first command, and counts the handles so the task learns when the last one is gone.
+//!
+//! A Tokio channel would allocate a block of slots for every bufferevent up front;
+//! with one bufferevent per connection that is most of an idle connection's memory.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use super::engine::Command;
+
+pub(crate) struct Mailbox<T, S> {
+    queue: Mutex<VecDeque<Command<T, S>>>,
+    waker: Mutex<Option<Waker>>,
+    handles: AtomicUsize,
+    /// The task has ended; commands are refused.
+    closed: AtomicBool,
+}
+
+impl<T, S> Mailbox<T, S> {
+    /// A mailbox with one handle.
+    pub(crate) fn new() -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            waker: Mutex::new(None),
+            handles: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a command for the task; `false` (and the command dropped) if the task
+    /// has ended.
+    pub(crate) fn send(&self, command: Command<T, S>) -> bool {
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            queue.push_back(command);
+        }
+        self.wake();
+        true
+    }
+
+    pub(crate) fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handle was dropped; the last one wakes the task so it can decide to end.
+    pub(crate) fn drop_handle(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The next command; `Ready(None)` once no handle is left and the queue is empty.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Command<T, S>>> {
+        if let Some(command) = self.pop() {
+            return Poll::Ready(Some(command));
+        }
+        {
+            let mut waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            match waker.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+        }
+        // Check again: a command or the last drop may have come before the waker was
+        // registered.
+        if let Some(command) = self.pop() {
+            return Poll::Ready(Some(command));
+        }
+        if self.handles.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+
+    fn pop(&self) -> Option<Command<T, S>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    /// The task ended: refuse further commands and drop the queued ones (their reply
+    /// channels tell the waiting handles).
+    pub(crate) fn close(&self) {
+        let dropped = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *queue)
+        };
+        drop(dropped);
+    }
+}
