@@ -17,8 +17,8 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::Transport;
 use super::context::{Context, Inner};
-use super::mailbox::Mailbox;
 use super::events::{Direction, Events};
+use super::mailbox::Mailbox;
 use super::shared::{Closed, Settings, Shared};
 use crate::buffer::EvBuffer;
 
@@ -235,7 +235,7 @@ where
             Poll::Ready(Ok(n)) => {
                 self.read_hot = n == asked;
                 self.inner.input.commit_tail(n);
-                self.inner.timeouts.read_progress(Instant::now());
+                self.inner.timeouts.read_progress();
                 self.inner.core.data_read(self.inner.input.len());
                 tracing::trace!(bytes = n, "read");
                 true
@@ -307,7 +307,7 @@ where
             }
             Poll::Ready(Ok(n)) => {
                 let _ = self.inner.output.drain(n);
-                self.inner.timeouts.write_progress(Instant::now());
+                self.inner.timeouts.write_progress();
                 self.inner.core.data_written(self.inner.output.len());
                 tracing::trace!(bytes = n, "wrote");
                 true

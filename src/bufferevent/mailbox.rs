@@ -15,6 +15,8 @@ pub(crate) struct Mailbox<T, S> {
     queue: Mutex<VecDeque<Command<T, S>>>,
     waker: Mutex<Option<Waker>>,
     handles: AtomicUsize,
+    /// Commands in the queue, so the task can look without locking.
+    queued: AtomicUsize,
     /// The task has ended; commands are refused.
     closed: AtomicBool,
 }
@@ -26,6 +28,7 @@ impl<T, S> Mailbox<T, S> {
             queue: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
             handles: AtomicUsize::new(1),
+            queued: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }
     }
@@ -39,6 +42,7 @@ impl<T, S> Mailbox<T, S> {
                 return false;
             }
             queue.push_back(command);
+            self.queued.fetch_add(1, Ordering::Release);
         }
         self.wake();
         true
@@ -86,10 +90,18 @@ impl<T, S> Mailbox<T, S> {
     }
 
     fn pop(&self) -> Option<Command<T, S>> {
-        self.queue
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let command = self
+            .queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+            .pop_front();
+        if command.is_some() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        command
     }
 
     /// The task ended: refuse further commands and drop the queued ones (their reply
