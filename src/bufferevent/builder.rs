@@ -16,7 +16,7 @@ use super::core::Core;
 use super::engine::Engine;
 use super::events::{Direction, Events, Watermarks};
 use super::mailbox::Mailbox;
-use super::shared::{Shared, TransportInfo};
+use super::shared::{Settings, Shared, TransportInfo};
 use super::timeouts::Timeouts;
 use crate::buffer::EvBuffer;
 
@@ -244,6 +244,17 @@ impl<S: Send + 'static> Builder<S> {
             max_single_write: self.max_single_write,
         };
         let shared = Shared::new(self.enabled);
+        // Visible to handles at once, before the task first runs.
+        shared.set_settings(Settings {
+            read_wm: self.read_wm,
+            write_wm: self.write_wm,
+            read_timeout: self.read_timeout.filter(|d| !d.is_zero()),
+            write_timeout: self.write_timeout.filter(|d| !d.is_zero()),
+        });
+        shared.write_low.store(self.write_wm.low, Ordering::Release);
+        shared
+            .write_high
+            .store(self.write_wm.high, Ordering::Release);
         shared.connected.store(connected, Ordering::Release);
         shared.has_transport.store(connected, Ordering::Release);
         shared.set_info(info);

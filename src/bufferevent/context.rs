@@ -187,6 +187,9 @@ impl<S> Context<'_, S> {
     /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,
     /// and `bufferevent_getcb` through the return value). Calls of removed callbacks
     /// that were due are dropped.
+    ///
+    /// Inside a callback, the returned set lacks the callback that is running: it
+    /// cannot be handed out while it runs. The new set applies once it returns.
     pub fn set_callbacks(&mut self, callbacks: Callbacks<S>) -> Callbacks<S> {
         self.inner.core.forget(
             callbacks.read.is_none(),

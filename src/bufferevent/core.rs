@@ -15,6 +15,8 @@ pub(crate) mod suspend {
 /// Callbacks that are due, coalesced (B-59, B-60).
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
+    /// A connect completed: delivered alone, before everything else (B-61).
+    pub(crate) connected: bool,
     pub(crate) read: bool,
     pub(crate) write: bool,
     pub(crate) events: Events,
@@ -24,7 +26,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     pub(crate) fn is_empty(&self) -> bool {
-        !self.read && !self.write && self.events.is_empty()
+        !self.connected && !self.read && !self.write && self.events.is_empty()
     }
 }
 
@@ -170,9 +172,14 @@ impl Core {
         self.pending.write = true;
     }
 
-    /// Queues an event; bits accumulate until delivered (B-60).
+    /// Queues an event; bits accumulate until delivered (B-60). `CONNECTED` on its own
+    /// is kept apart so it is delivered alone and first.
     pub(crate) fn event(&mut self, events: Events, error: Option<io::Error>) {
-        self.pending.events |= events;
+        if events == Events::CONNECTED {
+            self.pending.connected = true;
+        } else {
+            self.pending.events |= events;
+        }
         if error.is_some() {
             self.pending.error = error;
         }
@@ -183,6 +190,7 @@ impl Core {
         self.pending.read &= !read;
         self.pending.write &= !write;
         if event {
+            self.pending.connected = false;
             self.pending.events = Events::empty();
             self.pending.error = None;
         }

@@ -121,7 +121,11 @@ where
             }
             progress |= self.poll_write(cx);
             progress |= self.poll_timer(cx);
-            progress |= self.dispatch();
+            if !self.defer_callbacks || !progress {
+                // Deferred callbacks wait until this wake-up's I/O is done, so they are
+                // coalesced: one read, one write and one event call (B-59).
+                progress |= self.dispatch();
+            }
             self.release_idle_memory();
             self.publish();
             if self.done() {
@@ -131,6 +135,7 @@ where
                 return Poll::Pending;
             }
         }
+        // Out of budget: let other tasks run, then go on.
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -379,30 +384,34 @@ where
 
     // ---- callbacks ---------------------------------------------------------------
 
-    /// Runs the due callbacks: CONNECTED alone first, then read, write, and the other
-    /// event bits (B-61). Returns whether anything ran.
+    /// Runs the callbacks that are due, once each: CONNECTED alone, then read, then
+    /// write, then the other event bits (B-61). Callbacks
+    /// these callbacks schedule run in a later round, so a callback that keeps
+    /// triggering itself cannot monopolize the thread. Returns whether anything ran.
     fn dispatch(&mut self) -> bool {
-        let mut ran = false;
-        while self.inner.core.has_pending() && !self.inner.freed {
-            ran = true;
-            let pending = self.inner.core.take_pending();
-            let mut events = pending.events;
-            let error = pending.error.map(Arc::new);
-            if events.contains(Events::CONNECTED) {
-                self.deliver_event(Events::CONNECTED, None);
-                events = Events::from_bits(events.bits() & !Events::CONNECTED.bits());
-            }
-            if pending.read {
-                self.call(Which::Read, Events::empty(), None);
-            }
-            if pending.write {
-                self.call(Which::Write, Events::empty(), None);
-            }
-            if !events.is_empty() {
-                self.deliver_event(events, error);
-            }
+        if !self.inner.core.has_pending() || self.inner.freed {
+            return false;
         }
-        ran
+        let pending = self.inner.core.take_pending();
+        let mut events = pending.events;
+        let error = pending.error.map(Arc::new);
+        // A deferred run also splits CONNECTED off a mask given to `trigger_event`, as
+        // libevent's deferred run does; an immediate one delivers such a mask whole.
+        let split = self.defer_callbacks && events.contains(Events::CONNECTED);
+        if pending.connected || split {
+            self.deliver_event(Events::CONNECTED, None);
+            events = Events::from_bits(events.bits() & !Events::CONNECTED.bits());
+        }
+        if pending.read {
+            self.call(Which::Read, Events::empty(), None);
+        }
+        if pending.write {
+            self.call(Which::Write, Events::empty(), None);
+        }
+        if !events.is_empty() {
+            self.deliver_event(events, error);
+        }
+        true
     }
 
     fn deliver_event(&mut self, events: Events, error: Option<Arc<io::Error>>) {
