@@ -13,7 +13,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::events::{Direction, Events, FlushMode};
+use super::events::{Direction, FlushMode};
 use super::{BufferEvent, Transport, ended};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -114,11 +114,18 @@ where
         let bev = self.bev.clone();
         let fut = self.flushing.get_or_insert_with(|| {
             Box::pin(async move {
-                bev.shared.wait_until(|s| s.output_total() == 0).await;
+                bev.shared
+                    .wait_until(|s| s.output_total() == 0 || s.write_closed.load(Ordering::Acquire))
+                    .await;
                 if bev.output_len() == 0 {
                     Ok(())
-                } else {
+                } else if bev.is_closed() {
                     Err(ended())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the write side closed with data unsent",
+                    ))
                 }
             })
         });
@@ -165,16 +172,9 @@ where
             if !rest.is_empty() {
                 return Ok(Some(rest));
             }
-            let event = bev.shared.last_event();
-            return match event {
-                Some(e) if e.events.contains(Events::READING | Events::ERROR) => {
-                    let cause = e.error.as_deref();
-                    Err(io::Error::new(
-                        cause.map_or(io::ErrorKind::Other, io::Error::kind),
-                        cause.map_or_else(|| "read failed".to_owned(), ToString::to_string),
-                    ))
-                }
-                _ => Ok(None),
+            return match bev.shared.read_error() {
+                Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                None => Ok(None),
             };
         }
     }

@@ -239,6 +239,7 @@ impl<S: Send + 'static> Builder<S> {
             freed: false,
             shutdown_requested: false,
             closing: false,
+            replies: Vec::new(),
             write_ready_callback: false,
             max_single_read: self.max_single_read,
             max_single_write: self.max_single_write,

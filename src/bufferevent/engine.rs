@@ -184,10 +184,16 @@ where
             }
             Command::SetTransport(t) => {
                 self.transport = Some(t);
+                // As libevent's setfd re-registers the write event: a writable transport
+                // with nothing to send yields one write callback (B-6, B-14).
+                if self.inner.core.enabled().contains(Direction::WRITE) {
+                    self.inner.write_ready_callback = true;
+                }
                 self.read_closed = false;
                 self.write_closed = false;
                 self.shared.read_closed.store(false, Ordering::Release);
                 self.shared.write_closed.store(false, Ordering::Release);
+                self.shared.set_read_error(None);
                 self.shared.has_transport.store(true, Ordering::Release);
                 self.shared.connected.store(true, Ordering::Release);
             }
@@ -258,6 +264,12 @@ where
         tracing::debug!(?events, ?error, "reading ended");
         self.read_closed = true;
         self.read_hot = false;
+        // Adapters report the read error at the end of the stream, whatever happens
+        // after it; the event callback gets the error itself.
+        let kept = error
+            .as_ref()
+            .map(|e| Arc::new(io::Error::new(e.kind(), e.to_string())));
+        self.shared.set_read_error(kept);
         self.shared.read_closed.store(true, Ordering::Release);
         self.inner.core.disable(Direction::READ);
         self.inner.core.event(events, error);
@@ -533,6 +545,11 @@ where
             self.published_settings = settings;
             s.set_settings(settings);
         }
+        // Answers to `with` go out only now, so the caller sees lengths that include
+        // what its closure did.
+        for reply in self.inner.replies.drain(..) {
+            reply();
+        }
         if (old_input, old_output, old_enabled) != (input, output, enabled) || s.take_dirty() {
             s.changed();
         }
@@ -560,6 +577,7 @@ where
     }
 
     fn finish(&mut self) {
+        self.publish();
         self.mailbox.close();
         let unsent = self.inner.output.len();
         if let Some(reply) = self.give_back.take() {

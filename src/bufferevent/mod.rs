@@ -150,6 +150,21 @@ where
         self.mailbox.send(command)
     }
 
+    /// Refuses writes once the write side is shut down or failed: they could never
+    /// be sent.
+    fn check_writable(&self) -> io::Result<()> {
+        if self.shared.is_closed() {
+            Err(ended())
+        } else if self.shared.write_closed.load(Ordering::Acquire) {
+            Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the bufferevent's write side is closed",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     fn run(&self, f: impl FnOnce(&mut Context<'_, S>) + Send + 'static) {
         self.send(Command::Run(Box::new(f)));
     }
@@ -224,12 +239,14 @@ where
     ///
     /// # Errors
     ///
+    /// [`io::ErrorKind::BrokenPipe`] if the write side was shut down or failed;
     /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
     pub fn write_now(&self, data: impl Into<Bytes>) -> io::Result<()> {
         let data = data.into();
         if data.is_empty() {
             return Ok(()); // B-28
         }
+        self.check_writable()?;
         self.shared
             .in_flight
             .fetch_add(data.len(), Ordering::AcqRel);
@@ -273,14 +290,13 @@ where
             .shared
             .wait_until(|s| {
                 let high = s.write_high.load(Ordering::Acquire);
-                high == 0 || s.output_total() <= high
+                high == 0 || s.output_total() <= high || s.write_closed.load(Ordering::Acquire)
             })
             .await;
-        if ok && !self.shared.is_closed() {
-            Ok(())
-        } else {
-            Err(ended())
+        if !ok || self.shared.is_closed() {
+            return Err(ended());
         }
+        self.check_writable()
     }
 
     /// Moves all of `buf` to the output without copying (`bufferevent_write_buffer`);
@@ -296,6 +312,7 @@ where
         if n == 0 {
             return Ok(());
         }
+        self.check_writable()?;
         self.shared.in_flight.fetch_add(n, Ordering::AcqRel);
         if self.send(Command::WriteBuffer(moved)) {
             Ok(())
@@ -370,7 +387,10 @@ where
     ) -> io::Result<R> {
         let (tx, rx) = oneshot::channel();
         self.run(move |ctx| {
-            let _ = tx.send(f(ctx));
+            let out = f(ctx);
+            ctx.inner.replies.push(Box::new(move || {
+                let _ = tx.send(out);
+            }));
         });
         rx.await.map_err(|_| ended())
     }

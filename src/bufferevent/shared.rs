@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) read_closed: AtomicBool,
     /// Writing stopped for good: the write side was shut down, or a write failed.
     pub(crate) write_closed: AtomicBool,
+    /// Why reading stopped, if it failed.
+    read_error: Mutex<Option<Arc<io::Error>>>,
     settings: Mutex<Settings>,
     info: Mutex<TransportInfo>,
     dirty: AtomicBool,
@@ -99,6 +101,17 @@ impl Shared {
         self.dirty.store(true, Ordering::Release);
     }
 
+    pub(crate) fn set_read_error(&self, error: Option<Arc<io::Error>>) {
+        *self.read_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    pub(crate) fn read_error(&self) -> Option<Arc<io::Error>> {
+        self.read_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn set_info(&self, info: TransportInfo) {
         *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
     }
@@ -118,6 +131,9 @@ impl Shared {
 
     /// The task moved `n` written bytes from "in flight" into its output buffer.
     pub(crate) fn applied(&self, n: usize) {
+        // Count the bytes in the output before they leave "in flight", so a handle never
+        // sees them in neither (`publish` later stores the exact output length).
+        self.output_len.fetch_add(n, Ordering::AcqRel);
         self.in_flight.fetch_sub(n, Ordering::AcqRel);
         self.dirty.store(true, Ordering::Release);
     }

@@ -1,0 +1,529 @@
+//! `BufferEvent::into_io()` over real loopback TCP: `Stream`/`Sink` of `Bytes` under
+//! `tokio_util::codec::Framed`, `AsyncRead`/`AsyncWrite` under `tokio::io` helpers, and
+//! `Sink` backpressure from the write high watermark.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Sink, SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep, timeout};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
+use tokio_util::codec::{Framed, LinesCodec};
+
+/// A connected pair of loopback TCP streams.
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap());
+    let (client, accepted) = tokio::join!(client, listener.accept());
+    (client.unwrap(), accepted.unwrap().0)
+}
+
+/// The byte at offset `i` is `i % 251`.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// Lines of varied lengths, up to a few KiB.
+fn lines(n: usize, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{tag} {i}: {}", "x".repeat((i * 37) % 3000)))
+        .collect()
+}
+
+const T: Duration = Duration::from_secs(20);
+
+// ---- Framed<BufferEventIo, LinesCodec> --------------------------------------------------
+
+/// Lines both ways at once between a `Framed` bufferevent and a `Framed` plain
+/// `TcpStream`; the peer closes its side and the bufferevent's stream ends with `None`;
+/// then the bufferevent closes its sink and the peer's stream ends with `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framed_lines_both_ways_then_eof_each_way() {
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(a).unwrap();
+    let handle = bev.clone();
+    let (mut bev_tx, mut bev_rx) = Framed::new(bev.into_io(), LinesCodec::new()).split();
+    let (mut peer_tx, mut peer_rx) = Framed::new(b, LinesCodec::new()).split();
+    let to_peer = lines(2000, "to peer");
+    let to_bev = lines(2000, "to bev");
+
+    let sending_from_bev = async {
+        for line in &to_peer {
+            bev_tx.feed(line.clone()).await?;
+        }
+        bev_tx.flush().await
+    };
+    let sending_from_peer = async {
+        for line in &to_bev {
+            peer_tx.feed(line.clone()).await?;
+        }
+        peer_tx.flush().await
+    };
+    let receiving_at_peer = async {
+        let mut got = Vec::new();
+        while got.len() < to_peer.len() {
+            got.push(peer_rx.next().await.expect("a line").unwrap());
+        }
+        got
+    };
+    let receiving_at_bev = async {
+        let mut got = Vec::new();
+        while got.len() < to_bev.len() {
+            got.push(bev_rx.next().await.expect("a line").unwrap());
+        }
+        got
+    };
+    let (sent_bev, sent_peer, at_peer, at_bev) = timeout(T, async {
+        tokio::join!(
+            sending_from_bev,
+            sending_from_peer,
+            receiving_at_peer,
+            receiving_at_bev
+        )
+    })
+    .await
+    .expect("4000 lines within 20 s");
+    sent_bev.unwrap();
+    sent_peer.unwrap();
+    assert_eq!(at_peer, to_peer);
+    assert_eq!(at_bev, to_bev);
+
+    // The peer closes: the bufferevent's stream ends.
+    peer_tx.send("last from peer".to_owned()).await.unwrap();
+    peer_tx.close().await.unwrap();
+    let last = timeout(T, bev_rx.next()).await.unwrap();
+    assert_eq!(last.transpose().unwrap().as_deref(), Some("last from peer"));
+    let end = timeout(T, bev_rx.next()).await.expect("the stream ends");
+    assert!(end.is_none(), "None after the peer's EOF, got {end:?}");
+    assert!(!handle.is_closed(), "the write side still works");
+
+    // The bufferevent closes its sink: the peer's stream ends.
+    bev_tx.send("last from bev".to_owned()).await.unwrap();
+    timeout(T, bev_tx.close())
+        .await
+        .expect("close finishes")
+        .unwrap();
+    let last = timeout(T, peer_rx.next()).await.unwrap();
+    assert_eq!(last.transpose().unwrap().as_deref(), Some("last from bev"));
+    let end = timeout(T, peer_rx.next()).await.expect("the peer sees EOF");
+    assert!(
+        end.is_none(),
+        "None after the bufferevent's close, got {end:?}"
+    );
+}
+
+/// `Framed` bufferevents at both ends of a TCP connection: lines each way, then each
+/// side's close ends the other side's stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framed_bufferevent_to_bufferevent() {
+    let (a, b) = tcp_pair().await;
+    let mut left = Framed::new(
+        BufferEvent::builder().tcp(a).unwrap().into_io(),
+        LinesCodec::new(),
+    );
+    let mut right = Framed::new(
+        BufferEvent::builder().tcp(b).unwrap().into_io(),
+        LinesCodec::new(),
+    );
+    timeout(T, async {
+        for i in 0..100 {
+            left.send(format!("ping {i}")).await.unwrap();
+            let got = right.next().await.expect("a line").unwrap();
+            assert_eq!(got, format!("ping {i}"));
+            right.send(format!("pong {i}")).await.unwrap();
+            let got = left.next().await.expect("a line").unwrap();
+            assert_eq!(got, format!("pong {i}"));
+        }
+    })
+    .await
+    .expect("100 round trips");
+
+    timeout(T, SinkExt::<String>::close(&mut left))
+        .await
+        .unwrap()
+        .unwrap();
+    let end = timeout(T, right.next()).await.expect("right sees EOF");
+    assert!(end.is_none(), "{end:?}");
+    // Half-closed: right can still talk to left.
+    right.send("after your EOF".to_owned()).await.unwrap();
+    let got = timeout(T, left.next()).await.unwrap();
+    assert_eq!(got.transpose().unwrap().as_deref(), Some("after your EOF"));
+    timeout(T, SinkExt::<String>::close(&mut right))
+        .await
+        .unwrap()
+        .unwrap();
+    let end = timeout(T, left.next()).await.expect("left sees EOF");
+    assert!(end.is_none(), "{end:?}");
+}
+
+// ---- AsyncRead / AsyncWrite ----------------------------------------------------------------
+
+/// `write_all` then `shutdown()`: the peer reads every byte, then EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_all_then_shutdown_peer_sees_everything_then_eof() {
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(a).unwrap();
+    let handle = bev.clone();
+    let mut io = bev.into_io();
+    let data = pattern(4 << 20);
+    let reader = tokio::spawn(async move {
+        let mut peer = b;
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.map(|_| got)
+    });
+    timeout(T, async {
+        io.write_all(&data).await?;
+        io.shutdown().await
+    })
+    .await
+    .expect("write and shutdown within 20 s")
+    .unwrap();
+    assert_eq!(handle.output_len(), 0, "shutdown flushed first");
+    let got = timeout(T, reader)
+        .await
+        .expect("the peer sees EOF")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the bytes arrive in order");
+}
+
+/// Once `shutdown()` has completed, a write fails (as on a `TcpStream`) instead of
+/// being accepted into an output that is never sent, and `flush()` does not wait
+/// forever for that output to drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_after_shutdown_is_an_error() {
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(a).unwrap();
+    let handle = bev.clone();
+    let mut io = bev.into_io();
+    io.write_all(b"before").await.unwrap();
+    timeout(T, io.shutdown()).await.unwrap().unwrap();
+    let mut peer = b;
+    let mut got = Vec::new();
+    timeout(T, peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"before");
+
+    let outcome = timeout(T, io.write(b"after")).await.unwrap();
+    let queued = handle.output_len();
+    let flushed = timeout(Duration::from_secs(5), AsyncWriteExt::flush(&mut io)).await;
+    assert!(
+        outcome.is_err(),
+        "write after shutdown returned {outcome:?}; {queued} bytes now wait in an output \
+         that is never sent"
+    );
+    assert!(
+        flushed.is_ok(),
+        "flush() after a write after shutdown still pending 5 s later"
+    );
+}
+
+/// A peer that resets the connection makes the stream yield the read error
+/// (`ConnectionReset`), not a clean end, so a codec cannot mistake a truncated
+/// transfer for a complete one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_yields_the_read_error_after_a_peer_reset() {
+    let (a, b) = tcp_pair().await;
+    let mut io = BufferEvent::builder().tcp(a).unwrap().into_io();
+    let mut peer = b;
+    peer.write_all(b"hello").await.unwrap();
+    let first = timeout(T, io.next())
+        .await
+        .unwrap()
+        .expect("a chunk")
+        .unwrap();
+    assert_eq!(first, &b"hello"[..]);
+    // SO_LINGER 0: close() sends RST (deprecated only because a non-zero linger
+    // blocks the thread).
+    #[allow(deprecated)]
+    peer.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(peer);
+    let item = timeout(T, io.next())
+        .await
+        .expect("an item after the reset");
+    match item {
+        Some(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        other => panic!("expected the reset as an error, got {other:?}"),
+    }
+}
+
+/// As above, but the application writes after the reset and that write fails too
+/// before the stream is polled: the stream still yields the read error, not a clean
+/// end (the later WRITING|ERROR event does not hide the READING|ERROR one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_yields_the_read_error_even_after_a_later_write_error() {
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(a).unwrap();
+    let handle = bev.clone();
+    let mut io = bev.into_io();
+    let mut peer = b;
+    peer.write_all(b"hello").await.unwrap();
+    let first = timeout(T, io.next())
+        .await
+        .unwrap()
+        .expect("a chunk")
+        .unwrap();
+    assert_eq!(first, &b"hello"[..]);
+
+    let read_error = handle.next_event();
+    tokio::pin!(read_error);
+    let _ = futures::poll!(read_error.as_mut()); // from now on
+    #[allow(deprecated)]
+    peer.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(peer);
+    let record = timeout(T, read_error).await.unwrap().expect("an event");
+    assert_eq!(record.events, Events::READING | Events::ERROR);
+
+    let write_error = handle.next_event();
+    tokio::pin!(write_error);
+    let _ = futures::poll!(write_error.as_mut());
+    handle.write_now(&b"reply"[..]).unwrap();
+    let record = timeout(T, write_error).await.unwrap().expect("an event");
+    assert_eq!(record.events, Events::WRITING | Events::ERROR);
+
+    let item = timeout(T, io.next())
+        .await
+        .expect("an item after the reset");
+    match item {
+        Some(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        other => panic!("expected the reset as an error, got {other:?}"),
+    }
+}
+
+/// `read_to_end` on the bufferevent returns every byte the peer sent, and ends at the
+/// peer's EOF; `read` then keeps returning 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_to_end_until_peer_eof() {
+    let (a, b) = tcp_pair().await;
+    let mut io = BufferEvent::builder().tcp(a).unwrap().into_io();
+    let data = pattern(3 << 20);
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        let mut peer = b;
+        peer.write_all(&sent).await?;
+        peer.shutdown().await?;
+        Ok::<_, io::Error>(peer)
+    });
+    let mut got = Vec::new();
+    let n = timeout(T, io.read_to_end(&mut got))
+        .await
+        .expect("EOF within 20 s")
+        .unwrap();
+    assert_eq!(n, data.len());
+    assert!(got == data, "the bytes arrive in order");
+    let mut more = [0u8; 16];
+    assert_eq!(timeout(T, io.read(&mut more)).await.unwrap().unwrap(), 0);
+    let _peer = writer.await.unwrap().unwrap();
+}
+
+/// `tokio::io::copy` from a bufferevent's reading half to its writing half is an echo
+/// server: 4 MiB go through and back, then the shutdown reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_io_copy_echoes_through_a_bufferevent() {
+    let (a, b) = tcp_pair().await;
+    let io = BufferEvent::builder().tcp(a).unwrap().into_io();
+    let server = tokio::spawn(async move {
+        let (mut reader, mut writer) = tokio::io::split(io);
+        let n = tokio::io::copy(&mut reader, &mut writer).await?;
+        writer.shutdown().await?;
+        Ok::<_, io::Error>(n)
+    });
+    let data = pattern(4 << 20);
+    let (mut rd, mut wr) = b.into_split();
+    let sending = async {
+        wr.write_all(&data).await?;
+        wr.shutdown().await
+    };
+    let receiving = async {
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.map(|_| got)
+    };
+    let (sent, got) = timeout(T, async { tokio::join!(sending, receiving) })
+        .await
+        .expect("the echo completes within 20 s");
+    sent.unwrap();
+    let got = got.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the echo is exact");
+    let copied = timeout(T, server).await.unwrap().unwrap().unwrap();
+    assert_eq!(copied, data.len() as u64);
+}
+
+// ---- Sink backpressure -------------------------------------------------------------------
+
+/// With a 64 KiB write high watermark and writing disabled (so nothing drains),
+/// `poll_ready` is ready while the output is at most 64 KiB and pending once it is
+/// above: exactly five 16 KiB chunks go in. It stays pending until writing is enabled
+/// and the output drains to the mark; then everything reaches the peer in order.
+///
+/// On a current-thread runtime, so the task never runs while this test checks the
+/// lengths (see `output_len_counts_writes_the_task_is_applying` in
+/// `bufferevent_reliability.rs` for what a concurrent check can see).
+#[tokio::test(flavor = "current_thread")]
+async fn sink_poll_ready_waits_while_output_above_high_watermark() {
+    const HIGH: usize = 64 << 10;
+    const CHUNK: usize = 16 << 10;
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .disable(Direction::WRITE)
+        .write_watermarks(Watermarks::new(0, HIGH))
+        .tcp(a)
+        .unwrap();
+    let handle = bev.clone();
+    let mut io = bev.into_io();
+    let data = Bytes::from(pattern(8 * CHUNK));
+    let chunk = |i: usize| data.slice(i * CHUNK..(i + 1) * CHUNK);
+
+    let mut accepted = 0;
+    loop {
+        let ready = poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_ready(cx))).await;
+        match ready {
+            Poll::Ready(outcome) => {
+                outcome.unwrap();
+                assert!(handle.output_len() <= HIGH, "ready above the high mark");
+                Pin::new(&mut io).start_send(chunk(accepted)).unwrap();
+                accepted += 1;
+                assert!(accepted <= 8, "poll_ready never pushed back");
+            }
+            Poll::Pending => break,
+        }
+    }
+    assert_eq!(accepted, 5, "0, 16, 32, 48 and 64 KiB are at most the mark");
+    assert_eq!(handle.output_len(), 5 * CHUNK);
+
+    // Still pending once the task has applied the writes: nothing can drain.
+    handle.with(|_| ()).await.unwrap();
+    assert_eq!(handle.output_len(), 5 * CHUNK);
+    let ready = poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_ready(cx))).await;
+    assert!(
+        ready.is_pending(),
+        "ready with 80 KiB queued above a 64 KiB mark"
+    );
+
+    handle.enable(Direction::WRITE);
+    timeout(T, poll_fn(|cx| Pin::new(&mut io).poll_ready(cx)))
+        .await
+        .expect("ready once writing drains the output")
+        .unwrap();
+    assert!(handle.output_len() <= HIGH);
+    Pin::new(&mut io).start_send(chunk(5)).unwrap();
+    timeout(T, SinkExt::<Bytes>::flush(&mut io))
+        .await
+        .expect("flushed")
+        .unwrap();
+    assert_eq!(handle.output_len(), 0);
+
+    let mut peer = b;
+    let mut got = vec![0u8; 6 * CHUNK];
+    timeout(T, peer.read_exact(&mut got))
+        .await
+        .expect("everything arrives")
+        .unwrap();
+    assert!(got == data[..6 * CHUNK], "in order, nothing lost");
+}
+
+/// Against a real TCP peer that does not read at first, a writer pushing 32 MiB through
+/// the `Sink` with a 64 KiB write high watermark gets `Pending` from `poll_ready` once
+/// the socket buffers are full, and is never let in while the output is above the
+/// mark: the output never exceeds mark + one chunk. When the peer reads, everything
+/// arrives in order, then EOF after `close()`. Current-thread, as above.
+#[tokio::test(flavor = "current_thread")]
+async fn sink_backpressure_against_a_slow_tcp_reader() {
+    const HIGH: usize = 64 << 10;
+    // A multiple of 251, so every chunk continues the pattern.
+    const CHUNK: usize = 251 * 64;
+    const CHUNKS: usize = 2048;
+    const TOTAL: usize = CHUNK * CHUNKS;
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .write_watermarks(Watermarks::new(0, HIGH))
+        .tcp(a)
+        .unwrap();
+    let handle = bev.clone();
+    let mut io = bev.into_io();
+    let chunk = Bytes::from(pattern(CHUNK));
+    let waits = Arc::new(AtomicUsize::new(0));
+
+    let w = Arc::clone(&waits);
+    let h = handle.clone();
+    let writer = tokio::spawn(async move {
+        let mut max_at_ready = 0;
+        for _ in 0..CHUNKS {
+            poll_fn(|cx| {
+                let ready = Pin::new(&mut io).poll_ready(cx);
+                if ready.is_pending() {
+                    w.fetch_add(1, Ordering::SeqCst);
+                }
+                ready
+            })
+            .await?;
+            // Only this writer adds: the output can only have shrunk since.
+            max_at_ready = h.output_len().max(max_at_ready);
+            Pin::new(&mut io).start_send(chunk.clone())?;
+        }
+        SinkExt::<Bytes>::close(&mut io).await?;
+        Ok::<_, io::Error>(max_at_ready)
+    });
+
+    // The peer reads nothing until the writer has been held back.
+    let mut max_output = 0;
+    timeout(T, async {
+        while waits.load(Ordering::SeqCst) == 0 && !writer.is_finished() {
+            max_output = handle.output_len().max(max_output);
+            sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the writer is held back or done within 20 s");
+    assert!(
+        waits.load(Ordering::SeqCst) > 0,
+        "32 MiB went into an unread socket without poll_ready ever waiting"
+    );
+    assert!(
+        max_output <= HIGH + CHUNK,
+        "output reached {max_output} bytes with a {HIGH}-byte high mark"
+    );
+
+    let mut peer = b;
+    let mut buf = vec![0u8; 256 << 10];
+    let expected = pattern(buf.len() + 251);
+    let mut received = 0;
+    let ok = timeout(Duration::from_secs(60), async {
+        loop {
+            let n = peer.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            let at = received % 251;
+            assert!(
+                buf[..n] == expected[at..at + n],
+                "wrong bytes after {received}"
+            );
+            received += n;
+            max_output = handle.output_len().max(max_output);
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "stalled after {received} of {TOTAL} bytes");
+    assert_eq!(received, TOTAL);
+    let max_at_ready = writer.await.unwrap().unwrap();
+    assert!(
+        max_at_ready <= HIGH,
+        "poll_ready was ready with {max_at_ready} bytes queued"
+    );
+    assert!(
+        max_output <= HIGH + CHUNK,
+        "output reached {max_output} bytes with a {HIGH}-byte high mark"
+    );
+}
