@@ -140,7 +140,11 @@ impl Shared {
 
     /// Output bytes as a handle sees them: buffered plus still on the way.
     pub(crate) fn output_total(&self) -> usize {
-        self.output_len.load(Ordering::Acquire) + self.in_flight.load(Ordering::Acquire)
+        // In-flight first: bytes move from it to `output_len` (added there before they
+        // are taken off here), so this order can only count a moving byte twice,
+        // never miss it.
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        in_flight + self.output_len.load(Ordering::Acquire)
     }
 
     pub(crate) fn new(enabled: Direction) -> Arc<Self> {
