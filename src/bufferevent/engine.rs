@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -228,8 +229,8 @@ where
             (outcome, budget.min(MAX_DIRECT_READ))
         } else {
             let want = budget.min(SMALL_READ);
-            let mut stack = [0u8; SMALL_READ];
-            let mut filled = ReadBuf::new(&mut stack[..want]);
+            let mut stack = [MaybeUninit::<u8>::uninit(); SMALL_READ];
+            let mut filled = ReadBuf::uninit(&mut stack[..want]);
             let outcome = Pin::new(transport).poll_read(cx, &mut filled).map_ok(|()| {
                 let data = filled.filled();
                 input.tail_with_room(data.len()).extend_from_slice(data);
@@ -525,24 +526,33 @@ where
     /// Publishes the cheap facts handles read, waking waiters when they changed.
     fn publish(&mut self) {
         let s = &self.shared;
-        let input = self.inner.input.len();
-        let output = self.inner.output.len();
+        // Plain loads and stores: only this task writes these (besides `applied`, which
+        // the exact length stored here supersedes), and most calls change nothing.
+        let mut changed = false;
+        let mut store = |cell: &std::sync::atomic::AtomicUsize, value: usize| {
+            if cell.load(Ordering::Acquire) != value {
+                cell.store(value, Ordering::Release);
+                changed = true;
+            }
+        };
+        store(&s.input_len, self.inner.input.len());
+        store(&s.output_len, self.inner.output.len());
         let enabled = self.inner.core.enabled().bits();
-        let wm = self.inner.core.write_watermarks();
-        let old_input = s.input_len.swap(input, Ordering::AcqRel);
-        let old_output = s.output_len.swap(output, Ordering::AcqRel);
-        let old_enabled = s.enabled.swap(enabled, Ordering::AcqRel);
-        s.write_low.store(wm.low, Ordering::Release);
-        s.write_high.store(wm.high, Ordering::Release);
+        if s.enabled.load(Ordering::Acquire) != enabled {
+            s.enabled.store(enabled, Ordering::Release);
+            changed = true;
+        }
         let (read_timeout, write_timeout) = self.inner.timeouts.get();
         let settings = Settings {
             read_wm: self.inner.core.read_watermarks(),
-            write_wm: wm,
+            write_wm: self.inner.core.write_watermarks(),
             read_timeout,
             write_timeout,
         };
         if settings != self.published_settings {
             self.published_settings = settings;
+            s.write_low.store(settings.write_wm.low, Ordering::Release);
+            s.write_high.store(settings.write_wm.high, Ordering::Release);
             s.set_settings(settings);
         }
         // Answers to `with` go out only now, so the caller sees lengths that include
@@ -550,7 +560,7 @@ where
         for reply in self.inner.replies.drain(..) {
             reply();
         }
-        if (old_input, old_output, old_enabled) != (input, output, enabled) || s.take_dirty() {
+        if changed || s.take_dirty() {
             s.changed();
         }
     }

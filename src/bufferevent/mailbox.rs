@@ -15,6 +15,9 @@ pub(crate) struct Mailbox<T, S> {
     queue: Mutex<VecDeque<Command<T, S>>>,
     waker: Mutex<Option<Waker>>,
     handles: AtomicUsize,
+    /// A waker is stored; the task need not store one again until it is used. (A task's
+    /// waker stays valid for the task's whole life: it is the same task.)
+    registered: AtomicBool,
     /// Commands in the queue, so the task can look without locking.
     queued: AtomicUsize,
     /// The task has ended; commands are refused.
@@ -29,6 +32,7 @@ impl<T, S> Mailbox<T, S> {
             waker: Mutex::new(None),
             handles: AtomicUsize::new(1),
             queued: AtomicUsize::new(0),
+            registered: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
     }
@@ -60,7 +64,12 @@ impl<T, S> Mailbox<T, S> {
     }
 
     fn wake(&self) {
-        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Clear the flag before waking, so the poll this wake causes registers again.
+        let waker = {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            self.registered.store(false, Ordering::Release);
+            slot.take()
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -71,12 +80,10 @@ impl<T, S> Mailbox<T, S> {
         if let Some(command) = self.pop() {
             return Poll::Ready(Some(command));
         }
-        {
-            let mut waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            match waker.as_ref() {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *waker = Some(cx.waker().clone()),
-            }
+        if !self.registered.load(Ordering::Acquire) {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(cx.waker().clone());
+            self.registered.store(true, Ordering::Release);
         }
         // Check again: a command or the last drop may have come before the waker was
         // registered.

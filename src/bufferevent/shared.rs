@@ -126,7 +126,7 @@ impl Shared {
 
     /// Whether an event or a setting changed since the last call.
     pub(crate) fn take_dirty(&self) -> bool {
-        self.dirty.swap(false, Ordering::AcqRel)
+        self.dirty.load(Ordering::Acquire) && self.dirty.swap(false, Ordering::AcqRel)
     }
 
     /// The task moved `n` written bytes from "in flight" into its output buffer.
