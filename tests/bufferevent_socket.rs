@@ -293,3 +293,41 @@ async fn b034_b041_read_timeout_fires_once() {
     assert_eq!(*log.lock().unwrap(), [Events::READING | Events::TIMEOUT]);
     assert!(!bev.enabled().contains(Direction::READ));
 }
+
+/// Deferred callbacks still run while a peer sends without pause: the task runs them
+/// at the latest when it yields (every 32 loop passes), so with no high watermark the
+/// input stays bounded by that budget instead of growing until the peer stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_callbacks_keep_up_with_a_peer_that_never_pauses() {
+    const TOTAL: usize = 16 << 20;
+    let (a, b) = tcp_pair().await;
+    let largest = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let (l, t) = (Arc::clone(&largest), Arc::clone(&total));
+    let _bev = BufferEvent::builder()
+        .defer_callbacks(true)
+        .enable(Direction::READ)
+        .on_read(move |ctx| {
+            let n = ctx.input().len();
+            l.fetch_max(n, Ordering::SeqCst);
+            t.fetch_add(n, Ordering::SeqCst);
+            ctx.input().drain(n);
+        })
+        .tcp(b)
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        let mut peer = a;
+        peer.write_all(&vec![9u8; TOTAL]).await.unwrap();
+        peer
+    });
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while total.load(Ordering::SeqCst) < TOTAL {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("everything arrives");
+    drop(writer.await.unwrap());
+    let largest = largest.load(Ordering::SeqCst);
+    assert!(largest <= 1 << 20, "input grew to {largest} bytes");
+}

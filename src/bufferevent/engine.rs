@@ -33,6 +33,8 @@ const MAX_IOVECS: usize = 64;
 /// Loop iterations before the task yields to the scheduler, so one busy connection
 /// cannot starve the others.
 const ITERATIONS_PER_POLL: usize = 32;
+/// Commands applied per loop iteration at most.
+const COMMANDS_PER_PASS: usize = 64;
 
 /// A closure a handle sends to run on the task.
 pub(crate) type Job<S> = Box<dyn FnOnce(&mut Context<'_, S>) + Send>;
@@ -136,7 +138,16 @@ where
                 return Poll::Pending;
             }
         }
-        // Out of budget: let other tasks run, then go on.
+        // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
+        // which a peer that never stops sending would never allow.
+        if self.dispatch() {
+            self.release_idle_memory();
+            self.publish();
+            if self.done() {
+                return Poll::Ready(());
+            }
+        }
+        // Let other tasks run, then go on.
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -145,7 +156,11 @@ where
 
     fn poll_commands(&mut self, cx: &mut TaskContext<'_>) -> bool {
         let mut progress = false;
-        while !self.inner.freed && self.give_back.is_none() {
+        // Bounded, so a handle that sends without pause cannot hold the task here.
+        for _ in 0..COMMANDS_PER_PASS {
+            if self.inner.freed || self.give_back.is_some() {
+                break;
+            }
             match self.mailbox.poll_recv(cx) {
                 Poll::Ready(Some(command)) => {
                     self.apply(command);
@@ -552,7 +567,8 @@ where
         if settings != self.published_settings {
             self.published_settings = settings;
             s.write_low.store(settings.write_wm.low, Ordering::Release);
-            s.write_high.store(settings.write_wm.high, Ordering::Release);
+            s.write_high
+                .store(settings.write_wm.high, Ordering::Release);
             s.set_settings(settings);
         }
         // Answers to `with` go out only now, so the caller sees lengths that include
