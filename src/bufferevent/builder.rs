@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tracing::Instrument;
 
 use super::BufferEvent;
 use super::Transport;
@@ -267,7 +268,9 @@ impl<S: Send + 'static> Builder<S> {
             Arc::clone(&shared),
             self.defer_callbacks,
         );
-        runtime.spawn(engine.run());
+        // One span per bufferevent; it costs nothing unless a subscriber listens.
+        let span = tracing::debug_span!("bufferevent", peer = ?info.peer);
+        runtime.spawn(engine.run().instrument(span));
         BufferEvent {
             mailbox,
             shared,
