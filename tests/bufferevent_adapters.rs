@@ -2,6 +2,11 @@
 //! `tokio_util::codec::Framed`, `AsyncRead`/`AsyncWrite` under `tokio::io` helpers, and
 //! `Sink` backpressure from the write high watermark.
 
+mod common;
+
+use common::pattern;
+use common::tcp_pair;
+
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -13,23 +18,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+
 use tokio::time::{sleep, timeout};
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
 use tokio_util::codec::{Framed, LinesCodec};
-
-/// A connected pair of loopback TCP streams.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap());
-    let (client, accepted) = tokio::join!(client, listener.accept());
-    (client.unwrap(), accepted.unwrap().0)
-}
-
-/// The byte at offset `i` is `i % 251`.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
 
 /// Lines of varied lengths, up to a few KiB.
 fn lines(n: usize, tag: &str) -> Vec<String> {

@@ -9,6 +9,11 @@
 //! tens of thousands of sockets) and the flood test measures the whole process's
 //! resident memory, which a concurrent test would disturb.
 
+mod common;
+
+use common::pattern;
+use common::tcp_pair;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,19 +30,6 @@ use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks}
 
 /// Serializes the tests of this file (see the module documentation).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A connected pair of loopback TCP streams.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap());
-    let (client, accepted) = tokio::join!(client, listener.accept());
-    (client.unwrap(), accepted.unwrap().0)
-}
-
-/// The byte at offset `i` of every stream in this file is `i % 251`.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
 
 /// The process's resident set size in bytes (`VmRSS` of `/proc/self/status`), or
 /// `None` where there is no such file.

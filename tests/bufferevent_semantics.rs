@@ -29,6 +29,11 @@
 //! - B-71 (user callbacks on the bufferevent's own evbuffers): `Input`/`Output` do not
 //!   expose the buffers' callback API at all.
 
+mod common;
+
+use common::pattern;
+use common::tcp_pair;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -42,7 +47,7 @@ use bytes::Bytes;
 use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, duplex,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_bufferevent::buffer::{EolStyle, EvBuffer};
 use tokio_bufferevent::bufferevent::{
@@ -71,23 +76,11 @@ async fn settle<T: Transport, S: Send + 'static>(bev: &BufferEvent<T, S>) {
     }
 }
 
-/// A connected pair of loopback TCP streams.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap());
-    let (client, accepted) = tokio::join!(client, listener.accept());
-    (client.unwrap(), accepted.unwrap().0)
-}
-
 /// Closes `stream` abortively: its peer gets a TCP reset.
 #[allow(deprecated)] // `set_linger` is deprecated for blocking on drop; zero does not block.
 fn reset(stream: TcpStream) {
     stream.set_linger(Some(Duration::ZERO)).unwrap();
     drop(stream);
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
 }
 
 /// A shared list of what callbacks saw.

@@ -1,25 +1,18 @@
 //! Socket bufferevents over real loopback TCP: libevent's `bufferevent` regression
 //! flow, defaults, watermarks, EOF, errors, and the async interface.
 
+mod common;
+
+use common::pattern;
+use common::tcp_pair;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
-
-/// A connected pair of loopback TCP streams.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap());
-    let (client, accepted) = tokio::join!(client, listener.accept());
-    (client.unwrap(), accepted.unwrap().0)
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
 
 /// libevent `bufferevent/bufferevent`: 8333 bytes from one bufferevent to another; the
 /// writer's write callback sees an empty output; the reader's read callback gets all of
