@@ -916,8 +916,9 @@ impl EvBuffer {
         Ok(())
     }
 
-    /// Releases the unused memory of the writable tail. A buffer drained to empty then
-    /// holds no memory at all. The next append allocates again.
+    /// Releases unused memory: the writable tail's spare room and the chunk list's
+    /// spare slots. A buffer drained to empty then holds no memory at all. The next
+    /// append allocates again.
     pub fn shrink_to_fit(&mut self) {
         if self.tail.is_empty() {
             self.tail = BytesMut::new();
@@ -926,6 +927,13 @@ impl EvBuffer {
             self.seal_tail();
             self.tail = BytesMut::new();
         }
+        self.chunks.shrink_to_fit();
+    }
+
+    /// Whether the buffer holds memory beyond its bytes (what
+    /// [`shrink_to_fit`](Self::shrink_to_fit) would release).
+    pub(crate) fn has_spare_memory(&self) -> bool {
+        self.spare_capacity() > 0 || self.chunks.capacity() > self.chunks.len()
     }
 
     // ---- std::io glue ------------------------------------------------------------
@@ -973,7 +981,7 @@ impl EvBuffer {
     }
 
     /// The writable tail with at least `n` bytes of room, for reading straight into
-    /// it; report what was appended with [`EvBuffer::commit_tail`].
+    /// it; report what was appended with [`EvBuffer::commit_appended`].
     pub(crate) fn tail_with_room(&mut self, n: usize) -> &mut BytesMut {
         if self.spare_capacity() < n {
             self.grow_tail(n);
@@ -981,8 +989,25 @@ impl EvBuffer {
         &mut self.tail
     }
 
-    /// Accounts for `n` bytes appended to the tail by [`EvBuffer::tail_with_room`].
-    pub(crate) fn commit_tail(&mut self, n: usize) {
+    /// Appends a copy of `data` without accounting for it (report it with
+    /// [`EvBuffer::commit_appended`]): into the tail when it has room, else as a chunk
+    /// of exactly this size, so a small read allocates only what it holds.
+    pub(crate) fn stage_copy(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.spare_capacity() >= data.len() {
+            self.tail.extend_from_slice(data);
+        } else {
+            self.seal_tail();
+            self.chunks
+                .push_back(Chunk::Mem(Bytes::copy_from_slice(data)));
+        }
+    }
+
+    /// Accounts for `n` bytes appended by [`EvBuffer::tail_with_room`] or
+    /// [`EvBuffer::stage_copy`].
+    pub(crate) fn commit_appended(&mut self, n: usize) {
         if n > 0 {
             self.len += n;
             self.changed(n, 0);

@@ -248,7 +248,7 @@ where
             let mut filled = ReadBuf::uninit(&mut stack[..want]);
             let outcome = Pin::new(transport).poll_read(cx, &mut filled).map_ok(|()| {
                 let data = filled.filled();
-                input.tail_with_room(data.len()).extend_from_slice(data);
+                input.stage_copy(data);
                 data.len()
             });
             (outcome, want)
@@ -261,7 +261,7 @@ where
             }
             Poll::Ready(Ok(n)) => {
                 self.read_hot = n == asked;
-                self.inner.input.commit_tail(n);
+                self.inner.input.commit_appended(n);
                 self.inner.timeouts.read_progress();
                 self.inner.core.data_read(self.inner.input.len());
                 tracing::trace!(bytes = n, "read");
@@ -329,6 +329,9 @@ where
         self.inner.write_ready_callback = false;
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let outcome = match output.io_slices_max(&mut slices, self.inner.max_single_write) {
+            // One chunk: a plain write (`send`), which the kernel handles a little
+            // faster than a one-element `writev`.
+            Ok(1) => Pin::new(transport).poll_write(cx, &slices[0]),
             Ok(filled) => Pin::new(transport).poll_write_vectored(cx, &slices[..filled]),
             Err(e) => Poll::Ready(Err(e.into())),
         };
@@ -530,11 +533,13 @@ where
     /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
     /// idle connection holds no buffers (as libevent frees drained chains).
     fn release_idle_memory(&mut self) {
-        if self.inner.input.is_empty() && !self.read_hot && self.inner.input.spare_capacity() > 0 {
-            self.inner.input.shrink_to_fit();
+        let input = &mut self.inner.input;
+        if input.is_empty() && !self.read_hot && input.has_spare_memory() {
+            input.shrink_to_fit();
         }
-        if self.inner.output.is_empty() && self.inner.output.spare_capacity() > 0 {
-            self.inner.output.shrink_to_fit();
+        let output = &mut self.inner.output;
+        if output.is_empty() && output.has_spare_memory() {
+            output.shrink_to_fit();
         }
     }
 
