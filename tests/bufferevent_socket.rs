@@ -324,3 +324,62 @@ async fn deferred_callbacks_keep_up_with_a_peer_that_never_pauses() {
     let largest = largest.load(Ordering::SeqCst);
     assert!(largest <= 1 << 20, "input grew to {largest} bytes");
 }
+
+/// Every readiness future supports many concurrent waiters, and a waiter that gives up
+/// (its future dropped) does not disturb the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_futures_wake_every_waiter() {
+    let (a, b) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .disable(Direction::WRITE)
+        .tcp(b)
+        .unwrap();
+    let mut waiters = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let bev = bev.clone();
+        waiters.spawn(async move {
+            match i % 4 {
+                0 => bev.readable(5).await,
+                1 => {
+                    bev.drained().await;
+                }
+                2 => {
+                    bev.next_event().await.expect("an event");
+                }
+                _ => {
+                    bev.closed().await;
+                }
+            }
+            i % 4
+        });
+    }
+    // One more waiter that is cancelled before anything happens.
+    let impatient = bev.clone();
+    let cancelled = tokio::time::timeout(Duration::from_millis(10), async move {
+        impatient.readable(5).await
+    })
+    .await;
+    assert!(cancelled.is_err());
+
+    bev.write_now(&b"queued"[..]).unwrap(); // WRITE is off: not drained yet
+    let mut peer = a;
+    peer.write_all(b"12345").await.unwrap();
+    bev.enable(Direction::WRITE); // drains
+    drop(peer); // READING|EOF: the next event
+    let mut woke = [0; 4];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while woke[..3] != [5, 5, 5] {
+            let kind = waiters.join_next().await.expect("waiters left").unwrap();
+            woke[kind] += 1;
+        }
+        assert_eq!(woke[3], 0, "nothing has closed it yet");
+        bev.free();
+        while let Some(kind) = waiters.join_next().await {
+            woke[kind.unwrap()] += 1;
+        }
+    })
+    .await
+    .expect("every waiter wakes");
+    assert_eq!(woke, [5, 5, 5, 5]);
+}
