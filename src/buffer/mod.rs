@@ -990,8 +990,8 @@ impl EvBuffer {
     }
 
     /// Appends a copy of `data` without accounting for it (report it with
-    /// [`EvBuffer::commit_appended`]): into the tail when it has room, else as a chunk
-    /// of exactly this size, so a small read allocates only what it holds.
+    /// [`EvBuffer::commit_appended`]): into the tail when it has room, else into a new
+    /// tail of exactly this size, so a small read allocates only what it holds.
     pub(crate) fn stage_copy(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
@@ -999,9 +999,10 @@ impl EvBuffer {
         if self.spare_capacity() >= data.len() {
             self.tail.extend_from_slice(data);
         } else {
+            // A new tail of exactly this size: no chunk-list slot for the common case
+            // of one small read consumed before the next.
             self.seal_tail();
-            self.chunks
-                .push_back(Chunk::Mem(Bytes::copy_from_slice(data)));
+            self.tail = BytesMut::from(data);
         }
     }
 
