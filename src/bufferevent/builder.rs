@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub const DEFAULT_MAX_SINGLE_IO: usize = 16 * 1024;
 /// | read and write timeouts | none |
 /// | `max_single_read`, `max_single_write` | 16 KiB |
 /// | deferred callbacks | off |
+/// | connect timeout | none |
 /// | runtime | the current one |
 ///
 /// # Examples
@@ -71,6 +73,7 @@ pub struct Builder<S = ()> {
     max_single_read: usize,
     max_single_write: usize,
     defer_callbacks: bool,
+    connect_timeout: Option<Duration>,
     runtime: Option<Handle>,
     state: S,
     callbacks: Callbacks<S>,
@@ -87,6 +90,7 @@ impl<S: Send + 'static> Builder<S> {
             max_single_read: DEFAULT_MAX_SINGLE_IO,
             max_single_write: DEFAULT_MAX_SINGLE_IO,
             defer_callbacks: false,
+            connect_timeout: None,
             runtime: None,
             state,
             callbacks: Callbacks::default(),
@@ -147,6 +151,14 @@ impl<S: Send + 'static> Builder<S> {
         self
     }
 
+    /// How long a connect started by [`connect`](Self::connect) or
+    /// [`BufferEvent::connect`] may take before it fails with `ERROR | TIMEOUT` (beyond
+    /// libevent, where only the OS gives up). Default: none.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
     /// The runtime whose threads run the bufferevent's task (libevent's event base).
     /// Default: the runtime of the caller.
     pub fn runtime(mut self, handle: Handle) -> Self {
@@ -201,6 +213,40 @@ impl<S: Send + 'static> Builder<S> {
         T: Transport,
     {
         self.spawn(Some(stream), TransportInfo::default())
+    }
+
+    /// Creates a bufferevent and starts connecting it to `addr`
+    /// (`bufferevent_socket_new` with fd `-1`, then `bufferevent_socket_connect`).
+    ///
+    /// Data may be written at once; it is sent after the connect, in order. Success
+    /// delivers `CONNECTED` to the event callback; a failure that happens later
+    /// (refused, unreachable, timed out) delivers `ERROR` with the error.
+    ///
+    /// # Errors
+    ///
+    /// An immediate failure (the socket cannot be created); no callback runs then (B-48).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Events};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let bev = BufferEvent::builder().connect(listener.local_addr()?)?;
+    /// bev.write_now(&b"queued before the connect completes"[..])?;
+    /// assert!(bev.connected().await);
+    /// # Ok(()) }
+    /// ```
+    pub fn connect(self, addr: SocketAddr) -> io::Result<BufferEvent<TcpStream, S>> {
+        let bev = self.unconnected::<TcpStream>();
+        bev.connect(addr)?;
+        Ok(bev)
     }
 
     /// Creates a bufferevent with no transport yet (libevent's fd `-1`, B-5): writes
@@ -260,6 +306,10 @@ impl<S: Send + 'static> Builder<S> {
         shared.connected.store(connected, Ordering::Release);
         shared.has_transport.store(connected, Ordering::Release);
         shared.set_info(info);
+        *shared
+            .connect_timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = self.connect_timeout;
         let mailbox = Arc::new(Mailbox::new());
         let engine = Engine::new(
             transport,

@@ -20,7 +20,7 @@ use super::Transport;
 use super::context::{Context, Inner};
 use super::events::{Direction, Events};
 use super::mailbox::Mailbox;
-use super::shared::{Closed, Settings, Shared};
+use super::shared::{Closed, Settings, Shared, TransportInfo};
 use crate::buffer::EvBuffer;
 
 /// Reads smaller than this go through a stack buffer first, so an idle or chatty
@@ -39,6 +39,10 @@ const COMMANDS_PER_PASS: usize = 64;
 /// A closure a handle sends to run on the task.
 pub(crate) type Job<S> = Box<dyn FnOnce(&mut Context<'_, S>) + Send>;
 
+/// A connect in progress (`bufferevent_socket_connect`).
+pub(crate) type Connecting<T> =
+    Pin<Box<dyn Future<Output = io::Result<(T, TransportInfo)>> + Send>>;
+
 /// A job for the task, sent by a handle.
 pub(crate) enum Command<T, S> {
     /// Run a closure with the task's context (most handle operations).
@@ -49,6 +53,8 @@ pub(crate) enum Command<T, S> {
     WriteBuffer(EvBuffer),
     /// Replace the transport (`bufferevent_setfd`).
     SetTransport(T),
+    /// Connect: the future yields the transport and what handles may know of it.
+    Connect(Connecting<T>),
     /// Stop and hand the transport back.
     IntoInner(oneshot::Sender<Option<T>>),
 }
@@ -76,6 +82,7 @@ pub(crate) struct Engine<T, S> {
     last_events: Events,
     last_error: Option<Arc<io::Error>>,
     give_back: Option<oneshot::Sender<Option<T>>>,
+    connecting: Option<Connecting<T>>,
     /// What `publish` last stored in the shared settings.
     published_settings: Settings,
 }
@@ -106,6 +113,7 @@ where
             last_events: Events::empty(),
             last_error: None,
             give_back: None,
+            connecting: None,
             published_settings: Settings::default(),
         }
     }
@@ -118,6 +126,7 @@ where
     fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         for _ in 0..ITERATIONS_PER_POLL {
             let mut progress = self.poll_commands(cx);
+            progress |= self.poll_connect(cx);
             progress |= self.poll_read(cx);
             if !self.defer_callbacks {
                 progress |= self.dispatch();
@@ -199,22 +208,64 @@ where
                 self.shared.applied(n);
             }
             Command::SetTransport(t) => {
-                self.transport = Some(t);
+                self.connecting = None;
+                self.install(t);
                 // As libevent's setfd re-registers the write event: a writable transport
                 // with nothing to send yields one write callback (B-6, B-14).
                 if self.inner.core.enabled().contains(Direction::WRITE) {
                     self.inner.write_ready_callback = true;
                 }
-                self.read_closed = false;
-                self.write_closed = false;
-                self.shared.read_closed.store(false, Ordering::Release);
-                self.shared.write_closed.store(false, Ordering::Release);
-                self.shared.set_read_error(None);
-                self.shared.has_transport.store(true, Ordering::Release);
-                self.shared.connected.store(true, Ordering::Release);
             }
+            Command::Connect(connecting) => self.connecting = Some(connecting),
             Command::IntoInner(reply) => self.give_back = Some(reply),
         }
+    }
+
+    fn install(&mut self, transport: T) {
+        self.transport = Some(transport);
+        self.read_closed = false;
+        self.write_closed = false;
+        self.shared.read_closed.store(false, Ordering::Release);
+        self.shared.write_closed.store(false, Ordering::Release);
+        self.shared.set_read_error(None);
+        self.shared.has_transport.store(true, Ordering::Release);
+        self.shared.connected.store(true, Ordering::Release);
+    }
+
+    // ---- connecting --------------------------------------------------------------
+
+    /// Drives a connect. Success delivers `CONNECTED` alone, then queued output goes
+    /// out (B-35, B-50); failure delivers `ERROR` (with `TIMEOUT` for a connect
+    /// timeout) without a direction bit and leaves `enabled` as it was (B-33).
+    fn poll_connect(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let Some(connecting) = self.connecting.as_mut() else {
+            return false;
+        };
+        let Poll::Ready(outcome) = connecting.as_mut().poll(cx) else {
+            return false;
+        };
+        self.connecting = None;
+        match outcome {
+            Ok((transport, info)) => {
+                tracing::debug!(peer = ?info.peer, "connected");
+                self.shared.set_info(info);
+                self.install(transport);
+                self.inner.timeouts.restart(Direction::BOTH);
+                self.inner.core.event(Events::CONNECTED, None);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "connect failed");
+                let events = if e.kind() == io::ErrorKind::TimedOut {
+                    Events::ERROR | Events::TIMEOUT
+                } else {
+                    Events::ERROR
+                };
+                self.inner.core.event(events, Some(e));
+                self.shared.connect_failures.fetch_add(1, Ordering::AcqRel);
+                self.shared.changed();
+            }
+        }
+        true
     }
 
     // ---- reading -----------------------------------------------------------------
@@ -602,7 +653,7 @@ where
         let callbacks = &self.inner.callbacks;
         let no_callbacks =
             callbacks.read.is_none() && callbacks.write.is_none() && callbacks.event.is_none();
-        self.transport.is_none()
+        (self.transport.is_none() && self.connecting.is_none())
             || (no_callbacks && output_idle)
             || (self.read_closed && output_idle)
     }

@@ -497,16 +497,19 @@ where
             .await;
     }
 
-    /// Waits until the bufferevent has a connected transport; `false` if it ended
-    /// first.
+    /// Waits until the bufferevent has a connected transport; `false` if a connect
+    /// attempt failed or the bufferevent ended first.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe. Any number of tasks may wait at once.
     pub async fn connected(&self) -> bool {
+        let failures = self.shared.connect_failures.load(Ordering::Acquire);
+        let failed = |s: &shared::Shared| s.connect_failures.load(Ordering::Acquire) != failures;
         self.shared
-            .wait_until(|s| s.connected.load(Ordering::Acquire))
-            .await
+            .wait_until(|s| s.connected.load(Ordering::Acquire) || failed(s))
+            .await;
+        self.shared.connected.load(Ordering::Acquire)
     }
 
     /// Waits until the bufferevent has ended and says how.
@@ -555,6 +558,67 @@ where
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.shared.info().peer
+    }
+
+    /// Starts connecting to `addr` (`bufferevent_socket_connect`); the previous
+    /// transport, if any, is closed when the new one is installed.
+    ///
+    /// Returns at once. Writes made before the connect completes are sent after it, in
+    /// order. Success delivers `CONNECTED` alone, then the queued data goes out, then
+    /// the write callback runs if the output drained (B-50); a later failure delivers
+    /// `ERROR` (plus `TIMEOUT` when the builder's connect timeout expired) with the
+    /// error and no direction bit, leaving the enabled directions as they were (B-33).
+    ///
+    /// # Errors
+    ///
+    /// An immediate failure, such as a socket that cannot be created; no callback runs
+    /// then (B-48). [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_nodelay(true)?;
+        self.connect_with(socket.connect(addr))
+    }
+
+    /// Takes over a connect the caller already started (`bufferevent_socket_connect`
+    /// with an fd that is connecting and a null address, B-49): `connecting` is, for
+    /// example, `TcpSocket::connect`'s future. Events as for [`connect`](Self::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    pub fn connect_with<F>(&self, connecting: F) -> io::Result<()>
+    where
+        F: Future<Output = io::Result<TcpStream>> + Send + 'static,
+    {
+        let timeout = *self
+            .shared
+            .connect_timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let connecting = async move {
+            let stream = match timeout {
+                None => connecting.await?,
+                Some(limit) => tokio::time::timeout(limit, connecting)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connect timed out after {limit:?}"),
+                        )
+                    })??,
+            };
+            let info = shared::TransportInfo::of_tcp(&stream);
+            Ok((stream, info))
+        };
+        if self.send(Command::Connect(Box::pin(connecting))) {
+            Ok(())
+        } else {
+            Err(ended())
+        }
     }
 
     /// Gives the bufferevent a connected `TcpStream` (`bufferevent_setfd`), keeping

@@ -57,6 +57,10 @@ pub(crate) struct Shared {
     read_error: Mutex<Option<Arc<io::Error>>>,
     settings: Mutex<Settings>,
     info: Mutex<TransportInfo>,
+    /// The builder's connect timeout, for the connects handles start.
+    pub(crate) connect_timeout: Mutex<Option<Duration>>,
+    /// Failed connect attempts so far, so `connected()` can stop waiting.
+    pub(crate) connect_failures: AtomicUsize,
     dirty: AtomicBool,
     event_seq: AtomicU64,
     last_event: Mutex<Option<EventRecord>>,

@@ -1,0 +1,140 @@
+//! Connecting by address (`bufferevent_socket_connect`): B-33, B-35, B-48..B-50 and the
+//! connect timeout, over loopback only.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
+
+fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(Duration::from_secs(10), f)
+}
+
+/// B-35, B-50: success delivers CONNECTED alone; data written before the connect goes
+/// out right after it, in order; then the write callback runs.
+#[tokio::test]
+async fn b035_b050_connected_then_queued_data_then_write_callback() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (l1, l2) = (Arc::clone(&log), Arc::clone(&log));
+    let bev = BufferEvent::builder()
+        .on_event(move |ctx, events, error| {
+            assert!(error.is_none());
+            l1.lock()
+                .unwrap()
+                .push(format!("{events:?} output={}", ctx.output().len()));
+        })
+        .on_write(move |_| l2.lock().unwrap().push("write".to_owned()))
+        .connect(listener.local_addr().unwrap())
+        .unwrap();
+    bev.write_now(&b"first "[..]).unwrap();
+    bev.write_now(&b"second"[..]).unwrap();
+    let (mut peer, _) = within(listener.accept()).await.unwrap().unwrap();
+    assert!(within(bev.connected()).await.unwrap());
+    let mut got = [0u8; 12];
+    within(peer.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"first second");
+    within(bev.drained()).await.unwrap();
+    bev.with(|_| ()).await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["Events(CONNECTED) output=12", "write"],
+        "CONNECTED alone and first, the data after it, then the write callback"
+    );
+    assert_eq!(bev.peer_addr(), Some(listener.local_addr().unwrap()));
+    assert!(bev.fd().is_some());
+}
+
+/// B-33: a refused connect delivers ERROR without a direction bit, with the OS error,
+/// and leaves the enabled directions as they were; `connected()` says false.
+#[tokio::test]
+async fn b033_refused_connect_reports_error_without_direction() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener); // nothing listens there now
+    let seen = Arc::new(Mutex::new(None));
+    let s = Arc::clone(&seen);
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_event(move |_, events, error| {
+            *s.lock().unwrap() = Some((events, error.map(io::Error::kind)));
+        })
+        .connect(addr)
+        .unwrap();
+    assert!(!within(bev.connected()).await.unwrap());
+    bev.with(|_| ()).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some((Events::ERROR, Some(io::ErrorKind::ConnectionRefused)))
+    );
+    assert_eq!(bev.enabled(), Direction::BOTH, "enabled is unchanged");
+    assert!(!bev.is_connected());
+}
+
+/// B-49: a connect the caller started is taken over and completes as usual.
+#[tokio::test]
+async fn b049_connect_with_a_connect_already_started() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    bev.connect_with(socket.connect(listener.local_addr().unwrap()))
+        .unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::CONNECTED);
+    within(listener.accept()).await.unwrap().unwrap();
+}
+
+/// A listener whose accept queue is full: further connects hang, as to a host that
+/// drops SYNs. Returns the listener (keep it alive), the queued connections and the
+/// address.
+async fn blackhole() -> (TcpListener, Vec<TcpStream>, std::net::SocketAddr) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => queued.push(stream),
+            Ok(Err(e)) => panic!("connect failed outright: {e}"),
+            Err(_) => return (listener, queued, addr), // this one hangs: the hole is there
+        }
+    }
+    panic!("the accept queue never filled up");
+}
+
+/// The connect timeout (beyond libevent): a connect that does not complete in time
+/// delivers ERROR|TIMEOUT with a clear error.
+#[tokio::test]
+async fn connect_timeout_reports_error_and_timeout() {
+    let (_listener, _queued, addr) = blackhole().await;
+    let bev = BufferEvent::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .connect(addr)
+        .unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::ERROR | Events::TIMEOUT);
+    let error = record.error.expect("the error");
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    assert!(error.to_string().contains("timed out"), "{error}");
+}
+
+/// Freeing a bufferevent while it connects: no callback afterwards and its task ends.
+#[tokio::test]
+async fn free_while_connecting_runs_no_callback() {
+    let (_listener, _queued, addr) = blackhole().await;
+    let calls = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&calls);
+    let bev = BufferEvent::builder()
+        .on_event(move |_, _, _| *c.lock().unwrap() += 1)
+        .connect(addr)
+        .unwrap();
+    bev.write_now(&b"never sent"[..]).unwrap();
+    bev.free();
+    let closed = within(bev.closed()).await.unwrap();
+    assert_eq!(closed.unsent, 10);
+    assert_eq!(*calls.lock().unwrap(), 0);
+}
