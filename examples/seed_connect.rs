@@ -13,11 +13,9 @@
 //! connects to a port nobody listens on (ERROR). It exits non-zero unless both
 //! outcomes are the expected ones.
 //!
-//! The crate has no `BufferEvent::connect` (libevent's `bufferevent_socket_connect`)
-//! yet: it comes with a later issue. Until then, [`socket_connect`] below plays its
-//! part with what exists today: it connects a `tokio::net::TcpStream` itself, hands it
-//! to the unconnected bufferevent with `set_tcp`, and delivers CONNECTED or ERROR to
-//! the event callback with `trigger_event`.
+//! `BufferEvent::connect` is libevent's `bufferevent_socket_connect`: it returns at
+//! once and reports the outcome to the event callback, with the error itself on
+//! failure.
 //!
 //! The chapter's note on what happens without `bufferevent_socket_connect` (the
 //! connection is then reported as a write) is ported in `seed_connect_yourself`.
@@ -41,11 +39,9 @@ enum Outcome {
     Error,
 }
 
-/// The callback argument (`void *ptr` in the C): where to report, and the reason of a
-/// failed connect until `BufferEvent::connect` passes the error to the callback itself.
+/// The callback argument (`void *ptr` in the C): where to report.
 struct Info {
     report: mpsc::UnboundedSender<Outcome>,
-    connect_error: Option<io::Error>,
 }
 
 /// The chapter's `eventcb`.
@@ -58,41 +54,11 @@ fn eventcb(ctx: &mut Context<'_, Info>, events: Events, error: Option<&io::Error
         ctx.output().add(b"hello from the connect example\n");
         let _ = ctx.state().report.send(Outcome::Connected);
     } else if events.contains(Events::ERROR) {
-        // An error occurred while connecting. A real `BufferEvent::connect` passes the
-        // error along (`error`); our stand-in left it in the state.
-        let reason = match (error, &ctx.state().connect_error) {
-            (Some(e), _) | (None, Some(e)) => e.to_string(),
-            (None, None) => "unknown".to_owned(),
-        };
+        // An error occurred while connecting; the callback gets the error itself.
+        let reason = error.map_or_else(|| "unknown".to_owned(), ToString::to_string);
         println!("eventcb: {events:?}: an error occurred while connecting: {reason}");
         let _ = ctx.state().report.send(Outcome::Error);
     }
-}
-
-/// Stands in for `bufferevent_socket_connect(bev, addr)` until `BufferEvent::connect`
-/// exists: connect, give the bufferevent the socket, and report the outcome to the
-/// event callback as libevent would (CONNECTED alone, or ERROR alone: B-33, B-35).
-///
-/// libevent returns from `bufferevent_socket_connect` at once and reports later; so
-/// does this, by connecting on a task of its own.
-fn socket_connect(bev: &BufferEvent<TcpStream, Info>, addr: SocketAddr) {
-    let bev = bev.clone();
-    tokio::spawn(async move {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                bev.set_tcp(stream);
-                bev.trigger_event(Events::CONNECTED);
-            }
-            Err(e) => {
-                // Hand the reason to the callback's state first: `trigger_event` cannot
-                // carry an error. Both run on the bufferevent's task, in this order.
-                let _ = bev
-                    .with(move |ctx| ctx.state().connect_error = Some(e))
-                    .await;
-                bev.trigger_event(Events::ERROR);
-            }
-        }
-    });
 }
 
 /// The chapter's `main_loop`, for one address: a socket-less bufferevent with only an
@@ -101,15 +67,14 @@ async fn main_loop(addr: SocketAddr) -> Result<(BufferEvent<TcpStream, Info>, Ou
     let (report, mut outcomes) = mpsc::unbounded_channel();
     // `bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)`: no socket yet. The
     // bufferevent owns whatever socket it gets and closes it when freed.
-    let bev = BufferEvent::builder_with_state(Info {
-        report,
-        connect_error: None,
-    })
-    // `bufferevent_setcb(bev, NULL, NULL, eventcb, NULL)`: only an event callback.
-    .on_event(eventcb)
-    .unconnected::<TcpStream>();
+    let bev = BufferEvent::builder_with_state(Info { report })
+        // `bufferevent_setcb(bev, NULL, NULL, eventcb, NULL)`: only an event callback.
+        .on_event(eventcb)
+        .unconnected::<TcpStream>();
     println!("connecting to {addr}");
-    socket_connect(&bev, addr);
+    // `bufferevent_socket_connect(bev, addr)`: returns at once; the outcome arrives
+    // at the event callback.
+    bev.connect(addr)?;
     // `event_base_dispatch(base)`: the bufferevent's task runs by itself; we only wait
     // for the callback's report.
     let outcome = outcomes

@@ -14,11 +14,11 @@
 //! "Connect okay.", followed by EOF.
 //!
 //! The crate has no `BufferEvent::connect_hostname`
-//! (`bufferevent_socket_connect_hostname`) yet: it comes with a later issue, together
-//! with `BufferEvent::connect`. Until then [`connect_hostname`] below stands in for it
-//! with Tokio's resolver (`lookup_host`, blocking-free), a connect of our own to the
-//! first address (as libevent does), `set_tcp`, and `trigger_event`. The host is the
-//! literal `127.0.0.1` so that the example never depends on the machine's resolver.
+//! (`bufferevent_socket_connect_hostname`) yet: it comes with a later issue. Until then
+//! [`connect_hostname`] below stands in for it with Tokio's resolver (`lookup_host`,
+//! blocking-free) and `BufferEvent::connect` to the first address (as libevent does).
+//! The host is the literal `127.0.0.1` so that the example never depends on the
+//! machine's resolver.
 
 use std::error::Error;
 use std::io;
@@ -90,8 +90,8 @@ fn eventcb(ctx: &mut Context<'_, Client>, events: Events, error: Option<&io::Err
 
 /// Stands in for `bufferevent_socket_connect_hostname(bev, dns_base, AF_UNSPEC, host,
 /// port)` until `BufferEvent::connect_hostname` exists: resolve without blocking,
-/// connect to the first address only (B-53), give the socket to the bufferevent, and
-/// report CONNECTED or ERROR to its event callback.
+/// connect to the first address only (B-53); `BufferEvent::connect` reports CONNECTED
+/// or ERROR to the event callback.
 fn connect_hostname(bev: &BufferEvent<TcpStream, Client>, host: &str, port: u16) {
     let (bev, host) = (bev.clone(), host.to_owned());
     tokio::spawn(async move {
@@ -103,15 +103,9 @@ fn connect_hostname(bev: &BufferEvent<TcpStream, Client>, host: &str, port: u16)
             Ok(addr) => addr,
             Err(dns_error) => return report_error(&bev, Some(dns_error)).await,
         };
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                bev.set_tcp(stream);
-                bev.trigger_event(Events::CONNECTED);
-            }
-            Err(e) => {
-                println!("connect to {addr}: {e}");
-                report_error(&bev, None).await;
-            }
+        if let Err(e) = bev.connect(addr) {
+            println!("connect to {addr}: {e}");
+            report_error(&bev, None).await;
         }
     });
 }
