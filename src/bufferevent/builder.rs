@@ -233,7 +233,7 @@ impl<S: Send + 'static> Builder<S> {
     /// # Examples
     ///
     /// ```
-    /// use tokio_bufferevent::bufferevent::{BufferEvent, Events};
+    /// use tokio_bufferevent::bufferevent::BufferEvent;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
@@ -304,7 +304,6 @@ impl<S: Send + 'static> Builder<S> {
             .write_high
             .store(self.write_wm.high, Ordering::Release);
         shared.connected.store(connected, Ordering::Release);
-        shared.has_transport.store(connected, Ordering::Release);
         shared.set_info(info);
         *shared
             .connect_timeout

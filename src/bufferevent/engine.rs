@@ -228,7 +228,6 @@ where
         self.shared.read_closed.store(false, Ordering::Release);
         self.shared.write_closed.store(false, Ordering::Release);
         self.shared.set_read_error(None);
-        self.shared.has_transport.store(true, Ordering::Release);
         self.shared.connected.store(true, Ordering::Release);
     }
 
@@ -666,7 +665,7 @@ where
             let _ = reply.send(self.transport.take());
         }
         self.transport = None; // closes it
-        self.shared.has_transport.store(false, Ordering::Release);
+        self.shared.connected.store(false, Ordering::Release);
         tracing::debug!(events = ?self.last_events, unsent, "bufferevent finished");
         self.shared.set_closed(Closed {
             events: self.last_events,

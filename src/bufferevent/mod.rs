@@ -459,7 +459,8 @@ where
         &self.runtime
     }
 
-    /// Whether the bufferevent has a connected transport.
+    /// Whether the bufferevent has a connected transport (false before a connect
+    /// completes and after the bufferevent ended).
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Acquire)
     }

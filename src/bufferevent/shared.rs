@@ -48,7 +48,6 @@ pub(crate) struct Shared {
     pub(crate) write_high: AtomicUsize,
     pub(crate) enabled: AtomicU8,
     pub(crate) connected: AtomicBool,
-    pub(crate) has_transport: AtomicBool,
     /// Reading stopped for good: EOF or a read error.
     pub(crate) read_closed: AtomicBool,
     /// Writing stopped for good: the write side was shut down, or a write failed.
