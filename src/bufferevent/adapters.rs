@@ -92,27 +92,19 @@ where
 
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<Bytes>>> {
         let bev = self.bev.clone();
-        let fut = self
-            .reading
-            .get_or_insert_with(|| Box::pin(next_chunk(bev)));
-        let out = ready!(fut.as_mut().poll(cx));
-        self.reading = None;
-        Poll::Ready(out.transpose())
+        poll_once(&mut self.reading, cx, || Box::pin(next_chunk(bev))).map(Result::transpose)
     }
 
     fn poll_writable(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let bev = self.bev.clone();
-        let fut = self
-            .ready
-            .get_or_insert_with(|| Box::pin(async move { bev.writable().await }));
-        let out = ready!(fut.as_mut().poll(cx));
-        self.ready = None;
-        Poll::Ready(out)
+        poll_once(&mut self.ready, cx, || {
+            Box::pin(async move { bev.writable().await })
+        })
     }
 
     fn poll_flushed(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let bev = self.bev.clone();
-        let fut = self.flushing.get_or_insert_with(|| {
+        poll_once(&mut self.flushing, cx, || {
             Box::pin(async move {
                 bev.shared
                     .wait_until(|s| s.output_total() == 0 || s.write_closed.load(Ordering::Acquire))
@@ -128,15 +120,12 @@ where
                     ))
                 }
             })
-        });
-        let out = ready!(fut.as_mut().poll(cx));
-        self.flushing = None;
-        Poll::Ready(out)
+        })
     }
 
     fn poll_shut(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let bev = self.bev.clone();
-        let fut = self.closing.get_or_insert_with(|| {
+        poll_once(&mut self.closing, cx, || {
             Box::pin(async move {
                 bev.flush(Direction::WRITE, FlushMode::Finished);
                 bev.shared
@@ -144,11 +133,22 @@ where
                     .await;
                 Ok(())
             })
-        });
-        let out = ready!(fut.as_mut().poll(cx));
-        self.closing = None;
-        Poll::Ready(out)
+        })
     }
+}
+
+/// Polls the operation in `slot`, starting it with `start` if none is in progress, and
+/// clears the slot once it completes; the adapters' `poll_*` methods may be called
+/// again and again while one operation is pending.
+fn poll_once<T>(
+    slot: &mut Option<BoxFuture<T>>,
+    cx: &mut TaskContext<'_>,
+    start: impl FnOnce() -> BoxFuture<T>,
+) -> Poll<T> {
+    let fut = slot.get_or_insert_with(start);
+    let out = ready!(fut.as_mut().poll(cx));
+    *slot = None;
+    Poll::Ready(out)
 }
 
 /// The next chunk of input; `None` at EOF; the read error if reading failed.
