@@ -138,3 +138,48 @@ async fn free_while_connecting_runs_no_callback() {
     assert_eq!(closed.unsent, 10);
     assert_eq!(*calls.lock().unwrap(), 0);
 }
+
+/// Where libevent tries only the first address, `connect_any` goes on to the next: the
+/// first refuses, the second accepts.
+#[tokio::test]
+async fn connect_any_tries_the_next_address_after_a_refusal() {
+    let refused = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap(); // the listener is dropped: nothing listens there
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let good = listener.local_addr().unwrap();
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    bev.connect_any([refused, good]).unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::CONNECTED);
+    assert_eq!(bev.peer_addr(), Some(good));
+    within(listener.accept()).await.unwrap().unwrap();
+}
+
+/// When every address refuses, the event callback gets ERROR with the last error; an
+/// empty list is refused at once.
+#[tokio::test]
+async fn connect_any_reports_the_last_error_when_all_fail() {
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        dead.push(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap()
+                .local_addr()
+                .unwrap(),
+        );
+    }
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    bev.connect_any(dead).unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::ERROR);
+    assert_eq!(
+        record.error.expect("the error").kind(),
+        io::ErrorKind::ConnectionRefused
+    );
+    let err = bev.connect_any(Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}

@@ -51,6 +51,7 @@
 
 mod adapters;
 mod builder;
+mod connect;
 mod context;
 mod core;
 mod engine;
@@ -575,13 +576,30 @@ where
     /// An immediate failure, such as a socket that cannot be created; no callback runs
     /// then (B-48). [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
     pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_nodelay(true)?;
-        self.connect_with(socket.connect(addr))
+        self.connect_with(connect::start(addr)?)
+    }
+
+    /// Connects to the first of `addrs` that accepts, trying them one after another
+    /// (libevent tries only the first address of a lookup). Addresses of both families
+    /// are tried alternately, starting with the family of the first, as RFC 8305
+    /// (Happy Eyeballs) orders them; the attempts are not staggered in parallel. If all
+    /// fail, the event callback gets `ERROR` with the last error. The builder's connect
+    /// timeout covers all the attempts together. Otherwise as
+    /// [`connect`](Self::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] if `addrs` is empty (no callback runs);
+    /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    pub fn connect_any(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> io::Result<()> {
+        let addrs = connect::interleave_families(addrs.into_iter().collect());
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to connect to",
+            ));
+        }
+        self.connect_with(connect::first_that_accepts(addrs))
     }
 
     /// Takes over a connect the caller already started (`bufferevent_socket_connect`
