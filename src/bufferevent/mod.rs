@@ -54,6 +54,8 @@ mod builder;
 mod connect;
 mod context;
 mod core;
+#[cfg(feature = "dns")]
+mod dns;
 mod engine;
 mod events;
 mod mailbox;
@@ -79,6 +81,8 @@ use crate::buffer::EvBuffer;
 pub use self::adapters::BufferEventIo;
 pub use self::builder::{Builder, DEFAULT_MAX_SINGLE_IO};
 pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, Output};
+#[cfg(feature = "dns")]
+pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::events::{Direction, Events, FlushMode, Watermarks};
 pub use self::shared::{Closed, EventRecord};
 
@@ -600,6 +604,82 @@ where
             ));
         }
         self.connect_with(connect::first_that_accepts(addrs))
+    }
+
+    /// Resolves `host` and connects to its addresses
+    /// (`bufferevent_socket_connect_hostname`).
+    ///
+    /// Address literals (`127.0.0.1`, `::1`, `[::1]`) skip DNS. Otherwise `resolver`
+    /// (or, with `None`, a process-wide one built from the system configuration on a
+    /// blocking thread) looks the name up without blocking; reading and writing wait
+    /// meanwhile, and data written goes out after the connect (B-53). The addresses
+    /// are tried in turn as in [`connect_any`](Self::connect_any), where libevent tries
+    /// only the first. A failed lookup delivers `ERROR` with the error, and
+    /// [`dns_error`](Self::dns_error) says what went wrong.
+    ///
+    /// # Errors
+    ///
+    /// Returned at once, with no callback (B-53): port 0, an empty host, or a literal
+    /// of the wrong family ([`io::ErrorKind::InvalidInput`]); a socket that cannot be
+    /// created; [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    #[cfg(feature = "dns")]
+    pub fn connect_hostname(
+        &self,
+        resolver: Option<&Resolver>,
+        family: Family,
+        host: &str,
+        port: u16,
+    ) -> io::Result<()> {
+        let invalid = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()));
+        if port == 0 {
+            return invalid("port must be in 1..=65535");
+        }
+        if host.is_empty() {
+            return invalid("empty host name");
+        }
+        self.shared.set_dns_error(None);
+        if let Some(ip) = dns::literal(host) {
+            let admitted = match family {
+                Family::Inet => ip.is_ipv4(),
+                Family::Inet6 => ip.is_ipv6(),
+                Family::Unspec => true,
+            };
+            if !admitted {
+                return invalid("the address literal is not of the family asked for");
+            }
+            return self.connect(SocketAddr::new(ip, port));
+        }
+        let resolver = resolver.cloned();
+        let shared = Arc::clone(&self.shared);
+        let host = host.to_owned();
+        self.connect_with(async move {
+            let looked_up = match resolver {
+                Some(resolver) => resolver.lookup(&host, family, port).await,
+                None => match Resolver::global().await {
+                    Ok(resolver) => resolver.lookup(&host, family, port).await,
+                    Err(e) => Err(e),
+                },
+            };
+            match looked_up {
+                Ok(addrs) => {
+                    tracing::debug!(%host, ?addrs, "resolved");
+                    connect::first_that_accepts(connect::interleave_families(addrs)).await
+                }
+                Err(e) => {
+                    let error = e.to_io_error();
+                    shared.set_dns_error(Some(e));
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    /// Why the last hostname lookup failed (`bufferevent_socket_get_dns_error`);
+    /// `None` while none has failed since the last
+    /// [`connect_hostname`](Self::connect_hostname).
+    #[cfg(feature = "dns")]
+    pub fn dns_error(&self) -> Option<DnsError> {
+        self.shared.dns_error()
     }
 
     /// Takes over a connect the caller already started (`bufferevent_socket_connect`

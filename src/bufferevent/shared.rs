@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) connect_timeout: Mutex<Option<Duration>>,
     /// Failed connect attempts so far, so `connected()` can stop waiting.
     pub(crate) connect_failures: AtomicUsize,
+    #[cfg(feature = "dns")]
+    dns_error: Mutex<Option<super::DnsError>>,
     dirty: AtomicBool,
     event_seq: AtomicU64,
     last_event: Mutex<Option<EventRecord>>,
@@ -102,6 +104,19 @@ impl Shared {
     pub(crate) fn set_settings(&self, settings: Settings) {
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
         self.dirty.store(true, Ordering::Release);
+    }
+
+    #[cfg(feature = "dns")]
+    pub(crate) fn set_dns_error(&self, error: Option<super::DnsError>) {
+        *self.dns_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    #[cfg(feature = "dns")]
+    pub(crate) fn dns_error(&self) -> Option<super::DnsError> {
+        self.dns_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn set_read_error(&self, error: Option<Arc<io::Error>>) {

@@ -1,0 +1,241 @@
+//! Connecting by hostname against a real DNS server started in this process
+//! (hickory-server serving the zone `test.` from memory on 127.0.0.1), never the
+//! machine's resolver.
+
+#![cfg(feature = "dns")]
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use hickory_server::proto::rr::rdata::{SOA, TXT};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_bufferevent::bufferevent::{BufferEvent, DnsErrorKind, Events, Family, Resolver};
+
+fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(Duration::from_secs(10), f)
+}
+
+/// A DNS server for the zone `test.` on 127.0.0.1 (UDP and TCP on the same port).
+struct TestDns {
+    addr: SocketAddr,
+    _server: Server<Catalog>,
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+async fn test_dns(records: &[(&str, RData)]) -> TestDns {
+    let origin = name("test.");
+    let mut zone: InMemoryZoneHandler =
+        InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+    let soa = SOA::new(name("ns.test."), name("admin.test."), 1, 60, 60, 60, 60);
+    zone.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1);
+    for (host, rdata) in records {
+        zone.upsert_mut(Record::from_rdata(name(host), 60, rdata.clone()), 1);
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(
+        LowerName::from(&origin),
+        vec![Arc::new(zone) as Arc<dyn ZoneHandler>],
+    );
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let mut server = Server::new(catalog);
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 4096);
+    TestDns {
+        addr,
+        _server: server,
+    }
+}
+
+fn resolver(dns: &TestDns) -> Resolver {
+    Resolver::with_name_servers(&[dns.addr], Duration::from_secs(2)).unwrap()
+}
+
+fn a(ip: [u8; 4]) -> RData {
+    RData::from(Ipv4Addr::from(ip))
+}
+
+fn aaaa(ip: Ipv6Addr) -> RData {
+    RData::from(ip)
+}
+
+/// Connects by name and returns the first event and the bufferevent.
+async fn connect(
+    resolver: &Resolver,
+    family: Family,
+    host: &str,
+    port: u16,
+) -> (Events, BufferEvent) {
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    bev.connect_hostname(Some(resolver), family, host, port)
+        .unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    (record.events, bev)
+}
+
+#[tokio::test]
+async fn a_record_connects_and_queued_data_follows() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns(&[("v4.test.", a([127, 0, 0, 1]))]).await;
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    bev.connect_hostname(Some(&resolver(&dns)), Family::Unspec, "v4.test.", port)
+        .unwrap();
+    bev.write_now(&b"sent after the lookup"[..]).unwrap(); // B-53: waits meanwhile
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::CONNECTED);
+    assert!(bev.dns_error().is_none());
+    let (mut peer, _) = within(listener.accept()).await.unwrap().unwrap();
+    let mut got = [0u8; 21];
+    within(peer.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"sent after the lookup");
+}
+
+#[tokio::test]
+async fn aaaa_record_connects_over_ipv6() {
+    let listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns(&[("v6.test.", aaaa(Ipv6Addr::LOCALHOST))]).await;
+    let (events, bev) = connect(&resolver(&dns), Family::Inet6, "v6.test.", port).await;
+    assert_eq!(events, Events::CONNECTED);
+    assert_eq!(bev.peer_addr().map(|a| a.is_ipv6()), Some(true));
+}
+
+#[tokio::test]
+async fn both_records_with_a_family_pick_that_family() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns(&[
+        ("both.test.", a([127, 0, 0, 1])),
+        ("both.test.", aaaa(Ipv6Addr::LOCALHOST)),
+    ])
+    .await;
+    let (events, bev) = connect(&resolver(&dns), Family::Inet, "both.test.", port).await;
+    assert_eq!(events, Events::CONNECTED);
+    assert_eq!(bev.peer_addr().map(|a| a.is_ipv4()), Some(true));
+    // With Unspec both are candidates; nothing listens on [::1]:port, so whichever
+    // comes first, the connect ends on 127.0.0.1.
+    let (events, bev) = connect(&resolver(&dns), Family::Unspec, "both.test.", port).await;
+    assert_eq!(events, Events::CONNECTED);
+    assert_eq!(bev.peer_addr().map(|a| a.is_ipv4()), Some(true));
+}
+
+#[tokio::test]
+async fn first_address_refusing_second_accepting() {
+    // Nothing listens on 127.0.0.1/.3:port; 127.0.0.2:port accepts.
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns(&[
+        ("two.test.", a([127, 0, 0, 1])),
+        ("two.test.", a([127, 0, 0, 3])),
+        ("two.test.", a([127, 0, 0, 2])),
+    ])
+    .await;
+    let (events, bev) = connect(&resolver(&dns), Family::Inet, "two.test.", port).await;
+    assert_eq!(events, Events::CONNECTED);
+    assert_eq!(bev.peer_addr(), Some(listener.local_addr().unwrap()));
+}
+
+/// Each DNS failure delivers ERROR to the event callback and a structured `dns_error`.
+#[tokio::test]
+async fn dns_failures_are_structured() {
+    let dns = test_dns(&[
+        ("v4.test.", a([127, 0, 0, 1])),
+        (
+            "text.test.",
+            RData::TXT(TXT::new(vec!["no address here".into()])),
+        ),
+    ])
+    .await;
+    let resolver = resolver(&dns);
+    for (family, host, kind) in [
+        (Family::Unspec, "nope.test.", DnsErrorKind::NoSuchHost),
+        (Family::Unspec, "text.test.", DnsErrorKind::NoAddresses),
+        (Family::Inet6, "v4.test.", DnsErrorKind::NoAddresses),
+        (Family::Unspec, "host.other.", DnsErrorKind::Refused),
+    ] {
+        let (events, bev) = connect(&resolver, family, host, 80).await;
+        assert_eq!(events, Events::ERROR, "{host}");
+        let error = bev.dns_error().expect("a DNS error");
+        assert_eq!(error.kind(), kind, "{host}: {error}");
+        assert!(
+            error.to_string().contains(host.trim_end_matches('.')),
+            "{error}"
+        );
+        assert!(!bev.is_connected());
+    }
+}
+
+#[tokio::test]
+async fn a_name_server_that_never_answers_times_out() {
+    // A UDP port with nothing behind it.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let resolver = Resolver::with_name_servers(&[addr], Duration::from_millis(200)).unwrap();
+    let (events, bev) = connect(&resolver, Family::Inet, "v4.test.", 80).await;
+    assert_eq!(events, Events::ERROR);
+    let error = bev.dns_error().expect("a DNS error");
+    assert!(
+        matches!(error.kind(), DnsErrorKind::Timeout | DnsErrorKind::Io),
+        "{error:?}"
+    );
+    drop(silent);
+}
+
+/// B-53: bad arguments fail at once with no callback; literals skip DNS.
+#[tokio::test]
+async fn b053_arguments_and_literals() {
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    let kind = |r: std::io::Result<()>| r.unwrap_err().kind();
+    assert_eq!(
+        kind(bev.connect_hostname(None, Family::Unspec, "v4.test.", 0)),
+        std::io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(bev.connect_hostname(None, Family::Unspec, "", 80)),
+        std::io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(bev.connect_hostname(None, Family::Inet, "::1", 80)),
+        std::io::ErrorKind::InvalidInput
+    );
+
+    let v6 = TcpListener::bind("[::1]:0").await.unwrap();
+    let port = v6.local_addr().unwrap().port();
+    bev.connect_hostname(None, Family::Unspec, "[::1]", port)
+        .unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::CONNECTED);
+}
+
+/// Freeing during the lookup: no callback afterwards, and the task ends.
+#[tokio::test]
+async fn free_during_lookup() {
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let resolver =
+        Resolver::with_name_servers(&[silent.local_addr().unwrap()], Duration::from_secs(5))
+            .unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let bev = BufferEvent::builder()
+        .on_event(move |_, _, _| {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .unconnected::<TcpStream>();
+    bev.connect_hostname(Some(&resolver), Family::Inet, "v4.test.", 80)
+        .unwrap();
+    bev.free();
+    within(bev.closed()).await.unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
