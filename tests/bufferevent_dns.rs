@@ -4,70 +4,27 @@
 
 #![cfg(feature = "dns")]
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
-use hickory_server::proto::rr::rdata::{SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use hickory_server::proto::rr::RData;
+use hickory_server::proto::rr::rdata::TXT;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_bufferevent::bufferevent::{BufferEvent, DnsErrorKind, Events, Family, Resolver};
+
+#[path = "common/dns.rs"]
+mod dns_server;
+
+use dns_server::{TestDns, a, aaaa, test_dns};
 
 fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
     tokio::time::timeout(Duration::from_secs(10), f)
 }
 
-/// A DNS server for the zone `test.` on 127.0.0.1 (UDP and TCP on the same port).
-struct TestDns {
-    addr: SocketAddr,
-    _server: Server<Catalog>,
-}
-
-fn name(s: &str) -> Name {
-    Name::from_str(s).unwrap()
-}
-
-async fn test_dns(records: &[(&str, RData)]) -> TestDns {
-    let origin = name("test.");
-    let mut zone: InMemoryZoneHandler =
-        InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
-    let soa = SOA::new(name("ns.test."), name("admin.test."), 1, 60, 60, 60, 60);
-    zone.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1);
-    for (host, rdata) in records {
-        zone.upsert_mut(Record::from_rdata(name(host), 60, rdata.clone()), 1);
-    }
-    let mut catalog = Catalog::new();
-    catalog.upsert(
-        LowerName::from(&origin),
-        vec![Arc::new(zone) as Arc<dyn ZoneHandler>],
-    );
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
-    let mut server = Server::new(catalog);
-    server.register_socket(udp);
-    server.register_listener(tcp, Duration::from_secs(5), 4096);
-    TestDns {
-        addr,
-        _server: server,
-    }
-}
-
 fn resolver(dns: &TestDns) -> Resolver {
     Resolver::with_name_servers(&[dns.addr], Duration::from_secs(2)).unwrap()
-}
-
-fn a(ip: [u8; 4]) -> RData {
-    RData::from(Ipv4Addr::from(ip))
-}
-
-fn aaaa(ip: Ipv6Addr) -> RData {
-    RData::from(ip)
 }
 
 /// Connects by name and returns the first event and the bufferevent.
