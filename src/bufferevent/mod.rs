@@ -595,6 +595,23 @@ where
     ///
     /// [`io::ErrorKind::InvalidInput`] if `addrs` is empty (no callback runs);
     /// [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::net::TcpStream;
+    /// use tokio_bufferevent::bufferevent::BufferEvent;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let nobody = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    /// let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    /// bev.connect_any([nobody, listener.local_addr()?])?; // the first refuses
+    /// assert!(bev.connected().await);
+    /// assert_eq!(bev.peer_addr(), Some(listener.local_addr()?));
+    /// # Ok(()) }
+    /// ```
     pub fn connect_any(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> io::Result<()> {
         let addrs = connect::interleave_families(addrs.into_iter().collect());
         if addrs.is_empty() {
@@ -622,6 +639,29 @@ where
     /// Returned at once, with no callback (B-53): port 0, an empty host, or a literal
     /// of the wrong family ([`io::ErrorKind::InvalidInput`]); a socket that cannot be
     /// created; [`io::ErrorKind::NotConnected`] if the bufferevent has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::net::TcpStream;
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Family, Resolver};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let port = listener.local_addr()?.port();
+    /// let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    /// // A literal needs no lookup; a name would go to `resolver`.
+    /// let resolver = Resolver::with_name_servers(
+    ///     &["127.0.0.1:53".parse().unwrap()],
+    ///     Duration::from_secs(2),
+    /// )?;
+    /// bev.connect_hostname(Some(&resolver), Family::Unspec, "127.0.0.1", port)?;
+    /// assert!(bev.connected().await);
+    /// assert!(bev.dns_error().is_none());
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "dns")]
     pub fn connect_hostname(
         &self,
