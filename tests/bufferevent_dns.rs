@@ -17,7 +17,7 @@ use tokio_bufferevent::bufferevent::{BufferEvent, DnsErrorKind, Events, Family, 
 #[path = "common/dns.rs"]
 mod dns_server;
 
-use dns_server::{TestDns, a, aaaa, test_dns};
+use dns_server::{TestDns, a, aaaa, test_dns, test_dns_tcp_only};
 
 fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
     tokio::time::timeout(Duration::from_secs(10), f)
@@ -195,4 +195,16 @@ async fn free_during_lookup() {
     bev.free();
     within(bev.closed()).await.unwrap();
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A name server reachable over TCP only: the TCP-only resolver finds the host.
+#[tokio::test]
+async fn tcp_only_name_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns_tcp_only(&[("tcp.test.", a([127, 0, 0, 1]))]).await;
+    let resolver = Resolver::with_tcp_name_servers(&[dns.addr], Duration::from_secs(2)).unwrap();
+    let (events, bev) = connect(&resolver, Family::Inet, "tcp.test.", port).await;
+    assert_eq!(events, Events::CONNECTED);
+    assert!(bev.dns_error().is_none());
 }

@@ -84,6 +84,24 @@ impl Resolver {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn with_name_servers(servers: &[SocketAddr], timeout: Duration) -> io::Result<Self> {
+        Self::build(servers, timeout, NameServerConfig::udp_and_tcp)
+    }
+
+    /// Like [`with_name_servers`](Self::with_name_servers), but asks over TCP only (for
+    /// servers or networks that do not carry DNS over UDP).
+    ///
+    /// # Errors
+    ///
+    /// The resolver cannot be built (an empty server list, for example).
+    pub fn with_tcp_name_servers(servers: &[SocketAddr], timeout: Duration) -> io::Result<Self> {
+        Self::build(servers, timeout, NameServerConfig::tcp)
+    }
+
+    fn build(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        protocols: fn(IpAddr) -> NameServerConfig,
+    ) -> io::Result<Self> {
         if servers.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -93,7 +111,7 @@ impl Resolver {
         let name_servers = servers
             .iter()
             .map(|server| {
-                let mut config = NameServerConfig::udp_and_tcp(server.ip());
+                let mut config = protocols(server.ip());
                 for connection in &mut config.connections {
                     connection.port = server.port();
                 }

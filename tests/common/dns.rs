@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 /// A DNS server for the zone `test.` on 127.0.0.1 (UDP and TCP on the same port).
 pub struct TestDns {
+    /// UDP and TCP, unless made by `test_dns_tcp_only`.
     pub addr: SocketAddr,
     _server: Server<Catalog>,
 }
@@ -26,6 +27,15 @@ fn name(s: &str) -> Name {
 }
 
 pub async fn test_dns(records: &[(&str, RData)]) -> TestDns {
+    serve(records, true).await
+}
+
+/// The same zone over TCP only: nothing answers on UDP.
+pub async fn test_dns_tcp_only(records: &[(&str, RData)]) -> TestDns {
+    serve(records, false).await
+}
+
+async fn serve(records: &[(&str, RData)], udp_too: bool) -> TestDns {
     let origin = name("test.");
     let mut zone: InMemoryZoneHandler =
         InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
@@ -55,7 +65,9 @@ pub async fn test_dns(records: &[(&str, RData)]) -> TestDns {
         }
     };
     let mut server = Server::new(catalog);
-    server.register_socket(udp);
+    if udp_too {
+        server.register_socket(udp);
+    }
     server.register_listener(tcp, Duration::from_secs(5), 4096);
     TestDns {
         addr,
