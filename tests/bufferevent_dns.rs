@@ -176,9 +176,15 @@ async fn b053_arguments_and_literals() {
     assert_eq!(record.events, Events::CONNECTED);
 }
 
-/// Freeing during the lookup: no callback afterwards, and the task ends.
+/// Freeing during the lookup: no callback afterwards, and no task is left behind.
 #[tokio::test]
 async fn free_during_lookup() {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let baseline = tasks();
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let resolver =
         Resolver::with_name_servers(&[silent.local_addr().unwrap()], Duration::from_secs(5))
@@ -195,6 +201,14 @@ async fn free_during_lookup() {
     bev.free();
     within(bev.closed()).await.unwrap();
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop((bev, resolver));
+    within(async {
+        while tasks() != baseline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} tasks left, {baseline} before", tasks()));
 }
 
 /// A name server reachable over TCP only: the TCP-only resolver finds the host.

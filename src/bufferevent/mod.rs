@@ -47,6 +47,42 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Connecting
+//!
+//! A bufferevent can start without a transport and connect later, by address
+//! ([`Builder::connect`], [`BufferEvent::connect`]), to the first of several addresses
+//! that accepts ([`BufferEvent::connect_any`]), by hostname through a shared
+//! `Resolver` (`BufferEvent::connect_hostname`, feature `dns`), or by taking over a
+//! connect the caller started ([`BufferEvent::connect_with`]). Writes made meanwhile
+//! are sent once connected; the event callback hears `CONNECTED` or `ERROR`.
+//!
+//! ```
+//! use tokio::net::{TcpSocket, TcpStream};
+//! use tokio_bufferevent::bufferevent::BufferEvent;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//!
+//! let by_address = BufferEvent::builder().connect(addr)?;
+//! let any_of = BufferEvent::builder().unconnected::<TcpStream>();
+//! any_of.connect_any([addr])?;
+//! let started = BufferEvent::builder().unconnected::<TcpStream>();
+//! started.connect_with(TcpSocket::new_v4()?.connect(addr))?;
+//! # #[cfg(feature = "dns")]
+//! # {
+//! use tokio_bufferevent::bufferevent::Family;
+//! let by_name = BufferEvent::builder().unconnected::<TcpStream>();
+//! by_name.connect_hostname(None, Family::Inet, "127.0.0.1", addr.port())?;
+//! assert!(by_name.connected().await);
+//! # }
+//! for bev in [by_address, any_of, started] {
+//!     assert!(bev.connected().await);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Differences from libevent are listed in `docs/DIVERGENCES.md`.
 
 mod adapters;
