@@ -241,13 +241,7 @@ async fn stream_yields_the_read_error_after_a_peer_reset() {
     #[allow(deprecated)]
     peer.set_linger(Some(Duration::ZERO)).unwrap();
     drop(peer);
-    let item = timeout(T, io.next())
-        .await
-        .expect("an item after the reset");
-    match item {
-        Some(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
-        other => panic!("expected the reset as an error, got {other:?}"),
-    }
+    expect_reset(&mut io).await;
 }
 
 /// As above, but the application writes after the reset and that write fails too
@@ -284,13 +278,7 @@ async fn stream_yields_the_read_error_even_after_a_later_write_error() {
     let record = timeout(T, write_error).await.unwrap().expect("an event");
     assert_eq!(record.events, Events::WRITING | Events::ERROR);
 
-    let item = timeout(T, io.next())
-        .await
-        .expect("an item after the reset");
-    match item {
-        Some(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
-        other => panic!("expected the reset as an error, got {other:?}"),
-    }
+    expect_reset(&mut io).await;
 }
 
 /// `read_to_end` on the bufferevent returns every byte the peer sent, and ends at the
@@ -518,4 +506,19 @@ async fn sink_backpressure_against_a_slow_tcp_reader() {
         max_output <= HIGH + CHUNK,
         "output reached {max_output} bytes with a {HIGH}-byte high mark"
     );
+}
+
+/// The stream's next item is the peer's reset, as an error.
+async fn expect_reset<Tr, S>(io: &mut tokio_bufferevent::bufferevent::BufferEventIo<Tr, S>)
+where
+    Tr: tokio_bufferevent::bufferevent::Transport,
+    S: Send + 'static,
+{
+    let item = timeout(T, io.next())
+        .await
+        .expect("an item after the reset");
+    match item {
+        Some(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        other => panic!("expected the reset as an error, got {other:?}"),
+    }
 }
