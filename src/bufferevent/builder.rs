@@ -15,7 +15,8 @@ use super::BufferEvent;
 use super::Transport;
 use super::context::{Callbacks, Context, Inner};
 use super::core::Core;
-use super::engine::Engine;
+use super::engine::{Engine, Side};
+use super::stream::StreamLink;
 use super::events::{Direction, Events, Watermarks};
 use super::mailbox::Mailbox;
 use super::shared::{Settings, Shared, TransportInfo};
@@ -284,6 +285,7 @@ impl<S: Send + 'static> Builder<S> {
             callbacks: self.callbacks,
             callbacks_generation: 0,
             freed: false,
+            flushes: Vec::new(),
             shutdown_requested: false,
             closing: false,
             replies: Vec::new(),
@@ -310,13 +312,13 @@ impl<S: Send + 'static> Builder<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = self.connect_timeout;
         let mailbox = Arc::new(Mailbox::new());
-        let engine = Engine::new(
-            transport,
+        let side = Side::new(
             inner,
             Arc::clone(&mailbox),
             Arc::clone(&shared),
             self.defer_callbacks,
         );
+        let engine = Engine::new(StreamLink::new(transport), side);
         // One span per bufferevent; it costs nothing unless a subscriber listens.
         let span = tracing::debug_span!("bufferevent", peer = ?info.peer);
         runtime.spawn(engine.run().instrument(span));

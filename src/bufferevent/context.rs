@@ -60,7 +60,9 @@ pub(crate) struct Inner<S> {
     /// back over its replacement.
     pub(crate) callbacks_generation: u64,
     pub(crate) freed: bool,
-    /// `flush(WRITE, Finished)` asked for a shutdown once the output is sent.
+    /// Flushes asked for and not yet carried out by the transport.
+    pub(crate) flushes: Vec<(Direction, FlushMode)>,
+    /// A stream's write side is to be shut down once the output is sent.
     pub(crate) shutdown_requested: bool,
     /// `close()`: end the bufferevent once the shutdown is done.
     pub(crate) closing: bool,
@@ -232,12 +234,20 @@ impl<S> Context<'_, S> {
         self.inner.core.enable(Direction::WRITE);
     }
 
-    /// Flushes (`bufferevent_flush`): for a socket, `Normal` and `Flush` do nothing
-    /// beyond ordinary operation (B-72); `Finished` with WRITE shuts down the write
-    /// side once the queued output is sent.
+    /// Flushes (`bufferevent_flush`), once the current callback returns.
+    ///
+    /// - Socket or stream: `Normal` and `Flush` do nothing beyond ordinary operation
+    ///   (B-72); `Finished` with WRITE shuts down the write side once the queued output
+    ///   is sent.
+    /// - Pair: `Normal` does nothing (B-73); `Flush` and `Finished` move everything
+    ///   across regardless of watermarks and enabled directions (READ pulls the
+    ///   partner's output, WRITE pushes ours), and `Finished` then delivers `EOF` to the
+    ///   partner (B-74..B-76).
+    /// - Filter: runs the input (READ) and/or output (WRITE) filter in `mode`, then
+    ///   flushes the underlying bufferevent the same way (B-77).
     pub fn flush(&mut self, dirs: Direction, mode: FlushMode) {
-        if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
-            self.inner.shutdown_requested = true;
+        if !dirs.is_empty() {
+            self.inner.flushes.push((dirs, mode));
         }
     }
 

@@ -1,35 +1,30 @@
-//! The task behind every bufferevent: it owns the transport and both buffers, moves
-//! bytes between them, runs timers and callbacks, and applies the handles' commands.
+//! The task behind every bufferevent. An [`Engine`] is one bufferevent's state (its
+//! [`Side`]: buffers, callbacks, timers, mailbox) plus the [`Link`] it moves bytes
+//! through: a stream, a pair's partner, or a filter's underlying bufferevent. A link
+//! may host other engines (a pair's second element, a filter's underlying), which then
+//! run inside the same task, so bytes cross between them without a channel.
 
 use std::any::Any;
 use std::future::{Future, poll_fn};
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
+use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
-use bytes::{BufMut, Bytes};
-use tokio::io::ReadBuf;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::Transport;
 use super::context::{Context, Inner};
-use super::events::{Direction, Events};
+use super::core::{Core, Pending};
+use super::events::{Direction, Events, FlushMode};
 use super::mailbox::Mailbox;
 use super::shared::{Closed, Settings, Shared, TransportInfo};
+use super::timeouts::Timeouts;
 use crate::buffer::EvBuffer;
 
-/// Reads smaller than this go through a stack buffer first, so an idle or chatty
-/// connection holds no large buffer (see `docs/PERFORMANCE.md`).
-const SMALL_READ: usize = 2048;
-/// The largest buffer one direct read allocates.
-const MAX_DIRECT_READ: usize = 64 * 1024;
-/// Vectored writes gather at most this many chunks.
-const MAX_IOVECS: usize = 64;
 /// Loop iterations before the task yields to the scheduler, so one busy connection
 /// cannot starve the others.
 const ITERATIONS_PER_POLL: usize = 32;
@@ -42,6 +37,9 @@ pub(crate) type Job<S> = Box<dyn FnOnce(&mut Context<'_, S>) + Send>;
 /// A connect in progress (`bufferevent_socket_connect`).
 pub(crate) type Connecting<T> =
     Pin<Box<dyn Future<Output = io::Result<(T, TransportInfo)>> + Send>>;
+
+/// Work that goes on in a task after its own bufferevent ended: bufferevents it hosts.
+pub(crate) type Hosting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A job for the task, sent by a handle.
 pub(crate) enum Command<T, S> {
@@ -57,6 +55,137 @@ pub(crate) enum Command<T, S> {
     Connect(Connecting<T>),
     /// Stop and hand the transport back.
     IntoInner(oneshot::Sender<Option<T>>),
+    /// Stop running alone and hand the whole engine to a filter, whose task runs it
+    /// from then on.
+    Adopt(oneshot::Sender<Box<dyn Hosted>>),
+}
+
+/// What an engine moves bytes through.
+///
+/// `poll_input` runs before the read callback and `poll_output` after it, so an echo
+/// callback's output goes out in the same pass as the input that caused it.
+pub(crate) trait Link<S>: Send + Sized + 'static {
+    /// The transport type handles know (`BufferEvent`'s `T`).
+    type Transport: Send + 'static;
+
+    /// Brings data in (and anything else that is not sending); whether anything
+    /// happened.
+    fn poll_input(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<Self::Transport, S>)
+    -> bool;
+
+    /// Sends data out; whether anything happened.
+    fn poll_output(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        side: &mut Side<Self::Transport, S>,
+    ) -> bool;
+
+    /// `bufferevent_setfd`. Links without a replaceable transport drop it.
+    fn set_transport(&mut self, side: &mut Side<Self::Transport, S>, transport: Self::Transport) {
+        let _ = (side, transport);
+    }
+
+    /// `bufferevent_socket_connect`. Links that cannot connect drop it.
+    fn connect(&mut self, side: &mut Side<Self::Transport, S>, connecting: Connecting<Self::Transport>) {
+        let _ = (side, connecting);
+    }
+
+    /// The transport, for `into_inner`.
+    fn take_transport(&mut self) -> Option<Self::Transport> {
+        None
+    }
+
+    /// Whether data can still come or go: a transport, a connect under way, a partner.
+    fn is_attached(&self) -> bool;
+
+    /// Whether data is streaming in, so the input's memory is worth keeping.
+    fn streaming(&self) -> bool {
+        false
+    }
+
+    /// The bufferevent ended; returns what must still run on this task.
+    fn finish(self, side: &mut Side<Self::Transport, S>) -> Option<Hosting> {
+        let _ = side;
+        None
+    }
+}
+
+/// An engine run by another engine's task: a pair's second element, or a filter's
+/// underlying bufferevent. Object safe, so a filter need not know its underlying's
+/// types.
+pub(crate) trait Hosted: Send + 'static {
+    /// One pass: commands, I/O and timers, and the callbacks unless `dispatch` is
+    /// false (a filter takes the underlying's callbacks' place). Whether anything
+    /// happened.
+    fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool;
+    /// The buffers and state a host works with.
+    fn io(&mut self) -> Io<'_>;
+    /// Takes the due callbacks instead of running them, recording the events as
+    /// delivered.
+    fn take_pending(&mut self) -> Pending;
+    /// Whether this bufferevent is over.
+    fn is_done(&self) -> bool;
+    /// What handles know of the transport.
+    fn info(&self) -> TransportInfo;
+    /// Ends this bufferevent; returns what must still run.
+    fn end(self: Box<Self>) -> Option<Hosting>;
+    /// Runs this bufferevent on its own until it ends.
+    fn run_alone(self: Box<Self>) -> Hosting;
+}
+
+/// A view of one bufferevent's buffers and state, free of its type parameters.
+pub(crate) struct Io<'a> {
+    pub(crate) input: &'a mut EvBuffer,
+    pub(crate) output: &'a mut EvBuffer,
+    pub(crate) core: &'a mut Core,
+    pub(crate) timeouts: &'a mut Timeouts,
+    pub(crate) flushes: &'a mut Vec<(Direction, FlushMode)>,
+    pub(crate) shutdown_requested: &'a mut bool,
+    pub(crate) read_closed: &'a mut bool,
+    pub(crate) write_closed: &'a mut bool,
+    pub(crate) closing: bool,
+    pub(crate) freed: &'a mut bool,
+    pub(crate) shared: &'a Shared,
+}
+
+impl Io<'_> {
+    /// Reading stops for good: EOF or an error (B-30, B-31).
+    pub(crate) fn end_reading(&mut self, events: Events, error: Option<io::Error>) {
+        tracing::debug!(?events, ?error, "reading ended");
+        *self.read_closed = true;
+        // Adapters report the read error at the end of the stream, whatever happens
+        // after it; the event callback gets the error itself.
+        let kept = error
+            .as_ref()
+            .map(|e| Arc::new(io::Error::new(e.kind(), e.to_string())));
+        self.shared.set_read_error(kept);
+        self.shared.read_closed.store(true, Ordering::Release);
+        self.core.disable(Direction::READ);
+        self.core.event(events, error);
+    }
+
+    /// Writing stops for good (B-32). Queued output stays in the output buffer and is
+    /// reported by `closed()`.
+    pub(crate) fn end_writing(&mut self, events: Events, error: Option<io::Error>) {
+        tracing::debug!(?events, ?error, unsent = self.output.len(), "writing ended");
+        self.mark_write_closed();
+        self.core.disable(Direction::WRITE);
+        self.core.event(events, error);
+    }
+
+    /// The write side is finished (shut down, or failed).
+    pub(crate) fn mark_write_closed(&mut self) {
+        *self.write_closed = true;
+        *self.shutdown_requested = false;
+        self.shared.write_closed.store(true, Ordering::Release);
+        self.shared.changed();
+    }
+
+    /// Whether everything asked of the write side is done: sent, flushed, shut down.
+    pub(crate) fn write_finished(&self) -> bool {
+        *self.write_closed
+            || (self.output.is_empty() && self.flushes.is_empty() && !*self.shutdown_requested)
+    }
 }
 
 /// Which callback to run.
@@ -67,359 +196,81 @@ enum Which {
     Event,
 }
 
-pub(crate) struct Engine<T, S> {
-    transport: Option<T>,
-    inner: Inner<S>,
-    mailbox: Arc<Mailbox<T, S>>,
-    shared: Arc<Shared>,
-    defer_callbacks: bool,
+/// One bufferevent's state apart from its link.
+pub(crate) struct Side<T, S> {
+    pub(crate) inner: Inner<S>,
+    pub(crate) mailbox: Arc<Mailbox<T, S>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) defer_callbacks: bool,
+    pub(crate) read_closed: bool,
+    pub(crate) write_closed: bool,
     handles_gone: bool,
-    read_closed: bool,
-    write_closed: bool,
-    /// The last read filled its buffer: data is flowing, read into the tail directly.
-    read_hot: bool,
     timer: Option<Pin<Box<Sleep>>>,
     last_events: Events,
     last_error: Option<Arc<io::Error>>,
     give_back: Option<oneshot::Sender<Option<T>>>,
-    connecting: Option<Connecting<T>>,
+    adopt: Option<oneshot::Sender<Box<dyn Hosted>>>,
+    /// Another bufferevent (a filter) depends on this one: it lives on without
+    /// handles.
+    pub(crate) in_use: bool,
     /// What `publish` last stored in the shared settings.
     published_settings: Settings,
 }
 
-impl<T, S> Engine<T, S>
+/// A bufferevent: its state and its link.
+pub(crate) struct Engine<L: Link<S>, S> {
+    pub(crate) link: L,
+    pub(crate) side: Side<L::Transport, S>,
+}
+
+impl<T, S> Side<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     pub(crate) fn new(
-        transport: Option<T>,
         inner: Inner<S>,
         mailbox: Arc<Mailbox<T, S>>,
         shared: Arc<Shared>,
         defer_callbacks: bool,
     ) -> Self {
         Self {
-            transport,
             inner,
             mailbox,
             shared,
             defer_callbacks,
-            handles_gone: false,
             read_closed: false,
             write_closed: false,
-            read_hot: false,
+            handles_gone: false,
             timer: None,
             last_events: Events::empty(),
             last_error: None,
             give_back: None,
-            connecting: None,
+            adopt: None,
+            in_use: false,
             published_settings: Settings::default(),
         }
     }
 
-    pub(crate) async fn run(mut self) {
-        poll_fn(|cx| self.poll_run(cx)).await;
-        self.finish();
-    }
-
-    fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
-        for _ in 0..ITERATIONS_PER_POLL {
-            let mut progress = self.poll_commands(cx);
-            progress |= self.poll_connect(cx);
-            progress |= self.poll_read(cx);
-            if !self.defer_callbacks {
-                progress |= self.dispatch();
-            }
-            progress |= self.poll_write(cx);
-            progress |= self.poll_timer(cx);
-            if !self.defer_callbacks || !progress {
-                // Deferred callbacks wait until this wake-up's I/O is done, so they are
-                // coalesced: one read, one write and one event call (B-59).
-                progress |= self.dispatch();
-            }
-            self.release_idle_memory();
-            self.publish();
-            if self.done() {
-                return Poll::Ready(());
-            }
-            if !progress {
-                return Poll::Pending;
-            }
-        }
-        // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
-        // which a peer that never stops sending would never allow.
-        if self.dispatch() {
-            self.release_idle_memory();
-            self.publish();
-            if self.done() {
-                return Poll::Ready(());
-            }
-        }
-        // Let other tasks run, then go on.
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
-    // ---- commands ----------------------------------------------------------------
-
-    fn poll_commands(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        let mut progress = false;
-        // Bounded, so a handle that sends without pause cannot hold the task here.
-        for _ in 0..COMMANDS_PER_PASS {
-            if self.inner.freed || self.give_back.is_some() {
-                break;
-            }
-            match self.mailbox.poll_recv(cx) {
-                Poll::Ready(Some(command)) => {
-                    self.apply(command);
-                    progress = true;
-                }
-                Poll::Ready(None) => {
-                    self.handles_gone = true;
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        progress
-    }
-
-    fn apply(&mut self, command: Command<T, S>) {
-        match command {
-            Command::Run(f) => {
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    f(&mut Context {
-                        inner: &mut self.inner,
-                    })
-                }));
-                if let Err(panic) = outcome {
-                    self.panicked("a closure passed to `with`", panic);
-                }
-            }
-            Command::Write(data) => {
-                let n = data.len();
-                let _ = self.inner.output.add_bytes(data);
-                self.shared.applied(n);
-            }
-            Command::WriteBuffer(mut buf) => {
-                let n = buf.len();
-                let _ = self.inner.output.add_buffer(&mut buf);
-                self.shared.applied(n);
-            }
-            Command::SetTransport(t) => {
-                self.connecting = None;
-                self.install(t);
-                // As libevent's setfd re-registers the write event: a writable transport
-                // with nothing to send yields one write callback (B-6, B-14).
-                if self.inner.core.enabled().contains(Direction::WRITE) {
-                    self.inner.write_ready_callback = true;
-                }
-            }
-            Command::Connect(connecting) => self.connecting = Some(connecting),
-            Command::IntoInner(reply) => self.give_back = Some(reply),
+    pub(crate) fn io(&mut self) -> Io<'_> {
+        Io {
+            input: &mut self.inner.input,
+            output: &mut self.inner.output,
+            core: &mut self.inner.core,
+            timeouts: &mut self.inner.timeouts,
+            flushes: &mut self.inner.flushes,
+            shutdown_requested: &mut self.inner.shutdown_requested,
+            read_closed: &mut self.read_closed,
+            write_closed: &mut self.write_closed,
+            closing: self.inner.closing,
+            freed: &mut self.inner.freed,
+            shared: &self.shared,
         }
     }
 
-    fn install(&mut self, transport: T) {
-        self.transport = Some(transport);
-        self.read_closed = false;
-        self.write_closed = false;
-        self.shared.read_closed.store(false, Ordering::Release);
-        self.shared.write_closed.store(false, Ordering::Release);
-        self.shared.set_read_error(None);
-        self.shared.connected.store(true, Ordering::Release);
-    }
-
-    // ---- connecting --------------------------------------------------------------
-
-    /// Drives a connect. Success delivers `CONNECTED` alone, then queued output goes
-    /// out (B-35, B-50); failure delivers `ERROR` (with `TIMEOUT` for a connect
-    /// timeout) without a direction bit and leaves `enabled` as it was (B-33).
-    fn poll_connect(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        let Some(connecting) = self.connecting.as_mut() else {
-            return false;
-        };
-        let Poll::Ready(outcome) = connecting.as_mut().poll(cx) else {
-            return false;
-        };
-        self.connecting = None;
-        match outcome {
-            Ok((transport, info)) => {
-                tracing::debug!(peer = ?info.peer, "connected");
-                self.shared.set_info(info);
-                self.install(transport);
-                self.inner.timeouts.restart(Direction::BOTH);
-                self.inner.core.event(Events::CONNECTED, None);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "connect failed");
-                let events = if e.kind() == io::ErrorKind::TimedOut {
-                    Events::ERROR | Events::TIMEOUT
-                } else {
-                    Events::ERROR
-                };
-                self.inner.core.event(events, Some(e));
-                self.shared.connect_failures.fetch_add(1, Ordering::AcqRel);
-                self.shared.changed();
-            }
-        }
-        true
-    }
-
-    // ---- reading -----------------------------------------------------------------
-
-    fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        if self.read_closed || self.inner.freed {
-            return false;
-        }
-        let Some(transport) = self.transport.as_mut() else {
-            return false;
-        };
-        let input = &mut self.inner.input;
-        // Removals by callbacks and handles may have lifted the watermark pause (B-20).
-        self.inner.core.input_changed(input.len());
-        let budget = self
-            .inner
-            .core
-            .read_budget(input.len(), self.inner.max_single_read);
-        if budget == 0 {
-            return false; // never issue a 0-byte read: it would look like EOF
-        }
-        let direct = self.read_hot || input.spare_capacity() >= budget.min(SMALL_READ);
-        let (outcome, asked) = if direct {
-            let tail = input.tail_with_room(budget.min(MAX_DIRECT_READ));
-            let mut limited = tail.limit(budget);
-            let outcome = tokio_util::io::poll_read_buf(Pin::new(transport), cx, &mut limited);
-            (outcome, budget.min(MAX_DIRECT_READ))
-        } else {
-            let want = budget.min(SMALL_READ);
-            let mut stack = [MaybeUninit::<u8>::uninit(); SMALL_READ];
-            let mut filled = ReadBuf::uninit(&mut stack[..want]);
-            let outcome = Pin::new(transport).poll_read(cx, &mut filled).map_ok(|()| {
-                let data = filled.filled();
-                input.stage_copy(data);
-                data.len()
-            });
-            (outcome, want)
-        };
-        match outcome {
-            Poll::Pending => false,
-            Poll::Ready(Ok(0)) => {
-                self.end_reading(Events::READING | Events::EOF, None);
-                true
-            }
-            Poll::Ready(Ok(n)) => {
-                self.read_hot = n == asked;
-                self.inner.input.commit_appended(n);
-                self.inner.timeouts.read_progress();
-                self.inner.core.data_read(self.inner.input.len());
-                tracing::trace!(bytes = n, "read");
-                true
-            }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
-            Poll::Ready(Err(e)) => {
-                self.end_reading(Events::READING | Events::ERROR, Some(e));
-                true
-            }
-        }
-    }
-
-    /// EOF or a read error: reading stops for good (B-30, B-31).
-    fn end_reading(&mut self, events: Events, error: Option<io::Error>) {
-        tracing::debug!(?events, ?error, "reading ended");
-        self.read_closed = true;
-        self.read_hot = false;
-        // Adapters report the read error at the end of the stream, whatever happens
-        // after it; the event callback gets the error itself.
-        let kept = error
-            .as_ref()
-            .map(|e| Arc::new(io::Error::new(e.kind(), e.to_string())));
-        self.shared.set_read_error(kept);
-        self.shared.read_closed.store(true, Ordering::Release);
-        self.inner.core.disable(Direction::READ);
-        self.inner.core.event(events, error);
-    }
-
-    // ---- writing -----------------------------------------------------------------
-
-    fn poll_write(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        if self.write_closed || self.inner.freed || !self.inner.core.writing() {
-            return false;
-        }
-        let Some(transport) = self.transport.as_mut() else {
-            return false;
-        };
-        let output = &mut self.inner.output;
-        if output.is_empty() {
-            if self.inner.write_ready_callback {
-                // B-14: a writable transport with nothing to send yields one write
-                // callback after enable(WRITE).
-                self.inner.write_ready_callback = false;
-                self.inner.core.schedule_write();
-                return true;
-            }
-            if !self.inner.shutdown_requested {
-                return false;
-            }
-            return match Pin::new(transport).poll_shutdown(cx) {
-                Poll::Pending => false,
-                Poll::Ready(result) => {
-                    self.inner.shutdown_requested = false;
-                    self.write_closed = true;
-                    self.shared.write_closed.store(true, Ordering::Release);
-                    self.shared.changed();
-                    if let Err(e) = result {
-                        self.end_writing(Events::WRITING | Events::ERROR, Some(e));
-                    }
-                    true
-                }
-            };
-        }
-        self.inner.write_ready_callback = false;
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let outcome = match output.io_slices_max(&mut slices, self.inner.max_single_write) {
-            // One chunk: a plain write (`send`), which the kernel handles a little
-            // faster than a one-element `writev`.
-            Ok(1) => Pin::new(transport).poll_write(cx, &slices[0]),
-            Ok(filled) => Pin::new(transport).poll_write_vectored(cx, &slices[..filled]),
-            Err(e) => Poll::Ready(Err(e.into())),
-        };
-        match outcome {
-            Poll::Pending => false,
-            Poll::Ready(Ok(0)) => {
-                self.end_writing(Events::WRITING | Events::EOF, None);
-                true
-            }
-            Poll::Ready(Ok(n)) => {
-                let _ = self.inner.output.drain(n);
-                self.inner.timeouts.write_progress();
-                self.inner.core.data_written(self.inner.output.len());
-                tracing::trace!(bytes = n, "wrote");
-                true
-            }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
-            Poll::Ready(Err(e)) => {
-                self.end_writing(Events::WRITING | Events::ERROR, Some(e));
-                true
-            }
-        }
-    }
-
-    /// A write error: writing stops for good (B-32). Queued output stays in the output
-    /// buffer and is reported by `closed()`.
-    fn end_writing(&mut self, events: Events, error: Option<io::Error>) {
-        tracing::debug!(
-            ?events,
-            ?error,
-            unsent = self.inner.output.len(),
-            "writing ended"
-        );
-        self.write_closed = true;
-        self.shared.write_closed.store(true, Ordering::Release);
-        self.inner.shutdown_requested = false;
-        self.inner.core.disable(Direction::WRITE);
-        self.inner.core.event(events, error);
+    /// Whether the bufferevent stopped for good, or was asked to hand itself over.
+    fn stopping(&self) -> bool {
+        self.inner.freed || self.give_back.is_some() || self.adopt.is_some()
     }
 
     // ---- timeouts ----------------------------------------------------------------
@@ -582,9 +433,9 @@ where
 
     /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
     /// idle connection holds no buffers (as libevent frees drained chains).
-    fn release_idle_memory(&mut self) {
+    fn release_idle_memory(&mut self, streaming: bool) {
         let input = &mut self.inner.input;
-        if input.is_empty() && !self.read_hot && input.has_spare_memory() {
+        if input.is_empty() && !streaming && input.has_spare_memory() {
             input.shrink_to_fit();
         }
         let output = &mut self.inner.output;
@@ -636,41 +487,256 @@ where
         }
     }
 
-    /// Whether the task is over.
-    fn done(&self) -> bool {
-        if self.inner.freed || self.give_back.is_some() {
+    /// Whether this bufferevent is over; `attached` says whether its link can still
+    /// move data.
+    fn done(&self, attached: bool) -> bool {
+        if self.stopping() {
             return true;
         }
         let output_idle = self.write_closed || self.inner.output.is_empty();
-        if self.inner.closing && (self.write_closed || self.transport.is_none()) {
+        if self.inner.closing && (self.write_closed || !attached) {
             return true;
         }
-        if !self.handles_gone {
+        if !self.handles_gone || self.in_use {
             return false;
         }
         // No handle is left: stop once nothing more can happen for anyone.
         let callbacks = &self.inner.callbacks;
         let no_callbacks =
             callbacks.read.is_none() && callbacks.write.is_none() && callbacks.event.is_none();
-        (self.transport.is_none() && self.connecting.is_none())
-            || (no_callbacks && output_idle)
-            || (self.read_closed && output_idle)
+        !attached || (no_callbacks && output_idle) || (self.read_closed && output_idle)
     }
 
-    fn finish(&mut self) {
+    /// Publishes how the bufferevent ended; `transport` goes to `into_inner`'s caller.
+    fn finish(&mut self, transport: Option<T>) {
         self.publish();
         self.mailbox.close();
         let unsent = self.inner.output.len();
-        if let Some(reply) = self.give_back.take() {
-            let _ = reply.send(self.transport.take());
+        match self.give_back.take() {
+            Some(reply) => {
+                let _ = reply.send(transport);
+            }
+            None => drop(transport), // closes it
         }
-        self.transport = None; // closes it
         self.shared.connected.store(false, Ordering::Release);
+        self.shared.clear_relative();
         tracing::debug!(events = ?self.last_events, unsent, "bufferevent finished");
         self.shared.set_closed(Closed {
             events: self.last_events,
             error: self.last_error.clone(),
             unsent,
         });
+    }
+
+    /// The due callbacks, for a host that runs its own code in their place; events
+    /// count as delivered.
+    fn take_pending(&mut self) -> Pending {
+        let pending = self.inner.core.take_pending();
+        let mut events = pending.events;
+        if pending.connected {
+            events |= Events::CONNECTED;
+        }
+        if !events.is_empty() {
+            let error = pending
+                .error
+                .as_ref()
+                .map(|e| Arc::new(io::Error::new(e.kind(), e.to_string())));
+            self.last_events = events;
+            if error.is_some() {
+                self.last_error.clone_from(&error);
+            }
+            self.shared.record_event(events, error);
+        }
+        pending
+    }
+}
+
+impl<L, S> Engine<L, S>
+where
+    L: Link<S>,
+    S: Send + 'static,
+{
+    pub(crate) fn new(link: L, side: Side<L::Transport, S>) -> Self {
+        Self { link, side }
+    }
+
+    /// Runs the bufferevent until it ends (or a filter adopts it), then whatever it
+    /// hosts.
+    pub(crate) async fn run(mut self) {
+        poll_fn(|cx| self.poll_run(cx)).await;
+        if let Some(adopter) = self.side.adopt.take() {
+            tracing::debug!("handed over to a filter");
+            match adopter.send(Box::new(self)) {
+                Ok(()) => return,
+                // The filter is gone before it started: go on alone.
+                Err(engine) => return engine.run_alone().await,
+            }
+        }
+        if let Some(rest) = self.end() {
+            rest.await;
+        }
+    }
+
+    fn end(self) -> Option<Hosting> {
+        let Engine {
+            mut link,
+            mut side,
+        } = self;
+        side.publish();
+        let transport = if side.give_back.is_some() {
+            link.take_transport()
+        } else {
+            None
+        };
+        let rest = link.finish(&mut side);
+        side.finish(transport);
+        rest
+    }
+
+    fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        for _ in 0..ITERATIONS_PER_POLL {
+            let progress = self.pass(cx, true);
+            if self.is_over() {
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
+        // which a peer that never stops sending would never allow.
+        if self.side.dispatch() {
+            self.side.release_idle_memory(self.link.streaming());
+            self.side.publish();
+            if self.is_over() {
+                return Poll::Ready(());
+            }
+        }
+        // Let other tasks run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One round of everything: commands, input, callbacks, output, timers. Returns
+    /// whether anything happened.
+    pub(crate) fn pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
+        let mut progress = self.poll_commands(cx);
+        if !self.side.stopping() {
+            // Removals by callbacks and handles may have lifted the watermark pause
+            // (B-20).
+            let len = self.side.inner.input.len();
+            self.side.inner.core.input_changed(len);
+            progress |= self.link.poll_input(cx, &mut self.side);
+        }
+        let defer = self.side.defer_callbacks;
+        if dispatch && !defer {
+            progress |= self.side.dispatch();
+        }
+        if !self.side.stopping() {
+            progress |= self.link.poll_output(cx, &mut self.side);
+        }
+        progress |= self.side.poll_timer(cx);
+        if dispatch && (!defer || !progress) {
+            // Deferred callbacks wait until this wake-up's I/O is done, so they are
+            // coalesced: one read, one write and one event call (B-59).
+            progress |= self.side.dispatch();
+        }
+        self.side.release_idle_memory(self.link.streaming());
+        self.side.publish();
+        progress
+    }
+
+    pub(crate) fn is_over(&self) -> bool {
+        self.side.done(self.link.is_attached())
+    }
+
+    // ---- commands ----------------------------------------------------------------
+
+    fn poll_commands(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let mut progress = false;
+        // Bounded, so a handle that sends without pause cannot hold the task here.
+        for _ in 0..COMMANDS_PER_PASS {
+            if self.side.stopping() {
+                break;
+            }
+            match self.side.mailbox.poll_recv(cx) {
+                Poll::Ready(Some(command)) => {
+                    self.apply(command);
+                    progress = true;
+                }
+                Poll::Ready(None) => {
+                    self.side.handles_gone = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn apply(&mut self, command: Command<L::Transport, S>) {
+        let side = &mut self.side;
+        match command {
+            Command::Run(f) => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    f(&mut Context {
+                        inner: &mut side.inner,
+                    })
+                }));
+                if let Err(panic) = outcome {
+                    side.panicked("a closure passed to `with`", panic);
+                }
+            }
+            Command::Write(data) => {
+                let n = data.len();
+                let _ = side.inner.output.add_bytes(data);
+                side.shared.applied(n);
+            }
+            Command::WriteBuffer(mut buf) => {
+                let n = buf.len();
+                let _ = side.inner.output.add_buffer(&mut buf);
+                side.shared.applied(n);
+            }
+            Command::SetTransport(t) => self.link.set_transport(side, t),
+            Command::Connect(connecting) => self.link.connect(side, connecting),
+            Command::IntoInner(reply) => side.give_back = Some(reply),
+            Command::Adopt(reply) => side.adopt = Some(reply),
+        }
+    }
+}
+
+impl<L, S> Hosted for Engine<L, S>
+where
+    L: Link<S>,
+    S: Send + 'static,
+{
+    fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
+        self.pass(cx, dispatch)
+    }
+
+    fn io(&mut self) -> Io<'_> {
+        self.side.io()
+    }
+
+    fn take_pending(&mut self) -> Pending {
+        self.side.take_pending()
+    }
+
+    fn is_done(&self) -> bool {
+        self.is_over()
+    }
+
+    fn info(&self) -> TransportInfo {
+        self.side.shared.info()
+    }
+
+    fn end(self: Box<Self>) -> Option<Hosting> {
+        (*self).end()
+    }
+
+    fn run_alone(self: Box<Self>) -> Hosting {
+        let mut engine = *self;
+        engine.side.in_use = false;
+        Box::pin(engine.run())
     }
 }

@@ -96,6 +96,7 @@ mod engine;
 mod events;
 mod mailbox;
 mod shared;
+mod stream;
 mod timeouts;
 
 use std::fmt;

@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     event_seq: AtomicU64,
     last_event: Mutex<Option<EventRecord>>,
     closed: Mutex<Option<Closed>>,
+    /// A pair's partner or a filter's underlying bufferevent, as weak references
+    /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
+    relative: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
     pub(crate) notify: Notify,
     /// Tasks inside `wait_until`; with none, the task skips `Notify` (and its lock).
     waiters: AtomicUsize,
@@ -128,6 +131,21 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub(crate) fn set_relative(&self, relative: Box<dyn std::any::Any + Send + Sync>) {
+        *self.relative.lock().unwrap_or_else(|e| e.into_inner()) = Some(relative);
+    }
+
+    pub(crate) fn clear_relative(&self) {
+        let old = self.relative.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(old);
+    }
+
+    /// Runs `f` on the relative, if there is one of type `R`.
+    pub(crate) fn with_relative<R: 'static, U>(&self, f: impl FnOnce(&R) -> Option<U>) -> Option<U> {
+        let slot = self.relative.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()?.downcast_ref::<R>().and_then(f)
     }
 
     pub(crate) fn set_info(&self, info: TransportInfo) {
