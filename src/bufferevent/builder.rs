@@ -16,10 +16,10 @@ use super::Transport;
 use super::context::{Callbacks, Context, Inner};
 use super::core::Core;
 use super::engine::{Engine, Side};
-use super::stream::StreamLink;
 use super::events::{Direction, Events, Watermarks};
 use super::mailbox::Mailbox;
 use super::shared::{Settings, Shared, TransportInfo};
+use super::stream::StreamLink;
 use super::timeouts::Timeouts;
 use crate::buffer::EvBuffer;
 
@@ -76,6 +76,7 @@ pub struct Builder<S = ()> {
     defer_callbacks: bool,
     connect_timeout: Option<Duration>,
     runtime: Option<Handle>,
+    partner_end_is_eof: bool,
     state: S,
     callbacks: Callbacks<S>,
 }
@@ -93,6 +94,7 @@ impl<S: Send + 'static> Builder<S> {
             defer_callbacks: false,
             connect_timeout: None,
             runtime: None,
+            partner_end_is_eof: false,
             state,
             callbacks: Callbacks::default(),
         }
@@ -164,6 +166,15 @@ impl<S: Send + 'static> Builder<S> {
     /// Default: the runtime of the caller.
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
+        self
+    }
+
+    /// For a pair element or a filter: whether this bufferevent hears `READING | EOF`
+    /// when its partner (or underlying bufferevent) ends, freed or closed. Default
+    /// off, as in libevent, where the survivor hears nothing (B-81, libevent issue
+    /// #93) and its `partner()` just becomes `None`. No effect on stream bufferevents.
+    pub fn partner_end_is_eof(mut self, eof: bool) -> Self {
+        self.partner_end_is_eof = eof;
         self
     }
 
@@ -267,6 +278,25 @@ impl<S: Send + 'static> Builder<S> {
     where
         T: Transport,
     {
+        let (side, bev) = self.assemble(transport.is_some(), info);
+        let span = tracing::debug_span!("bufferevent", peer = ?info.peer);
+        bev.runtime.spawn(
+            Engine::new(StreamLink::new(transport), side)
+                .run()
+                .instrument(span),
+        );
+        bev
+    }
+
+    /// Builds a bufferevent's state and its first handle; the caller spawns its task.
+    pub(crate) fn assemble<T>(
+        self,
+        connected: bool,
+        info: TransportInfo,
+    ) -> (Side<T, S>, BufferEvent<T, S>)
+    where
+        T: Send + 'static,
+    {
         let runtime = self.runtime.unwrap_or_else(Handle::current);
         let mut core = Core::default();
         core.disable(Direction::BOTH);
@@ -275,7 +305,6 @@ impl<S: Send + 'static> Builder<S> {
         core.set_watermarks(Direction::WRITE, self.write_wm, 0);
         let mut timeouts = Timeouts::default();
         timeouts.set(self.read_timeout, self.write_timeout);
-        let connected = transport.is_some();
         let inner = Inner {
             input: EvBuffer::new(),
             output: EvBuffer::new(),
@@ -318,15 +347,14 @@ impl<S: Send + 'static> Builder<S> {
             Arc::clone(&shared),
             self.defer_callbacks,
         );
-        let engine = Engine::new(StreamLink::new(transport), side);
-        // One span per bufferevent; it costs nothing unless a subscriber listens.
-        let span = tracing::debug_span!("bufferevent", peer = ?info.peer);
-        runtime.spawn(engine.run().instrument(span));
-        BufferEvent {
+        let mut side = side;
+        side.partner_end_is_eof = self.partner_end_is_eof;
+        let bev = BufferEvent {
             mailbox,
             shared,
             runtime,
-        }
+        };
+        (side, bev)
     }
 }
 

@@ -86,7 +86,11 @@ pub(crate) trait Link<S>: Send + Sized + 'static {
     }
 
     /// `bufferevent_socket_connect`. Links that cannot connect drop it.
-    fn connect(&mut self, side: &mut Side<Self::Transport, S>, connecting: Connecting<Self::Transport>) {
+    fn connect(
+        &mut self,
+        side: &mut Side<Self::Transport, S>,
+        connecting: Connecting<Self::Transport>,
+    ) {
         let _ = (side, connecting);
     }
 
@@ -213,6 +217,8 @@ pub(crate) struct Side<T, S> {
     /// Another bufferevent (a filter) depends on this one: it lives on without
     /// handles.
     pub(crate) in_use: bool,
+    /// A pair element or filter hears `READING | EOF` when its partner ends.
+    pub(crate) partner_end_is_eof: bool,
     /// What `publish` last stored in the shared settings.
     published_settings: Settings,
 }
@@ -248,6 +254,7 @@ where
             give_back: None,
             adopt: None,
             in_use: false,
+            partner_end_is_eof: false,
             published_settings: Settings::default(),
         }
     }
@@ -497,7 +504,7 @@ where
         if self.inner.closing && (self.write_closed || !attached) {
             return true;
         }
-        if !self.handles_gone || self.in_use {
+        if !self.handles_gone || self.in_use || self.mailbox.has_handles() {
             return false;
         }
         // No handle is left: stop once nothing more can happen for anyone.
@@ -577,11 +584,8 @@ where
         }
     }
 
-    fn end(self) -> Option<Hosting> {
-        let Engine {
-            mut link,
-            mut side,
-        } = self;
+    pub(crate) fn end(self) -> Option<Hosting> {
+        let Engine { mut link, mut side } = self;
         side.publish();
         let transport = if side.give_back.is_some() {
             link.take_transport()

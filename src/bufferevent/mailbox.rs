@@ -56,6 +56,11 @@ impl<T, S> Mailbox<T, S> {
         self.handles.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether any handle is left.
+    pub(crate) fn has_handles(&self) -> bool {
+        self.handles.load(Ordering::Acquire) > 0
+    }
+
     /// A handle was dropped; the last one wakes the task so it can decide to end.
     pub(crate) fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -95,6 +95,7 @@ mod dns;
 mod engine;
 mod events;
 mod mailbox;
+mod pair;
 mod shared;
 mod stream;
 mod timeouts;
@@ -121,6 +122,7 @@ pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, 
 #[cfg(feature = "dns")]
 pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::events::{Direction, Events, FlushMode, Watermarks};
+pub use self::pair::Pair;
 pub use self::shared::{Closed, EventRecord};
 
 /// What a bufferevent can run over: any byte stream a Tokio task can own.
@@ -185,7 +187,7 @@ fn ended() -> io::Error {
 
 impl<T, S> BufferEvent<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     fn send(&self, command: Command<T, S>) -> bool {
@@ -437,13 +439,10 @@ where
         rx.await.map_err(|_| ended())
     }
 
-    /// Flushes (`bufferevent_flush`). For a socket, `Normal` and `Flush` do nothing
-    /// beyond ordinary operation (B-72); `Finished` on WRITE shuts down the write side
-    /// once the queued output is sent.
+    /// Flushes (`bufferevent_flush`); what that means depends on the kind of
+    /// bufferevent, see [`Context::flush`].
     pub fn flush(&self, dirs: Direction, mode: FlushMode) {
-        if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
-            self.run(move |ctx| ctx.flush(dirs, mode));
-        }
+        self.run(move |ctx| ctx.flush(dirs, mode));
     }
 
     /// Runs the read and/or write callback as if data had arrived or drained
@@ -569,6 +568,30 @@ where
         })
     }
 
+    /// The most recent event delivered to the event callback, if any, without
+    /// waiting.
+    pub fn last_event(&self) -> Option<EventRecord> {
+        self.shared.last_event()
+    }
+
+    /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
+    /// socket (a pair, a stream that is not a `TcpStream`). A filter reports its
+    /// underlying bufferevent's (B-93).
+    #[cfg(unix)]
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.shared.info().fd
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.info().local
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared.info().peer
+    }
+
     /// Waits for the next event delivered after the call; `None` if the bufferevent
     /// ended without one.
     ///
@@ -586,23 +609,6 @@ impl<S> BufferEvent<TcpStream, S>
 where
     S: Send + 'static,
 {
-    /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
-    /// transport.
-    #[cfg(unix)]
-    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
-        self.shared.info().fd
-    }
-
-    /// The socket's local address.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.info().local
-    }
-
-    /// The peer's address.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.shared.info().peer
-    }
-
     /// Starts connecting to `addr` (`bufferevent_socket_connect`); the previous
     /// transport, if any, is closed when the new one is installed.
     ///

@@ -138,12 +138,19 @@ impl Shared {
     }
 
     pub(crate) fn clear_relative(&self) {
-        let old = self.relative.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let old = self
+            .relative
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         drop(old);
     }
 
     /// Runs `f` on the relative, if there is one of type `R`.
-    pub(crate) fn with_relative<R: 'static, U>(&self, f: impl FnOnce(&R) -> Option<U>) -> Option<U> {
+    pub(crate) fn with_relative<R: 'static, U>(
+        &self,
+        f: impl FnOnce(&R) -> Option<U>,
+    ) -> Option<U> {
         let slot = self.relative.lock().unwrap_or_else(|e| e.into_inner());
         slot.as_ref()?.downcast_ref::<R>().and_then(f)
     }

@@ -1,0 +1,308 @@
+//! Paired bufferevents (`bufferevent_pair_new`): two bufferevents joined in memory.
+//! What one writes appears in the other's input, moved chunk by chunk, never copied.
+//!
+//! Both elements run on one task: the first element's link hosts the second's
+//! engine, so a transfer is a move between two buffers the task owns, exact to the
+//! byte, with the rules of B-78..B-80 checked on both sides at once. When the first
+//! element ends, the task goes on running the second alone.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::task::Context as TaskContext;
+
+use tokio::runtime::Handle;
+use tracing::Instrument;
+
+use super::BufferEvent;
+use super::builder::Builder;
+use super::engine::{Engine, Hosting, Io, Link, Side};
+use super::events::{Direction, Events, FlushMode};
+use super::mailbox::Mailbox;
+use super::shared::{Shared, TransportInfo};
+
+/// The transport of a pair element (`BufferEvent<Pair, S>`): there is none, the
+/// partner is the other end. This type is never constructed; it only names the kind.
+pub struct Pair {
+    _never: (),
+}
+
+impl fmt::Debug for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pair")
+    }
+}
+
+/// The link of the first element: it hosts the second.
+pub(crate) struct PairLink<S: Send + 'static> {
+    partner: Option<Box<Engine<PairBack, S>>>,
+}
+
+/// The link of the second element: the first one's task moves its data.
+pub(crate) struct PairBack {
+    /// Still hosted by the first element.
+    attached: bool,
+}
+
+/// What a pair element's handle keeps of its partner: weak, so the two do not keep
+/// each other alive.
+struct PartnerRef<S> {
+    mailbox: Weak<Mailbox<Pair, S>>,
+    shared: Weak<Shared>,
+    runtime: Handle,
+}
+
+impl<S: Send + 'static> Builder<S> {
+    /// Creates a pair of connected bufferevents (`bufferevent_pair_new`): this
+    /// builder's settings for the first, `other`'s for the second.
+    ///
+    /// Data written to one appears in the other's input without any socket, moving
+    /// chunks, never copying bytes. A transfer happens when the writer's WRITE and
+    /// the reader's READ are enabled; the reader's read high watermark caps it at the
+    /// exact byte, and the rest waits in the writer's output until the reader drains
+    /// (B-78..B-80). Callbacks are always deferred. Flushing with `Flush` or
+    /// `Finished` moves everything at once, and `Finished` delivers `EOF` to the
+    /// partner (B-74..B-76). Timeouts are plain timers; a write timeout is armed only
+    /// while there is something to send (a divergence, see `docs/DIVERGENCES.md`).
+    ///
+    /// When one element ends, the other's [`partner`](BufferEvent::partner) becomes
+    /// `None` and data it writes stays in its output; it hears `READING | EOF` only
+    /// if built with [`partner_end_is_eof`](Builder::partner_end_is_eof).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Builder::runtime) was given. Both
+    /// elements run on this builder's runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Direction};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let (a, b) = BufferEvent::builder()
+    ///     .pair(BufferEvent::builder().enable(Direction::READ));
+    /// a.write(&b"ping"[..]).await?;
+    /// b.readable(4).await;
+    /// assert_eq!(b.read(10).await?, &b"ping"[..]);
+    /// assert!(a.partner().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn pair(self, other: Builder<S>) -> (BufferEvent<Pair, S>, BufferEvent<Pair, S>) {
+        let (mut first, a) = self.assemble::<Pair>(true, TransportInfo::default());
+        let other = other.runtime(a.runtime.clone());
+        let (mut second, b) = other.assemble::<Pair>(true, TransportInfo::default());
+        // Pairs always defer their callbacks (libevent forces BEV_OPT_DEFER_CALLBACKS).
+        first.defer_callbacks = true;
+        second.defer_callbacks = true;
+        a.shared.set_relative(Box::new(PartnerRef::<S>::of(&b)));
+        b.shared.set_relative(Box::new(PartnerRef::<S>::of(&a)));
+        let hosted = Engine::new(PairBack { attached: true }, second);
+        let link = PairLink {
+            partner: Some(Box::new(hosted)),
+        };
+        let span = tracing::debug_span!("bufferevent_pair");
+        a.runtime
+            .spawn(Engine::new(link, first).run().instrument(span));
+        (a, b)
+    }
+}
+
+impl BufferEvent {
+    /// A pair of connected bufferevents with default settings
+    /// (`bufferevent_pair_new`); see [`Builder::pair`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn pair() -> (BufferEvent<Pair>, BufferEvent<Pair>) {
+        Builder::new(()).pair(Builder::new(()))
+    }
+}
+
+impl<S: Send + 'static> BufferEvent<Pair, S> {
+    /// The other element of the pair (`bufferevent_pair_get_partner`), or `None` once
+    /// it has ended.
+    pub fn partner(&self) -> Option<BufferEvent<Pair, S>> {
+        self.shared.with_relative(|r: &PartnerRef<S>| {
+            let shared = r.shared.upgrade()?;
+            if shared.is_closed() {
+                return None;
+            }
+            let mailbox = r.mailbox.upgrade()?;
+            mailbox.add_handle();
+            Some(BufferEvent {
+                mailbox,
+                shared,
+                runtime: r.runtime.clone(),
+            })
+        })
+    }
+}
+
+impl<S> PartnerRef<S> {
+    fn of(bev: &BufferEvent<Pair, S>) -> Self {
+        Self {
+            mailbox: Arc::downgrade(&bev.mailbox),
+            shared: Arc::downgrade(&bev.shared),
+            runtime: bev.runtime.clone(),
+        }
+    }
+}
+
+impl<S: Send + 'static> Link<S> for PairLink<S> {
+    type Transport = Pair;
+
+    fn poll_input(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<Pair, S>) -> bool {
+        side.inner.write_ready_callback = false;
+        let Some(partner) = self.partner.as_mut() else {
+            side.inner.flushes.clear(); // B-73: nothing to flush into
+            return false;
+        };
+        // The partner's commands, timers and callbacks run on this task.
+        let mut progress = partner.pass(cx, true);
+        let (mut a, mut b) = (side.io(), partner.side.io());
+        progress |= flush_requests(&mut a, &mut b);
+        progress |= flush_requests(&mut b, &mut a);
+        progress |= transfer(&mut b, &mut a, false);
+        progress |= transfer(&mut a, &mut b, false);
+        if partner.is_over() {
+            let partner = self.partner.take().expect("the partner is there");
+            drop(Engine::end(*partner));
+            tracing::debug!("pair partner ended");
+            if side.partner_end_is_eof && !side.read_closed {
+                side.io().end_reading(Events::READING | Events::EOF, None);
+            }
+            progress = true;
+        }
+        progress
+    }
+
+    fn poll_output(&mut self, _cx: &mut TaskContext<'_>, side: &mut Side<Pair, S>) -> bool {
+        side.inner.write_ready_callback = false;
+        let Some(partner) = self.partner.as_mut() else {
+            return false;
+        };
+        transfer(&mut side.io(), &mut partner.side.io(), false)
+    }
+
+    fn is_attached(&self) -> bool {
+        self.partner.is_some()
+    }
+
+    fn finish(self, _side: &mut Side<Pair, S>) -> Option<Hosting> {
+        let mut partner = self.partner?;
+        if partner.is_over() {
+            drop(Engine::end(*partner));
+            return None;
+        }
+        // The partner lives on alone on this task (B-81).
+        partner.link.attached = false;
+        if partner.side.partner_end_is_eof && !partner.side.read_closed {
+            partner
+                .side
+                .io()
+                .end_reading(Events::READING | Events::EOF, None);
+        }
+        partner.side.shared.changed();
+        Some(Box::pin(partner.run()))
+    }
+}
+
+impl<S: Send + 'static> Link<S> for PairBack {
+    type Transport = Pair;
+
+    fn poll_input(&mut self, _cx: &mut TaskContext<'_>, side: &mut Side<Pair, S>) -> bool {
+        side.inner.write_ready_callback = false;
+        if !self.attached {
+            side.inner.flushes.clear(); // B-73: the partner is gone
+        }
+        false
+    }
+
+    fn poll_output(&mut self, _cx: &mut TaskContext<'_>, side: &mut Side<Pair, S>) -> bool {
+        side.inner.write_ready_callback = false;
+        false
+    }
+
+    fn is_attached(&self) -> bool {
+        self.attached
+    }
+}
+
+/// Carries out `from`'s flush requests against its partner `to` (B-73..B-76).
+fn flush_requests(from: &mut Io<'_>, to: &mut Io<'_>) -> bool {
+    if from.flushes.is_empty() {
+        return false;
+    }
+    for (dirs, mode) in std::mem::take(from.flushes) {
+        if mode == FlushMode::Normal {
+            continue; // B-73
+        }
+        if dirs.contains(Direction::READ) {
+            transfer(to, from, true);
+        }
+        if dirs.contains(Direction::WRITE) {
+            transfer(from, to, true);
+        }
+        if mode == FlushMode::Finished {
+            // B-76: READING when our output was flushed into it, WRITING when we
+            // pulled from it.
+            let mut events = Events::EOF;
+            if dirs.contains(Direction::WRITE) {
+                events |= Events::READING;
+            }
+            if dirs.contains(Direction::READ) {
+                events |= Events::WRITING;
+            }
+            if events.contains(Events::READING) {
+                to.end_reading(events, None);
+            } else {
+                to.core.event(events, None);
+            }
+            if from.closing && dirs.contains(Direction::WRITE) {
+                from.mark_write_closed();
+            }
+        }
+    }
+    true
+}
+
+/// Moves bytes from `src`'s output to `dst`'s input. A normal transfer needs `src`
+/// writing and `dst` reading and stops at `dst`'s read high watermark, at the exact
+/// byte (B-78, B-80); a forced one (a flush) moves everything (B-74). Either
+/// schedules `dst`'s read callback and `src`'s write callback as their low
+/// watermarks allow, even when nothing moved (B-75). Returns whether it happened.
+fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
+    let n = if force {
+        src.output.len()
+    } else {
+        if src.output.is_empty()
+            || !src.core.writing()
+            || !dst.core.reading()
+            || *src.write_closed
+            || *dst.read_closed
+        {
+            return false;
+        }
+        let room = match dst.core.read_watermarks().high {
+            0 => usize::MAX,
+            high => high.saturating_sub(dst.input.len()),
+        };
+        if room == 0 {
+            return false; // refused by a full destination
+        }
+        room.min(src.output.len())
+    };
+    if n > 0 && src.output.remove_buffer(dst.input, n).is_err() {
+        return false; // a frozen buffer of the user's: leave the data where it is
+    }
+    // B-45: the reader's read timer restarts with each transfer; the writer's write
+    // timer restarts too (the fix of B-47's stale-timer bug).
+    dst.timeouts.read_progress();
+    src.timeouts.write_progress();
+    dst.core.data_read(dst.input.len());
+    src.core.data_written(src.output.len());
+    dst.shared.changed();
+    true
+}

@@ -1,0 +1,430 @@
+//! Paired bufferevents: ports of libevent's `bufferevent_pair*` tests from
+//! `test/regress_bufferevent.c`, and the behaviours B-45 and B-73..B-82.
+//!
+//! Tests run with Tokio's clock paused: `settle()` sleeps, and a paused clock only
+//! advances once every task is idle, so it returns when the pair has nothing left to
+//! do.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::{Instant, sleep};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, FlushMode, Pair, Watermarks};
+
+use common::pattern;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+async fn settle() {
+    sleep(Duration::from_millis(5)).await;
+}
+
+fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+/// `bufferevent_pair`: 8333 bytes cross; the writer's write callback sees an empty
+/// output, the reader gets everything, no event fires, partners point at each other,
+/// and freeing one leaves the other without a partner.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair() {
+    let events = log();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (e1, e2, sink) = (events.clone(), events.clone(), got.clone());
+    let (writer, reader) = BufferEvent::builder()
+        .on_write(|ctx| assert!(ctx.output().is_empty()))
+        .on_event(move |_, ev, _| e1.lock().unwrap().push(format!("{ev:?}")))
+        .pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .on_read(move |ctx| {
+                    let data = ctx.input().take_all();
+                    sink.lock().unwrap().extend_from_slice(&data);
+                })
+                .on_event(move |_, ev, _| e2.lock().unwrap().push(format!("{ev:?}"))),
+        );
+    writer.disable(Direction::READ);
+    assert_eq!(writer.fd(), None, "a pair has no descriptor (getfd -1)");
+    writer.write(pattern(8333)).await.unwrap();
+    settle().await;
+    assert_eq!(*got.lock().unwrap(), pattern(8333));
+    assert!(entries(&events).is_empty(), "no event callback");
+    assert_eq!(writer.enabled(), Direction::WRITE);
+    assert_eq!(reader.enabled(), Direction::BOTH);
+
+    let partner = writer.partner().expect("a partner");
+    assert!(partner.partner().is_some());
+    drop(partner);
+    reader.free();
+    settle().await;
+    assert!(
+        writer.partner().is_none(),
+        "get_partner is NULL after the free"
+    );
+    assert!(
+        entries(&events).is_empty(),
+        "B-81: the survivor hears nothing"
+    );
+}
+
+/// `bufferevent_pair_flush_normal`, `bufferevent_pair_flush_flush`: flushing with
+/// `Normal` or `Flush` changes nothing about delivery and raises no event (B-73).
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair_flush_normal_and_flush() {
+    for mode in [FlushMode::Normal, FlushMode::Flush] {
+        let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+        a.write(&b"hello"[..]).await.unwrap();
+        a.flush(Direction::BOTH, mode);
+        settle().await;
+        assert_eq!(b.read(100).await.unwrap(), &b"hello"[..], "{mode:?}");
+        assert!(b.last_event().is_none(), "{mode:?}: no event");
+    }
+}
+
+/// B-74: a `Flush` moves everything across, regardless of watermarks and of the
+/// enabled directions of either side.
+#[tokio::test(start_paused = true)]
+async fn flush_moves_everything_ignoring_watermarks_and_enabled() {
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .disable(Direction::BOTH)
+            .read_watermarks(Watermarks::new(0, 3)),
+    );
+    a.write(&b"0123456789"[..]).await.unwrap();
+    settle().await;
+    assert_eq!(b.input_len(), 0, "B-78: READ is disabled, the data waits");
+    assert_eq!(a.output_len(), 10);
+    a.flush(Direction::WRITE, FlushMode::Flush);
+    settle().await;
+    assert_eq!(b.input_len(), 10);
+    assert_eq!(a.output_len(), 0);
+
+    // EV_READ pulls the partner's output.
+    b.write_now(&b"back"[..]).unwrap();
+    a.disable(Direction::READ);
+    settle().await;
+    assert_eq!(a.input_len(), 0);
+    a.flush(Direction::READ, FlushMode::Flush);
+    settle().await;
+    assert_eq!(a.read(100).await.unwrap(), &b"back"[..]);
+}
+
+/// `bufferevent_pair_flush_finished`: the partner's read callback, then its event
+/// callback with `READING | EOF`, then the writer's write callback (B-75, B-76).
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair_flush_finished() {
+    let order = log();
+    let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
+    let (a, _b) = BufferEvent::builder()
+        .on_write(move |_| o1.lock().unwrap().push("writer write".into()))
+        .pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .on_read(move |ctx| {
+                    ctx.input().take_all();
+                    o2.lock().unwrap().push("partner read".into());
+                })
+                .on_event(move |_, ev, _| o3.lock().unwrap().push(format!("partner {ev:?}"))),
+        );
+    settle().await;
+    a.flush(Direction::WRITE, FlushMode::Finished);
+    settle().await;
+    assert_eq!(
+        entries(&order),
+        [
+            "partner read",
+            &format!("partner {:?}", Events::READING | Events::EOF),
+            "writer write"
+        ]
+    );
+}
+
+/// `bufferevent_pair_flush`: after `flush(WRITE, Finished)` the partner's event
+/// callback gets exactly `READING | EOF`; flushing READ gives `WRITING | EOF`.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair_flush() {
+    let (a, b) = BufferEvent::pair();
+    a.flush(Direction::WRITE, FlushMode::Finished);
+    let event = b.next_event().await.unwrap();
+    assert_eq!(event.events, Events::READING | Events::EOF);
+
+    let (a, b) = BufferEvent::pair();
+    a.flush(Direction::READ, FlushMode::Finished);
+    let event = b.next_event().await.unwrap();
+    assert_eq!(event.events, Events::WRITING | Events::EOF);
+}
+
+/// `bufferevent_pair_watermarks`: read watermarks (10, 20) make every read callback
+/// see 10..=20 bytes; write watermarks (100, 2000) give write callbacks only at or
+/// below 100 bytes; all 65000 bytes arrive (B-80).
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair_watermarks() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let (s, w) = (seen.clone(), writes.clone());
+    let (a, b) = BufferEvent::builder_with_state(Vec::<u8>::new())
+        .write_watermarks(Watermarks::new(100, 2000))
+        .on_write(move |ctx| w.lock().unwrap().push(ctx.output().len()))
+        .pair(
+            BufferEvent::builder_with_state(Vec::new())
+                .enable(Direction::READ)
+                .read_watermarks(Watermarks::new(10, 20))
+                .on_read(move |ctx| {
+                    let n = ctx.input().len();
+                    let data = ctx.input().take_all();
+                    ctx.state().extend_from_slice(&data);
+                    s.lock().unwrap().push(n);
+                }),
+        );
+    assert_eq!(a.watermarks(Direction::READ), Some(Watermarks::new(0, 0)));
+    a.write(pattern(65000)).await.unwrap();
+    let received = loop {
+        settle().await;
+        let got = b.with(|ctx| ctx.state().len()).await.unwrap();
+        if got == 65000 {
+            break b.with(|ctx| std::mem::take(ctx.state())).await.unwrap();
+        }
+    };
+    assert_eq!(received, pattern(65000));
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|&n| (10..=20).contains(&n)), "{seen:?}");
+    let writes = writes.lock().unwrap();
+    assert!(!writes.is_empty());
+    assert!(writes.iter().all(|&n| n <= 100), "{writes:?}");
+}
+
+/// B-80: the reader's high watermark caps a transfer at the exact byte; draining
+/// below it resumes the transfer with no new write.
+#[tokio::test(start_paused = true)]
+async fn high_watermark_caps_transfer_at_the_byte() {
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .read_watermarks(Watermarks::new(0, 7)),
+    );
+    a.write(&b"abcdefghijkl"[..]).await.unwrap();
+    settle().await;
+    assert_eq!(b.input_len(), 7);
+    assert_eq!(a.output_len(), 5, "the rest waits in the writer's output");
+    assert_eq!(b.read(3).await.unwrap(), &b"abc"[..]);
+    settle().await;
+    assert_eq!(b.input_len(), 7);
+    assert_eq!(a.output_len(), 2);
+    assert_eq!(b.read(100).await.unwrap(), &b"defghij"[..]);
+    settle().await;
+    assert_eq!(b.read(100).await.unwrap(), &b"kl"[..]);
+}
+
+/// B-78, B-79: data waits while the writer's WRITE or the reader's READ is off;
+/// enabling either moves it.
+#[tokio::test(start_paused = true)]
+async fn enabling_pulls_and_pushes_pending_data() {
+    let (a, b) = BufferEvent::builder()
+        .disable(Direction::WRITE)
+        .pair(BufferEvent::builder());
+    a.write_now(&b"one"[..]).unwrap();
+    settle().await;
+    assert_eq!((a.output_len(), b.input_len()), (3, 0));
+    a.enable(Direction::WRITE); // still waits: the reader's READ is off
+    settle().await;
+    assert_eq!((a.output_len(), b.input_len()), (3, 0));
+    b.enable(Direction::READ); // pulls
+    settle().await;
+    assert_eq!((a.output_len(), b.input_len()), (0, 3));
+    a.disable(Direction::WRITE);
+    a.write_now(&b"two"[..]).unwrap();
+    settle().await;
+    assert_eq!(a.output_len(), 3);
+    a.enable(Direction::WRITE); // pushes
+    settle().await;
+    assert_eq!(b.read(100).await.unwrap(), &b"onetwo"[..]);
+}
+
+/// Transfers move chunks: the bytes the reader gets are the very bytes written.
+#[tokio::test(start_paused = true)]
+async fn transfers_move_chunks_without_copying() {
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+    let data = Bytes::from(vec![7u8; 100_000]);
+    let address = data.as_ptr();
+    a.write(data).await.unwrap();
+    b.readable(100_000).await;
+    let got = b.read(usize::MAX).await.unwrap();
+    assert_eq!(got.len(), 100_000);
+    assert_eq!(got.as_ptr(), address, "the same memory, moved not copied");
+}
+
+/// B-81: freeing one element loses its output, the survivor's later writes stay in
+/// its output, and data already moved stays readable. With `partner_end_is_eof`, the
+/// survivor hears `READING | EOF` instead of nothing.
+#[tokio::test(start_paused = true)]
+async fn freeing_one_element() {
+    for eof in [false, true] {
+        let (a, b) = BufferEvent::builder()
+            .enable(Direction::READ)
+            .partner_end_is_eof(eof)
+            .pair(BufferEvent::builder().enable(Direction::READ));
+        b.write(&b"moved"[..]).await.unwrap();
+        settle().await;
+        b.disable(Direction::WRITE);
+        b.write_now(&b"lost"[..]).unwrap();
+        b.free();
+        let closed = b.closed().await;
+        assert_eq!(closed.unsent, 4, "the freed element's output is lost");
+        settle().await;
+        assert!(a.partner().is_none());
+        assert_eq!(a.read(100).await.unwrap(), &b"moved"[..]);
+        if eof {
+            let closed_read = a.last_event().expect("an event");
+            assert_eq!(closed_read.events, Events::READING | Events::EOF);
+        } else {
+            assert!(a.last_event().is_none(), "libevent: no event");
+            a.write_now(&b"stays"[..]).unwrap();
+            settle().await;
+            assert_eq!(a.output_len(), 5, "writes accumulate");
+        }
+    }
+}
+
+/// Freeing the first element (the one whose task hosts the pair) leaves the second
+/// running, and with `partner_end_is_eof` it hears EOF.
+#[tokio::test(start_paused = true)]
+async fn freeing_the_first_element_keeps_the_second() {
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .partner_end_is_eof(true),
+    );
+    a.write(&b"last words"[..]).await.unwrap();
+    settle().await;
+    a.close().await;
+    assert!(b.partner().is_none());
+    let event = b.last_event().expect("EOF");
+    assert_eq!(event.events, Events::READING | Events::EOF);
+    assert_eq!(b.read(100).await.unwrap(), &b"last words"[..]);
+    b.write_now(&b"x"[..]).unwrap();
+    settle().await;
+    assert_eq!(b.output_len(), 1);
+    assert!(!b.is_closed());
+}
+
+/// `bufferevent_timeout_pair` with our divergence (B-45, B-47): bev1 (read 150 ms,
+/// write 100 ms, 7 bytes queued that bev2 will not read) times out once each way;
+/// bev2 (READ off, write 200 ms, nothing queued) never times out; no read or write
+/// callbacks run.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_timeout_pair() {
+    let events = log();
+    let calls = log();
+    let start = Instant::now();
+    let (e1, e2, c1, c2, c3, c4) = (
+        events.clone(),
+        events.clone(),
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+    );
+    let (bev1, _bev2) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .timeouts(
+            Some(Duration::from_millis(150)),
+            Some(Duration::from_millis(100)),
+        )
+        .on_read(move |_| c1.lock().unwrap().push("read1".into()))
+        .on_write(move |_| c2.lock().unwrap().push("write1".into()))
+        .on_event(move |_, ev, _| {
+            e1.lock()
+                .unwrap()
+                .push(format!("bev1 {ev:?} at {:?}", start.elapsed()))
+        })
+        .pair(
+            BufferEvent::builder()
+                .disable(Direction::READ)
+                .timeouts(None, Some(Duration::from_millis(200)))
+                .on_read(move |_| c3.lock().unwrap().push("read2".into()))
+                .on_write(move |_| c4.lock().unwrap().push("write2".into()))
+                .on_event(move |_, ev, _| {
+                    e2.lock()
+                        .unwrap()
+                        .push(format!("bev2 {ev:?} at {:?}", start.elapsed()))
+                }),
+        );
+    bev1.write_now(&b"1234567"[..]).unwrap();
+    sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        entries(&events),
+        [
+            format!(
+                "bev1 {:?} at {:?}",
+                Events::WRITING | Events::TIMEOUT,
+                Duration::from_millis(100)
+            ),
+            format!(
+                "bev1 {:?} at {:?}",
+                Events::READING | Events::TIMEOUT,
+                Duration::from_millis(150)
+            ),
+        ]
+    );
+    assert!(entries(&calls).is_empty());
+}
+
+/// B-82 and the partner's handle: a pair element reports no addresses, and its
+/// handle can be cloned and used from another task.
+#[tokio::test(start_paused = true)]
+async fn pair_has_no_addresses_and_handles_work_from_other_tasks() {
+    let (a, b): (BufferEvent<Pair>, BufferEvent<Pair>) = BufferEvent::pair();
+    assert_eq!(a.peer_addr(), None);
+    assert_eq!(a.local_addr(), None);
+    b.enable(Direction::READ);
+    let writer = a.clone();
+    tokio::spawn(async move { writer.write(&b"from elsewhere"[..]).await.unwrap() })
+        .await
+        .unwrap();
+    b.readable(14).await;
+    assert_eq!(b.read(100).await.unwrap(), &b"from elsewhere"[..]);
+}
+
+/// No stack growth however long the chain: 1,000 pairs, each element's read
+/// callback forwarding into the next pair, carry data end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_chained_pairs() {
+    const PAIRS: usize = 1000;
+    let mut firsts = Vec::new();
+    let mut seconds = Vec::new();
+    for _ in 0..PAIRS {
+        let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+        firsts.push(a);
+        seconds.push(b);
+    }
+    // The second element of pair i forwards what it reads into the first of pair i+1.
+    for i in 0..PAIRS - 1 {
+        let next = firsts[i + 1].clone();
+        seconds[i]
+            .set_callbacks(tokio_bufferevent::bufferevent::Callbacks {
+                read: Some(Box::new(move |ctx| {
+                    let data = ctx.input().take_all();
+                    let _ = next.write_now(data);
+                })),
+                write: None,
+                event: None,
+            })
+            .await
+            .unwrap();
+    }
+    let payload = pattern(64 * 1024);
+    firsts[0].write(payload.clone()).await.unwrap();
+    let last = seconds.last().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), last.readable(payload.len()))
+        .await
+        .expect("the data crossed all pairs");
+    assert_eq!(last.read(usize::MAX).await.unwrap(), payload);
+}
