@@ -77,6 +77,7 @@ pub struct Builder<S = ()> {
     connect_timeout: Option<Duration>,
     runtime: Option<Handle>,
     partner_end_is_eof: bool,
+    pub(crate) close_underlying: bool,
     state: S,
     callbacks: Callbacks<S>,
 }
@@ -95,6 +96,7 @@ impl<S: Send + 'static> Builder<S> {
             connect_timeout: None,
             runtime: None,
             partner_end_is_eof: false,
+            close_underlying: true,
             state,
             callbacks: Callbacks::default(),
         }
@@ -175,6 +177,15 @@ impl<S: Send + 'static> Builder<S> {
     /// #93) and its `partner()` just becomes `None`. No effect on stream bufferevents.
     pub fn partner_end_is_eof(mut self, eof: bool) -> Self {
         self.partner_end_is_eof = eof;
+        self
+    }
+
+    /// For a filter: whether ending it frees the underlying bufferevent too
+    /// (libevent's `BEV_OPT_CLOSE_ON_FREE` on a filter). Default `true`: the filter
+    /// took the underlying's handle and owns it. With `false`, the underlying runs on
+    /// alone once the filter ends (B-92). No effect on other bufferevents.
+    pub fn close_underlying(mut self, close: bool) -> Self {
+        self.close_underlying = close;
         self
     }
 

@@ -10,6 +10,8 @@ use super::events::{Direction, Events, Watermarks};
 pub(crate) mod suspend {
     /// The input reached the read high watermark.
     pub(crate) const WATERMARK: u8 = 0x01;
+    /// A filtering bufferevent over this one does not take input now (B-84).
+    pub(crate) const FILTER: u8 = 0x02;
 }
 
 /// Callbacks that are due, coalesced (B-59, B-60).

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::context::{Context, Inner};
-use super::core::{Core, Pending};
+use super::context::{Callbacks, Context, Inner};
+use super::core::{Core, Pending, suspend};
 use super::events::{Direction, Events, FlushMode};
 use super::mailbox::Mailbox;
 use super::shared::{Closed, Settings, Shared, TransportInfo};
@@ -55,9 +55,9 @@ pub(crate) enum Command<T, S> {
     Connect(Connecting<T>),
     /// Stop and hand the transport back.
     IntoInner(oneshot::Sender<Option<T>>),
-    /// Stop running alone and hand the whole engine to a filter, whose task runs it
-    /// from then on.
-    Adopt(oneshot::Sender<Box<dyn Hosted>>),
+    /// Be wrapped by a new filter: the filter takes this bufferevent's place, in its
+    /// task, with this bufferevent as its underlying one.
+    Wrap(PendingFilter),
 }
 
 /// What an engine moves bytes through.
@@ -107,10 +107,38 @@ pub(crate) trait Link<S>: Send + Sized + 'static {
         false
     }
 
-    /// The bufferevent ended; returns what must still run on this task.
-    fn finish(self, side: &mut Side<Self::Transport, S>) -> Option<Hosting> {
+    /// The bufferevent ended; says what takes its place.
+    fn finish(self, side: &mut Side<Self::Transport, S>) -> Ended {
+        let _ = side;
+        Ended::Gone(None)
+    }
+
+    /// The buffers of the pair element at the bottom of this link, for its partner's
+    /// transfers: the element itself, or a filter's underlying element.
+    fn pair_io<'a>(&'a mut self, side: &'a mut Side<Self::Transport, S>) -> Option<Io<'a>> {
         let _ = side;
         None
+    }
+
+    /// The pair element at the bottom of this link lost its partner.
+    fn partner_gone(&mut self, side: &mut Side<Self::Transport, S>) {
+        let _ = side;
+    }
+}
+
+/// What takes an ended bufferevent's place in its task.
+pub(crate) enum Ended {
+    /// Nothing, or work that must still run (bufferevents it hosted).
+    Gone(Option<Hosting>),
+    /// A filter released its underlying bufferevent, which goes on in its place.
+    Replaced(Box<dyn Hosted>),
+}
+
+/// Runs a hosted bufferevent's end; what must still run afterwards.
+pub(crate) fn end_hosted(hosted: Box<dyn Hosted>) -> Option<Hosting> {
+    match hosted.end_into() {
+        Ended::Gone(rest) => rest,
+        Ended::Replaced(successor) => Some(successor.run_alone()),
     }
 }
 
@@ -124,6 +152,12 @@ pub(crate) trait Hosted: Send + 'static {
     fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool;
     /// The buffers and state a host works with.
     fn io(&mut self) -> Io<'_>;
+    /// The pair element at the bottom (see [`Link::pair_io`]).
+    fn pair_io(&mut self) -> Option<Io<'_>>;
+    /// The pair element at the bottom lost its partner.
+    fn partner_gone(&mut self);
+    /// A filter that asked to wrap this bufferevent.
+    fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>>;
     /// Takes the due callbacks instead of running them, recording the events as
     /// delivered.
     fn take_pending(&mut self) -> Pending;
@@ -131,10 +165,53 @@ pub(crate) trait Hosted: Send + 'static {
     fn is_done(&self) -> bool;
     /// What handles know of the transport.
     fn info(&self) -> TransportInfo;
-    /// Ends this bufferevent; returns what must still run.
-    fn end(self: Box<Self>) -> Option<Hosting>;
+    /// Ends this bufferevent; says what takes its place.
+    fn end_into(self: Box<Self>) -> Ended;
     /// Runs this bufferevent on its own until it ends.
     fn run_alone(self: Box<Self>) -> Hosting;
+    /// A filter takes this bufferevent over (B-84): its callbacks are removed, both
+    /// directions enabled, and it lives on without handles.
+    fn take_over(&mut self);
+    /// The filter let go (B-92): no more filter suspension, and handles matter again.
+    fn release(&mut self);
+}
+
+/// A new filtering bufferevent, not yet in place.
+pub(crate) trait Wrapper: Hosted {
+    /// Puts `underlying` under this filter and takes it over.
+    fn set_underlying(&mut self, underlying: Box<dyn Hosted>);
+    /// Its underlying bufferevent ended before the filter got it.
+    fn orphan(&mut self);
+}
+
+/// A filter on its way to the bufferevent it wraps. If it never arrives (that
+/// bufferevent ended, or is already filtered), it runs on its own and reports it.
+pub(crate) struct PendingFilter {
+    filter: Option<Box<dyn Wrapper>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PendingFilter {
+    pub(crate) fn new(filter: Box<dyn Wrapper>, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            filter: Some(filter),
+            runtime,
+        }
+    }
+
+    fn take(mut self) -> Box<dyn Wrapper> {
+        self.filter.take().expect("taken once")
+    }
+}
+
+impl Drop for PendingFilter {
+    fn drop(&mut self) {
+        if let Some(mut filter) = self.filter.take() {
+            filter.orphan();
+            let hosted: Box<dyn Hosted> = filter;
+            self.runtime.spawn(hosted.run_alone());
+        }
+    }
 }
 
 /// A view of one bufferevent's buffers and state, free of its type parameters.
@@ -213,7 +290,7 @@ pub(crate) struct Side<T, S> {
     last_events: Events,
     last_error: Option<Arc<io::Error>>,
     give_back: Option<oneshot::Sender<Option<T>>>,
-    adopt: Option<oneshot::Sender<Box<dyn Hosted>>>,
+    wrap: Option<Box<dyn Wrapper>>,
     /// Another bufferevent (a filter) depends on this one: it lives on without
     /// handles.
     pub(crate) in_use: bool,
@@ -252,7 +329,7 @@ where
             last_events: Events::empty(),
             last_error: None,
             give_back: None,
-            adopt: None,
+            wrap: None,
             in_use: false,
             partner_end_is_eof: false,
             published_settings: Settings::default(),
@@ -277,7 +354,7 @@ where
 
     /// Whether the bufferevent stopped for good, or was asked to hand itself over.
     fn stopping(&self) -> bool {
-        self.inner.freed || self.give_back.is_some() || self.adopt.is_some()
+        self.inner.freed || self.give_back.is_some() || self.wrap.is_some()
     }
 
     // ---- timeouts ----------------------------------------------------------------
@@ -515,7 +592,7 @@ where
     }
 
     /// Publishes how the bufferevent ended; `transport` goes to `into_inner`'s caller.
-    fn finish(&mut self, transport: Option<T>) {
+    pub(crate) fn finish(&mut self, transport: Option<T>) {
         self.publish();
         self.mailbox.close();
         let unsent = self.inner.output.len();
@@ -567,24 +644,24 @@ where
         Self { link, side }
     }
 
-    /// Runs the bufferevent until it ends (or a filter adopts it), then whatever it
-    /// hosts.
+    /// Runs the bufferevent until it ends, then whatever takes its place: a filter
+    /// that wraps it, what it hosts.
     pub(crate) async fn run(mut self) {
         poll_fn(|cx| self.poll_run(cx)).await;
-        if let Some(adopter) = self.side.adopt.take() {
-            tracing::debug!("handed over to a filter");
-            match adopter.send(Box::new(self)) {
-                Ok(()) => return,
-                // The filter is gone before it started: go on alone.
-                Err(engine) => return engine.run_alone().await,
-            }
+        if let Some(mut filter) = self.side.wrap.take() {
+            tracing::debug!("wrapped by a filter");
+            filter.set_underlying(Box::new(self));
+            let filter: Box<dyn Hosted> = filter;
+            return filter.run_alone().await;
         }
-        if let Some(rest) = self.end() {
-            rest.await;
+        match self.end() {
+            Ended::Gone(Some(rest)) => rest.await,
+            Ended::Gone(None) => {}
+            Ended::Replaced(successor) => successor.run_alone().await,
         }
     }
 
-    pub(crate) fn end(self) -> Option<Hosting> {
+    pub(crate) fn end(self) -> Ended {
         let Engine { mut link, mut side } = self;
         side.publish();
         let transport = if side.give_back.is_some() {
@@ -704,7 +781,13 @@ where
             Command::SetTransport(t) => self.link.set_transport(side, t),
             Command::Connect(connecting) => self.link.connect(side, connecting),
             Command::IntoInner(reply) => side.give_back = Some(reply),
-            Command::Adopt(reply) => side.adopt = Some(reply),
+            Command::Wrap(pending) => {
+                // One filter per bufferevent: a second one would steal the first's
+                // underlying (libevent lets it, and breaks the first).
+                if !side.in_use && side.wrap.is_none() {
+                    side.wrap = Some(pending.take());
+                }
+            }
         }
     }
 }
@@ -734,13 +817,37 @@ where
         self.side.shared.info()
     }
 
-    fn end(self: Box<Self>) -> Option<Hosting> {
+    fn end_into(self: Box<Self>) -> Ended {
         (*self).end()
     }
 
+    fn pair_io(&mut self) -> Option<Io<'_>> {
+        self.link.pair_io(&mut self.side)
+    }
+
+    fn partner_gone(&mut self) {
+        self.link.partner_gone(&mut self.side);
+    }
+
+    fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>> {
+        self.side.wrap.take()
+    }
+
     fn run_alone(self: Box<Self>) -> Hosting {
-        let mut engine = *self;
-        engine.side.in_use = false;
-        Box::pin(engine.run())
+        Box::pin((*self).run())
+    }
+
+    fn release(&mut self) {
+        self.side.in_use = false;
+        self.side.inner.core.unsuspend_read(suspend::FILTER);
+        self.side.shared.changed();
+    }
+
+    fn take_over(&mut self) {
+        let side = &mut self.side;
+        side.in_use = true;
+        side.inner.callbacks = Callbacks::default();
+        side.inner.callbacks_generation += 1;
+        side.inner.core.enable(Direction::BOTH);
     }
 }

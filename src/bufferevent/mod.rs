@@ -94,6 +94,7 @@ mod core;
 mod dns;
 mod engine;
 mod events;
+mod filter;
 mod mailbox;
 mod pair;
 mod shared;
@@ -122,6 +123,7 @@ pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, 
 #[cfg(feature = "dns")]
 pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::events::{Direction, Events, FlushMode, Watermarks};
+pub use self::filter::{Filter, FilterResult, Filtered, PassThrough};
 pub use self::pair::Pair;
 pub use self::shared::{Closed, EventRecord};
 
@@ -178,6 +180,39 @@ impl BufferEvent {
     /// A [`Builder`] for a bufferevent whose callbacks share `state`, owned by its task.
     pub fn builder_with_state<S: Send + 'static>(state: S) -> Builder<S> {
         Builder::new(state)
+    }
+}
+
+/// A handle that does not keep its bufferevent alive: what a pair element keeps of
+/// its partner, and a filter of its underlying bufferevent.
+struct WeakHandle<T, S> {
+    mailbox: std::sync::Weak<mailbox::Mailbox<T, S>>,
+    shared: std::sync::Weak<shared::Shared>,
+    runtime: Handle,
+}
+
+impl<T, S> WeakHandle<T, S> {
+    fn of(bev: &BufferEvent<T, S>) -> Self {
+        Self {
+            mailbox: Arc::downgrade(&bev.mailbox),
+            shared: Arc::downgrade(&bev.shared),
+            runtime: bev.runtime.clone(),
+        }
+    }
+
+    /// A handle, unless the bufferevent has ended.
+    fn upgrade(&self) -> Option<BufferEvent<T, S>> {
+        let shared = self.shared.upgrade()?;
+        if shared.is_closed() {
+            return None;
+        }
+        let mailbox = self.mailbox.upgrade()?;
+        mailbox.add_handle();
+        Some(BufferEvent {
+            mailbox,
+            shared,
+            runtime: self.runtime.clone(),
+        })
     }
 }
 

@@ -7,18 +7,15 @@
 //! element ends, the task goes on running the second alone.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
 use std::task::Context as TaskContext;
 
-use tokio::runtime::Handle;
 use tracing::Instrument;
 
-use super::BufferEvent;
 use super::builder::Builder;
-use super::engine::{Engine, Hosting, Io, Link, Side};
+use super::engine::{Ended, Engine, Hosted, Io, Link, Side, end_hosted};
 use super::events::{Direction, Events, FlushMode};
-use super::mailbox::Mailbox;
-use super::shared::{Shared, TransportInfo};
+use super::shared::TransportInfo;
+use super::{BufferEvent, WeakHandle};
 
 /// The transport of a pair element (`BufferEvent<Pair, S>`): there is none, the
 /// partner is the other end. This type is never constructed; it only names the kind.
@@ -32,23 +29,15 @@ impl fmt::Debug for Pair {
     }
 }
 
-/// The link of the first element: it hosts the second.
-pub(crate) struct PairLink<S: Send + 'static> {
-    partner: Option<Box<Engine<PairBack, S>>>,
+/// The link of the first element: it hosts the second (or a filter over it).
+pub(crate) struct PairLink {
+    partner: Option<Box<dyn Hosted>>,
 }
 
 /// The link of the second element: the first one's task moves its data.
 pub(crate) struct PairBack {
     /// Still hosted by the first element.
     attached: bool,
-}
-
-/// What a pair element's handle keeps of its partner: weak, so the two do not keep
-/// each other alive.
-struct PartnerRef<S> {
-    mailbox: Weak<Mailbox<Pair, S>>,
-    shared: Weak<Shared>,
-    runtime: Handle,
 }
 
 impl<S: Send + 'static> Builder<S> {
@@ -95,8 +84,8 @@ impl<S: Send + 'static> Builder<S> {
         // Pairs always defer their callbacks (libevent forces BEV_OPT_DEFER_CALLBACKS).
         first.defer_callbacks = true;
         second.defer_callbacks = true;
-        a.shared.set_relative(Box::new(PartnerRef::<S>::of(&b)));
-        b.shared.set_relative(Box::new(PartnerRef::<S>::of(&a)));
+        a.shared.set_relative(Box::new(WeakHandle::of(&b)));
+        b.shared.set_relative(Box::new(WeakHandle::of(&a)));
         let hosted = Engine::new(PairBack { attached: true }, second);
         let link = PairLink {
             partner: Some(Box::new(hosted)),
@@ -124,88 +113,75 @@ impl<S: Send + 'static> BufferEvent<Pair, S> {
     /// The other element of the pair (`bufferevent_pair_get_partner`), or `None` once
     /// it has ended.
     pub fn partner(&self) -> Option<BufferEvent<Pair, S>> {
-        self.shared.with_relative(|r: &PartnerRef<S>| {
-            let shared = r.shared.upgrade()?;
-            if shared.is_closed() {
-                return None;
-            }
-            let mailbox = r.mailbox.upgrade()?;
-            mailbox.add_handle();
-            Some(BufferEvent {
-                mailbox,
-                shared,
-                runtime: r.runtime.clone(),
-            })
-        })
+        self.shared
+            .with_relative(|r: &WeakHandle<Pair, S>| r.upgrade())
     }
 }
 
-impl<S> PartnerRef<S> {
-    fn of(bev: &BufferEvent<Pair, S>) -> Self {
-        Self {
-            mailbox: Arc::downgrade(&bev.mailbox),
-            shared: Arc::downgrade(&bev.shared),
-            runtime: bev.runtime.clone(),
-        }
-    }
-}
-
-impl<S: Send + 'static> Link<S> for PairLink<S> {
+impl<S: Send + 'static> Link<S> for PairLink {
     type Transport = Pair;
 
     fn poll_input(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<Pair, S>) -> bool {
         side.inner.write_ready_callback = false;
-        let Some(partner) = self.partner.as_mut() else {
+        let Some(mut partner) = self.partner.take() else {
             side.inner.flushes.clear(); // B-73: nothing to flush into
             return false;
         };
         // The partner's commands, timers and callbacks run on this task.
-        let mut progress = partner.pass(cx, true);
-        let (mut a, mut b) = (side.io(), partner.side.io());
-        progress |= flush_requests(&mut a, &mut b);
-        progress |= flush_requests(&mut b, &mut a);
-        progress |= transfer(&mut b, &mut a, false);
-        progress |= transfer(&mut a, &mut b, false);
-        if partner.is_over() {
-            let partner = self.partner.take().expect("the partner is there");
-            drop(Engine::end(*partner));
+        let mut progress = partner.poll_pass(cx, true);
+        if let Some(mut filter) = partner.take_wrap() {
+            // A filter over the partner takes its place here.
+            filter.set_underlying(partner);
+            partner = filter;
+            progress = true;
+        }
+        if partner.is_done() {
             tracing::debug!("pair partner ended");
+            if let Some(rest) = end_hosted(partner) {
+                tokio::spawn(rest);
+            }
             if side.partner_end_is_eof && !side.read_closed {
                 side.io().end_reading(Events::READING | Events::EOF, None);
             }
-            progress = true;
+            return true;
         }
+        if let Some(mut b) = partner.pair_io() {
+            let mut a = side.io();
+            progress |= flush_requests(&mut a, &mut b);
+            progress |= flush_requests(&mut b, &mut a);
+            progress |= transfer(&mut b, &mut a, false);
+            progress |= transfer(&mut a, &mut b, false);
+        }
+        self.partner = Some(partner);
         progress
     }
 
     fn poll_output(&mut self, _cx: &mut TaskContext<'_>, side: &mut Side<Pair, S>) -> bool {
         side.inner.write_ready_callback = false;
-        let Some(partner) = self.partner.as_mut() else {
+        let Some(mut b) = self.partner.as_mut().and_then(|p| p.pair_io()) else {
             return false;
         };
-        transfer(&mut side.io(), &mut partner.side.io(), false)
+        transfer(&mut side.io(), &mut b, false)
     }
 
     fn is_attached(&self) -> bool {
         self.partner.is_some()
     }
 
-    fn finish(self, _side: &mut Side<Pair, S>) -> Option<Hosting> {
-        let mut partner = self.partner?;
-        if partner.is_over() {
-            drop(Engine::end(*partner));
-            return None;
+    fn finish(self, _side: &mut Side<Pair, S>) -> Ended {
+        let Some(mut partner) = self.partner else {
+            return Ended::Gone(None);
+        };
+        if let Some(mut filter) = partner.take_wrap() {
+            filter.set_underlying(partner);
+            partner = filter;
+        }
+        if partner.is_done() {
+            return Ended::Gone(end_hosted(partner));
         }
         // The partner lives on alone on this task (B-81).
-        partner.link.attached = false;
-        if partner.side.partner_end_is_eof && !partner.side.read_closed {
-            partner
-                .side
-                .io()
-                .end_reading(Events::READING | Events::EOF, None);
-        }
-        partner.side.shared.changed();
-        Some(Box::pin(partner.run()))
+        partner.partner_gone();
+        Ended::Gone(Some(partner.run_alone()))
     }
 }
 
@@ -227,6 +203,18 @@ impl<S: Send + 'static> Link<S> for PairBack {
 
     fn is_attached(&self) -> bool {
         self.attached
+    }
+
+    fn pair_io<'a>(&'a mut self, side: &'a mut Side<Pair, S>) -> Option<Io<'a>> {
+        self.attached.then(|| side.io())
+    }
+
+    fn partner_gone(&mut self, side: &mut Side<Pair, S>) {
+        self.attached = false;
+        if side.partner_end_is_eof && !side.read_closed {
+            side.io().end_reading(Events::READING | Events::EOF, None);
+        }
+        side.shared.changed();
     }
 }
 

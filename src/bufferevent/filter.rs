@@ -1,0 +1,610 @@
+//! Filtering bufferevents (`bufferevent_filter_new`): a bufferevent whose transport
+//! is another bufferevent, with a [`Filter`] transforming the bytes each way.
+//!
+//! The filter's task adopts the underlying bufferevent's engine and runs it itself:
+//! the underlying's callbacks are replaced by the filter's processing (B-84), its
+//! input is read by the input filter and its output written by the output filter,
+//! with no channel in between. The underlying's handle keeps working. Filters stack:
+//! a filter over a filter over a socket is a chain of adopted engines.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::task::Context as TaskContext;
+
+use super::builder::Builder;
+use super::core::suspend;
+use super::engine::{
+    Command, Ended, Engine, Hosted, Io, Link, PendingFilter, Side, Wrapper, end_hosted,
+};
+use super::events::{Direction, Events, FlushMode};
+use super::{BufferEvent, WeakHandle};
+use crate::buffer::EvBuffer;
+
+/// What a [`Filter`] call achieved (`enum bufferevent_filter_result`).
+#[derive(Debug)]
+pub enum FilterResult {
+    /// Something was produced or consumed (`BEV_OK`); processing goes on while the
+    /// source has data and the destination is under its limit.
+    Ok,
+    /// Nothing more can be done until more input arrives (`BEV_NEED_MORE`).
+    NeedMore,
+    /// The data cannot be processed (`BEV_ERROR`). Unlike libevent, which ignores it,
+    /// the filtering bufferevent delivers `READING | ERROR` (input filter) or
+    /// `WRITING | ERROR` (output filter) with this error, and that direction stops.
+    Error(io::Error),
+}
+
+/// A transformation from one buffer to another (`bufferevent_filter_cb`): the input
+/// filter moves bytes from the underlying bufferevent's input to the filter's input,
+/// the output filter from the filter's output to the underlying's output.
+///
+/// `dst_limit` is how many more bytes the destination wants (`None`: no limit); it is
+/// advisory (B-86). `mode` is `Normal` in ordinary operation, and the mode of a
+/// [`flush`](BufferEvent::flush) otherwise; `Finished` asks the filter to emit
+/// everything it holds (a compressor's trailer).
+///
+/// Closures of the same shape are filters, and [`PassThrough`] moves bytes unchanged.
+///
+/// # Examples
+///
+/// An output filter that upper-cases ASCII:
+///
+/// ```
+/// use tokio_bufferevent::buffer::EvBuffer;
+/// use tokio_bufferevent::bufferevent::{FilterResult, FlushMode};
+///
+/// fn upper(src: &mut EvBuffer, dst: &mut EvBuffer, _limit: Option<usize>, _mode: FlushMode)
+///     -> FilterResult
+/// {
+///     let data = src.remove_bytes(src.len()).unwrap_or_default();
+///     let _ = dst.add(&data.to_ascii_uppercase());
+///     FilterResult::Ok
+/// }
+/// # let (mut a, mut b) = (EvBuffer::new(), EvBuffer::new());
+/// # a.add(b"hi").unwrap();
+/// # upper(&mut a, &mut b, None, FlushMode::Normal);
+/// # assert_eq!(b.to_vec().unwrap(), b"HI");
+/// ```
+pub trait Filter: Send + 'static {
+    /// Moves (and transforms) bytes from `src` to `dst`.
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        mode: FlushMode,
+    ) -> FilterResult;
+
+    /// Whether this filter has bytes to emit even with an empty source (a TLS
+    /// connection's handshake records, say); the output filter is then called with
+    /// an empty source. Default: `false`.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
+}
+
+impl<F> Filter for F
+where
+    F: FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+        + Send
+        + 'static,
+{
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        mode: FlushMode,
+    ) -> FilterResult {
+        self(src, dst, dst_limit, mode)
+    }
+}
+
+/// The filter libevent uses for a missing filter function (B-83): moves up to
+/// `dst_limit` bytes (everything without a limit) unchanged, without copying.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassThrough;
+
+impl Filter for PassThrough {
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        _mode: FlushMode,
+    ) -> FilterResult {
+        let n = dst_limit.unwrap_or(usize::MAX).min(src.len());
+        match src.remove_buffer(dst, n) {
+            Ok(_) => FilterResult::Ok,
+            Err(e) => FilterResult::Error(e.into()),
+        }
+    }
+}
+
+/// The transport of a filtering bufferevent (`BufferEvent<Filtered<T, S>, _>`): the
+/// underlying `BufferEvent<T, S>`. This type is never constructed; it only names the
+/// kind.
+pub struct Filtered<T, S = ()> {
+    _never: PhantomData<fn() -> (T, S)>,
+}
+
+impl<T, S> fmt::Debug for Filtered<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Filtered")
+    }
+}
+
+impl<S: Send + 'static> Builder<S> {
+    /// Creates a filtering bufferevent over `underlying` (`bufferevent_filter_new`):
+    /// bytes the underlying receives pass through `input` into this bufferevent's
+    /// input; bytes written here pass through `output` into the underlying's output.
+    ///
+    /// The filter takes the underlying over (B-84): the underlying's callbacks are
+    /// removed and its events are delivered to this bufferevent's event callback
+    /// unchanged (B-36); both its directions are enabled, and it reads only while this
+    /// bufferevent's READ is enabled and under its high watermark, so a slow reader
+    /// holds the peer back. The underlying's handle keeps working, and
+    /// [`underlying`](BufferEvent::underlying) returns one.
+    ///
+    /// Ordinary operation follows B-85..B-90: `dst_limit` is the room under the
+    /// destination's high watermark (the filter's read high watermark for input; the
+    /// underlying's write high watermark for output); the output filter waits while
+    /// the underlying's output is at its write high watermark and resumes once it
+    /// drains to its write low watermark; data left in the underlying's input is
+    /// processed as soon as this bufferevent's input drains. Beyond libevent: EOF on
+    /// the underlying runs the input filter with `Finished` before the event is
+    /// delivered, so a decoder emits its tail; re-enabling WRITE processes output
+    /// queued meanwhile; a filter's `Error` is reported (see [`FilterResult::Error`]).
+    ///
+    /// When this bufferevent ends, the underlying is freed too unless
+    /// [`close_underlying(false)`](Self::close_underlying) was set; then it runs on
+    /// alone, without callbacks, reading as enabled.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Builder::runtime) was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Direction, PassThrough};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let (a, b) = BufferEvent::pair();
+    /// b.enable(Direction::READ);
+    /// let filtered = BufferEvent::filter(a, PassThrough, PassThrough);
+    /// filtered.write(&b"through the filter"[..]).await?;
+    /// b.readable(18).await;
+    /// assert_eq!(b.read(100).await?, &b"through the filter"[..]);
+    /// # Ok(()) }
+    /// ```
+    pub fn filter<T, U>(
+        self,
+        underlying: BufferEvent<T, U>,
+        input: impl Filter,
+        output: impl Filter,
+    ) -> BufferEvent<Filtered<T, U>, S>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+    {
+        let close_underlying = self.close_underlying;
+        let info = underlying.shared.info();
+        let connected = underlying.is_connected();
+        let (side, bev) = self
+            .runtime(underlying.runtime.clone())
+            .assemble::<Filtered<T, U>>(connected, info);
+        bev.shared
+            .set_relative(Box::new(WeakHandle::of(&underlying)));
+        let link = FilterLink::<T, U> {
+            underlying: None,
+            input: Box::new(input),
+            output: Box::new(output),
+            close_underlying,
+            throttled: false,
+            input_stalled: None,
+            output_stalled: None,
+            finishing: false,
+            _kind: PhantomData,
+        };
+        // The filter takes the underlying's place in the underlying's task: it is
+        // sent there, and whoever runs the underlying puts the filter in its stead.
+        let engine = Box::new(Engine::new(link, side));
+        underlying.send(Command::Wrap(PendingFilter::new(
+            engine,
+            bev.runtime.clone(),
+        )));
+        bev
+    }
+}
+
+impl BufferEvent {
+    /// A filtering bufferevent with default settings over `underlying`
+    /// (`bufferevent_filter_new`); see [`Builder::filter`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn filter<T, U>(
+        underlying: BufferEvent<T, U>,
+        input: impl Filter,
+        output: impl Filter,
+    ) -> BufferEvent<Filtered<T, U>>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+    {
+        Builder::new(()).filter(underlying, input, output)
+    }
+}
+
+impl<T, U, S> BufferEvent<Filtered<T, U>, S>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    S: Send + 'static,
+{
+    /// The bufferevent this one filters (`bufferevent_get_underlying`), or `None` once
+    /// either has ended.
+    pub fn underlying(&self) -> Option<BufferEvent<T, U>> {
+        self.shared
+            .with_relative(|r: &WeakHandle<T, U>| r.upgrade())
+    }
+}
+
+/// The link of a filtering bufferevent over a `BufferEvent<T, U>`.
+pub(crate) struct FilterLink<T, U> {
+    underlying: Option<Box<dyn Hosted>>,
+    input: Box<dyn Filter>,
+    output: Box<dyn Filter>,
+    close_underlying: bool,
+    /// The underlying's output reached its write high watermark; the output filter
+    /// waits until it drains to the low one (B-87).
+    throttled: bool,
+    /// Buffer lengths when a filter last said `NeedMore`: nothing to do until they
+    /// change.
+    input_stalled: Option<(usize, usize)>,
+    output_stalled: Option<(usize, usize)>,
+    /// `close()`: waiting for the underlying to finish its write side.
+    finishing: bool,
+    _kind: PhantomData<fn() -> (T, U)>,
+}
+
+impl<T, U, S> Link<S> for FilterLink<T, U>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    S: Send + 'static,
+{
+    type Transport = Filtered<T, U>;
+
+    fn poll_input(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<Filtered<T, U>, S>) -> bool {
+        side.inner.write_ready_callback = false;
+        let mut progress = false;
+        let Some(mut underlying) = self.underlying.take() else {
+            side.inner.flushes.clear();
+            return false;
+        };
+        let mut filter = side.io();
+        // B-84: the underlying reads only while the filter may take what it reads.
+        {
+            let u = underlying.io();
+            if filter.core.reading() && !*filter.read_closed {
+                u.core.unsuspend_read(suspend::FILTER);
+            } else {
+                u.core.suspend_read(suspend::FILTER);
+            }
+        }
+        progress |= underlying.poll_pass(cx, false);
+        let pending = underlying.take_pending();
+        {
+            let mut u = underlying.io();
+            if pending.write || u.output.len() <= u.core.write_watermarks().low {
+                self.throttled = false; // B-87: the underlying drained
+            }
+            progress |= self.flush_requests(&mut filter, &mut u);
+            progress |= self.run_input(&mut filter, &mut u, FlushMode::Normal, false);
+            let mut events = pending.events;
+            if pending.connected {
+                events |= Events::CONNECTED;
+            }
+            if !events.is_empty() {
+                progress = true;
+                self.forward(&mut filter, &mut u, events, pending.error);
+            }
+            if self.finishing && u.write_finished() {
+                self.finishing = false;
+                filter.mark_write_closed();
+            }
+        }
+        if underlying.is_done() {
+            tracing::debug!("the underlying bufferevent ended");
+            if let Some(rest) = end_hosted(underlying) {
+                tokio::spawn(rest);
+            }
+            if side.partner_end_is_eof && !side.read_closed {
+                side.io().end_reading(Events::READING | Events::EOF, None);
+            }
+            side.shared.clear_relative();
+            return true;
+        }
+        self.underlying = Some(underlying);
+        progress
+    }
+
+    fn poll_output(
+        &mut self,
+        _cx: &mut TaskContext<'_>,
+        side: &mut Side<Filtered<T, U>, S>,
+    ) -> bool {
+        let Some(underlying) = self.underlying.as_mut() else {
+            return false;
+        };
+        let mut u = underlying.io();
+        let mut filter = side.io();
+        Self::run_output(
+            &mut *self.output,
+            &mut self.output_stalled,
+            &mut self.throttled,
+            &mut filter,
+            &mut u,
+            FlushMode::Normal,
+            false,
+        )
+    }
+
+    fn is_attached(&self) -> bool {
+        self.underlying.is_some()
+    }
+
+    fn finish(self, _side: &mut Side<Filtered<T, U>, S>) -> Ended {
+        let Some(mut underlying) = self.underlying else {
+            return Ended::Gone(None);
+        };
+        if self.close_underlying {
+            *underlying.io().freed = true;
+            Ended::Gone(end_hosted(underlying))
+        } else {
+            // B-92: released, with no callbacks and no filter suspension; it takes
+            // the filter's place.
+            underlying.release();
+            Ended::Replaced(underlying)
+        }
+    }
+
+    fn pair_io<'a>(&'a mut self, _side: &'a mut Side<Filtered<T, U>, S>) -> Option<Io<'a>> {
+        self.underlying.as_mut()?.pair_io()
+    }
+
+    fn partner_gone(&mut self, _side: &mut Side<Filtered<T, U>, S>) {
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.partner_gone();
+        }
+    }
+}
+
+impl<T, U, S> Wrapper for Engine<FilterLink<T, U>, S>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    S: Send + 'static,
+{
+    fn set_underlying(&mut self, mut underlying: Box<dyn Hosted>) {
+        underlying.take_over();
+        self.side.shared.set_info(underlying.info());
+        self.link.underlying = Some(underlying);
+    }
+
+    fn orphan(&mut self) {
+        let error = io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the underlying bufferevent ended, or already has a filter",
+        );
+        self.side.inner.core.event(Events::ERROR, Some(error));
+        self.side.shared.clear_relative();
+    }
+}
+
+impl<T, U> FilterLink<T, U> {
+    /// Forwards the underlying's events (B-36). EOF first runs the input filter with
+    /// `Finished`, so a decoder emits what it holds (beyond libevent, B-91).
+    fn forward(
+        &mut self,
+        filter: &mut Io<'_>,
+        u: &mut Io<'_>,
+        events: Events,
+        error: Option<io::Error>,
+    ) {
+        if events.contains(Events::READING | Events::EOF) {
+            self.run_input(filter, u, FlushMode::Finished, true);
+        }
+        if events.contains(Events::CONNECTED) {
+            filter.shared.set_info(u.shared.info());
+            filter.shared.connected.store(true, Ordering::Release);
+        }
+        if events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR) {
+            // Reading is over for the filter too, though its enabled set stays as is.
+            *filter.read_closed = true;
+            filter.shared.read_closed.store(true, Ordering::Release);
+            let kept = error
+                .as_ref()
+                .map(|e| std::sync::Arc::new(io::Error::new(e.kind(), e.to_string())));
+            filter.shared.set_read_error(kept);
+        }
+        if events.contains(Events::WRITING) && events.intersects(Events::EOF | Events::ERROR) {
+            *filter.write_closed = true;
+            filter.shared.write_closed.store(true, Ordering::Release);
+        }
+        filter.core.event(events, error);
+    }
+
+    /// Carries out the filter's flush requests (B-77): each direction's filter runs at
+    /// least once in the given mode, without limits, then the underlying is flushed
+    /// the same way.
+    fn flush_requests(&mut self, filter: &mut Io<'_>, u: &mut Io<'_>) -> bool {
+        if filter.flushes.is_empty() {
+            return false;
+        }
+        for (dirs, mode) in std::mem::take(filter.flushes) {
+            if dirs.contains(Direction::READ) {
+                self.run_input(filter, u, mode, true);
+            }
+            if dirs.contains(Direction::WRITE) {
+                Self::run_output(
+                    &mut *self.output,
+                    &mut self.output_stalled,
+                    &mut self.throttled,
+                    filter,
+                    u,
+                    mode,
+                    true,
+                );
+                if mode == FlushMode::Finished && filter.closing {
+                    self.finishing = true;
+                }
+            }
+            u.flushes.push((dirs, mode));
+        }
+        true
+    }
+
+    /// Runs the input filter from the underlying's input into the filter's input.
+    /// `forced` (a flush, or EOF) runs it at least once, ignoring enabled directions
+    /// and watermarks (B-77).
+    fn run_input(
+        &mut self,
+        filter: &mut Io<'_>,
+        u: &mut Io<'_>,
+        mode: FlushMode,
+        forced: bool,
+    ) -> bool {
+        if !forced {
+            if !filter.core.reading() || *filter.read_closed || u.input.is_empty() {
+                return false;
+            }
+            // B-90: the underlying's own low watermark gates the input filter.
+            if u.input.len() < u.core.read_watermarks().low {
+                return false;
+            }
+            if self.input_stalled == Some((u.input.len(), filter.input.len())) {
+                return false;
+            }
+        }
+        let before = filter.input.len();
+        let mut progress = false;
+        loop {
+            let limit = match (mode, filter.core.read_watermarks().high) {
+                (FlushMode::Normal, high) if high != 0 => {
+                    Some(high.saturating_sub(filter.input.len()))
+                }
+                _ => None,
+            };
+            if limit == Some(0) && !forced {
+                break;
+            }
+            let lengths = (u.input.len(), filter.input.len());
+            match self.input.filter(u.input, filter.input, limit, mode) {
+                FilterResult::Ok => {
+                    progress = true;
+                    if (u.input.len(), filter.input.len()) == lengths || u.input.is_empty() {
+                        break;
+                    }
+                    if !forced && !filter.core.reading() {
+                        break;
+                    }
+                }
+                FilterResult::NeedMore => {
+                    self.input_stalled = Some((u.input.len(), filter.input.len()));
+                    break;
+                }
+                FilterResult::Error(e) => {
+                    tracing::debug!(error = %e, "input filter failed");
+                    filter.end_reading(Events::READING | Events::ERROR, Some(e));
+                    u.core.suspend_read(suspend::FILTER);
+                    return true;
+                }
+            }
+        }
+        if filter.input.len() > before {
+            self.input_stalled = None;
+            filter.timeouts.read_progress(); // B-46
+            filter.core.data_read(filter.input.len());
+            filter.shared.changed();
+        } else if forced && progress {
+            // A forced call that produced nothing still lets the reader look (B-77).
+            filter.core.data_read(filter.input.len());
+        }
+        progress
+    }
+
+    /// Runs the output filter from the filter's output into the underlying's output
+    /// (B-86..B-89).
+    #[allow(clippy::too_many_arguments)]
+    fn run_output(
+        output: &mut dyn Filter,
+        stalled: &mut Option<(usize, usize)>,
+        throttled: &mut bool,
+        filter: &mut Io<'_>,
+        u: &mut Io<'_>,
+        mode: FlushMode,
+        forced: bool,
+    ) -> bool {
+        let high = u.core.write_watermarks().high;
+        if !forced {
+            if !filter.core.writing() || *filter.write_closed || *u.write_closed {
+                return false;
+            }
+            if filter.output.is_empty() && !output.has_pending_output() {
+                return false;
+            }
+            if high != 0 && u.output.len() >= high {
+                *throttled = true;
+            }
+            if *throttled || *stalled == Some((filter.output.len(), u.output.len())) {
+                return false;
+            }
+        }
+        let mut progress = false;
+        loop {
+            let limit = match (mode, high) {
+                (FlushMode::Normal, high) if high != 0 => Some(high.saturating_sub(u.output.len())),
+                _ => None,
+            };
+            let lengths = (filter.output.len(), u.output.len());
+            match output.filter(filter.output, u.output, limit, mode) {
+                FilterResult::Ok => {
+                    progress = true;
+                    let now = (filter.output.len(), u.output.len());
+                    if now == lengths || (filter.output.is_empty() && !output.has_pending_output())
+                    {
+                        break;
+                    }
+                    if limit.is_some_and(|l| u.output.len() >= lengths.1 + l) {
+                        break;
+                    }
+                }
+                FilterResult::NeedMore => {
+                    *stalled = Some((filter.output.len(), u.output.len()));
+                    break;
+                }
+                FilterResult::Error(e) => {
+                    tracing::debug!(error = %e, "output filter failed");
+                    filter.end_writing(Events::WRITING | Events::ERROR, Some(e));
+                    return true;
+                }
+            }
+        }
+        if progress {
+            *stalled = None;
+            // B-89: after progress the filter's write callback is due if its output is
+            // at or below its write low watermark.
+            filter.timeouts.write_progress();
+            filter.core.data_written(filter.output.len());
+            u.shared.changed();
+        }
+        progress
+    }
+}

@@ -1,0 +1,567 @@
+//! Filtering bufferevents: ports of libevent's `bufferevent_filters*`,
+//! `bufferevent_filter_data_stuck`, `bufferevent_socket_filter_inactive` and
+//! `bufferevent_timeout_filter` tests, and the behaviours B-36 and B-83..B-93 with the
+//! crate's divergences (see `docs/DIVERGENCES.md`).
+
+mod common;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, timeout};
+use tokio_bufferevent::buffer::EvBuffer;
+use tokio_bufferevent::bufferevent::{
+    BufferEvent, Direction, Events, FilterResult, FlushMode, PassThrough, Watermarks,
+};
+
+use common::{pattern, tcp_pair};
+
+async fn settle() {
+    sleep(Duration::from_millis(5)).await;
+}
+
+/// Prefixes every byte with `x` (libevent's `bufferevent_output_filter`).
+fn add_x(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode) -> FilterResult {
+    let data = src.remove_bytes(src.len()).unwrap();
+    let mut out = Vec::with_capacity(data.len() * 2);
+    for &b in data.iter() {
+        out.extend_from_slice(&[b'x', b]);
+    }
+    dst.add(&out).unwrap();
+    FilterResult::Ok
+}
+
+/// Strips the `x` before every byte (libevent's `bufferevent_input_filter`).
+fn strip_x(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode) -> FilterResult {
+    let n = src.len() / 2 * 2;
+    if n == 0 {
+        return FilterResult::NeedMore;
+    }
+    let data = src.remove_bytes(n).unwrap();
+    for pair in data.chunks(2) {
+        if pair[0] != b'x' {
+            return FilterResult::Error(io::Error::new(io::ErrorKind::InvalidData, "no x"));
+        }
+        dst.add(&pair[1..]).unwrap();
+    }
+    FilterResult::Ok
+}
+
+fn counted(
+    calls: &Arc<Mutex<usize>>,
+    mut f: impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    + Send
+    + 'static,
+) -> impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult + Send + 'static
+{
+    let calls = calls.clone();
+    move |s, d, l, m| {
+        *calls.lock().unwrap() += 1;
+        f(s, d, l, m)
+    }
+}
+
+/// `bufferevent_filters`: 8333 bytes cross a socket through an `x`-adding output
+/// filter and an `x`-stripping input filter; `underlying()` and the descriptor are
+/// the socket's; the output filter runs exactly once for one write.
+#[tokio::test]
+async fn bufferevent_filters() {
+    let (s1, s2) = tcp_pair().await;
+    let sender = BufferEvent::builder().tcp(s1).unwrap();
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(s2)
+        .unwrap();
+    let fd = sender.fd();
+    let out_calls = Arc::new(Mutex::new(0));
+    let sender = BufferEvent::filter(sender, PassThrough, counted(&out_calls, add_x));
+    let receiver =
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .filter(receiver, strip_x, PassThrough);
+    assert_eq!(sender.fd(), fd, "B-93: the descriptor is forwarded");
+    assert_eq!(sender.underlying().unwrap().fd(), fd);
+    sender.write(pattern(8333)).await.unwrap();
+    timeout(Duration::from_secs(20), receiver.readable(8333))
+        .await
+        .unwrap();
+    assert_eq!(receiver.read(usize::MAX).await.unwrap(), pattern(8333));
+    assert_eq!(*out_calls.lock().unwrap(), 1);
+    assert!(receiver.last_event().is_none(), "no event");
+}
+
+/// `bufferevent_pair_filters`: the same over a pair.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair_filters() {
+    let (a, b) = BufferEvent::pair();
+    let sender = BufferEvent::filter(a, PassThrough, add_x);
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(b, strip_x, PassThrough);
+    sender.write(pattern(8333)).await.unwrap();
+    receiver.readable(8333).await;
+    assert_eq!(receiver.read(usize::MAX).await.unwrap(), pattern(8333));
+    assert!(sender.underlying().is_some());
+    assert_eq!(sender.fd(), None);
+}
+
+/// Filters stack: a filter over a filter over a socket adds two layers of `x`.
+#[tokio::test]
+async fn filters_stack() {
+    let (s1, s2) = tcp_pair().await;
+    let inner = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, add_x);
+    let outer = BufferEvent::filter(inner, PassThrough, add_x);
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().enable(Direction::READ).filter(
+            BufferEvent::builder().tcp(s2).unwrap(),
+            strip_x,
+            PassThrough,
+        ),
+        strip_x,
+        PassThrough,
+    );
+    outer.write(&b"stacked"[..]).await.unwrap();
+    timeout(Duration::from_secs(20), receiver.readable(7))
+        .await
+        .unwrap();
+    assert_eq!(receiver.read(100).await.unwrap(), &b"stacked"[..]);
+    assert!(outer.underlying().unwrap().underlying().is_some());
+}
+
+/// `bufferevent_filters_disable`: a write to the filter from inside its own output
+/// filter does not re-enter the filter, and the follow-up call's `Error` is reported
+/// as `WRITING | ERROR` (libevent ignores it: a divergence).
+#[tokio::test(start_paused = true)]
+async fn bufferevent_filters_disable() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    let me: Arc<Mutex<Option<BufferEvent<_>>>> = Arc::new(Mutex::new(None));
+    let calls = Arc::new(Mutex::new(0));
+    let (me2, calls2) = (me.clone(), calls.clone());
+    let output = move |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode| {
+        let mut n = calls2.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            let bev: &Option<BufferEvent<_>> = &me2.lock().unwrap();
+            bev.as_ref().unwrap().write_now(&b"more"[..]).unwrap();
+            let _ = dst.add_buffer(src);
+            FilterResult::Ok
+        } else {
+            FilterResult::Error(io::Error::new(io::ErrorKind::InvalidData, "refused"))
+        }
+    };
+    let filter = BufferEvent::filter(a, PassThrough, output);
+    *me.lock().unwrap() = Some(filter.clone());
+    filter.write(&b"first"[..]).await.unwrap();
+    let event = timeout(Duration::from_secs(5), filter.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.events, Events::WRITING | Events::ERROR);
+    assert_eq!(event.error.unwrap().to_string(), "refused");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        2,
+        "called once per write, never nested"
+    );
+    assert_eq!(b.read(100).await.unwrap(), &b"first"[..]);
+    assert_eq!(
+        filter.output_len(),
+        4,
+        "the refused bytes stay in the output"
+    );
+    me.lock().unwrap().take();
+}
+
+/// `bufferevent_filter_data_stuck` (libevent issue #362): a pair with read high
+/// watermarks of 4096, an input filter that adds a 20-byte header once and a filter
+/// high watermark of 4096: a 4096-byte payload yields 4116 bytes, none stranded in
+/// the underlying's input.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_filter_data_stuck() {
+    let (a, b) = BufferEvent::builder()
+        .read_watermarks(Watermarks::new(0, 4096))
+        .defer_callbacks(true)
+        .pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .read_watermarks(Watermarks::new(0, 4096))
+                .defer_callbacks(true),
+        );
+    let mut header_sent = false;
+    let input =
+        move |src: &mut EvBuffer, dst: &mut EvBuffer, limit: Option<usize>, _: FlushMode| {
+            if !header_sent {
+                dst.add(&[b'h'; 20]).unwrap();
+                header_sent = true;
+            }
+            let n = limit.unwrap_or(usize::MAX).min(src.len());
+            src.remove_buffer(dst, n).unwrap();
+            FilterResult::Ok
+        };
+    let total = Arc::new(Mutex::new(0));
+    let t = total.clone();
+    let reader = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 4096))
+        .on_read(move |ctx| {
+            let n = ctx.input().take_all().len();
+            *t.lock().unwrap() += n;
+        })
+        .filter(b, input, PassThrough);
+    a.write(vec![b'p'; 4096]).await.unwrap();
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(*total.lock().unwrap(), 4116);
+    assert_eq!(reader.underlying().unwrap().input_len(), 0);
+}
+
+/// `bufferevent_socket_filter_inactive`: a filter over a bufferevent with no socket
+/// can be created and freed, filter first, then the underlying.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_socket_filter_inactive() {
+    let base = BufferEvent::builder().unconnected::<TcpStream>();
+    let keep = base.clone();
+    let filter =
+        BufferEvent::builder()
+            .close_underlying(false)
+            .filter(base, PassThrough, PassThrough);
+    settle().await;
+    filter.free();
+    filter.closed().await;
+    settle().await;
+    assert!(!keep.is_closed(), "released, not freed");
+    keep.free();
+    keep.closed().await;
+}
+
+/// `bufferevent_timeout_filter` with the crate's divergence (B-46): a write timeout
+/// is armed only while there is something to write, so an idle filter never gets
+/// `WRITING | TIMEOUT`. Output the filter holds back does time out, and the read
+/// timeout fires as libevent's does.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_timeout_filter() {
+    let (a, b) = BufferEvent::pair();
+    let (c, d) = BufferEvent::pair();
+    let start = Instant::now();
+    let hold =
+        |_: &mut EvBuffer, _: &mut EvBuffer, _: Option<usize>, _: FlushMode| FilterResult::NeedMore;
+    let bev1 = BufferEvent::builder()
+        .enable(Direction::READ)
+        .timeouts(
+            Some(Duration::from_millis(150)),
+            Some(Duration::from_millis(100)),
+        )
+        .filter(a, PassThrough, hold);
+    let bev2 = BufferEvent::builder()
+        .timeouts(None, Some(Duration::from_millis(200)))
+        .filter(c, PassThrough, PassThrough);
+    bev1.write_now(&b"1234567"[..]).unwrap();
+    let first = bev1.next_event().await.unwrap();
+    assert_eq!(first.events, Events::WRITING | Events::TIMEOUT);
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    let second = bev1.next_event().await.unwrap();
+    assert_eq!(second.events, Events::READING | Events::TIMEOUT);
+    assert_eq!(start.elapsed(), Duration::from_millis(150));
+    sleep(Duration::from_millis(200)).await;
+    assert!(
+        bev2.last_event().is_none(),
+        "the idle filter never times out"
+    );
+    drop((b, d));
+}
+
+/// B-84: creating a filter enables both directions of the underlying, and the
+/// underlying reads only while the filter's READ is enabled: a peer that floods a
+/// filter with READ off fills nothing.
+#[tokio::test]
+async fn filter_with_read_disabled_holds_the_peer_back() {
+    let (s1, mut peer) = tcp_pair().await;
+    let base = BufferEvent::builder()
+        .disable(Direction::BOTH)
+        .tcp(s1)
+        .unwrap();
+    let base_handle = base.clone();
+    let filter = BufferEvent::filter(base, PassThrough, PassThrough);
+    let flood = tokio::spawn(async move {
+        let chunk = vec![0u8; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 64 << 20 {
+            match timeout(Duration::from_millis(500), peer.write_all(&chunk)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                _ => break,
+            }
+        }
+        (sent, peer)
+    });
+    let (sent, _peer) = flood.await.unwrap();
+    assert!(sent < 64 << 20, "the peer was held back");
+    assert_eq!(base_handle.enabled(), Direction::BOTH, "B-84: both enabled");
+    assert_eq!(base_handle.input_len(), 0, "nothing was read");
+    assert_eq!(filter.input_len(), 0);
+    filter.enable(Direction::READ);
+    filter.readable(1).await;
+}
+
+/// B-86: `dst_limit` is the room under the underlying's write high watermark for
+/// output, and under the filter's read high watermark for input.
+#[tokio::test(start_paused = true)]
+async fn dst_limits() {
+    let (a, b) = BufferEvent::builder()
+        .write_watermarks(Watermarks::new(0, 10))
+        .pair(BufferEvent::builder());
+    let limits = Arc::new(Mutex::new(Vec::new()));
+    let l = limits.clone();
+    let output =
+        move |src: &mut EvBuffer, dst: &mut EvBuffer, limit: Option<usize>, _: FlushMode| {
+            l.lock().unwrap().push(limit);
+            let _ = dst.add_buffer(src);
+            FilterResult::Ok
+        };
+    let filter = BufferEvent::filter(a, PassThrough, output);
+    filter.write(&b"1234"[..]).await.unwrap();
+    settle().await;
+    filter.write(&b"567"[..]).await.unwrap();
+    settle().await;
+    assert_eq!(*limits.lock().unwrap(), [Some(10), Some(6)]);
+
+    let (c, d) = BufferEvent::pair();
+    let in_limits = Arc::new(Mutex::new(Vec::new()));
+    let l = in_limits.clone();
+    let input =
+        move |src: &mut EvBuffer, dst: &mut EvBuffer, limit: Option<usize>, _: FlushMode| {
+            l.lock().unwrap().push(limit);
+            let _ = dst.add_buffer(src);
+            FilterResult::Ok
+        };
+    let reader = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 5))
+        .filter(d, input, PassThrough);
+    c.write(&b"ab"[..]).await.unwrap();
+    settle().await;
+    assert_eq!(*in_limits.lock().unwrap(), [Some(5)]);
+    assert_eq!(reader.input_len(), 2);
+    drop(b);
+}
+
+/// B-87: the output filter is not called while the underlying's output is at its
+/// write high watermark, and resumes once it drains to its write low watermark.
+#[tokio::test(start_paused = true)]
+async fn output_throttled_until_the_underlying_drains() {
+    let (a, b) = BufferEvent::builder()
+        .write_watermarks(Watermarks::new(2, 4))
+        .pair(BufferEvent::builder());
+    let calls = Arc::new(Mutex::new(0));
+    let filter = BufferEvent::filter(a, PassThrough, counted(&calls, PassThrough.into_fn()));
+    filter.write(&b"abcdef"[..]).await.unwrap();
+    settle().await;
+    assert_eq!(*calls.lock().unwrap(), 1);
+    assert_eq!(
+        filter.output_len(),
+        2,
+        "4 bytes passed, at the high watermark"
+    );
+    filter.write(&b"gh"[..]).await.unwrap();
+    settle().await;
+    assert_eq!(*calls.lock().unwrap(), 1, "throttled");
+    b.enable(Direction::READ);
+    b.readable(8).await;
+    assert_eq!(b.read(100).await.unwrap(), &b"abcdefgh"[..]);
+    assert_eq!(filter.output_len(), 0);
+}
+
+/// B-36 and the EOF divergence: EOF on the underlying first runs the input filter
+/// with `Finished`, then reaches the filter's event callback unchanged.
+#[tokio::test]
+async fn eof_runs_the_input_filter_finished_then_forwards() {
+    let (s1, s2) = tcp_pair().await;
+    let modes = Arc::new(Mutex::new(Vec::new()));
+    let m = modes.clone();
+    let input = move |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, mode: FlushMode| {
+        m.lock().unwrap().push(mode);
+        let _ = dst.add_buffer(src);
+        if mode == FlushMode::Finished {
+            dst.add(b"<tail>").unwrap();
+        }
+        FilterResult::Ok
+    };
+    let filter = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        input,
+        PassThrough,
+    );
+    let mut peer = s2;
+    peer.write_all(b"data").await.unwrap();
+    peer.shutdown().await.unwrap();
+    let event = timeout(Duration::from_secs(10), filter.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.events, Events::READING | Events::EOF);
+    assert_eq!(filter.read(100).await.unwrap(), &b"data<tail>"[..]);
+    assert_eq!(modes.lock().unwrap().last(), Some(&FlushMode::Finished));
+    assert!(
+        filter.enabled().contains(Direction::READ),
+        "B-36: enabled unchanged"
+    );
+}
+
+/// Divergence from B-88: re-enabling WRITE processes output queued while it was off.
+#[tokio::test(start_paused = true)]
+async fn reenabling_write_processes_queued_output() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    let filter =
+        BufferEvent::builder()
+            .disable(Direction::WRITE)
+            .filter(a, PassThrough, PassThrough);
+    filter.write_now(&b"queued"[..]).unwrap();
+    settle().await;
+    assert_eq!(b.input_len(), 0);
+    filter.enable(Direction::WRITE);
+    b.readable(6).await;
+    assert_eq!(b.read(100).await.unwrap(), &b"queued"[..]);
+}
+
+/// B-77: a filter flush runs the filter at least once in the flush's mode, even with
+/// an empty source, then flushes the underlying: `Finished` over a socket shuts its
+/// write side down once the trailer is sent.
+#[tokio::test]
+async fn flush_finished_writes_the_trailer_then_shuts_down() {
+    let (s1, mut peer) = tcp_pair().await;
+    let output = |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, mode: FlushMode| {
+        let _ = dst.add_buffer(src);
+        if mode == FlushMode::Finished {
+            dst.add(b"<trailer>").unwrap();
+        }
+        FilterResult::Ok
+    };
+    let filter = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, output);
+    filter.write(&b"body"[..]).await.unwrap();
+    filter.flush(Direction::WRITE, FlushMode::Finished);
+    let mut got = Vec::new();
+    timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"body<trailer>");
+    assert!(!filter.is_closed());
+}
+
+/// `close().await` runs the output filter with `Finished`, sends everything, shuts
+/// the socket down and ends both bufferevents.
+#[tokio::test]
+async fn close_finishes_the_filter_then_the_socket() {
+    let (s1, mut peer) = tcp_pair().await;
+    let output = |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, mode: FlushMode| {
+        let _ = dst.add_buffer(src);
+        if mode == FlushMode::Finished {
+            dst.add(b".").unwrap();
+        }
+        FilterResult::Ok
+    };
+    let base = BufferEvent::builder().tcp(s1).unwrap();
+    let base_handle = base.clone();
+    let filter = BufferEvent::filter(base, PassThrough, output);
+    filter.write(Bytes::from_static(b"bye")).await.unwrap();
+    let closed = timeout(Duration::from_secs(10), filter.close())
+        .await
+        .unwrap();
+    assert_eq!(closed.unsent, 0);
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"bye.");
+    timeout(Duration::from_secs(10), base_handle.closed())
+        .await
+        .unwrap();
+}
+
+/// B-92: freeing a filter frees the underlying by default; with
+/// `close_underlying(false)` the underlying runs on alone, without callbacks, both
+/// directions enabled.
+#[tokio::test(start_paused = true)]
+async fn free_with_and_without_closing_the_underlying() {
+    let (a, b) = BufferEvent::pair();
+    let a_handle = a.clone();
+    let filter = BufferEvent::filter(a, PassThrough, PassThrough);
+    settle().await;
+    filter.free();
+    filter.closed().await;
+    a_handle.closed().await;
+
+    let (a, b2) = BufferEvent::pair();
+    let a_handle = a.clone();
+    let filter = BufferEvent::builder()
+        .close_underlying(false)
+        .enable(Direction::READ)
+        .filter(a, PassThrough, PassThrough);
+    settle().await;
+    filter.free();
+    filter.closed().await;
+    settle().await;
+    assert!(!a_handle.is_closed());
+    assert_eq!(a_handle.enabled(), Direction::BOTH);
+    b2.write(&b"still there"[..]).await.unwrap();
+    a_handle.readable(11).await;
+    assert_eq!(a_handle.read(100).await.unwrap(), &b"still there"[..]);
+    drop(b);
+}
+
+/// A filter whose underlying is freed through the underlying's own handle hears
+/// nothing by default, and `READING | EOF` with `partner_end_is_eof`.
+#[tokio::test(start_paused = true)]
+async fn underlying_freed_from_its_own_handle() {
+    let (a, _b) = BufferEvent::pair();
+    let a_handle = a.clone();
+    let filter =
+        BufferEvent::builder()
+            .partner_end_is_eof(true)
+            .filter(a, PassThrough, PassThrough);
+    settle().await;
+    a_handle.free();
+    let event = filter.next_event().await.unwrap();
+    assert_eq!(event.events, Events::READING | Events::EOF);
+    assert!(filter.underlying().is_none());
+}
+
+/// An input filter's `Error` is delivered as `READING | ERROR` with the filter's
+/// error, and nothing panics (libevent ignores it: a divergence).
+#[tokio::test]
+async fn input_filter_error_is_reported() {
+    let (s1, mut peer) = tcp_pair().await;
+    let filter = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        strip_x,
+        PassThrough,
+    );
+    peer.write_all(b"ab").await.unwrap();
+    let event = timeout(Duration::from_secs(10), filter.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.events, Events::READING | Events::ERROR);
+    assert_eq!(event.error.unwrap().kind(), io::ErrorKind::InvalidData);
+}
+
+trait IntoFn {
+    fn into_fn(
+        self,
+    ) -> impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    + Send
+    + 'static;
+}
+
+impl IntoFn for PassThrough {
+    fn into_fn(
+        mut self,
+    ) -> impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    + Send
+    + 'static {
+        use tokio_bufferevent::bufferevent::Filter;
+        move |s, d, l, m| self.filter(s, d, l, m)
+    }
+}
