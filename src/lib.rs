@@ -43,3 +43,4 @@
 
 pub mod buffer;
 pub mod bufferevent;
+pub mod filters;

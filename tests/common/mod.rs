@@ -3,6 +3,7 @@
 use tokio::net::{TcpListener, TcpStream};
 
 /// A connected pair of loopback TCP streams.
+#[allow(dead_code)] // not every test binary uses it
 pub async fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap());

@@ -1,0 +1,178 @@
+//! The zlib filters (feature `deflate`): libevent's `bufferevent_zlib` test
+//! (`regress_zlib.c`) and round trips over real sockets.
+#![cfg(feature = "deflate")]
+
+mod common;
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Filtered, FlushMode};
+use tokio_bufferevent::filters::deflate::{Compress, Compression, Decompress};
+
+use common::{pattern, tcp_pair};
+
+type Zlib = BufferEvent<Filtered<tokio::net::TcpStream>>;
+
+/// A compressing sender and a decompressing receiver over a loopback socket.
+async fn zlib_pair() -> (Zlib, Zlib) {
+    let (s1, s2) = tcp_pair().await;
+    let sender = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::new(Compression::default()),
+    );
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .tcp(s2)
+            .unwrap(),
+        Decompress::new(),
+        Compress::default(),
+    );
+    (sender, receiver)
+}
+
+/// The first event the bufferevent delivered, waiting for it if need be.
+async fn first_event(bev: &Zlib) -> tokio_bufferevent::bufferevent::EventRecord {
+    for _ in 0..100 {
+        if let Some(event) = bev.last_event() {
+            return event;
+        }
+        let _ = timeout(Duration::from_millis(100), bev.next_event()).await;
+    }
+    panic!("no event within 10 s");
+}
+
+async fn receive(receiver: &Zlib, n: usize) -> Vec<u8> {
+    timeout(Duration::from_secs(60), receiver.readable(n))
+        .await
+        .expect("the data arrives");
+    receiver.read(usize::MAX).await.unwrap().to_vec()
+}
+
+/// `bufferevent_zlib`: two writes (1800 bytes, then the rest of 8333), a
+/// `flush(WRITE, Finished)` that emits the final block; all 8333 bytes decode and no
+/// event reports an error.
+#[tokio::test]
+async fn bufferevent_zlib() {
+    let (sender, receiver) = zlib_pair().await;
+    let data = pattern(8333);
+    sender.write(data[..1800].to_vec()).await.unwrap();
+    sender.write(data[1800..].to_vec()).await.unwrap();
+    sender.flush(Direction::WRITE, FlushMode::Finished);
+    assert_eq!(receive(&receiver, 8333).await, data);
+    let closed = first_event(&receiver).await;
+    assert_eq!(
+        closed.events,
+        Events::READING | Events::EOF,
+        "Finished shut the sender's socket down after the trailer"
+    );
+    assert!(sender.last_event().is_none());
+}
+
+/// One byte, 1 MiB, and sizes from a fixed pseudo-random sequence arrive identical.
+#[tokio::test]
+async fn round_trips_of_many_sizes() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut sizes = vec![1, 1 << 20];
+    for _ in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        sizes.push((seed % 300_000) as usize + 1);
+    }
+    for size in sizes {
+        let (sender, receiver) = zlib_pair().await;
+        // Incompressible-ish bytes, so the compressed stream spans many reads.
+        let data: Vec<u8> = (0..size)
+            .map(|i| ((i as u64).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        sender.write(data.clone()).await.unwrap();
+        sender.flush(Direction::WRITE, FlushMode::Flush);
+        assert_eq!(receive(&receiver, size).await, data, "size {size}");
+        let closed = timeout(Duration::from_secs(10), sender.close())
+            .await
+            .unwrap();
+        assert_eq!(closed.unsent, 0);
+    }
+}
+
+/// Closing the compressing side writes the zlib trailer before the socket closes;
+/// the receiver hears EOF after the whole payload.
+#[tokio::test]
+async fn close_writes_the_trailer() {
+    let (sender, receiver) = zlib_pair().await;
+    sender.write(vec![b'a'; 50_000]).await.unwrap();
+    timeout(Duration::from_secs(10), sender.close())
+        .await
+        .unwrap();
+    let event = first_event(&receiver).await;
+    assert_eq!(event.events, Events::READING | Events::EOF);
+    assert_eq!(receiver.read(usize::MAX).await.unwrap(), vec![b'a'; 50_000]);
+}
+
+/// Corrupt compressed input gives `READING | ERROR` with an `InvalidData` error
+/// naming the problem, and nothing panics.
+#[tokio::test]
+async fn corrupt_input_is_an_error() {
+    let (s1, mut peer) = tcp_pair().await;
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::default(),
+    );
+    // A valid zlib header, then garbage.
+    peer.write_all(&[0x78, 0x9c, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12, 0x34])
+        .await
+        .unwrap();
+    let event = timeout(Duration::from_secs(10), receiver.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.events, Events::READING | Events::ERROR);
+    let error = event.error.unwrap();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(
+        error.to_string().contains("corrupt compressed data"),
+        "{error}"
+    );
+}
+
+/// A small compressed input that expands enormously fills the reader only up to its
+/// read high watermark at a time: the decoder follows the filter's limit.
+#[tokio::test]
+async fn expansion_respects_the_read_high_watermark() {
+    use tokio_bufferevent::bufferevent::Watermarks;
+    let (s1, s2) = tcp_pair().await;
+    let sender = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::new(Compression::best()),
+    );
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 64 * 1024))
+        .filter(
+            BufferEvent::builder().tcp(s2).unwrap(),
+            Decompress::new(),
+            Compress::default(),
+        );
+    sender.write(vec![0u8; 32 << 20]).await.unwrap();
+    sender.flush(Direction::WRITE, FlushMode::Flush);
+    let mut total = 0;
+    while total < 32 << 20 {
+        timeout(Duration::from_secs(60), receiver.readable(1))
+            .await
+            .unwrap();
+        let n = receiver.input_len();
+        assert!(
+            n <= 64 * 1024 + 64 * 1024,
+            "input {n} stays near the watermark"
+        );
+        total += receiver.read(usize::MAX).await.unwrap().len();
+    }
+    assert_eq!(total, 32 << 20);
+}
