@@ -196,7 +196,7 @@ impl fmt::Debug for Direction {
 
 /// How hard [`BufferEvent::flush`](super::BufferEvent::flush) pushes
 /// (`enum bufferevent_flush_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FlushMode {
     /// Nothing beyond ordinary operation (`BEV_NORMAL`).
     Normal,

@@ -77,10 +77,10 @@ pub trait Filter: Send + 'static {
         mode: FlushMode,
     ) -> FilterResult;
 
-    /// Whether this filter has bytes to emit even with an empty source (a TLS
-    /// connection's handshake records, say); the output filter is then called with
-    /// an empty source. Default: `false`.
-    fn has_pending_output(&self) -> bool {
+    /// Whether this filter holds bytes it would emit even with an empty source (a
+    /// TLS connection's handshake messages, or plaintext it decrypted beyond the last
+    /// call's limit); it is then called with an empty source. Default: `false`.
+    fn has_pending(&self) -> bool {
         false
     }
 }
@@ -208,6 +208,7 @@ impl<S: Send + 'static> Builder<S> {
             input_stalled: None,
             output_stalled: None,
             finishing: false,
+            flushing_output: None,
             _kind: PhantomData,
         };
         // The filter takes the underlying's place in the underlying's task: it is
@@ -270,6 +271,9 @@ pub(crate) struct FilterLink<T, U> {
     output_stalled: Option<(usize, usize)>,
     /// `close()`: waiting for the underlying to finish its write side.
     finishing: bool,
+    /// A WRITE flush waiting for the output filter to emit everything before the
+    /// underlying is flushed.
+    flushing_output: Option<FlushMode>,
     _kind: PhantomData<fn() -> (T, U)>,
 }
 
@@ -315,7 +319,7 @@ where
                 progress = true;
                 self.forward(&mut filter, &mut u, events, pending.error);
             }
-            if self.finishing && u.write_finished() {
+            if self.finishing && self.flushing_output.is_none() && u.write_finished() {
                 self.finishing = false;
                 filter.mark_write_closed();
             }
@@ -340,20 +344,28 @@ where
         _cx: &mut TaskContext<'_>,
         side: &mut Side<Filtered<T, U>, S>,
     ) -> bool {
-        let Some(underlying) = self.underlying.as_mut() else {
+        let Some(mut underlying) = self.underlying.take() else {
             return false;
         };
-        let mut u = underlying.io();
         let mut filter = side.io();
-        Self::run_output(
-            &mut *self.output,
-            &mut self.output_stalled,
-            &mut self.throttled,
-            &mut filter,
-            &mut u,
-            FlushMode::Normal,
-            false,
-        )
+        let progress = {
+            let mut u = underlying.io();
+            if self.flushing_output.is_some() {
+                self.finish_output(&mut filter, &mut u)
+            } else {
+                Self::run_output(
+                    &mut *self.output,
+                    &mut self.output_stalled,
+                    &mut self.throttled,
+                    &mut filter,
+                    &mut u,
+                    FlushMode::Normal,
+                    false,
+                )
+            }
+        };
+        self.underlying = Some(underlying);
+        progress
     }
 
     fn is_attached(&self) -> bool {
@@ -443,7 +455,8 @@ impl<T, U> FilterLink<T, U> {
 
     /// Carries out the filter's flush requests (B-77): each direction's filter runs at
     /// least once in the given mode, without limits, then the underlying is flushed
-    /// the same way.
+    /// the same way. For WRITE, the underlying is flushed only once the output filter
+    /// has emitted everything (a TLS filter mid-handshake emits its close later).
     fn flush_requests(&mut self, filter: &mut Io<'_>, u: &mut Io<'_>) -> bool {
         if filter.flushes.is_empty() {
             return false;
@@ -451,6 +464,7 @@ impl<T, U> FilterLink<T, U> {
         for (dirs, mode) in std::mem::take(filter.flushes) {
             if dirs.contains(Direction::READ) {
                 self.run_input(filter, u, mode, true);
+                u.flushes.push((Direction::READ, mode));
             }
             if dirs.contains(Direction::WRITE) {
                 Self::run_output(
@@ -462,13 +476,41 @@ impl<T, U> FilterLink<T, U> {
                     mode,
                     true,
                 );
+                // The strongest mode asked for wins.
+                self.flushing_output = Some(self.flushing_output.map_or(mode, |m| m.max(mode)));
                 if mode == FlushMode::Finished && filter.closing {
                     self.finishing = true;
                 }
             }
-            u.flushes.push((dirs, mode));
         }
+        self.finish_output(filter, u);
         true
+    }
+
+    /// Passes a WRITE flush on to the underlying once the output filter holds
+    /// nothing more, running it again in the flush's mode until then.
+    fn finish_output(&mut self, filter: &mut Io<'_>, u: &mut Io<'_>) -> bool {
+        let Some(mode) = self.flushing_output else {
+            return false;
+        };
+        let mut progress = false;
+        if !filter.output.is_empty() || self.output.has_pending() {
+            progress = Self::run_output(
+                &mut *self.output,
+                &mut self.output_stalled,
+                &mut self.throttled,
+                filter,
+                u,
+                mode,
+                true,
+            );
+        }
+        if *filter.write_closed || (filter.output.is_empty() && !self.output.has_pending()) {
+            self.flushing_output = None;
+            u.flushes.push((Direction::WRITE, mode));
+            progress = true;
+        }
+        progress
     }
 
     /// Runs the input filter from the underlying's input into the filter's input.
@@ -482,14 +524,15 @@ impl<T, U> FilterLink<T, U> {
         forced: bool,
     ) -> bool {
         if !forced {
-            if !filter.core.reading() || *filter.read_closed || u.input.is_empty() {
+            let pending = self.input.has_pending();
+            if !filter.core.reading() || *filter.read_closed || (u.input.is_empty() && !pending) {
                 return false;
             }
             // B-90: the underlying's own low watermark gates the input filter.
             if u.input.len() < u.core.read_watermarks().low {
                 return false;
             }
-            if self.input_stalled == Some((u.input.len(), filter.input.len())) {
+            if !pending && self.input_stalled == Some((u.input.len(), filter.input.len())) {
                 return false;
             }
         }
@@ -509,7 +552,8 @@ impl<T, U> FilterLink<T, U> {
             match self.input.filter(u.input, filter.input, limit, mode) {
                 FilterResult::Ok => {
                     progress = true;
-                    if (u.input.len(), filter.input.len()) == lengths || u.input.is_empty() {
+                    let drained = u.input.is_empty() && !self.input.has_pending();
+                    if (u.input.len(), filter.input.len()) == lengths || drained {
                         break;
                     }
                     if !forced && !filter.core.reading() {
@@ -557,13 +601,14 @@ impl<T, U> FilterLink<T, U> {
             if !filter.core.writing() || *filter.write_closed || *u.write_closed {
                 return false;
             }
-            if filter.output.is_empty() && !output.has_pending_output() {
+            if filter.output.is_empty() && !output.has_pending() {
                 return false;
             }
             if high != 0 && u.output.len() >= high {
                 *throttled = true;
             }
-            if *throttled || *stalled == Some((filter.output.len(), u.output.len())) {
+            let unchanged = *stalled == Some((filter.output.len(), u.output.len()));
+            if *throttled || (unchanged && !output.has_pending()) {
                 return false;
             }
         }
@@ -578,8 +623,7 @@ impl<T, U> FilterLink<T, U> {
                 FilterResult::Ok => {
                     progress = true;
                     let now = (filter.output.len(), u.output.len());
-                    if now == lengths || (filter.output.is_empty() && !output.has_pending_output())
-                    {
+                    if now == lengths || (filter.output.is_empty() && !output.has_pending()) {
                         break;
                     }
                     if limit.is_some_and(|l| u.output.len() >= lengths.1 + l) {

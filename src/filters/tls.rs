@@ -1,0 +1,342 @@
+//! TLS as a pair of filters over any bufferevent (a socket, a pair element, another
+//! filter), on rustls with the ring provider: what libevent's OpenSSL bufferevents
+//! do, as an ordinary filter.
+//!
+//! [`client`] and [`server`] return the input filter (ciphertext from the underlying
+//! bufferevent in, plaintext out) and the output filter (plaintext in, ciphertext
+//! out); both halves share one rustls connection. The handshake runs as soon as the
+//! filtering bufferevent is in place; data written before it completes waits in
+//! rustls and goes out once it has. The filtering bufferevent's READ must be enabled
+//! for the handshake to progress, since it reads the peer's messages.
+//!
+//! A failed handshake (an untrusted certificate, a wrong name) or a corrupt record
+//! ends reading with `READING | ERROR`; the error is an [`io::Error`] of kind
+//! [`io::ErrorKind::InvalidData`] wrapping the [`rustls::Error`]. rustls' alert to
+//! the peer is still sent. Flushing the output with `Finished` (or
+//! [`close`](crate::bufferevent::BufferEvent::close)) sends `close_notify`; a peer
+//! that ends the connection without it gives `READING | EOF | ERROR` with an
+//! [`io::ErrorKind::UnexpectedEof`] error, as a truncated stream could be an attack.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tokio_bufferevent::bufferevent::{BufferEvent, Direction};
+//! use tokio_bufferevent::filters::tls;
+//! use tokio_bufferevent::filters::tls::rustls::{self, pki_types::ServerName};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (client_config, server_config) = doc_configs();
+//! let (a, b) = BufferEvent::pair();
+//! let (input, output) = tls::client(client_config, ServerName::try_from("localhost")?)?;
+//! let client = BufferEvent::builder().enable(Direction::READ).filter(a, input, output);
+//! let (input, output) = tls::server(server_config)?;
+//! let server = BufferEvent::builder().enable(Direction::READ).filter(b, input, output);
+//!
+//! client.write(&b"hello over TLS"[..]).await?;
+//! server.readable(14).await;
+//! assert_eq!(server.read(100).await?, &b"hello over TLS"[..]);
+//! # Ok(()) }
+//! # fn doc_configs() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+//! #     let provider = Arc::new(rustls::crypto::ring::default_provider());
+//! #     let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+//! #     let cert = key.cert.der().clone();
+//! #     let private = rustls::pki_types::PrivatePkcs8KeyDer::from(key.signing_key.serialize_der());
+//! #     let mut roots = rustls::RootCertStore::empty();
+//! #     roots.add(cert.clone()).unwrap();
+//! #     let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+//! #         .with_safe_default_protocol_versions().unwrap()
+//! #         .with_root_certificates(roots).with_no_client_auth();
+//! #     let server = rustls::ServerConfig::builder_with_provider(provider)
+//! #         .with_safe_default_protocol_versions().unwrap()
+//! #         .with_no_client_auth().with_single_cert(vec![cert], private.into()).unwrap();
+//! #     (Arc::new(client), Arc::new(server))
+//! # }
+//! ```
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+
+pub use rustls;
+
+use crate::buffer::EvBuffer;
+use crate::bufferevent::{Filter, FilterResult, FlushMode};
+
+/// Plaintext taken from rustls per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The rustls connection both halves share (they run on one task, so the lock is
+/// never contended).
+struct Session {
+    conn: Connection,
+    /// `close_notify` was queued.
+    closed: bool,
+    /// Decrypted bytes left in rustls when the last call hit its limit.
+    plaintext_left: bool,
+    /// The peer's close_notify arrived: the end of the stream is clean.
+    peer_closed: bool,
+    /// `Finished` came during the handshake: close_notify goes once it is done.
+    close_wanted: bool,
+}
+
+type Shared = Arc<Mutex<Session>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Session> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A TLS client: the input and output filters of one connection to `server_name`.
+///
+/// # Errors
+///
+/// rustls refuses the configuration.
+pub fn client(
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+) -> Result<(TlsInput, TlsOutput), rustls::Error> {
+    let conn = ClientConnection::new(config, server_name)?;
+    Ok(halves(conn.into()))
+}
+
+/// A TLS server: the input and output filters of one accepted connection.
+///
+/// # Errors
+///
+/// rustls refuses the configuration.
+pub fn server(config: Arc<ServerConfig>) -> Result<(TlsInput, TlsOutput), rustls::Error> {
+    let conn = ServerConnection::new(config)?;
+    Ok(halves(conn.into()))
+}
+
+fn halves(conn: Connection) -> (TlsInput, TlsOutput) {
+    let shared = Arc::new(Mutex::new(Session {
+        conn,
+        closed: false,
+        plaintext_left: false,
+        peer_closed: false,
+        close_wanted: false,
+    }));
+    (
+        TlsInput {
+            session: Arc::clone(&shared),
+        },
+        TlsOutput { session: shared },
+    )
+}
+
+/// The input half of a TLS connection: decrypts records from the underlying
+/// bufferevent's input into the filter's input.
+pub struct TlsInput {
+    session: Shared,
+}
+
+/// The output half of a TLS connection: encrypts the filter's output into records in
+/// the underlying bufferevent's output, and sends the handshake's messages.
+pub struct TlsOutput {
+    session: Shared,
+}
+
+impl TlsInput {
+    /// Whether the handshake is still under way.
+    pub fn is_handshaking(&self) -> bool {
+        lock(&self.session).conn.is_handshaking()
+    }
+}
+
+impl TlsInput {
+    fn plaintext_left(&self) -> bool {
+        lock(&self.session).plaintext_left
+    }
+}
+
+impl fmt::Debug for TlsInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsInput")
+            .field("handshaking", &self.is_handshaking())
+            .finish()
+    }
+}
+
+impl fmt::Debug for TlsOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let session = lock(&self.session);
+        f.debug_struct("TlsOutput")
+            .field("handshaking", &session.conn.is_handshaking())
+            .field("closed", &session.closed)
+            .finish()
+    }
+}
+
+/// Reads from the front of an evbuffer, removing what it reads.
+struct Drain<'a>(&'a mut EvBuffer);
+
+impl Read for Drain<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.0.remove(out).map_err(io::Error::from)
+    }
+}
+
+/// Appends to an evbuffer.
+struct Append<'a>(&'a mut EvBuffer);
+
+impl Write for Append<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.add(data).map_err(io::Error::from)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// rustls reports a peer's close_notify as an error once it has been seen; it is the
+/// clean end of the stream.
+fn is_close_notify(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::AlertReceived(rustls::AlertDescription::CloseNotify)
+    )
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Filter for TlsInput {
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        mode: FlushMode,
+    ) -> FilterResult {
+        let mut session = lock(&self.session);
+        let session = &mut *session;
+        let conn = &mut session.conn;
+        let (src_before, dst_before) = (src.len(), dst.len());
+        while !src.is_empty() && conn.wants_read() {
+            match conn.read_tls(&mut Drain(src)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return FilterResult::Error(e),
+            }
+            if let Err(e) = conn.process_new_packets() {
+                if is_close_notify(&e) {
+                    session.peer_closed = true;
+                    break;
+                }
+                return FilterResult::Error(tls_error(e));
+            }
+        }
+        if mode == FlushMode::Finished && src.is_empty() {
+            // The transport ended: tell rustls, so a missing close_notify shows.
+            let _ = conn.read_tls(&mut io::empty());
+            if let Err(e) = conn.process_new_packets() {
+                if !is_close_notify(&e) {
+                    return FilterResult::Error(tls_error(e));
+                }
+                session.peer_closed = true;
+            }
+        }
+        let limit = dst_limit.unwrap_or(usize::MAX);
+        let mut chunk = [0u8; READ_CHUNK];
+        session.plaintext_left = false;
+        loop {
+            if dst.len() - dst_before >= limit {
+                session.plaintext_left = true;
+                break;
+            }
+            let want = READ_CHUNK.min(limit - (dst.len() - dst_before));
+            match conn.reader().read(&mut chunk[..want]) {
+                Ok(0) => break, // close_notify: a clean end
+                Ok(n) => {
+                    let _ = dst.add(&chunk[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && session.peer_closed => break,
+                Err(e) => return FilterResult::Error(e),
+            }
+        }
+        if src.len() != src_before || dst.len() != dst_before {
+            FilterResult::Ok
+        } else {
+            FilterResult::NeedMore
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.plaintext_left()
+    }
+}
+
+impl Filter for TlsOutput {
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        _dst_limit: Option<usize>,
+        mode: FlushMode,
+    ) -> FilterResult {
+        let mut session = lock(&self.session);
+        let (src_before, dst_before) = (src.len(), dst.len());
+        if session.closed && !src.is_empty() {
+            return FilterResult::Error(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "data written after the TLS connection was closed",
+            ));
+        }
+        // rustls holds plaintext until the handshake is done, up to its buffer
+        // limit; what it does not take stays in the filter's output.
+        while !src.is_empty() {
+            let taken = {
+                let extents = match src.peek(None, Some(READ_CHUNK)) {
+                    Ok(extents) => extents,
+                    Err(e) => return FilterResult::Error(e.into()),
+                };
+                let first = extents.first().copied().unwrap_or(&[]);
+                match session.conn.writer().write(first) {
+                    Ok(n) => n,
+                    Err(e) => return FilterResult::Error(e),
+                }
+            };
+            if taken == 0 {
+                break;
+            }
+            let _ = src.drain(taken);
+        }
+        if mode == FlushMode::Finished && src.is_empty() && !session.closed {
+            if session.conn.is_handshaking() {
+                // Sent now, the alert would overtake the data rustls holds until the
+                // handshake is done; the filter calls again until it goes.
+                session.close_wanted = true;
+            } else {
+                session.conn.send_close_notify();
+                session.closed = true;
+                session.close_wanted = false;
+            }
+        }
+        while session.conn.wants_write() {
+            match session.conn.write_tls(&mut Append(dst)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return FilterResult::Error(e),
+            }
+        }
+        if src.len() != src_before || dst.len() != dst_before {
+            FilterResult::Ok
+        } else {
+            FilterResult::NeedMore
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        let session = lock(&self.session);
+        session.conn.wants_write() || session.close_wanted
+    }
+}
