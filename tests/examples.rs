@@ -10,6 +10,8 @@ use std::error::Error;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
+#[path = "../examples/pair_test_double.rs"]
+mod pair_test_double;
 #[path = "../examples/seed_connect.rs"]
 mod seed_connect;
 #[path = "../examples/seed_connect_yourself.rs"]
@@ -24,6 +26,8 @@ mod seed_proxy;
 mod seed_uppercase_echo;
 #[path = "../examples/seed_watermarks.rs"]
 mod seed_watermarks;
+#[path = "../examples/uppercase_filter.rs"]
+mod uppercase_filter;
 
 /// The examples run below; `every_seed_example_is_run` keeps this list complete.
 const RUN: &[&str] = &[
@@ -171,4 +175,16 @@ async fn output_len_never_undercounts() {
          and drained() was ready with an unsendable byte queued for {early} \
          bufferevents of 5000"
     );
+}
+
+/// An upper-casing output filter over a socket bufferevent.
+#[test]
+fn uppercase_filter() -> Result<(), BoxError> {
+    uppercase_filter::main()
+}
+
+/// A pair as an in-memory test double for a protocol handler.
+#[test]
+fn pair_test_double() -> Result<(), BoxError> {
+    pair_test_double::main()
 }

@@ -14,7 +14,7 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::events::{Direction, FlushMode};
-use super::{BufferEvent, Transport, ended};
+use super::{BufferEvent, ended};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -56,7 +56,7 @@ pub struct BufferEventIo<T, S = ()> {
 
 impl<T, S> BufferEvent<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     /// This bufferevent as a `Stream`/`Sink` and `AsyncRead`/`AsyncWrite`; enables
@@ -76,7 +76,7 @@ where
 
 impl<T, S> BufferEventIo<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     /// The bufferevent behind the adapter.
@@ -154,7 +154,7 @@ fn poll_once<T>(
 /// The next chunk of input; `None` at EOF; the read error if reading failed.
 async fn next_chunk<T, S>(bev: BufferEvent<T, S>) -> io::Result<Option<Bytes>>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     loop {
@@ -182,7 +182,7 @@ where
 
 impl<T, S> Stream for BufferEventIo<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     type Item = io::Result<Bytes>;
@@ -198,7 +198,7 @@ where
 
 impl<T, S> Sink<Bytes> for BufferEventIo<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     type Error = io::Error;
@@ -224,7 +224,7 @@ where
 
 impl<T, S> AsyncRead for BufferEventIo<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     fn poll_read(
@@ -249,7 +249,7 @@ where
 
 impl<T, S> AsyncWrite for BufferEventIo<T, S>
 where
-    T: Transport,
+    T: Send + 'static,
     S: Send + 'static,
 {
     fn poll_write(

@@ -509,27 +509,6 @@ where
         self.closed().await
     }
 
-    /// Stops the bufferevent and returns its transport, or `None` if it has none or
-    /// has already ended. Pending output is not sent.
-    ///
-    /// # Cancel safety
-    ///
-    /// If cancelled, the transport is dropped (closed).
-    pub async fn into_inner(self) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(Command::IntoInner(tx)) {
-            return None;
-        }
-        rx.await.ok().flatten()
-    }
-
-    /// Gives the bufferevent a (new) transport (`bufferevent_setfd`); the previous one
-    /// is closed. Reading and writing resume as enabled.
-    pub fn set_transport(&self, transport: T) {
-        self.shared.set_info(shared::TransportInfo::default());
-        self.send(Command::SetTransport(transport));
-    }
-
     /// The runtime the task runs on (`bufferevent_get_base`).
     pub fn runtime(&self) -> &Handle {
         &self.runtime
@@ -637,6 +616,33 @@ where
         let seen = self.shared.event_seq();
         let got = self.shared.wait_until(|s| s.event_seq() != seen).await;
         if got { self.shared.last_event() } else { None }
+    }
+}
+
+impl<T, S> BufferEvent<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    /// Stops the bufferevent and returns its transport, or `None` if it has none or
+    /// has already ended. Pending output is not sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, the transport is dropped (closed).
+    pub async fn into_inner(self) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::IntoInner(tx)) {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// Gives the bufferevent a (new) transport (`bufferevent_setfd`); the previous one
+    /// is closed. Reading and writing resume as enabled.
+    pub fn set_transport(&self, transport: T) {
+        self.shared.set_info(shared::TransportInfo::default());
+        self.send(Command::SetTransport(transport));
     }
 }
 
