@@ -238,12 +238,12 @@ async fn bufferevent_socket_filter_inactive() {
     keep.closed().await;
 }
 
-/// `bufferevent_timeout_filter` with the crate's divergence (B-46): a write timeout
+/// `bufferevent_timeout_filter_pair` with the crate's divergence (B-46): a write timeout
 /// is armed only while there is something to write, so an idle filter never gets
 /// `WRITING | TIMEOUT`. Output the filter holds back does time out, and the read
 /// timeout fires as libevent's does.
 #[tokio::test(start_paused = true)]
-async fn bufferevent_timeout_filter() {
+async fn bufferevent_timeout_filter_pair() {
     let (a, b) = BufferEvent::pair();
     let (c, d) = BufferEvent::pair();
     let start = Instant::now();
@@ -564,4 +564,167 @@ impl IntoFn for PassThrough {
         use tokio_bufferevent::bufferevent::Filter;
         move |s, d, l, m| self.filter(s, d, l, m)
     }
+}
+
+/// B-84: the underlying's own callbacks are removed when the filter takes it over;
+/// its data goes to the filter instead.
+#[tokio::test(start_paused = true)]
+async fn the_underlyings_callbacks_are_replaced() {
+    let (a, b) = BufferEvent::pair();
+    let called = Arc::new(Mutex::new(0));
+    let c = called.clone();
+    let old_callbacks = b
+        .set_callbacks(tokio_bufferevent::bufferevent::Callbacks {
+            read: Some(Box::new(move |_| *c.lock().unwrap() += 1)),
+            write: None,
+            event: None,
+        })
+        .await
+        .unwrap();
+    assert!(old_callbacks.read.is_none());
+    let filter = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(b, PassThrough, PassThrough);
+    a.write(&b"to the filter"[..]).await.unwrap();
+    filter.readable(13).await;
+    assert_eq!(filter.read(100).await.unwrap(), &b"to the filter"[..]);
+    assert_eq!(*called.lock().unwrap(), 0);
+}
+
+/// B-36: a filter over a bufferevent that connects hears `CONNECTED`, and its
+/// `connected()` resolves; a failed connect reaches it as `ERROR`.
+#[tokio::test]
+async fn connect_events_are_forwarded() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = BufferEvent::builder()
+        .connect(listener.local_addr().unwrap())
+        .unwrap();
+    let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
+    assert!(
+        timeout(Duration::from_secs(10), filter.connected())
+            .await
+            .unwrap()
+    );
+    assert_eq!(filter.peer_addr(), Some(listener.local_addr().unwrap()));
+
+    let closed_port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let socket = BufferEvent::builder().connect(closed_port).unwrap();
+    let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
+    assert!(
+        !timeout(Duration::from_secs(10), filter.connected())
+            .await
+            .unwrap()
+    );
+    let event = filter.last_event().unwrap();
+    assert_eq!(event.events, Events::ERROR);
+}
+
+/// One filter per bufferevent: a second filter over an already filtered one reports
+/// `ERROR` and leaves the first working.
+#[tokio::test(start_paused = true)]
+async fn a_second_filter_over_the_same_underlying_is_refused() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    let a_again = a.clone();
+    let first = BufferEvent::filter(a, PassThrough, PassThrough);
+    settle().await;
+    let second = BufferEvent::filter(a_again, PassThrough, PassThrough);
+    let event = second.next_event().await.unwrap();
+    assert_eq!(event.events, Events::ERROR);
+    assert!(
+        event
+            .error
+            .unwrap()
+            .to_string()
+            .contains("already has a filter")
+    );
+    first.write(&b"first still works"[..]).await.unwrap();
+    b.readable(17).await;
+    assert_eq!(b.read(100).await.unwrap(), &b"first still works"[..]);
+}
+
+/// `bufferevent_pair_filters_disable`: as `bufferevent_filters_disable`, over a
+/// socket this time (the test above runs over a pair).
+#[tokio::test]
+async fn bufferevent_filters_disable_over_a_socket() {
+    let (s1, s2) = tcp_pair().await;
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(s2)
+        .unwrap();
+    let calls = Arc::new(Mutex::new(0));
+    let calls2 = calls.clone();
+    let output = move |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode| {
+        let mut n = calls2.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            let _ = dst.add_buffer(src);
+            FilterResult::Ok
+        } else {
+            FilterResult::Error(io::Error::new(io::ErrorKind::InvalidData, "refused"))
+        }
+    };
+    let filter = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, output);
+    filter.write(&b"first"[..]).await.unwrap();
+    timeout(Duration::from_secs(10), receiver.readable(5))
+        .await
+        .unwrap();
+    filter.write(&b"second"[..]).await.unwrap();
+    let event = timeout(Duration::from_secs(10), filter.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.events, Events::WRITING | Events::ERROR);
+    assert_eq!(*calls.lock().unwrap(), 2);
+    assert_eq!(receiver.read(100).await.unwrap(), &b"first"[..]);
+}
+
+/// No leaked tasks: pairs, filters over them and stacked filters over sockets all
+/// end once freed or closed, and the runtime's alive-task count returns to where it
+/// was; so does a pair whose handles are all dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_leaked_tasks() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    for _ in 0..20 {
+        let (a, b) = BufferEvent::pair();
+        let fa = BufferEvent::filter(a, PassThrough, add_x);
+        let fb = BufferEvent::builder()
+            .enable(Direction::READ)
+            .filter(b, strip_x, PassThrough);
+        fa.write(&b"data"[..]).await.unwrap();
+        fb.readable(4).await;
+        fa.close().await;
+        fb.free();
+        fb.closed().await;
+
+        let (s1, s2) = tcp_pair().await;
+        let stacked = BufferEvent::filter(
+            BufferEvent::filter(
+                BufferEvent::builder().tcp(s1).unwrap(),
+                PassThrough,
+                PassThrough,
+            ),
+            PassThrough,
+            PassThrough,
+        );
+        stacked.write(&b"x"[..]).await.unwrap();
+        stacked.close().await;
+        drop(s2);
+
+        let (c, d) = BufferEvent::pair();
+        drop((c, d));
+    }
+    let mut alive = metrics.num_alive_tasks();
+    for _ in 0..200 {
+        if alive <= baseline {
+            break;
+        }
+        sleep(Duration::from_millis(10)).await;
+        alive = metrics.num_alive_tasks();
+    }
+    assert_eq!(alive, baseline, "every bufferevent task ended");
 }

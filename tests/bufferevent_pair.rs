@@ -74,17 +74,44 @@ async fn bufferevent_pair() {
     );
 }
 
-/// `bufferevent_pair_flush_normal`, `bufferevent_pair_flush_flush`: flushing with
-/// `Normal` or `Flush` changes nothing about delivery and raises no event (B-73).
+/// Flushing with `mode` changes nothing about delivery and raises no event.
+async fn flush_changes_nothing(mode: FlushMode) {
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+    a.write(&b"hello"[..]).await.unwrap();
+    a.flush(Direction::BOTH, mode);
+    settle().await;
+    assert_eq!(b.read(100).await.unwrap(), &b"hello"[..], "{mode:?}");
+    assert!(b.last_event().is_none(), "{mode:?}: no event");
+    assert!(a.last_event().is_none(), "{mode:?}: no event");
+}
+
+/// `bufferevent_pair_flush_normal`: `Normal` is a no-op (B-73).
 #[tokio::test(start_paused = true)]
-async fn bufferevent_pair_flush_normal_and_flush() {
-    for mode in [FlushMode::Normal, FlushMode::Flush] {
-        let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
-        a.write(&b"hello"[..]).await.unwrap();
-        a.flush(Direction::BOTH, mode);
-        settle().await;
-        assert_eq!(b.read(100).await.unwrap(), &b"hello"[..], "{mode:?}");
-        assert!(b.last_event().is_none(), "{mode:?}: no event");
+async fn bufferevent_pair_flush_normal() {
+    flush_changes_nothing(FlushMode::Normal).await;
+}
+
+/// `bufferevent_pair_flush_flush`: `Flush` delivers, with no event.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_pair_flush_flush() {
+    flush_changes_nothing(FlushMode::Flush).await;
+}
+
+/// `bufferevent_pair_release_lock`: freeing the two elements one after the other,
+/// from other threads, is safe, and both end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bufferevent_pair_release_lock() {
+    for _ in 0..100 {
+        let (a, b) = BufferEvent::pair();
+        let (a2, b2) = (a.clone(), b.clone());
+        std::thread::spawn(move || a2.free()).join().unwrap();
+        std::thread::spawn(move || b2.free()).join().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            a.closed().await;
+            b.closed().await;
+        })
+        .await
+        .expect("both ended");
     }
 }
 

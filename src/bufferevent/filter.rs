@@ -437,6 +437,13 @@ impl<T, U> FilterLink<T, U> {
             filter.shared.set_info(u.shared.info());
             filter.shared.connected.store(true, Ordering::Release);
         }
+        if events.contains(Events::ERROR) && !events.intersects(Events::READING | Events::WRITING) {
+            // A failed connect (B-33): `connected()` on the filter stops waiting too.
+            filter
+                .shared
+                .connect_failures
+                .fetch_add(1, Ordering::AcqRel);
+        }
         if events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR) {
             // Reading is over for the filter too, though its enabled set stays as is.
             *filter.read_closed = true;
