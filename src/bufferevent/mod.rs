@@ -83,7 +83,44 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Differences from libevent are listed in `docs/DIVERGENCES.md`.
+//! # Pairs and filters
+//!
+//! [`BufferEvent::pair`] creates two bufferevents joined in memory (a test double, or
+//! two halves of a program), and [`BufferEvent::filter`] puts a bufferevent on top of
+//! another one, transforming bytes each way with a [`Filter`]: compression, TLS (see
+//! the crate's `filters` module), or a protocol's framing. Both run in the same task
+//! as the bufferevents they join, so bytes move between buffers without copying.
+//!
+//! ```
+//! use tokio_bufferevent::buffer::EvBuffer;
+//! use tokio_bufferevent::bufferevent::{
+//!     BufferEvent, Direction, FilterResult, FlushMode, PassThrough,
+//! };
+//!
+//! /// An output filter that reverses each write.
+//! fn reverse(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode)
+//!     -> FilterResult
+//! {
+//!     let mut data = src.to_vec().unwrap_or_default();
+//!     let _ = src.drain(data.len());
+//!     data.reverse();
+//!     let _ = dst.add(&data);
+//!     FilterResult::Ok
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let (a, b) = BufferEvent::pair();
+//! b.enable(Direction::READ);
+//! let reverser = BufferEvent::filter(a, PassThrough, reverse);
+//! reverser.write(&b"stressed"[..]).await?;
+//! b.readable(8).await;
+//! assert_eq!(b.read(100).await?, &b"desserts"[..]);
+//! # Ok(()) }
+//! ```
+//!
+//! Differences from libevent are listed in `docs/DIVERGENCES.md`; pairs and filters
+//! are described in `docs/pairs-and-filters.md`.
 
 mod adapters;
 mod builder;
