@@ -515,7 +515,7 @@ async fn free_with_and_without_closing_the_underlying() {
 /// nothing by default, and `READING | EOF` with `partner_end_is_eof`.
 #[tokio::test(start_paused = true)]
 async fn underlying_freed_from_its_own_handle() {
-    let (a, _b) = BufferEvent::pair();
+    let (a, b) = BufferEvent::pair();
     let a_handle = a.clone();
     let filter =
         BufferEvent::builder()
@@ -526,6 +526,11 @@ async fn underlying_freed_from_its_own_handle() {
     let event = filter.next_event().await.unwrap();
     assert_eq!(event.events, Events::READING | Events::EOF);
     assert!(filter.underlying().is_none());
+    // The pair's other element now runs on a task of its own, and still answers.
+    b.write_now(&b"queued"[..]).unwrap();
+    settle().await;
+    assert_eq!(b.output_len(), 6);
+    assert_eq!(b.close().await.unsent, 6);
 }
 
 /// An input filter's `Error` is delivered as `READING | ERROR` with the filter's
@@ -727,4 +732,43 @@ async fn no_leaked_tasks() {
         alive = metrics.num_alive_tasks();
     }
     assert_eq!(alive, baseline, "every bufferevent task ended");
+}
+
+/// A filter released with `close_underlying(false)` gives its underlying back to the
+/// pair it belongs to: the element is still paired and data flows again.
+#[tokio::test(start_paused = true)]
+async fn released_pair_element_stays_paired() {
+    let (a, b) = BufferEvent::pair();
+    a.enable(Direction::READ);
+    let filter = BufferEvent::builder()
+        .close_underlying(false)
+        .filter(b, PassThrough, PassThrough);
+    filter.write(&b"filtered "[..]).await.unwrap();
+    a.readable(9).await;
+    let raw = filter.underlying().unwrap();
+    // `free`, not `close`: closing would send `Finished` down to the pair, whose
+    // partner would then hear EOF.
+    filter.free();
+    filter.closed().await;
+    settle().await;
+    assert!(raw.partner().is_some(), "still paired");
+    raw.write(&b"raw"[..]).await.unwrap();
+    a.readable(12).await;
+    assert_eq!(a.read(100).await.unwrap(), &b"filtered raw"[..]);
+}
+
+/// A filter whose handles are all dropped with data still queued sends it before it
+/// ends (and frees the socket under it): nothing written is lost.
+#[tokio::test]
+async fn dropping_the_last_handle_sends_what_is_queued() {
+    let (s1, mut peer) = tcp_pair().await;
+    let filter = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, add_x);
+    filter.write(&b"bye"[..]).await.unwrap();
+    drop(filter);
+    let mut got = Vec::new();
+    timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"xbxyxe");
 }

@@ -222,3 +222,16 @@ async fn truncation_is_reported() {
     );
     assert_eq!(event.error.unwrap().kind(), io::ErrorKind::UnexpectedEof);
 }
+
+/// Closing after a failed handshake ends promptly: there is no close_notify to wait
+/// for.
+#[tokio::test]
+async fn close_after_a_failed_handshake_returns() {
+    let (_, server) = server_config(&["localhost"]);
+    let (client, _server) = connect(client_config(None), "localhost", server).await;
+    let event = first_event(&client).await;
+    assert!(event.events.contains(Events::ERROR));
+    timeout(Duration::from_secs(10), client.close())
+        .await
+        .expect("close returns");
+}

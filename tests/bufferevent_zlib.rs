@@ -176,3 +176,37 @@ async fn expansion_respects_the_read_high_watermark() {
     }
     assert_eq!(total, 32 << 20);
 }
+
+/// Decoded bytes the decompressor holds when it reaches the reader's limit come out as
+/// the reader drains, with no more input from the peer.
+#[tokio::test]
+async fn nothing_stays_inside_the_decompressor() {
+    use tokio_bufferevent::bufferevent::Watermarks;
+    let (s1, s2) = tcp_pair().await;
+    let sender = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::default(),
+    );
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 4096))
+        .filter(
+            BufferEvent::builder().tcp(s2).unwrap(),
+            Decompress::new(),
+            Compress::default(),
+        );
+    let message: Vec<u8> = (0..10_000u32)
+        .map(|i| b"abcdefgh"[(i % 8) as usize])
+        .collect();
+    sender.write(message.clone()).await.unwrap();
+    sender.flush(Direction::WRITE, FlushMode::Flush);
+    let mut got = Vec::new();
+    while got.len() < message.len() {
+        timeout(Duration::from_secs(10), receiver.readable(1))
+            .await
+            .expect("the rest comes out without new input");
+        got.extend_from_slice(&receiver.read(usize::MAX).await.unwrap());
+    }
+    assert_eq!(got, message);
+}

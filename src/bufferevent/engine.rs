@@ -107,6 +107,16 @@ pub(crate) trait Link<S>: Send + Sized + 'static {
         false
     }
 
+    /// Whether the link holds nothing of ours still to send (a filter: everything
+    /// written has left the underlying bufferevent too).
+    fn is_idle(&self) -> bool {
+        true
+    }
+
+    /// This engine now runs on a different task: forget the wakers of the old one,
+    /// here and in what the link hosts.
+    fn forget_wakers(&mut self) {}
+
     /// The bufferevent ended; says what takes its place.
     fn finish(self, side: &mut Side<Self::Transport, S>) -> Ended {
         let _ = side;
@@ -158,6 +168,8 @@ pub(crate) trait Hosted: Send + 'static {
     fn partner_gone(&mut self);
     /// A filter that asked to wrap this bufferevent.
     fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>>;
+    /// See [`Link::forget_wakers`].
+    fn forget_wakers(&mut self);
     /// Takes the due callbacks instead of running them, recording the events as
     /// delivered.
     fn take_pending(&mut self) -> Pending;
@@ -573,11 +585,11 @@ where
 
     /// Whether this bufferevent is over; `attached` says whether its link can still
     /// move data.
-    fn done(&self, attached: bool) -> bool {
+    fn done(&self, attached: bool, link_idle: bool) -> bool {
         if self.stopping() {
             return true;
         }
-        let output_idle = self.write_closed || self.inner.output.is_empty();
+        let output_idle = (self.write_closed || self.inner.output.is_empty()) && link_idle;
         if self.inner.closing && (self.write_closed || !attached) {
             return true;
         }
@@ -647,6 +659,8 @@ where
     /// Runs the bufferevent until it ends, then whatever takes its place: a filter
     /// that wraps it, what it hosts.
     pub(crate) async fn run(mut self) {
+        // The engine may have run on another task before (hosted, then spawned).
+        Hosted::forget_wakers(&mut self);
         poll_fn(|cx| self.poll_run(cx)).await;
         if let Some(mut filter) = self.side.wrap.take() {
             tracing::debug!("wrapped by a filter");
@@ -728,7 +742,7 @@ where
     }
 
     pub(crate) fn is_over(&self) -> bool {
-        self.side.done(self.link.is_attached())
+        self.side.done(self.link.is_attached(), self.link.is_idle())
     }
 
     // ---- commands ----------------------------------------------------------------
@@ -831,6 +845,11 @@ where
 
     fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>> {
         self.side.wrap.take()
+    }
+
+    fn forget_wakers(&mut self) {
+        self.side.mailbox.forget_waker();
+        self.link.forget_wakers();
     }
 
     fn run_alone(self: Box<Self>) -> Hosting {

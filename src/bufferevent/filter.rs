@@ -209,6 +209,7 @@ impl<S: Send + 'static> Builder<S> {
             output_stalled: None,
             finishing: false,
             flushing_output: None,
+            idle: true,
             _kind: PhantomData,
         };
         // The filter takes the underlying's place in the underlying's task: it is
@@ -274,6 +275,8 @@ pub(crate) struct FilterLink<T, U> {
     /// A WRITE flush waiting for the output filter to emit everything before the
     /// underlying is flushed.
     flushing_output: Option<FlushMode>,
+    /// Everything written has left the underlying too (as of the last pass).
+    idle: bool,
     _kind: PhantomData<fn() -> (T, U)>,
 }
 
@@ -350,7 +353,7 @@ where
         let mut filter = side.io();
         let progress = {
             let mut u = underlying.io();
-            if self.flushing_output.is_some() {
+            let progress = if self.flushing_output.is_some() {
                 self.finish_output(&mut filter, &mut u)
             } else {
                 Self::run_output(
@@ -362,7 +365,10 @@ where
                     FlushMode::Normal,
                     false,
                 )
-            }
+            };
+            self.idle =
+                self.flushing_output.is_none() && !self.output.has_pending() && u.write_finished();
+            progress
         };
         self.underlying = Some(underlying);
         progress
@@ -370,6 +376,16 @@ where
 
     fn is_attached(&self) -> bool {
         self.underlying.is_some()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.underlying.is_none() || self.idle
+    }
+
+    fn forget_wakers(&mut self) {
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.forget_wakers();
+        }
     }
 
     fn finish(self, _side: &mut Side<Filtered<T, U>, S>) -> Ended {
@@ -432,6 +448,9 @@ impl<T, U> FilterLink<T, U> {
     ) {
         if events.contains(Events::READING | Events::EOF) {
             self.run_input(filter, u, FlushMode::Finished, true);
+        } else if events.contains(Events::READING | Events::ERROR) && !u.input.is_empty() {
+            // Reading ends: what arrived before the error is not left behind.
+            self.run_input(filter, u, FlushMode::Normal, true);
         }
         if events.contains(Events::CONNECTED) {
             filter.shared.set_info(u.shared.info());
@@ -536,7 +555,7 @@ impl<T, U> FilterLink<T, U> {
                 return false;
             }
             // B-90: the underlying's own low watermark gates the input filter.
-            if u.input.len() < u.core.read_watermarks().low {
+            if !pending && u.input.len() < u.core.read_watermarks().low {
                 return false;
             }
             if !pending && self.input_stalled == Some((u.input.len(), filter.input.len())) {

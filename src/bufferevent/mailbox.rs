@@ -56,6 +56,17 @@ impl<T, S> Mailbox<T, S> {
         self.handles.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Drops the stored waker: the engine moved to another task, whose first poll
+    /// stores its own.
+    pub(crate) fn forget_waker(&self) {
+        let old = {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            self.registered.store(false, Ordering::Release);
+            slot.take()
+        };
+        drop(old);
+    }
+
     /// Whether any handle is left.
     pub(crate) fn has_handles(&self) -> bool {
         self.handles.load(Ordering::Acquire) > 0

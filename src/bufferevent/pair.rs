@@ -12,7 +12,7 @@ use std::task::Context as TaskContext;
 use tracing::Instrument;
 
 use super::builder::Builder;
-use super::engine::{Ended, Engine, Hosted, Io, Link, Side, end_hosted};
+use super::engine::{Ended, Engine, Hosted, Io, Link, Side};
 use super::events::{Direction, Events, FlushMode};
 use super::shared::TransportInfo;
 use super::{BufferEvent, WeakHandle};
@@ -136,9 +136,18 @@ impl<S: Send + 'static> Link<S> for PairLink {
             progress = true;
         }
         if partner.is_done() {
-            tracing::debug!("pair partner ended");
-            if let Some(rest) = end_hosted(partner) {
-                tokio::spawn(rest);
+            match partner.end_into() {
+                // A filter over the partner let it go: the partner is back.
+                Ended::Replaced(successor) => {
+                    self.partner = Some(successor);
+                    return true;
+                }
+                Ended::Gone(rest) => {
+                    tracing::debug!("pair partner ended");
+                    if let Some(rest) = rest {
+                        tokio::spawn(rest);
+                    }
+                }
             }
             if side.partner_end_is_eof && !side.read_closed {
                 side.io().end_reading(Events::READING | Events::EOF, None);
@@ -168,6 +177,12 @@ impl<S: Send + 'static> Link<S> for PairLink {
         self.partner.is_some()
     }
 
+    fn forget_wakers(&mut self) {
+        if let Some(partner) = self.partner.as_mut() {
+            partner.forget_wakers();
+        }
+    }
+
     fn finish(self, _side: &mut Side<Pair, S>) -> Ended {
         let Some(mut partner) = self.partner else {
             return Ended::Gone(None);
@@ -177,7 +192,10 @@ impl<S: Send + 'static> Link<S> for PairLink {
             partner = filter;
         }
         if partner.is_done() {
-            return Ended::Gone(end_hosted(partner));
+            match partner.end_into() {
+                Ended::Gone(rest) => return Ended::Gone(rest),
+                Ended::Replaced(successor) => partner = successor,
+            }
         }
         // The partner lives on alone on this task (B-81).
         partner.partner_gone();

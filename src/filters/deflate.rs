@@ -51,6 +51,8 @@ pub struct Compress {
     stream: flate2::Compress,
     /// `Finished` was processed: the stream is over.
     ended: bool,
+    /// The last call stopped at its output limit: zlib may hold more.
+    output_left: bool,
 }
 
 impl Compress {
@@ -59,6 +61,7 @@ impl Compress {
         Self {
             stream: flate2::Compress::new(level, true),
             ended: false,
+            output_left: false,
         }
     }
 }
@@ -153,11 +156,16 @@ impl Filter for Compress {
                 break;
             }
         }
+        self.output_left = !self.ended && produced >= out_cap;
         if consumed_total > 0 || produced > 0 {
             FilterResult::Ok
         } else {
             FilterResult::NeedMore
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.output_left
     }
 }
 
@@ -166,6 +174,9 @@ impl Filter for Compress {
 pub struct Decompress {
     stream: flate2::Decompress,
     ended: bool,
+    /// The last call stopped at its output limit: zlib may hold decoded bytes
+    /// (it decodes ahead into its window).
+    output_left: bool,
 }
 
 impl Decompress {
@@ -174,6 +185,7 @@ impl Decompress {
         Self {
             stream: flate2::Decompress::new(true),
             ended: false,
+            output_left: false,
         }
     }
 }
@@ -268,11 +280,16 @@ impl Filter for Decompress {
                 break;
             }
         }
+        self.output_left = !self.ended && produced >= out_cap;
         if consumed_total > 0 || produced > 0 {
             FilterResult::Ok
         } else {
             FilterResult::NeedMore
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.output_left
     }
 }
 

@@ -82,6 +82,9 @@ struct Session {
     peer_closed: bool,
     /// `Finished` came during the handshake: close_notify goes once it is done.
     close_wanted: bool,
+    /// The connection failed (a bad handshake, a corrupt record): nothing more is
+    /// sent but rustls' alert.
+    failed: bool,
 }
 
 type Shared = Arc<Mutex<Session>>;
@@ -120,6 +123,7 @@ fn halves(conn: Connection) -> (TlsInput, TlsOutput) {
         plaintext_left: false,
         peer_closed: false,
         close_wanted: false,
+        failed: false,
     }));
     (
         TlsInput {
@@ -231,6 +235,7 @@ impl Filter for TlsInput {
                     session.peer_closed = true;
                     break;
                 }
+                session.failed = true;
                 return FilterResult::Error(tls_error(e));
             }
         }
@@ -239,6 +244,7 @@ impl Filter for TlsInput {
             let _ = conn.read_tls(&mut io::empty());
             if let Err(e) = conn.process_new_packets() {
                 if !is_close_notify(&e) {
+                    session.failed = true;
                     return FilterResult::Error(tls_error(e));
                 }
                 session.peer_closed = true;
@@ -311,7 +317,10 @@ impl Filter for TlsOutput {
             let _ = src.drain(taken);
         }
         if mode == FlushMode::Finished && src.is_empty() && !session.closed {
-            if session.conn.is_handshaking() {
+            if session.failed {
+                session.closed = true; // nothing to close cleanly
+                session.close_wanted = false;
+            } else if session.conn.is_handshaking() {
                 // Sent now, the alert would overtake the data rustls holds until the
                 // handshake is done; the filter calls again until it goes.
                 session.close_wanted = true;
@@ -337,6 +346,6 @@ impl Filter for TlsOutput {
 
     fn has_pending(&self) -> bool {
         let session = lock(&self.session);
-        session.conn.wants_write() || session.close_wanted
+        session.conn.wants_write() || (session.close_wanted && !session.failed)
     }
 }
