@@ -132,11 +132,11 @@ async fn filters_stack() {
     assert!(outer.underlying().unwrap().underlying().is_some());
 }
 
-/// `bufferevent_filters_disable`: a write to the filter from inside its own output
-/// filter does not re-enter the filter, and the follow-up call's `Error` is reported
+/// `bufferevent_pair_filters_disable`: a write to the filter from inside its own
+/// output filter does not re-enter the filter, and the follow-up call's `Error` is reported
 /// as `WRITING | ERROR` (libevent ignores it: a divergence).
 #[tokio::test(start_paused = true)]
-async fn bufferevent_filters_disable() {
+async fn bufferevent_pair_filters_disable() {
     let (a, b) = BufferEvent::pair();
     b.enable(Direction::READ);
     let me: Arc<Mutex<Option<BufferEvent<_>>>> = Arc::new(Mutex::new(None));
@@ -238,14 +238,16 @@ async fn bufferevent_socket_filter_inactive() {
     keep.closed().await;
 }
 
-/// `bufferevent_timeout_filter_pair` with the crate's divergence (B-46): a write timeout
-/// is armed only while there is something to write, so an idle filter never gets
-/// `WRITING | TIMEOUT`. Output the filter holds back does time out, and the read
-/// timeout fires as libevent's does.
-#[tokio::test(start_paused = true)]
-async fn bufferevent_timeout_filter_pair() {
-    let (a, b) = BufferEvent::pair();
-    let (c, d) = BufferEvent::pair();
+/// `bufferevent_timeout_filter` and `_filter_pair` with the crate's divergence
+/// (B-46): a write timeout is armed only while there is something to write, so an
+/// idle filter never gets `WRITING | TIMEOUT`. Output the filter holds back does time
+/// out, and the read timeout fires as libevent's does. `first` and `second` are the
+/// bufferevents the two filters go over; the clock must be paused.
+async fn filter_timeouts<T, U>(first: BufferEvent<T>, second: BufferEvent<U>)
+where
+    T: Send + 'static,
+    U: Send + 'static,
+{
     let start = Instant::now();
     let hold =
         |_: &mut EvBuffer, _: &mut EvBuffer, _: Option<usize>, _: FlushMode| FilterResult::NeedMore;
@@ -255,22 +257,52 @@ async fn bufferevent_timeout_filter_pair() {
             Some(Duration::from_millis(150)),
             Some(Duration::from_millis(100)),
         )
-        .filter(a, PassThrough, hold);
+        .filter(first, PassThrough, hold);
     let bev2 = BufferEvent::builder()
         .timeouts(None, Some(Duration::from_millis(200)))
-        .filter(c, PassThrough, PassThrough);
+        .filter(second, PassThrough, PassThrough);
     bev1.write_now(&b"1234567"[..]).unwrap();
     let first = bev1.next_event().await.unwrap();
     assert_eq!(first.events, Events::WRITING | Events::TIMEOUT);
-    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    // Tokio's timer has millisecond ticks: a paused clock started mid-tick fires at
+    // the next one.
+    let ms = |d: Duration| d.as_millis();
+    assert!(
+        (100..=101).contains(&ms(start.elapsed())),
+        "{:?}",
+        start.elapsed()
+    );
     let second = bev1.next_event().await.unwrap();
     assert_eq!(second.events, Events::READING | Events::TIMEOUT);
-    assert_eq!(start.elapsed(), Duration::from_millis(150));
+    assert!(
+        (150..=151).contains(&ms(start.elapsed())),
+        "{:?}",
+        start.elapsed()
+    );
     sleep(Duration::from_millis(200)).await;
     assert!(
         bev2.last_event().is_none(),
         "the idle filter never times out"
     );
+}
+
+/// `bufferevent_timeout_filter`: filters over sockets.
+#[tokio::test]
+async fn bufferevent_timeout_filter() {
+    let (s1, _peer1) = tcp_pair().await;
+    let (s2, _peer2) = tcp_pair().await;
+    let first = BufferEvent::builder().tcp(s1).unwrap();
+    let second = BufferEvent::builder().tcp(s2).unwrap();
+    tokio::time::pause();
+    filter_timeouts(first, second).await;
+}
+
+/// `bufferevent_timeout_filter_pair`: filters over pair elements.
+#[tokio::test(start_paused = true)]
+async fn bufferevent_timeout_filter_pair() {
+    let (a, b) = BufferEvent::pair();
+    let (c, d) = BufferEvent::pair();
+    filter_timeouts(a, c).await;
     drop((b, d));
 }
 
@@ -651,10 +683,10 @@ async fn a_second_filter_over_the_same_underlying_is_refused() {
     assert_eq!(b.read(100).await.unwrap(), &b"first still works"[..]);
 }
 
-/// `bufferevent_pair_filters_disable`: as `bufferevent_filters_disable`, over a
-/// socket this time (the test above runs over a pair).
+/// `bufferevent_filters_disable`: as `bufferevent_pair_filters_disable`, over a
+/// socket.
 #[tokio::test]
-async fn bufferevent_filters_disable_over_a_socket() {
+async fn bufferevent_filters_disable() {
     let (s1, s2) = tcp_pair().await;
     let receiver = BufferEvent::builder()
         .enable(Direction::READ)
