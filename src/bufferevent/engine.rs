@@ -5,7 +5,7 @@
 //! run inside the same task, so bytes cross between them without a channel.
 
 use std::any::Any;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -656,22 +656,13 @@ where
         Self { link, side }
     }
 
-    /// Runs the bufferevent until it ends, then whatever takes its place: a filter
-    /// that wraps it, what it hosts.
-    pub(crate) async fn run(mut self) {
+    /// The future that runs the bufferevent until it ends, then whatever takes its
+    /// place: a filter that wraps it, or what it hosts.
+    pub(crate) fn run(mut self) -> Run<L, S> {
         // The engine may have run on another task before (hosted, then spawned).
         Hosted::forget_wakers(&mut self);
-        poll_fn(|cx| self.poll_run(cx)).await;
-        if let Some(mut filter) = self.side.wrap.take() {
-            tracing::debug!("wrapped by a filter");
-            filter.set_underlying(Box::new(self));
-            let filter: Box<dyn Hosted> = filter;
-            return filter.run_alone().await;
-        }
-        match self.end() {
-            Ended::Gone(Some(rest)) => rest.await,
-            Ended::Gone(None) => {}
-            Ended::Replaced(successor) => successor.run_alone().await,
+        Run {
+            state: RunState::Engine(self),
         }
     }
 
@@ -802,6 +793,82 @@ where
                     side.wrap = Some(pending.take());
                 }
             }
+        }
+    }
+}
+
+/// The future of a bufferevent's task. Hand-written rather than an `async fn`, which
+/// would keep a second copy of the engine in its state (the argument and the local):
+/// with one bufferevent per connection, that copy is most of an idle connection's
+/// memory.
+pub(crate) struct Run<L: Link<S>, S> {
+    state: RunState<L, S>,
+}
+
+enum RunState<L: Link<S>, S> {
+    Engine(Engine<L, S>),
+    Then(Hosting),
+    Done,
+}
+
+// Nothing in `Run` is ever pinned in place: the engine's self-referential parts
+// (timers, connects, hosted futures) are boxed.
+impl<L: Link<S>, S> Unpin for Run<L, S> {}
+
+impl<L, S> Future for Run<L, S>
+where
+    L: Link<S>,
+    S: Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                RunState::Engine(engine) => {
+                    if engine.poll_run(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let RunState::Engine(engine) =
+                        std::mem::replace(&mut this.state, RunState::Done)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    match engine.succeed() {
+                        Some(next) => this.state = RunState::Then(next),
+                        None => return Poll::Ready(()),
+                    }
+                }
+                RunState::Then(next) => {
+                    if next.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.state = RunState::Done;
+                }
+                RunState::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+impl<L, S> Engine<L, S>
+where
+    L: Link<S>,
+    S: Send + 'static,
+{
+    /// The engine stopped: a filter that wraps it takes its place, or it ends and
+    /// what it hosted goes on.
+    fn succeed(mut self) -> Option<Hosting> {
+        if let Some(mut filter) = self.side.wrap.take() {
+            tracing::debug!("wrapped by a filter");
+            filter.set_underlying(Box::new(self));
+            let filter: Box<dyn Hosted> = filter;
+            return Some(filter.run_alone());
+        }
+        match self.end() {
+            Ended::Gone(rest) => rest,
+            Ended::Replaced(successor) => Some(successor.run_alone()),
         }
     }
 }
