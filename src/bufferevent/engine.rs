@@ -805,6 +805,8 @@ pub(crate) struct Run<L: Link<S>, S> {
     state: RunState<L, S>,
 }
 
+// The engine inline is the point: boxing it would add an allocation per bufferevent.
+#[allow(clippy::large_enum_variant)]
 enum RunState<L: Link<S>, S> {
     Engine(Engine<L, S>),
     Then(Hosting),
