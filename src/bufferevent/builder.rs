@@ -290,12 +290,15 @@ impl<S: Send + 'static> Builder<S> {
         T: Transport,
     {
         let (side, bev) = self.assemble(transport.is_some(), info);
+        let run = Engine::new(StreamLink::new(transport), side).run();
+        // A span only when a subscriber wants it: a disabled one would still take room
+        // in every task.
         let span = tracing::debug_span!("bufferevent", peer = ?info.peer);
-        bev.runtime.spawn(
-            Engine::new(StreamLink::new(transport), side)
-                .run()
-                .instrument(span),
-        );
+        if span.is_disabled() {
+            bev.runtime.spawn(run);
+        } else {
+            bev.runtime.spawn(run.instrument(span));
+        }
         bev
     }
 
@@ -332,6 +335,7 @@ impl<S: Send + 'static> Builder<S> {
             write_ready_callback: false,
             max_single_read: self.max_single_read,
             max_single_write: self.max_single_write,
+            settings_changed: false, // published below
         };
         let shared = Shared::new(self.enabled);
         // Visible to handles at once, before the task first runs.

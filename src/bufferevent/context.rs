@@ -73,6 +73,8 @@ pub(crate) struct Inner<S> {
     pub(crate) write_ready_callback: bool,
     pub(crate) max_single_read: usize,
     pub(crate) max_single_write: usize,
+    /// Watermarks or timeouts changed since the task last published them.
+    pub(crate) settings_changed: bool,
 }
 
 /// A bufferevent as seen from inside one of its callbacks, or from
@@ -168,6 +170,7 @@ impl<S> Context<'_, S> {
     pub fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks) {
         let len = self.inner.input.len();
         self.inner.core.set_watermarks(dirs, wm, len);
+        self.inner.settings_changed = true;
     }
 
     /// The watermarks of one direction, or `None` unless `dir` is exactly one
@@ -186,6 +189,7 @@ impl<S> Context<'_, S> {
     /// means no timeout. A running timer restarts with the new value.
     pub fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
         self.inner.timeouts.set(read, write);
+        self.inner.settings_changed = true;
     }
 
     /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,

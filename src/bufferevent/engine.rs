@@ -308,8 +308,6 @@ pub(crate) struct Side<T, S> {
     pub(crate) in_use: bool,
     /// A pair element or filter hears `READING | EOF` when its partner ends.
     pub(crate) partner_end_is_eof: bool,
-    /// What `publish` last stored in the shared settings.
-    published_settings: Settings,
 }
 
 /// A bufferevent: its state and its link.
@@ -344,7 +342,6 @@ where
             wrap: None,
             in_use: false,
             partner_end_is_eof: false,
-            published_settings: Settings::default(),
         }
     }
 
@@ -559,15 +556,15 @@ where
             s.enabled.store(enabled, Ordering::Release);
             changed = true;
         }
-        let (read_timeout, write_timeout) = self.inner.timeouts.get();
-        let settings = Settings {
-            read_wm: self.inner.core.read_watermarks(),
-            write_wm: self.inner.core.write_watermarks(),
-            read_timeout,
-            write_timeout,
-        };
-        if settings != self.published_settings {
-            self.published_settings = settings;
+        if self.inner.settings_changed {
+            self.inner.settings_changed = false;
+            let (read_timeout, write_timeout) = self.inner.timeouts.get();
+            let settings = Settings {
+                read_wm: self.inner.core.read_watermarks(),
+                write_wm: self.inner.core.write_watermarks(),
+                read_timeout,
+                write_timeout,
+            };
             s.write_low.store(settings.write_wm.low, Ordering::Release);
             s.write_high
                 .store(settings.write_wm.high, Ordering::Release);
