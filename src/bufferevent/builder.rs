@@ -351,10 +351,7 @@ impl<S: Send + 'static> Builder<S> {
             .store(self.write_wm.high, Ordering::Release);
         shared.connected.store(connected, Ordering::Release);
         shared.set_info(info);
-        *shared
-            .connect_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = self.connect_timeout;
+        shared.set_connect_timeout(self.connect_timeout);
         let mailbox = Arc::new(Mailbox::new());
         let side = Side::new(
             inner,

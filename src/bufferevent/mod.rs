@@ -854,11 +854,7 @@ where
     where
         F: Future<Output = io::Result<TcpStream>> + Send + 'static,
     {
-        let timeout = *self
-            .shared
-            .connect_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let timeout = self.shared.connect_timeout();
         let connecting = async move {
             let stream = match timeout {
                 None => connecting.await?,

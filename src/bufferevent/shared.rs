@@ -52,26 +52,37 @@ pub(crate) struct Shared {
     pub(crate) read_closed: AtomicBool,
     /// Writing stopped for good: the write side was shut down, or a write failed.
     pub(crate) write_closed: AtomicBool,
-    /// Why reading stopped, if it failed.
-    read_error: Mutex<Option<Arc<io::Error>>>,
-    settings: Mutex<Settings>,
     info: Mutex<TransportInfo>,
-    /// The builder's connect timeout, for the connects handles start.
-    pub(crate) connect_timeout: Mutex<Option<Duration>>,
     /// Failed connect attempts so far, so `connected()` can stop waiting.
     pub(crate) connect_failures: AtomicUsize,
-    #[cfg(feature = "dns")]
-    dns_error: Mutex<Option<super::DnsError>>,
     dirty: AtomicBool,
     event_seq: AtomicU64,
-    last_event: Mutex<Option<EventRecord>>,
-    closed: Mutex<Option<Closed>>,
-    /// A pair's partner or a filter's underlying bufferevent, as weak references
-    /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
-    relative: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
+    /// The bufferevent ended (`closed` in `extra` is set).
+    ended: AtomicBool,
+    /// What handles need rarely, allocated the first time any of it is set: an idle
+    /// connection never pays for it.
+    extra: Mutex<Option<Box<Extra>>>,
     pub(crate) notify: Notify,
     /// Tasks inside `wait_until`; with none, the task skips `Notify` (and its lock).
     waiters: AtomicUsize,
+}
+
+/// The rarely needed part of [`Shared`].
+#[derive(Debug, Default)]
+struct Extra {
+    /// Why reading stopped, if it failed.
+    read_error: Option<Arc<io::Error>>,
+    /// Watermarks and timeouts, once they differ from the defaults.
+    settings: Settings,
+    /// The builder's connect timeout, for the connects handles start.
+    connect_timeout: Option<Duration>,
+    #[cfg(feature = "dns")]
+    dns_error: Option<super::DnsError>,
+    last_event: Option<EventRecord>,
+    closed: Option<Closed>,
+    /// A pair's partner or a filter's underlying bufferevent, as weak references
+    /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
+    relative: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// What a handle can tell about the transport without asking the task.
@@ -104,45 +115,73 @@ pub(crate) struct Settings {
 }
 
 impl Shared {
+    /// Reads the rare part; `None` while nothing of it was ever set.
+    fn extra<R>(&self, f: impl FnOnce(&Extra) -> R) -> Option<R> {
+        let slot = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_deref().map(f)
+    }
+
+    /// Changes the rare part, allocating it the first time.
+    fn extra_mut<R>(&self, f: impl FnOnce(&mut Extra) -> R) -> R {
+        let mut slot = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        f(slot.get_or_insert_with(Box::default))
+    }
+
     pub(crate) fn set_settings(&self, settings: Settings) {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+        if settings == Settings::default() && self.extra(|_| ()).is_none() {
+            return; // the defaults need no room
+        }
+        self.extra_mut(|x| x.settings = settings);
         self.dirty.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        self.extra(|x| x.settings).unwrap_or_default()
+    }
+
+    pub(crate) fn set_connect_timeout(&self, timeout: Option<Duration>) {
+        if timeout.is_some() {
+            self.extra_mut(|x| x.connect_timeout = timeout);
+        }
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Option<Duration> {
+        self.extra(|x| x.connect_timeout).flatten()
     }
 
     #[cfg(feature = "dns")]
     pub(crate) fn set_dns_error(&self, error: Option<super::DnsError>) {
-        *self.dns_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+        if error.is_some() || self.extra(|_| ()).is_some() {
+            self.extra_mut(|x| x.dns_error = error);
+        }
     }
 
     #[cfg(feature = "dns")]
     pub(crate) fn dns_error(&self) -> Option<super::DnsError> {
-        self.dns_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.extra(|x| x.dns_error.clone()).flatten()
     }
 
     pub(crate) fn set_read_error(&self, error: Option<Arc<io::Error>>) {
-        *self.read_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+        if error.is_some() || self.extra(|_| ()).is_some() {
+            self.extra_mut(|x| x.read_error = error);
+        }
     }
 
     pub(crate) fn read_error(&self) -> Option<Arc<io::Error>> {
-        self.read_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.extra(|x| x.read_error.clone()).flatten()
     }
 
     pub(crate) fn set_relative(&self, relative: Box<dyn std::any::Any + Send + Sync>) {
-        *self.relative.lock().unwrap_or_else(|e| e.into_inner()) = Some(relative);
+        self.extra_mut(|x| x.relative = Some(relative));
     }
 
     pub(crate) fn clear_relative(&self) {
         let old = self
-            .relative
+            .extra
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take();
+            .as_mut()
+            .and_then(|x| x.relative.take());
         drop(old);
     }
 
@@ -151,8 +190,8 @@ impl Shared {
         &self,
         f: impl FnOnce(&R) -> Option<U>,
     ) -> Option<U> {
-        let slot = self.relative.lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_ref()?.downcast_ref::<R>().and_then(f)
+        self.extra(|x| x.relative.as_ref()?.downcast_ref::<R>().and_then(f))
+            .flatten()
     }
 
     pub(crate) fn set_info(&self, info: TransportInfo) {
@@ -161,10 +200,6 @@ impl Shared {
 
     pub(crate) fn info(&self) -> TransportInfo {
         *self.info.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn settings(&self) -> Settings {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether an event or a setting changed since the last call.
@@ -205,8 +240,7 @@ impl Shared {
     }
 
     pub(crate) fn record_event(&self, events: Events, error: Option<Arc<io::Error>>) {
-        *self.last_event.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(EventRecord { events, error });
+        self.extra_mut(|x| x.last_event = Some(EventRecord { events, error }));
         self.event_seq.fetch_add(1, Ordering::AcqRel);
         self.dirty.store(true, Ordering::Release);
     }
@@ -216,35 +250,27 @@ impl Shared {
     }
 
     pub(crate) fn last_event(&self) -> Option<EventRecord> {
-        self.last_event
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.extra(|x| x.last_event.clone()).flatten()
     }
 
     pub(crate) fn set_closed(&self, closed: Closed) {
         self.read_closed.store(true, Ordering::Release);
         self.write_closed.store(true, Ordering::Release);
-        let mut slot = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(closed);
-        }
-        drop(slot);
+        self.extra_mut(|x| {
+            if x.closed.is_none() {
+                x.closed = Some(closed);
+            }
+        });
+        self.ended.store(true, Ordering::Release);
         self.changed();
     }
 
     pub(crate) fn closed(&self) -> Option<Closed> {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.extra(|x| x.closed.clone()).flatten()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Waits until `ready` holds or the bufferevent ended; returns whether `ready` held.
