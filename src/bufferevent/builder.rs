@@ -345,10 +345,6 @@ impl<S: Send + 'static> Builder<S> {
             read_timeout: self.read_timeout.filter(|d| !d.is_zero()),
             write_timeout: self.write_timeout.filter(|d| !d.is_zero()),
         });
-        shared.write_low.store(self.write_wm.low, Ordering::Release);
-        shared
-            .write_high
-            .store(self.write_wm.high, Ordering::Release);
         shared.connected.store(connected, Ordering::Release);
         shared.set_info(info);
         shared.set_connect_timeout(self.connect_timeout);

@@ -565,9 +565,6 @@ where
                 read_timeout,
                 write_timeout,
             };
-            s.write_low.store(settings.write_wm.low, Ordering::Release);
-            s.write_high
-                .store(settings.write_wm.high, Ordering::Release);
             s.set_settings(settings);
         }
         // Answers to `with` go out only now, so the caller sees lengths that include

@@ -46,6 +46,11 @@ pub(crate) struct Shared {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) write_low: AtomicUsize,
     pub(crate) write_high: AtomicUsize,
+    read_low: AtomicUsize,
+    read_high: AtomicUsize,
+    /// Timeouts in nanoseconds; 0 is none.
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
     pub(crate) enabled: AtomicU8,
     pub(crate) connected: AtomicBool,
     /// Reading stopped for good: EOF or a read error.
@@ -72,8 +77,6 @@ pub(crate) struct Shared {
 struct Extra {
     /// Why reading stopped, if it failed.
     read_error: Option<Arc<io::Error>>,
-    /// Watermarks and timeouts, once they differ from the defaults.
-    settings: Settings,
     /// The builder's connect timeout, for the connects handles start.
     connect_timeout: Option<Duration>,
     #[cfg(feature = "dns")]
@@ -128,15 +131,39 @@ impl Shared {
     }
 
     pub(crate) fn set_settings(&self, settings: Settings) {
-        if settings == Settings::default() && self.extra(|_| ()).is_none() {
-            return; // the defaults need no room
-        }
-        self.extra_mut(|x| x.settings = settings);
+        let nanos =
+            |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.read_low.store(settings.read_wm.low, Ordering::Release);
+        self.read_high
+            .store(settings.read_wm.high, Ordering::Release);
+        self.write_low
+            .store(settings.write_wm.low, Ordering::Release);
+        self.write_high
+            .store(settings.write_wm.high, Ordering::Release);
+        self.read_timeout
+            .store(nanos(settings.read_timeout), Ordering::Release);
+        self.write_timeout
+            .store(nanos(settings.write_timeout), Ordering::Release);
         self.dirty.store(true, Ordering::Release);
     }
 
     pub(crate) fn settings(&self) -> Settings {
-        self.extra(|x| x.settings).unwrap_or_default()
+        let duration = |cell: &AtomicU64| match cell.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        };
+        Settings {
+            read_wm: Watermarks::new(
+                self.read_low.load(Ordering::Acquire),
+                self.read_high.load(Ordering::Acquire),
+            ),
+            write_wm: Watermarks::new(
+                self.write_low.load(Ordering::Acquire),
+                self.write_high.load(Ordering::Acquire),
+            ),
+            read_timeout: duration(&self.read_timeout),
+            write_timeout: duration(&self.write_timeout),
+        }
     }
 
     pub(crate) fn set_connect_timeout(&self, timeout: Option<Duration>) {
