@@ -16,7 +16,7 @@ use super::Transport;
 use super::context::{Callbacks, Context, Inner};
 use super::core::Core;
 use super::engine::{Engine, Side};
-use super::events::{Direction, Events, Watermarks};
+use super::events::{Direction, Events, FlushRequests, Watermarks};
 use super::mailbox::Mailbox;
 use super::shared::{Settings, Shared, TransportInfo};
 use super::stream::StreamLink;
@@ -328,13 +328,13 @@ impl<S: Send + 'static> Builder<S> {
             callbacks: self.callbacks,
             callbacks_generation: 0,
             freed: false,
-            flushes: Vec::new(),
+            flushes: FlushRequests::default(),
             shutdown_requested: false,
             closing: false,
             replies: Vec::new(),
             write_ready_callback: false,
-            max_single_read: self.max_single_read,
-            max_single_write: self.max_single_write,
+            max_single_read: u32::try_from(self.max_single_read).unwrap_or(u32::MAX),
+            max_single_write: u32::try_from(self.max_single_write).unwrap_or(u32::MAX),
             settings_changed: false, // published below
         };
         let shared = Shared::new(self.enabled);

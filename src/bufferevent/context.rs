@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::core::Core;
-use super::events::{Direction, Events, FlushMode, Watermarks};
+use super::events::{Direction, Events, FlushMode, FlushRequests, Watermarks};
 use super::timeouts::Timeouts;
 use crate::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader, Position};
 
@@ -61,7 +61,7 @@ pub(crate) struct Inner<S> {
     pub(crate) callbacks_generation: u64,
     pub(crate) freed: bool,
     /// Flushes asked for and not yet carried out by the transport.
-    pub(crate) flushes: Vec<(Direction, FlushMode)>,
+    pub(crate) flushes: FlushRequests,
     /// A stream's write side is to be shut down once the output is sent.
     pub(crate) shutdown_requested: bool,
     /// `close()`: end the bufferevent once the shutdown is done.
@@ -71,8 +71,9 @@ pub(crate) struct Inner<S> {
     /// `enable(WRITE)` asks for one write callback when the output is already empty
     /// (B-14).
     pub(crate) write_ready_callback: bool,
-    pub(crate) max_single_read: usize,
-    pub(crate) max_single_write: usize,
+    /// `u32`: a single read or write of 4 GiB is more than any transport takes.
+    pub(crate) max_single_read: u32,
+    pub(crate) max_single_write: u32,
     /// Watermarks or timeouts changed since the task last published them.
     pub(crate) settings_changed: bool,
 }

@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::context::{Callbacks, Context, Inner};
 use super::core::{Core, Pending, suspend};
-use super::events::{Direction, Events, FlushMode};
+use super::events::{Direction, Events, FlushRequests};
 use super::mailbox::Mailbox;
 use super::shared::{Closed, Settings, Shared, TransportInfo};
 use super::timeouts::Timeouts;
@@ -232,7 +232,7 @@ pub(crate) struct Io<'a> {
     pub(crate) output: &'a mut EvBuffer,
     pub(crate) core: &'a mut Core,
     pub(crate) timeouts: &'a mut Timeouts,
-    pub(crate) flushes: &'a mut Vec<(Direction, FlushMode)>,
+    pub(crate) flushes: &'a mut FlushRequests,
     pub(crate) shutdown_requested: &'a mut bool,
     pub(crate) read_closed: &'a mut bool,
     pub(crate) write_closed: &'a mut bool,
@@ -302,7 +302,8 @@ pub(crate) struct Side<T, S> {
     last_events: Events,
     last_error: Option<Arc<io::Error>>,
     give_back: Option<oneshot::Sender<Option<T>>>,
-    wrap: Option<Box<dyn Wrapper>>,
+    /// Boxed twice: rare, and a thin pointer keeps every engine smaller.
+    wrap: Option<Box<Box<dyn Wrapper>>>,
     /// Another bufferevent (a filter) depends on this one: it lives on without
     /// handles.
     pub(crate) in_use: bool,
@@ -784,7 +785,7 @@ where
                 // One filter per bufferevent: a second one would steal the first's
                 // underlying (libevent lets it, and breaks the first).
                 if !side.in_use && side.wrap.is_none() {
-                    side.wrap = Some(pending.take());
+                    side.wrap = Some(Box::new(pending.take()));
                 }
             }
         }
@@ -856,8 +857,9 @@ where
     /// The engine stopped: a filter that wraps it takes its place, or it ends and
     /// what it hosted goes on.
     fn succeed(mut self) -> Option<Hosting> {
-        if let Some(mut filter) = self.side.wrap.take() {
+        if let Some(filter) = self.side.wrap.take() {
             tracing::debug!("wrapped by a filter");
+            let mut filter = *filter;
             filter.set_underlying(Box::new(self));
             let filter: Box<dyn Hosted> = filter;
             return Some(filter.run_alone());
@@ -907,7 +909,7 @@ where
     }
 
     fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>> {
-        self.side.wrap.take()
+        self.side.wrap.take().map(|filter| *filter)
     }
 
     fn forget_wakers(&mut self) {
@@ -931,5 +933,22 @@ where
         side.inner.callbacks = Callbacks::default();
         side.inner.callbacks_generation += 1;
         side.inner.core.enable(Direction::BOTH);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bufferevent::stream::StreamLink;
+
+    /// With one task per connection, the task's future is most of an idle
+    /// connection's memory. Tokio rounds a task to 128 bytes; at most 544 bytes of
+    /// future keep a TCP bufferevent's task in 640 (see `docs/PERFORMANCE.md`). A
+    /// field added to the engine should make room elsewhere, or change this figure
+    /// knowingly.
+    #[test]
+    fn a_tcp_bufferevent_task_stays_small() {
+        let size = size_of::<Run<StreamLink<tokio::net::TcpStream>, ()>>();
+        assert!(size <= 544, "the task future grew to {size} bytes");
     }
 }

@@ -487,7 +487,7 @@ impl<T, U> FilterLink<T, U> {
         if filter.flushes.is_empty() {
             return false;
         }
-        for (dirs, mode) in std::mem::take(filter.flushes) {
+        for (dirs, mode) in filter.flushes.take() {
             if dirs.contains(Direction::READ) {
                 self.run_input(filter, u, mode, true);
                 u.flushes.push((Direction::READ, mode));

@@ -241,7 +241,7 @@ fn flush_requests(from: &mut Io<'_>, to: &mut Io<'_>) -> bool {
     if from.flushes.is_empty() {
         return false;
     }
-    for (dirs, mode) in std::mem::take(from.flushes) {
+    for (dirs, mode) in from.flushes.take() {
         if mode == FlushMode::Normal {
             continue; // B-73
         }

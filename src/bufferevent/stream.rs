@@ -46,7 +46,7 @@ impl<T: Transport, S: Send + 'static> Link<S> for StreamLink<T> {
         // B-72: `Normal` and `Flush` mean nothing more than ordinary operation for a
         // stream; `Finished` on WRITE shuts the write side down once the output is
         // sent.
-        for (dirs, mode) in side.inner.flushes.drain(..) {
+        for (dirs, mode) in side.inner.flushes.take() {
             if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
                 side.inner.shutdown_requested = true;
             }
@@ -153,7 +153,7 @@ impl<T: Transport> StreamLink<T> {
         let budget = side
             .inner
             .core
-            .read_budget(input.len(), side.inner.max_single_read);
+            .read_budget(input.len(), side.inner.max_single_read as usize);
         if budget == 0 {
             return false; // never issue a 0-byte read: it would look like EOF
         }
@@ -235,7 +235,8 @@ impl<T: Transport> StreamLink<T> {
         }
         side.inner.write_ready_callback = false;
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let outcome = match output.io_slices_max(&mut slices, side.inner.max_single_write) {
+        let outcome = match output.io_slices_max(&mut slices, side.inner.max_single_write as usize)
+        {
             // One chunk: a plain write (`send`), which the kernel handles a little
             // faster than a one-element `writev`.
             Ok(1) => Pin::new(transport).poll_write(cx, &slices[0]),

@@ -15,8 +15,10 @@ use super::events::Direction;
 /// the timeouts restarts it from now (B-13, B-43).
 #[derive(Debug, Default)]
 pub(crate) struct Timeouts {
-    read: Option<Duration>,
-    write: Option<Duration>,
+    /// The timeouts in nanoseconds, 0 for none: half the room of `Option<Duration>`,
+    /// in a struct every bufferevent carries.
+    read: u64,
+    write: u64,
     read_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
     restart_read: bool,
@@ -26,13 +28,13 @@ pub(crate) struct Timeouts {
 impl Timeouts {
     /// `None` or zero means no timeout (B-39).
     pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
-        self.read = read.filter(|d| !d.is_zero());
-        self.write = write.filter(|d| !d.is_zero());
+        self.read = nanos(read);
+        self.write = nanos(write);
         self.restart(Direction::BOTH);
     }
 
     pub(crate) fn get(&self) -> (Option<Duration>, Option<Duration>) {
-        (self.read, self.write)
+        (duration(self.read), duration(self.write))
     }
 
     pub(crate) fn restart(&mut self, dirs: Direction) {
@@ -43,14 +45,14 @@ impl Timeouts {
     /// Arms or disarms the deadlines for what is active now.
     pub(crate) fn update(&mut self, now: Instant, reading: bool, writing: bool) {
         self.read_deadline = arm(
-            self.read,
+            duration(self.read),
             self.read_deadline,
             reading,
             self.restart_read,
             now,
         );
         self.write_deadline = arm(
-            self.write,
+            duration(self.write),
             self.write_deadline,
             writing,
             self.restart_write,
@@ -63,14 +65,14 @@ impl Timeouts {
     /// A read made progress: push the read deadline back. Reads the clock only when a
     /// read timeout is set.
     pub(crate) fn read_progress(&mut self) {
-        if let Some(t) = self.read {
+        if let Some(t) = duration(self.read) {
             self.read_deadline = Some(Instant::now() + t);
         }
     }
 
     /// A write made progress: push the write deadline back.
     pub(crate) fn write_progress(&mut self) {
-        if let Some(t) = self.write {
+        if let Some(t) = duration(self.write) {
             self.write_deadline = Some(Instant::now() + t);
         }
     }
@@ -96,6 +98,15 @@ impl Timeouts {
         }
         dirs
     }
+}
+
+/// `None` and zero both mean "no timeout" (B-39); longer than 584 years is forever.
+fn nanos(timeout: Option<Duration>) -> u64 {
+    timeout.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn duration(nanos: u64) -> Option<Duration> {
+    (nanos != 0).then(|| Duration::from_nanos(nanos))
 }
 
 fn arm(
