@@ -210,3 +210,93 @@ async fn nothing_stays_inside_the_decompressor() {
     }
     assert_eq!(got, message);
 }
+
+mod model {
+    //! Property test: random writes, flushes and reader watermarks through a
+    //! compressing and a decompressing filter over a pair: the reader gets exactly
+    //! the bytes written, in order, and never more than its read high watermark
+    //! beyond one filter call's output.
+
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use tokio_bufferevent::bufferevent::{BufferEvent, Direction, FlushMode, Watermarks};
+    use tokio_bufferevent::filters::deflate::{Compress, Compression, Decompress};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(Vec<u8>),
+        Flush(FlushMode),
+        Read(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'c', 0, 255]), 1..3000)
+                .prop_map(Op::Write),
+            // Runs that compress a thousandfold, so a few input bytes decode to more
+            // than one call may produce.
+            1 => (1..60_000usize).prop_map(|n| Op::Write(vec![b'z'; n])),
+            1 => prop::sample::select(vec![FlushMode::Normal, FlushMode::Flush])
+                .prop_map(Op::Flush),
+            3 => (1..5000usize).prop_map(Op::Read),
+        ]
+    }
+
+    async fn run(ops: Vec<Op>, high: usize) -> Result<(), TestCaseError> {
+        let (a, b) = BufferEvent::pair();
+        let sender = BufferEvent::filter(a, Decompress::new(), Compress::new(Compression::fast()));
+        let receiver = BufferEvent::builder()
+            .enable(Direction::READ)
+            .read_watermarks(Watermarks::new(0, high))
+            .filter(b, Decompress::new(), Compress::default());
+        let mut written = Vec::new();
+        let mut received = Vec::new();
+        for op in ops {
+            match op {
+                Op::Write(data) => {
+                    written.extend_from_slice(&data);
+                    sender.write_now(data).unwrap();
+                }
+                Op::Flush(mode) => sender.flush(Direction::WRITE, mode),
+                Op::Read(n) => received.extend_from_slice(&receiver.read(n).await.unwrap()),
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if high != 0 {
+                // A decoder call may overshoot the limit by one output buffer.
+                prop_assert!(receiver.input_len() <= high + 64 * 1024);
+            }
+            prop_assert_eq!(&received[..], &written[..received.len()]);
+        }
+        sender.flush(Direction::WRITE, FlushMode::Finished);
+        while received.len() < written.len() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let got = receiver.read(usize::MAX).await.unwrap();
+            if got.is_empty() {
+                tokio::time::timeout(Duration::from_secs(5), receiver.readable(1))
+                    .await
+                    .map_err(|_| TestCaseError::fail("the rest never came"))?;
+            }
+            received.extend_from_slice(&got);
+        }
+        prop_assert_eq!(received, written);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn compressed_pair_matches_the_bytes_written(
+            ops in prop::collection::vec(op(), 1..30),
+            high in prop::sample::select(vec![0usize, 100, 4096]),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(run(ops, high))?;
+        }
+    }
+}
