@@ -28,6 +28,18 @@
 //! # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
 //! ```
 //!
+//! # Bufferevents
+//!
+//! A [`BufferEvent`](bufferevent::BufferEvent) is one Tokio task that owns a transport
+//! and an input and an output `EvBuffer`, with read, write and event callbacks, watermarks
+//! and timeouts, driven from anywhere through a cloneable handle or awaited through
+//! readiness futures and `Stream`/`Sink`/`AsyncRead`/`AsyncWrite` adapters. The
+//! transport is a `TcpStream` (connected by address or, with the `dns` feature, by
+//! hostname) or any `AsyncRead + AsyncWrite` stream; or the other element of a
+//! [pair](bufferevent::BufferEvent::pair); or another bufferevent under a
+//! [filter](bufferevent::BufferEvent::filter). The [`filters`] module ships zlib
+//! (feature `deflate`) and TLS (feature `tls`) filters.
+//!
 //! The design, and every deliberate difference from libevent, is described in the
 //! crate's `docs/` directory.
 
