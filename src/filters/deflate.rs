@@ -92,63 +92,56 @@ impl Filter for Compress {
         mode: FlushMode,
     ) -> FilterResult {
         if self.ended {
-            if src.is_empty() {
-                return FilterResult::NeedMore;
-            }
-            return FilterResult::Error(io::Error::new(
+            return after_the_end(
+                src,
                 io::ErrorKind::InvalidInput,
                 "data written after the compressed stream was finished",
-            ));
+            );
         }
-        let out_cap = output_cap(dst_limit);
-        let mut produced = 0;
-        let mut consumed_total = 0;
+        let mut call = Totals::new(dst_limit);
         loop {
-            let (consumed, written, filled, status, flush) = {
-                let extents = match src.peek(None, Some(MAX_INPUT_PER_CALL - consumed_total)) {
-                    Ok(extents) => extents,
-                    Err(e) => return FilterResult::Error(e.into()),
-                };
-                let input = extents.first().copied().unwrap_or(&[]);
-                // Flush only with the last input, so earlier chunks are not cut into
-                // needless blocks.
-                let flush = match mode {
-                    _ if input.len() < src.len() => FlushCompress::None,
-                    FlushMode::Normal => FlushCompress::None,
-                    FlushMode::Flush => FlushCompress::Sync,
-                    FlushMode::Finished => FlushCompress::Finish,
-                };
-                let mut out = Vec::with_capacity((input.len() / 2).max(MIN_OUTPUT_CHUNK));
-                let capacity = out.capacity();
-                let before = self.stream.total_in();
-                let status = match self.stream.compress_vec(input, &mut out, flush) {
-                    Ok(status) => status,
-                    Err(e) => return FilterResult::Error(io::Error::other(e)),
-                };
-                let consumed = (self.stream.total_in() - before) as usize;
-                let written = out.len();
-                if written > 0 {
-                    let _ = dst.add_bytes(Bytes::from(out));
-                }
-                (consumed, written, written == capacity, status, flush)
+            let mut flush = FlushCompress::None;
+            let step = step(
+                src,
+                dst,
+                &call,
+                |input| (input / 2).max(MIN_OUTPUT_CHUNK),
+                |input, last, out| {
+                    // Flush only with the last input, so earlier chunks are not cut
+                    // into needless blocks.
+                    flush = match mode {
+                        _ if !last => FlushCompress::None,
+                        FlushMode::Normal => FlushCompress::None,
+                        FlushMode::Flush => FlushCompress::Sync,
+                        FlushMode::Finished => FlushCompress::Finish,
+                    };
+                    let before = self.stream.total_in();
+                    let status = self
+                        .stream
+                        .compress_vec(input, out, flush)
+                        .map_err(io::Error::other)?;
+                    Ok(((self.stream.total_in() - before) as usize, status))
+                },
+            );
+            let step = match step {
+                Ok(step) => step,
+                Err(e) => return FilterResult::Error(e),
             };
-            let _ = src.drain(consumed);
-            consumed_total += consumed;
-            produced += written;
-            if status == Status::StreamEnd {
+            call.add(&step);
+            if step.status == Status::StreamEnd {
                 self.ended = true;
                 break;
             }
-            if (consumed == 0 && written == 0) || produced >= out_cap {
+            if step.idle() || call.output_full() {
                 break;
             }
-            if !src.is_empty() && consumed_total < MAX_INPUT_PER_CALL {
+            if !src.is_empty() && call.input_left() {
                 continue; // more input
             }
             // A flush goes on until zlib has emitted everything: a full output buffer
             // means it may hold more; `Finish` ends only at the stream's end.
             let flushing = match flush {
-                FlushCompress::Sync => filled,
+                FlushCompress::Sync => step.filled,
                 FlushCompress::Finish => true,
                 _ => false,
             };
@@ -156,12 +149,8 @@ impl Filter for Compress {
                 break;
             }
         }
-        self.output_left = !self.ended && produced >= out_cap;
-        if consumed_total > 0 || produced > 0 {
-            FilterResult::Ok
-        } else {
-            FilterResult::NeedMore
-        }
+        self.output_left = !self.ended && call.output_full();
+        call.result()
     }
 
     fn has_pending(&self) -> bool {
@@ -214,78 +203,58 @@ impl Filter for Decompress {
         dst_limit: Option<usize>,
         mode: FlushMode,
     ) -> FilterResult {
+        const TRAILING: &str = "data after the end of the compressed stream";
         if self.ended {
-            if src.is_empty() {
-                return FilterResult::NeedMore;
-            }
-            return FilterResult::Error(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "data after the end of the compressed stream",
-            ));
+            return after_the_end(src, io::ErrorKind::InvalidData, TRAILING);
         }
-        let out_cap = output_cap(dst_limit);
-        let mut produced = 0;
-        let mut consumed_total = 0;
+        let flush = if mode == FlushMode::Normal {
+            FlushDecompress::None
+        } else {
+            FlushDecompress::Sync
+        };
+        let mut call = Totals::new(dst_limit);
         loop {
-            let (consumed, written, status) = {
-                let extents = match src.peek(None, Some(MAX_INPUT_PER_CALL - consumed_total)) {
-                    Ok(extents) => extents,
-                    Err(e) => return FilterResult::Error(e.into()),
-                };
-                let input = extents.first().copied().unwrap_or(&[]);
-                let room = (out_cap - produced).clamp(MIN_OUTPUT_CHUNK, 64 * 1024);
-                let mut out = Vec::with_capacity(room);
-                let before = self.stream.total_in();
-                let flush = if mode == FlushMode::Normal {
-                    FlushDecompress::None
-                } else {
-                    FlushDecompress::Sync
-                };
-                let status = match self.stream.decompress_vec(input, &mut out, flush) {
-                    Ok(status) => status,
-                    Err(e) => {
-                        return FilterResult::Error(io::Error::new(
+            let room = call.room();
+            let step = step(
+                src,
+                dst,
+                &call,
+                |_| room,
+                |input, _last, out| {
+                    let before = self.stream.total_in();
+                    let status = self.stream.decompress_vec(input, out, flush).map_err(|e| {
+                        io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!("corrupt compressed data: {e}"),
-                        ));
-                    }
-                };
-                let consumed = (self.stream.total_in() - before) as usize;
-                let written = out.len();
-                if written > 0 {
-                    let _ = dst.add_bytes(Bytes::from(out));
-                }
-                (consumed, written, status)
+                        )
+                    })?;
+                    Ok(((self.stream.total_in() - before) as usize, status))
+                },
+            );
+            let step = match step {
+                Ok(step) => step,
+                Err(e) => return FilterResult::Error(e),
             };
-            let _ = src.drain(consumed);
-            consumed_total += consumed;
-            produced += written;
-            if status == Status::StreamEnd {
+            call.add(&step);
+            if step.status == Status::StreamEnd {
                 self.ended = true;
                 if !src.is_empty() {
                     return FilterResult::Error(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        "data after the end of the compressed stream",
+                        TRAILING,
                     ));
                 }
                 break;
             }
-            if consumed == 0 && written == 0 {
+            if step.idle() || call.output_full() || !call.input_left() {
                 break;
             }
-            if produced >= out_cap || consumed_total >= MAX_INPUT_PER_CALL {
-                break;
-            }
-            if src.is_empty() && written == 0 {
+            if src.is_empty() && step.written == 0 {
                 break;
             }
         }
-        self.output_left = !self.ended && produced >= out_cap;
-        if consumed_total > 0 || produced > 0 {
-            FilterResult::Ok
-        } else {
-            FilterResult::NeedMore
-        }
+        self.output_left = !self.ended && call.output_full();
+        call.result()
     }
 
     fn has_pending(&self) -> bool {
@@ -293,8 +262,103 @@ impl Filter for Decompress {
     }
 }
 
-fn output_cap(dst_limit: Option<usize>) -> usize {
-    dst_limit
-        .unwrap_or(DEFAULT_OUTPUT_PER_CALL)
-        .max(MIN_OUTPUT_CHUNK)
+/// A call on a filter whose stream has ended: fine with nothing to do, an error
+/// with more data.
+fn after_the_end(src: &EvBuffer, kind: io::ErrorKind, message: &str) -> FilterResult {
+    if src.is_empty() {
+        FilterResult::NeedMore
+    } else {
+        FilterResult::Error(io::Error::new(kind, message.to_owned()))
+    }
+}
+
+/// What one filter call has done so far, against its bounds.
+struct Totals {
+    consumed: usize,
+    produced: usize,
+    output_cap: usize,
+}
+
+impl Totals {
+    fn new(dst_limit: Option<usize>) -> Self {
+        Self {
+            consumed: 0,
+            produced: 0,
+            output_cap: dst_limit
+                .unwrap_or(DEFAULT_OUTPUT_PER_CALL)
+                .max(MIN_OUTPUT_CHUNK),
+        }
+    }
+
+    fn add(&mut self, step: &Step) {
+        self.consumed += step.consumed;
+        self.produced += step.written;
+    }
+
+    fn input_left(&self) -> bool {
+        self.consumed < MAX_INPUT_PER_CALL
+    }
+
+    fn output_full(&self) -> bool {
+        self.produced >= self.output_cap
+    }
+
+    /// The output buffer for the next step of a decoder.
+    fn room(&self) -> usize {
+        (self.output_cap - self.produced.min(self.output_cap)).clamp(MIN_OUTPUT_CHUNK, 64 * 1024)
+    }
+
+    fn result(&self) -> FilterResult {
+        if self.consumed > 0 || self.produced > 0 {
+            FilterResult::Ok
+        } else {
+            FilterResult::NeedMore
+        }
+    }
+}
+
+/// One zlib call.
+struct Step {
+    consumed: usize,
+    written: usize,
+    /// The output buffer came back full: zlib may hold more.
+    filled: bool,
+    status: Status,
+}
+
+impl Step {
+    fn idle(&self) -> bool {
+        self.consumed == 0 && self.written == 0
+    }
+}
+
+/// Runs `call` on the first extent of `src` (and whether it is the last input there),
+/// with an output buffer of `capacity(input length)` bytes; moves the output into
+/// `dst` without copying and drains what zlib consumed.
+fn step(
+    src: &mut EvBuffer,
+    dst: &mut EvBuffer,
+    totals: &Totals,
+    capacity: impl FnOnce(usize) -> usize,
+    call: impl FnOnce(&[u8], bool, &mut Vec<u8>) -> io::Result<(usize, Status)>,
+) -> io::Result<Step> {
+    let (consumed, written, filled, status) = {
+        let extents = src.peek(None, Some(MAX_INPUT_PER_CALL - totals.consumed))?;
+        let input = extents.first().copied().unwrap_or(&[]);
+        let mut out = Vec::with_capacity(capacity(input.len()));
+        let capacity = out.capacity();
+        let (consumed, status) = call(input, input.len() == src.len(), &mut out)?;
+        let written = out.len();
+        if written > 0 {
+            let _ = dst.add_bytes(Bytes::from(out));
+        }
+        (consumed, written, written == capacity, status)
+    };
+    src.drain(consumed)?;
+    Ok(Step {
+        consumed,
+        written,
+        filled,
+        status,
+    })
 }
