@@ -21,7 +21,7 @@ use super::context::{Callbacks, Context, Inner};
 use super::core::{Core, Pending, suspend};
 use super::events::{Direction, Events, FlushRequests};
 use super::mailbox::Mailbox;
-use super::shared::{Closed, Settings, Shared, TransportInfo};
+use super::shared::{Closed, Settings, Shared, TransportInfo, copy_error};
 use super::timeouts::Timeouts;
 use crate::buffer::EvBuffer;
 
@@ -245,16 +245,17 @@ impl Io<'_> {
     /// Reading stops for good: EOF or an error (B-30, B-31).
     pub(crate) fn end_reading(&mut self, events: Events, error: Option<io::Error>) {
         tracing::debug!(?events, ?error, "reading ended");
-        *self.read_closed = true;
-        // Adapters report the read error at the end of the stream, whatever happens
-        // after it; the event callback gets the error itself.
-        let kept = error
-            .as_ref()
-            .map(|e| Arc::new(io::Error::new(e.kind(), e.to_string())));
-        self.shared.set_read_error(kept);
-        self.shared.read_closed.store(true, Ordering::Release);
+        self.mark_read_closed(error.as_ref());
         self.core.disable(Direction::READ);
         self.core.event(events, error);
+    }
+
+    /// Nothing more will be read. Adapters report the read error at the end of the
+    /// stream, whatever happens after it; the event callback gets the error itself.
+    pub(crate) fn mark_read_closed(&mut self, error: Option<&io::Error>) {
+        *self.read_closed = true;
+        self.shared.set_read_error(error.map(copy_error));
+        self.shared.read_closed.store(true, Ordering::Release);
     }
 
     /// Writing stops for good (B-32). Queued output stays in the output buffer and is
@@ -628,10 +629,7 @@ where
             events |= Events::CONNECTED;
         }
         if !events.is_empty() {
-            let error = pending
-                .error
-                .as_ref()
-                .map(|e| Arc::new(io::Error::new(e.kind(), e.to_string())));
+            let error = pending.error.as_ref().map(copy_error);
             self.last_events = events;
             if error.is_some() {
                 self.last_error.clone_from(&error);

@@ -356,15 +356,7 @@ where
             let progress = if self.flushing_output.is_some() {
                 self.finish_output(&mut filter, &mut u)
             } else {
-                Self::run_output(
-                    &mut *self.output,
-                    &mut self.output_stalled,
-                    &mut self.throttled,
-                    &mut filter,
-                    &mut u,
-                    FlushMode::Normal,
-                    false,
-                )
+                self.run_output(&mut filter, &mut u, FlushMode::Normal, false)
             };
             self.idle =
                 self.flushing_output.is_none() && !self.output.has_pending() && u.write_finished();
@@ -465,16 +457,10 @@ impl<T, U> FilterLink<T, U> {
         }
         if events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR) {
             // Reading is over for the filter too, though its enabled set stays as is.
-            *filter.read_closed = true;
-            filter.shared.read_closed.store(true, Ordering::Release);
-            let kept = error
-                .as_ref()
-                .map(|e| std::sync::Arc::new(io::Error::new(e.kind(), e.to_string())));
-            filter.shared.set_read_error(kept);
+            filter.mark_read_closed(error.as_ref());
         }
         if events.contains(Events::WRITING) && events.intersects(Events::EOF | Events::ERROR) {
-            *filter.write_closed = true;
-            filter.shared.write_closed.store(true, Ordering::Release);
+            filter.mark_write_closed();
         }
         filter.core.event(events, error);
     }
@@ -493,15 +479,7 @@ impl<T, U> FilterLink<T, U> {
                 u.flushes.push((Direction::READ, mode));
             }
             if dirs.contains(Direction::WRITE) {
-                Self::run_output(
-                    &mut *self.output,
-                    &mut self.output_stalled,
-                    &mut self.throttled,
-                    filter,
-                    u,
-                    mode,
-                    true,
-                );
+                self.run_output(filter, u, mode, true);
                 // The strongest mode asked for wins.
                 self.flushing_output = Some(self.flushing_output.map_or(mode, |m| m.max(mode)));
                 if mode == FlushMode::Finished && filter.closing {
@@ -521,15 +499,7 @@ impl<T, U> FilterLink<T, U> {
         };
         let mut progress = false;
         if !filter.output.is_empty() || self.output.has_pending() {
-            progress = Self::run_output(
-                &mut *self.output,
-                &mut self.output_stalled,
-                &mut self.throttled,
-                filter,
-                u,
-                mode,
-                true,
-            );
+            progress = self.run_output(filter, u, mode, true);
         }
         if *filter.write_closed || (filter.output.is_empty() && !self.output.has_pending()) {
             self.flushing_output = None;
@@ -612,16 +582,18 @@ impl<T, U> FilterLink<T, U> {
 
     /// Runs the output filter from the filter's output into the underlying's output
     /// (B-86..B-89).
-    #[allow(clippy::too_many_arguments)]
     fn run_output(
-        output: &mut dyn Filter,
-        stalled: &mut Option<(usize, usize)>,
-        throttled: &mut bool,
+        &mut self,
         filter: &mut Io<'_>,
         u: &mut Io<'_>,
         mode: FlushMode,
         forced: bool,
     ) -> bool {
+        let (output, stalled, throttled) = (
+            &mut *self.output,
+            &mut self.output_stalled,
+            &mut self.throttled,
+        );
         let high = u.core.write_watermarks().high;
         if !forced {
             if !filter.core.writing() || *filter.write_closed || *u.write_closed {

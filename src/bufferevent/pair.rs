@@ -129,12 +129,9 @@ impl<S: Send + 'static> Link<S> for PairLink {
         };
         // The partner's commands, timers and callbacks run on this task.
         let mut progress = partner.poll_pass(cx, true);
-        if let Some(mut filter) = partner.take_wrap() {
-            // A filter over the partner takes its place here.
-            filter.set_underlying(partner);
-            partner = filter;
-            progress = true;
-        }
+        let wrapped;
+        (partner, wrapped) = in_place_of(partner);
+        progress |= wrapped;
         if partner.is_done() {
             match partner.end_into() {
                 // A filter over the partner let it go: the partner is back.
@@ -187,10 +184,7 @@ impl<S: Send + 'static> Link<S> for PairLink {
         let Some(mut partner) = self.partner else {
             return Ended::Gone(None);
         };
-        if let Some(mut filter) = partner.take_wrap() {
-            filter.set_underlying(partner);
-            partner = filter;
-        }
+        (partner, _) = in_place_of(partner);
         if partner.is_done() {
             match partner.end_into() {
                 Ended::Gone(rest) => return Ended::Gone(rest),
@@ -233,6 +227,18 @@ impl<S: Send + 'static> Link<S> for PairBack {
             side.io().end_reading(Events::READING | Events::EOF, None);
         }
         side.shared.changed();
+    }
+}
+
+/// The filter that asked to wrap `partner`, with `partner` under it, in its place;
+/// or `partner` itself. Says whether a filter took the place.
+fn in_place_of(mut partner: Box<dyn Hosted>) -> (Box<dyn Hosted>, bool) {
+    match partner.take_wrap() {
+        Some(mut filter) => {
+            filter.set_underlying(partner);
+            (filter, true)
+        }
+        None => (partner, false),
     }
 }
 

@@ -72,6 +72,11 @@ pub(crate) struct Shared {
     waiters: AtomicUsize,
 }
 
+/// A copy of `error` for handles: `io::Error` is not `Clone`, so kind and message.
+pub(crate) fn copy_error(error: &io::Error) -> Arc<io::Error> {
+    Arc::new(io::Error::new(error.kind(), error.to_string()))
+}
+
 /// The rarely needed part of [`Shared`].
 #[derive(Debug, Default)]
 struct Extra {
@@ -130,6 +135,16 @@ impl Shared {
         f(slot.get_or_insert_with(Box::default))
     }
 
+    /// Sets an optional field of the rare part; clearing one that was never set
+    /// allocates nothing.
+    fn set_extra<T>(&self, value: Option<T>, field: impl FnOnce(&mut Extra) -> &mut Option<T>) {
+        let mut slot = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() && value.is_none() {
+            return;
+        }
+        *field(slot.get_or_insert_with(Box::default)) = value;
+    }
+
     pub(crate) fn set_settings(&self, settings: Settings) {
         let nanos =
             |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -167,9 +182,7 @@ impl Shared {
     }
 
     pub(crate) fn set_connect_timeout(&self, timeout: Option<Duration>) {
-        if timeout.is_some() {
-            self.extra_mut(|x| x.connect_timeout = timeout);
-        }
+        self.set_extra(timeout, |x| &mut x.connect_timeout);
     }
 
     pub(crate) fn connect_timeout(&self) -> Option<Duration> {
@@ -178,9 +191,7 @@ impl Shared {
 
     #[cfg(feature = "dns")]
     pub(crate) fn set_dns_error(&self, error: Option<super::DnsError>) {
-        if error.is_some() || self.extra(|_| ()).is_some() {
-            self.extra_mut(|x| x.dns_error = error);
-        }
+        self.set_extra(error, |x| &mut x.dns_error);
     }
 
     #[cfg(feature = "dns")]
@@ -189,9 +200,7 @@ impl Shared {
     }
 
     pub(crate) fn set_read_error(&self, error: Option<Arc<io::Error>>) {
-        if error.is_some() || self.extra(|_| ()).is_some() {
-            self.extra_mut(|x| x.read_error = error);
-        }
+        self.set_extra(error, |x| &mut x.read_error);
     }
 
     pub(crate) fn read_error(&self) -> Option<Arc<io::Error>> {
