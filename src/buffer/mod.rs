@@ -78,8 +78,9 @@ pub struct EvBuffer {
     /// Where appends go; its bytes are the last bytes of the buffer.
     tail: BytesMut,
     len: usize,
-    /// Capacity of the next tail to allocate.
-    next_tail: usize,
+    /// Capacity of the next tail to allocate, at most `MAX_TAIL` (so `u32`: every
+    /// bufferevent carries two buffers).
+    next_tail: u32,
     /// Bumped by every modification; positions remember it.
     generation: u64,
     front_frozen: bool,
@@ -103,7 +104,7 @@ impl EvBuffer {
             chunks: VecDeque::new(),
             tail: BytesMut::new(),
             len: 0,
-            next_tail: MIN_TAIL,
+            next_tail: MIN_TAIL as u32,
             generation: 0,
             front_frozen: false,
             end_frozen: false,
@@ -909,7 +910,7 @@ impl EvBuffer {
         }
         let mut fresh = Vec::new();
         fresh
-            .try_reserve_exact(n.max(self.next_tail))
+            .try_reserve_exact(n.max(self.next_tail as usize))
             .map_err(|_| EvBufferError::TooLarge { requested: n })?;
         // Keeps the capacity: a unique `Bytes` turns back into its `BytesMut` for free.
         self.install_tail(BytesMut::from(Bytes::from(fresh)));
@@ -922,7 +923,7 @@ impl EvBuffer {
     pub fn shrink_to_fit(&mut self) {
         if self.tail.is_empty() {
             self.tail = BytesMut::new();
-            self.next_tail = MIN_TAIL;
+            self.next_tail = MIN_TAIL as u32;
         } else if self.tail.capacity() > self.tail.len() {
             self.seal_tail();
             self.tail = BytesMut::new();
@@ -1104,9 +1105,9 @@ impl EvBuffer {
         let cap = if need >= MAX_TAIL {
             need
         } else {
-            need.max(self.next_tail)
+            need.max(self.next_tail as usize)
         };
-        self.next_tail = (self.next_tail * 2).min(MAX_TAIL);
+        self.next_tail = (self.next_tail * 2).min(MAX_TAIL as u32);
         self.install_tail(BytesMut::with_capacity(cap));
     }
 

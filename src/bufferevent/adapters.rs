@@ -106,7 +106,7 @@ where
         let bev = self.bev.clone();
         poll_once(&mut self.flushing, cx, || {
             Box::pin(async move {
-                bev.shared
+                bev.shared()
                     .wait_until(|s| s.output_total() == 0 || s.write_closed.load(Ordering::Acquire))
                     .await;
                 if bev.output_len() == 0 {
@@ -128,7 +128,7 @@ where
         poll_once(&mut self.closing, cx, || {
             Box::pin(async move {
                 bev.flush(Direction::WRITE, FlushMode::Finished);
-                bev.shared
+                bev.shared()
                     .wait_until(|s| s.write_closed.load(Ordering::Acquire))
                     .await;
                 Ok(())
@@ -166,13 +166,13 @@ where
             }
             continue;
         }
-        if bev.shared.read_closed.load(Ordering::Acquire) || bev.is_closed() {
+        if bev.shared().read_closed.load(Ordering::Acquire) || bev.is_closed() {
             // Data may have landed between the length check and the end.
             let rest = bev.read(usize::MAX).await.unwrap_or_default();
             if !rest.is_empty() {
                 return Ok(Some(rest));
             }
-            return match bev.shared.read_error() {
+            return match bev.shared().read_error() {
                 Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
                 None => Ok(None),
             };

@@ -17,8 +17,7 @@ use super::context::{Callbacks, Context, Inner};
 use super::core::Core;
 use super::engine::{Engine, Side};
 use super::events::{Direction, Events, FlushRequests, Watermarks};
-use super::mailbox::Mailbox;
-use super::shared::{Settings, Shared, TransportInfo};
+use super::shared::{Remote, Settings, Shared, TransportInfo};
 use super::stream::StreamLink;
 use super::timeouts::Timeouts;
 use crate::buffer::EvBuffer;
@@ -331,7 +330,6 @@ impl<S: Send + 'static> Builder<S> {
             flushes: FlushRequests::default(),
             shutdown_requested: false,
             closing: false,
-            replies: Vec::new(),
             write_ready_callback: false,
             max_single_read: u32::try_from(self.max_single_read).unwrap_or(u32::MAX),
             max_single_write: u32::try_from(self.max_single_write).unwrap_or(u32::MAX),
@@ -348,20 +346,10 @@ impl<S: Send + 'static> Builder<S> {
         shared.connected.store(connected, Ordering::Release);
         shared.set_info(info);
         shared.set_connect_timeout(self.connect_timeout);
-        let mailbox = Arc::new(Mailbox::new());
-        let side = Side::new(
-            inner,
-            Arc::clone(&mailbox),
-            Arc::clone(&shared),
-            self.defer_callbacks,
-        );
-        let mut side = side;
+        let remote = Remote::new(shared);
+        let mut side = Side::new(inner, Arc::clone(&remote), self.defer_callbacks);
         side.partner_end_is_eof = self.partner_end_is_eof;
-        let bev = BufferEvent {
-            mailbox,
-            shared,
-            runtime,
-        };
+        let bev = BufferEvent { remote, runtime };
         (side, bev)
     }
 }

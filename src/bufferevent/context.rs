@@ -66,8 +66,6 @@ pub(crate) struct Inner<S> {
     pub(crate) shutdown_requested: bool,
     /// `close()`: end the bufferevent once the shutdown is done.
     pub(crate) closing: bool,
-    /// Answers to handles' `with` calls, sent once the task has published its state.
-    pub(crate) replies: Vec<Box<dyn FnOnce() + Send>>,
     /// `enable(WRITE)` asks for one write callback when the output is already empty
     /// (B-14).
     pub(crate) write_ready_callback: bool,

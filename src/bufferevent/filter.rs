@@ -19,6 +19,7 @@ use super::engine::{
     Command, Ended, Engine, Hosted, Io, Link, PendingFilter, Side, Wrapper, end_hosted,
 };
 use super::events::{Direction, Events, FlushMode};
+use super::shared::Shared;
 use super::{BufferEvent, WeakHandle};
 use crate::buffer::EvBuffer;
 
@@ -192,12 +193,12 @@ impl<S: Send + 'static> Builder<S> {
         U: Send + 'static,
     {
         let close_underlying = self.close_underlying;
-        let info = underlying.shared.info();
+        let info = underlying.shared().info();
         let connected = underlying.is_connected();
         let (side, bev) = self
             .runtime(underlying.runtime.clone())
             .assemble::<Filtered<T, U>>(connected, info);
-        bev.shared
+        bev.shared()
             .set_relative(Box::new(WeakHandle::of(&underlying)));
         let link = FilterLink::<T, U> {
             underlying: None,
@@ -252,7 +253,7 @@ where
     /// The bufferevent this one filters (`bufferevent_get_underlying`), or `None` once
     /// either has ended.
     pub fn underlying(&self) -> Option<BufferEvent<T, U>> {
-        self.shared
+        self.shared()
             .with_relative(|r: &WeakHandle<T, U>| r.upgrade())
     }
 }
@@ -335,7 +336,9 @@ where
             if side.partner_end_is_eof && !side.read_closed {
                 side.io().end_reading(Events::READING | Events::EOF, None);
             }
-            side.shared.clear_relative();
+            if let Some(shared) = side.shared() {
+                shared.clear_relative();
+            }
             return true;
         }
         self.underlying = Some(underlying);
@@ -414,7 +417,9 @@ where
 {
     fn set_underlying(&mut self, mut underlying: Box<dyn Hosted>) {
         underlying.take_over();
-        self.side.shared.set_info(underlying.info());
+        if let Some(shared) = self.side.shared() {
+            shared.set_info(underlying.info());
+        }
         self.link.underlying = Some(underlying);
     }
 
@@ -424,7 +429,9 @@ where
             "the underlying bufferevent ended, or already has a filter",
         );
         self.side.inner.core.event(Events::ERROR, Some(error));
-        self.side.shared.clear_relative();
+        if let Some(shared) = self.side.shared() {
+            shared.clear_relative();
+        }
     }
 }
 
@@ -444,16 +451,17 @@ impl<T, U> FilterLink<T, U> {
             // Reading ends: what arrived before the error is not left behind.
             self.run_input(filter, u, FlushMode::Normal, true);
         }
-        if events.contains(Events::CONNECTED) {
-            filter.shared.set_info(u.shared.info());
-            filter.shared.connected.store(true, Ordering::Release);
-        }
-        if events.contains(Events::ERROR) && !events.intersects(Events::READING | Events::WRITING) {
-            // A failed connect (B-33): `connected()` on the filter stops waiting too.
-            filter
-                .shared
-                .connect_failures
-                .fetch_add(1, Ordering::AcqRel);
+        if let Some(shared) = filter.shared {
+            if events.contains(Events::CONNECTED) {
+                shared.set_info(u.shared.map(Shared::info).unwrap_or_default());
+                shared.connected.store(true, Ordering::Release);
+            }
+            let connect_failed = events.contains(Events::ERROR)
+                && !events.intersects(Events::READING | Events::WRITING);
+            if connect_failed {
+                // A failed connect (B-33): `connected()` on the filter stops waiting too.
+                shared.connect_failures.fetch_add(1, Ordering::AcqRel);
+            }
         }
         if events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR) {
             // Reading is over for the filter too, though its enabled set stays as is.
@@ -572,7 +580,7 @@ impl<T, U> FilterLink<T, U> {
             self.input_stalled = None;
             filter.timeouts.read_progress(); // B-46
             filter.core.data_read(filter.input.len());
-            filter.shared.changed();
+            filter.changed();
         } else if forced && progress {
             // A forced call that produced nothing still lets the reader look (B-77).
             filter.core.data_read(filter.input.len());
@@ -645,7 +653,7 @@ impl<T, U> FilterLink<T, U> {
             // at or below its write low watermark.
             filter.timeouts.write_progress();
             filter.core.data_written(filter.output.len());
-            u.shared.changed();
+            u.changed();
         }
         progress
     }

@@ -186,17 +186,15 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// Operations on a bufferevent that has ended do nothing; the async ones report it
 /// with an error of kind [`io::ErrorKind::NotConnected`].
 pub struct BufferEvent<T = TcpStream, S = ()> {
-    mailbox: Arc<mailbox::Mailbox<T, S>>,
-    shared: Arc<shared::Shared>,
+    remote: Arc<shared::Remote<T, S>>,
     runtime: Handle,
 }
 
 impl<T, S> Clone for BufferEvent<T, S> {
     fn clone(&self) -> Self {
-        self.mailbox.add_handle();
+        self.remote.mailbox.add_handle();
         Self {
-            mailbox: Arc::clone(&self.mailbox),
-            shared: Arc::clone(&self.shared),
+            remote: Arc::clone(&self.remote),
             runtime: self.runtime.clone(),
         }
     }
@@ -204,7 +202,13 @@ impl<T, S> Clone for BufferEvent<T, S> {
 
 impl<T, S> Drop for BufferEvent<T, S> {
     fn drop(&mut self) {
-        self.mailbox.drop_handle();
+        self.remote.mailbox.drop_handle();
+    }
+}
+
+impl<T, S> BufferEvent<T, S> {
+    fn shared(&self) -> &shared::Shared {
+        &self.remote.shared
     }
 }
 
@@ -223,31 +227,27 @@ impl BufferEvent {
 /// A handle that does not keep its bufferevent alive: what a pair element keeps of
 /// its partner, and a filter of its underlying bufferevent.
 struct WeakHandle<T, S> {
-    mailbox: std::sync::Weak<mailbox::Mailbox<T, S>>,
-    shared: std::sync::Weak<shared::Shared>,
+    remote: std::sync::Weak<shared::Remote<T, S>>,
     runtime: Handle,
 }
 
 impl<T, S> WeakHandle<T, S> {
     fn of(bev: &BufferEvent<T, S>) -> Self {
         Self {
-            mailbox: Arc::downgrade(&bev.mailbox),
-            shared: Arc::downgrade(&bev.shared),
+            remote: Arc::downgrade(&bev.remote),
             runtime: bev.runtime.clone(),
         }
     }
 
     /// A handle, unless the bufferevent has ended.
     fn upgrade(&self) -> Option<BufferEvent<T, S>> {
-        let shared = self.shared.upgrade()?;
-        if shared.is_closed() {
+        let remote = self.remote.upgrade()?;
+        if remote.shared.is_closed() {
             return None;
         }
-        let mailbox = self.mailbox.upgrade()?;
-        mailbox.add_handle();
+        remote.mailbox.add_handle();
         Some(BufferEvent {
-            mailbox,
-            shared,
+            remote,
             runtime: self.runtime.clone(),
         })
     }
@@ -263,15 +263,15 @@ where
     S: Send + 'static,
 {
     fn send(&self, command: Command<T, S>) -> bool {
-        self.mailbox.send(command)
+        self.remote.mailbox.send(command)
     }
 
     /// Refuses writes once the write side is shut down or failed: they could never
     /// be sent.
     fn check_writable(&self) -> io::Result<()> {
-        if self.shared.is_closed() {
+        if self.shared().is_closed() {
             Err(ended())
-        } else if self.shared.write_closed.load(Ordering::Acquire) {
+        } else if self.shared().write_closed.load(Ordering::Acquire) {
             Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the bufferevent's write side is closed",
@@ -301,7 +301,7 @@ where
     /// The enabled directions as last published by the task (`bufferevent_get_enabled`).
     /// A direction paused by a watermark still counts as enabled.
     pub fn enabled(&self) -> Direction {
-        Direction::from_bits_truncate(self.shared.enabled.load(Ordering::Acquire))
+        Direction::from_bits_truncate(self.shared().enabled.load(Ordering::Acquire))
     }
 
     /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`).
@@ -312,7 +312,7 @@ where
     /// The watermarks of `dir`, or `None` unless `dir` is exactly one direction
     /// (`bufferevent_getwatermark`, B-24). As last published by the task.
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
-        let s = self.shared.settings();
+        let s = self.shared().settings();
         if dir == Direction::READ {
             Some(s.read_wm)
         } else if dir == Direction::WRITE {
@@ -330,7 +330,7 @@ where
 
     /// The read and write timeouts, as last published by the task.
     pub fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
-        let s = self.shared.settings();
+        let s = self.shared().settings();
         (s.read_timeout, s.write_timeout)
     }
 
@@ -363,14 +363,14 @@ where
             return Ok(()); // B-28
         }
         self.check_writable()?;
-        self.shared
+        self.shared()
             .in_flight
             .fetch_add(data.len(), Ordering::AcqRel);
         let n = data.len();
         if self.send(Command::Write(data)) {
             Ok(())
         } else {
-            self.shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+            self.shared().in_flight.fetch_sub(n, Ordering::AcqRel);
             Err(ended())
         }
     }
@@ -403,13 +403,13 @@ where
     /// Cancel safe.
     pub async fn writable(&self) -> io::Result<()> {
         let ok = self
-            .shared
+            .shared()
             .wait_until(|s| {
                 let high = s.write_high.load(Ordering::Acquire);
                 high == 0 || s.output_total() <= high || s.write_closed.load(Ordering::Acquire)
             })
             .await;
-        if !ok || self.shared.is_closed() {
+        if !ok || self.shared().is_closed() {
             return Err(ended());
         }
         self.check_writable()
@@ -429,11 +429,11 @@ where
             return Ok(());
         }
         self.check_writable()?;
-        self.shared.in_flight.fetch_add(n, Ordering::AcqRel);
+        self.shared().in_flight.fetch_add(n, Ordering::AcqRel);
         if self.send(Command::WriteBuffer(moved)) {
             Ok(())
         } else {
-            self.shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+            self.shared().in_flight.fetch_sub(n, Ordering::AcqRel);
             Err(ended())
         }
     }
@@ -473,12 +473,12 @@ where
 
     /// Bytes in the input, as last published by the task.
     pub fn input_len(&self) -> usize {
-        self.shared.input_len.load(Ordering::Acquire)
+        self.shared().input_len.load(Ordering::Acquire)
     }
 
     /// Bytes waiting to be sent, including writes the task has not applied yet.
     pub fn output_len(&self) -> usize {
-        self.shared.output_total()
+        self.shared().output_total()
     }
 
     // ---- control -------------------------------------------------------------------
@@ -502,12 +502,12 @@ where
         f: impl FnOnce(&mut Context<'_, S>) -> R + Send + 'static,
     ) -> io::Result<R> {
         let (tx, rx) = oneshot::channel();
-        self.run(move |ctx| {
+        self.send(Command::Ask(Box::new(move |ctx| {
             let out = f(ctx);
-            ctx.inner.replies.push(Box::new(move || {
+            Box::new(move || {
                 let _ = tx.send(out);
-            }));
-        });
+            })
+        })));
         rx.await.map_err(|_| ended())
     }
 
@@ -554,12 +554,12 @@ where
     /// Whether the bufferevent has a connected transport (false before a connect
     /// completes and after the bufferevent ended).
     pub fn is_connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Acquire)
+        self.shared().connected.load(Ordering::Acquire)
     }
 
     /// Whether the bufferevent has ended.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.shared().is_closed()
     }
 
     // ---- readiness ---------------------------------------------------------------
@@ -571,7 +571,7 @@ where
     ///
     /// Cancel safe: waiting consumes nothing. Any number of tasks may wait at once.
     pub async fn readable(&self, n: usize) {
-        self.shared
+        self.shared()
             .wait_until(|s| {
                 s.input_len.load(Ordering::Acquire) >= n || s.read_closed.load(Ordering::Acquire)
             })
@@ -585,7 +585,7 @@ where
     ///
     /// Cancel safe. Any number of tasks may wait at once.
     pub async fn drained(&self) {
-        self.shared
+        self.shared()
             .wait_until(|s| s.output_total() <= s.write_low.load(Ordering::Acquire))
             .await;
     }
@@ -597,12 +597,12 @@ where
     ///
     /// Cancel safe. Any number of tasks may wait at once.
     pub async fn connected(&self) -> bool {
-        let failures = self.shared.connect_failures.load(Ordering::Acquire);
+        let failures = self.shared().connect_failures.load(Ordering::Acquire);
         let failed = |s: &shared::Shared| s.connect_failures.load(Ordering::Acquire) != failures;
-        self.shared
+        self.shared()
             .wait_until(|s| s.connected.load(Ordering::Acquire) || failed(s))
             .await;
-        self.shared.connected.load(Ordering::Acquire)
+        self.shared().connected.load(Ordering::Acquire)
     }
 
     /// Waits until the bufferevent has ended and says how.
@@ -611,8 +611,8 @@ where
     ///
     /// Cancel safe. Any number of tasks may wait at once.
     pub async fn closed(&self) -> Closed {
-        self.shared.wait_until(|s| s.is_closed()).await;
-        self.shared.closed().unwrap_or(Closed {
+        self.shared().wait_until(|s| s.is_closed()).await;
+        self.shared().closed().unwrap_or(Closed {
             events: Events::empty(),
             error: None,
             unsent: 0,
@@ -622,7 +622,7 @@ where
     /// The most recent event delivered to the event callback, if any, without
     /// waiting.
     pub fn last_event(&self) -> Option<EventRecord> {
-        self.shared.last_event()
+        self.shared().last_event()
     }
 
     /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
@@ -630,17 +630,17 @@ where
     /// underlying bufferevent's (B-93).
     #[cfg(unix)]
     pub fn fd(&self) -> Option<std::os::fd::RawFd> {
-        self.shared.info().fd
+        self.shared().info().fd
     }
 
     /// The socket's local address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.info().local
+        self.shared().info().local
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.shared.info().peer
+        self.shared().info().peer
     }
 
     /// Waits for the next event delivered after the call; `None` if the bufferevent
@@ -650,9 +650,13 @@ where
     ///
     /// Cancel safe. Any number of tasks may wait at once; each sees the event.
     pub async fn next_event(&self) -> Option<EventRecord> {
-        let seen = self.shared.event_seq();
-        let got = self.shared.wait_until(|s| s.event_seq() != seen).await;
-        if got { self.shared.last_event() } else { None }
+        let seen = self.shared().event_seq();
+        let got = self.shared().wait_until(|s| s.event_seq() != seen).await;
+        if got {
+            self.shared().last_event()
+        } else {
+            None
+        }
     }
 }
 
@@ -675,10 +679,34 @@ where
         rx.await.ok().flatten()
     }
 
+    /// The bufferevent under this one (`bufferevent_get_underlying`): always `None`,
+    /// since a stream bufferevent sits directly on its transport, as libevent's socket
+    /// bufferevent returns `NULL`. The item type is uninhabited; a filtering
+    /// bufferevent's [`underlying`](BufferEvent::<Filtered<T, U>, S>::underlying)
+    /// returns the handle of the bufferevent it filters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::net::{TcpListener, TcpStream};
+    /// use tokio_bufferevent::bufferevent::BufferEvent;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let bev = BufferEvent::builder().tcp(stream)?;
+    /// assert!(bev.underlying().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn underlying(&self) -> Option<std::convert::Infallible> {
+        None
+    }
+
     /// Gives the bufferevent a (new) transport (`bufferevent_setfd`); the previous one
     /// is closed. Reading and writing resume as enabled.
     pub fn set_transport(&self, transport: T) {
-        self.shared.set_info(shared::TransportInfo::default());
+        self.shared().set_info(shared::TransportInfo::default());
         self.send(Command::SetTransport(transport));
     }
 }
@@ -798,7 +826,7 @@ where
         if host.is_empty() {
             return invalid("empty host name");
         }
-        self.shared.set_dns_error(None);
+        self.shared().set_dns_error(None);
         if let Some(ip) = dns::literal(host) {
             let admitted = match family {
                 Family::Inet => ip.is_ipv4(),
@@ -811,7 +839,7 @@ where
             return self.connect(SocketAddr::new(ip, port));
         }
         let resolver = resolver.cloned();
-        let shared = Arc::clone(&self.shared);
+        let remote = Arc::clone(&self.remote);
         let host = host.to_owned();
         self.connect_with(async move {
             let looked_up = match resolver {
@@ -828,7 +856,7 @@ where
                 }
                 Err(e) => {
                     let error = e.to_io_error();
-                    shared.set_dns_error(Some(e));
+                    remote.shared.set_dns_error(Some(e));
                     Err(error)
                 }
             }
@@ -840,7 +868,7 @@ where
     /// [`connect_hostname`](Self::connect_hostname).
     #[cfg(feature = "dns")]
     pub fn dns_error(&self) -> Option<DnsError> {
-        self.shared.dns_error()
+        self.shared().dns_error()
     }
 
     /// Takes over a connect the caller already started (`bufferevent_socket_connect`
@@ -854,7 +882,7 @@ where
     where
         F: Future<Output = io::Result<TcpStream>> + Send + 'static,
     {
-        let timeout = self.shared.connect_timeout();
+        let timeout = self.shared().connect_timeout();
         let connecting = async move {
             let stream = match timeout {
                 None => connecting.await?,
@@ -882,21 +910,21 @@ where
     pub fn set_tcp(&self, stream: TcpStream) {
         let info = shared::TransportInfo::of_tcp(&stream);
         let _ = stream.set_nodelay(true);
-        self.mailbox.send(Command::SetTransport(stream));
-        self.shared.set_info(info);
+        self.remote.mailbox.send(Command::SetTransport(stream));
+        self.shared().set_info(info);
     }
 }
 
 impl<T, S> fmt::Debug for BufferEvent<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferEvent")
-            .field("input", &self.shared.input_len.load(Ordering::Relaxed))
-            .field("output", &self.shared.output_total())
+            .field("input", &self.shared().input_len.load(Ordering::Relaxed))
+            .field("output", &self.shared().output_total())
             .field(
                 "enabled",
-                &Direction::from_bits_truncate(self.shared.enabled.load(Ordering::Relaxed)),
+                &Direction::from_bits_truncate(self.shared().enabled.load(Ordering::Relaxed)),
             )
-            .field("closed", &self.shared.is_closed())
+            .field("closed", &self.shared().is_closed())
             .finish()
     }
 }

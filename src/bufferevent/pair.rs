@@ -84,8 +84,8 @@ impl<S: Send + 'static> Builder<S> {
         // Pairs always defer their callbacks (libevent forces BEV_OPT_DEFER_CALLBACKS).
         first.defer_callbacks = true;
         second.defer_callbacks = true;
-        a.shared.set_relative(Box::new(WeakHandle::of(&b)));
-        b.shared.set_relative(Box::new(WeakHandle::of(&a)));
+        a.shared().set_relative(Box::new(WeakHandle::of(&b)));
+        b.shared().set_relative(Box::new(WeakHandle::of(&a)));
         let hosted = Engine::new(PairBack { attached: true }, second);
         let link = PairLink {
             partner: Some(Box::new(hosted)),
@@ -110,10 +110,17 @@ impl BufferEvent {
 }
 
 impl<S: Send + 'static> BufferEvent<Pair, S> {
+    /// The bufferevent under this one (`bufferevent_get_underlying`): always `None`,
+    /// as for libevent's pairs; the item type is uninhabited. A pair element's
+    /// counterpart is its [`partner`](Self::partner).
+    pub fn underlying(&self) -> Option<std::convert::Infallible> {
+        None
+    }
+
     /// The other element of the pair (`bufferevent_pair_get_partner`), or `None` once
     /// it has ended.
     pub fn partner(&self) -> Option<BufferEvent<Pair, S>> {
-        self.shared
+        self.shared()
             .with_relative(|r: &WeakHandle<Pair, S>| r.upgrade())
     }
 }
@@ -226,7 +233,7 @@ impl<S: Send + 'static> Link<S> for PairBack {
         if side.partner_end_is_eof && !side.read_closed {
             side.io().end_reading(Events::READING | Events::EOF, None);
         }
-        side.shared.changed();
+        side.io().changed();
     }
 }
 
@@ -315,6 +322,6 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
     src.timeouts.write_progress();
     dst.core.data_read(dst.input.len());
     src.core.data_written(src.output.len());
-    dst.shared.changed();
+    dst.changed();
     true
 }

@@ -1,5 +1,10 @@
 //! State the task publishes for handles: cheap facts in atomics, the last event and
 //! the final outcome, and one `Notify` that wakes every waiter on any change.
+//!
+//! It lives with the mailbox in one allocation, a [`Remote`]. A bufferevent that no
+//! handle can reach any more (every handle dropped, no weak handle of a pair partner
+//! or filter left) drops its `Remote` and runs on without publishing anything: a
+//! server that keeps no handles pays neither the memory nor the work.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +18,24 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::events::{Direction, Events, Watermarks};
+use super::mailbox::Mailbox;
+
+/// What handles and the task share: the published state and the command queue, in
+/// one allocation.
+pub(crate) struct Remote<T, S> {
+    pub(crate) shared: Shared,
+    pub(crate) mailbox: Mailbox<T, S>,
+}
+
+impl<T, S> Remote<T, S> {
+    /// A remote with one handle.
+    pub(crate) fn new(shared: Shared) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            mailbox: Mailbox::new(),
+        })
+    }
+}
 
 /// How a bufferevent ended, as reported by [`BufferEvent::closed`](super::BufferEvent::closed).
 #[derive(Clone, Debug)]
@@ -261,10 +284,10 @@ impl Shared {
         in_flight + self.output_len.load(Ordering::Acquire)
     }
 
-    pub(crate) fn new(enabled: Direction) -> Arc<Self> {
+    pub(crate) fn new(enabled: Direction) -> Self {
         let shared = Self::default();
         shared.enabled.store(enabled.bits(), Ordering::Relaxed);
-        Arc::new(shared)
+        shared
     }
 
     pub(crate) fn changed(&self) {

@@ -24,7 +24,8 @@ const MAX_IOVECS: usize = 64;
 
 pub(crate) struct StreamLink<T> {
     transport: Option<T>,
-    connecting: Option<Connecting<T>>,
+    /// Boxed once more: a connect is rare, and a thin pointer keeps every task small.
+    connecting: Option<Box<Connecting<T>>>,
     /// The last read filled its buffer: data is flowing, read into the tail directly.
     read_hot: bool,
 }
@@ -70,7 +71,7 @@ impl<T: Transport, S: Send + 'static> Link<S> for StreamLink<T> {
     }
 
     fn connect(&mut self, _side: &mut Side<T, S>, connecting: Connecting<T>) {
-        self.connecting = Some(connecting);
+        self.connecting = Some(Box::new(connecting));
     }
 
     fn take_transport(&mut self) -> Option<T> {
@@ -95,11 +96,12 @@ impl<T: Transport> StreamLink<T> {
         self.read_hot = false;
         side.read_closed = false;
         side.write_closed = false;
-        let shared = &side.shared;
-        shared.read_closed.store(false, Ordering::Release);
-        shared.write_closed.store(false, Ordering::Release);
-        shared.set_read_error(None);
-        shared.connected.store(true, Ordering::Release);
+        if let Some(shared) = side.shared() {
+            shared.read_closed.store(false, Ordering::Release);
+            shared.write_closed.store(false, Ordering::Release);
+            shared.set_read_error(None);
+            shared.connected.store(true, Ordering::Release);
+        }
     }
 
     /// Drives a connect. Success delivers `CONNECTED` alone, then queued output goes
@@ -112,14 +114,16 @@ impl<T: Transport> StreamLink<T> {
         let Some(connecting) = self.connecting.as_mut() else {
             return false;
         };
-        let Poll::Ready(outcome) = connecting.as_mut().poll(cx) else {
+        let Poll::Ready(outcome) = connecting.as_mut().as_mut().poll(cx) else {
             return false;
         };
         self.connecting = None;
         match outcome {
             Ok((transport, info)) => {
                 tracing::debug!(peer = ?info.peer, "connected");
-                side.shared.set_info(info);
+                if let Some(shared) = side.shared() {
+                    shared.set_info(info);
+                }
                 self.install(side, transport);
                 side.inner.timeouts.restart(Direction::BOTH);
                 side.inner.core.event(Events::CONNECTED, None);
@@ -132,8 +136,10 @@ impl<T: Transport> StreamLink<T> {
                     Events::ERROR
                 };
                 side.inner.core.event(events, Some(e));
-                side.shared.connect_failures.fetch_add(1, Ordering::AcqRel);
-                side.shared.changed();
+                if let Some(shared) = side.shared() {
+                    shared.connect_failures.fetch_add(1, Ordering::AcqRel);
+                    shared.changed();
+                }
             }
         }
         true

@@ -13,12 +13,18 @@ use super::events::Direction;
 /// enabled and not suspended; writing enabled with something to write (B-40). Progress
 /// (a read, a write) pushes the deadline back (B-42); enabling a direction or changing
 /// the timeouts restarts it from now (B-13, B-43).
+///
+/// Every bufferevent carries one and most never set a timeout, so the state is boxed
+/// the first time one is set: without timeouts this is one null pointer.
 #[derive(Debug, Default)]
 pub(crate) struct Timeouts {
-    /// The timeouts in nanoseconds, 0 for none: half the room of `Option<Duration>`,
-    /// in a struct every bufferevent carries.
-    read: u64,
-    write: u64,
+    set: Option<Box<Armed>>,
+}
+
+#[derive(Debug, Default)]
+struct Armed {
+    read: Option<Duration>,
+    write: Option<Duration>,
     read_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
     restart_read: bool,
@@ -28,58 +34,67 @@ pub(crate) struct Timeouts {
 impl Timeouts {
     /// `None` or zero means no timeout (B-39).
     pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
-        self.read = nanos(read);
-        self.write = nanos(write);
+        let (read, write) = (
+            read.filter(|d| !d.is_zero()),
+            write.filter(|d| !d.is_zero()),
+        );
+        if read.is_none() && write.is_none() {
+            self.set = None;
+            return;
+        }
+        let armed = self.set.get_or_insert_with(Box::default);
+        armed.read = read;
+        armed.write = write;
         self.restart(Direction::BOTH);
     }
 
     pub(crate) fn get(&self) -> (Option<Duration>, Option<Duration>) {
-        (duration(self.read), duration(self.write))
+        self.set
+            .as_ref()
+            .map_or((None, None), |a| (a.read, a.write))
     }
 
     pub(crate) fn restart(&mut self, dirs: Direction) {
-        self.restart_read |= dirs.contains(Direction::READ);
-        self.restart_write |= dirs.contains(Direction::WRITE);
+        if let Some(armed) = self.set.as_mut() {
+            armed.restart_read |= dirs.contains(Direction::READ);
+            armed.restart_write |= dirs.contains(Direction::WRITE);
+        }
     }
 
     /// Arms or disarms the deadlines for what is active now.
     pub(crate) fn update(&mut self, now: Instant, reading: bool, writing: bool) {
-        self.read_deadline = arm(
-            duration(self.read),
-            self.read_deadline,
-            reading,
-            self.restart_read,
-            now,
-        );
-        self.write_deadline = arm(
-            duration(self.write),
-            self.write_deadline,
-            writing,
-            self.restart_write,
-            now,
-        );
-        self.restart_read = false;
-        self.restart_write = false;
+        let Some(a) = self.set.as_mut() else {
+            return;
+        };
+        a.read_deadline = arm(a.read, a.read_deadline, reading, a.restart_read, now);
+        a.write_deadline = arm(a.write, a.write_deadline, writing, a.restart_write, now);
+        a.restart_read = false;
+        a.restart_write = false;
     }
 
     /// A read made progress: push the read deadline back. Reads the clock only when a
     /// read timeout is set.
     pub(crate) fn read_progress(&mut self) {
-        if let Some(t) = duration(self.read) {
-            self.read_deadline = Some(Instant::now() + t);
+        if let Some(a) = self.set.as_mut()
+            && let Some(t) = a.read
+        {
+            a.read_deadline = Some(Instant::now() + t);
         }
     }
 
     /// A write made progress: push the write deadline back.
     pub(crate) fn write_progress(&mut self) {
-        if let Some(t) = duration(self.write) {
-            self.write_deadline = Some(Instant::now() + t);
+        if let Some(a) = self.set.as_mut()
+            && let Some(t) = a.write
+        {
+            a.write_deadline = Some(Instant::now() + t);
         }
     }
 
     /// The earliest armed deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match (self.read_deadline, self.write_deadline) {
+        let a = self.set.as_ref()?;
+        match (a.read_deadline, a.write_deadline) {
             (Some(r), Some(w)) => Some(r.min(w)),
             (r, w) => r.or(w),
         }
@@ -88,25 +103,19 @@ impl Timeouts {
     /// Disarms and returns the directions whose deadline has passed.
     pub(crate) fn expired(&mut self, now: Instant) -> Direction {
         let mut dirs = Direction::empty();
-        if self.read_deadline.is_some_and(|d| d <= now) {
-            self.read_deadline = None;
+        let Some(a) = self.set.as_mut() else {
+            return dirs;
+        };
+        if a.read_deadline.is_some_and(|d| d <= now) {
+            a.read_deadline = None;
             dirs |= Direction::READ;
         }
-        if self.write_deadline.is_some_and(|d| d <= now) {
-            self.write_deadline = None;
+        if a.write_deadline.is_some_and(|d| d <= now) {
+            a.write_deadline = None;
             dirs |= Direction::WRITE;
         }
         dirs
     }
-}
-
-/// `None` and zero both mean "no timeout" (B-39); longer than 584 years is forever.
-fn nanos(timeout: Option<Duration>) -> u64 {
-    timeout.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn duration(nanos: u64) -> Option<Duration> {
-    (nanos != 0).then(|| Duration::from_nanos(nanos))
 }
 
 fn arm(
