@@ -408,11 +408,14 @@ where
         if self.in_use || self.stopping() {
             return;
         }
-        if let Some(remote) = &self.remote
-            && Arc::strong_count(remote) == 1
-            && Arc::weak_count(remote) == 0
-            && !remote.mailbox.has_handles()
-        {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let unreferenced = Arc::strong_count(remote) == 1 && Arc::weak_count(remote) == 0;
+        // The counts are relaxed loads: the fence orders them before the handle count,
+        // so a handle made from the last weak handle before it went is seen.
+        std::sync::atomic::fence(Ordering::Acquire);
+        if unreferenced && !remote.mailbox.has_handles() {
             tracing::trace!("no handle left: state no longer published");
             self.remote = None;
         }
@@ -427,8 +430,6 @@ where
                 .is_some_and(|r| r.give_back.is_some() || r.wrap.is_some())
     }
 
-    // ---- timeouts ----------------------------------------------------------------
-
     fn rare(&mut self) -> &mut Rare<T> {
         self.rare.get_or_insert_with(Box::default)
     }
@@ -436,6 +437,8 @@ where
     fn last_error(&self) -> Option<Arc<io::Error>> {
         self.rare.as_ref().and_then(|r| r.last_error.clone())
     }
+
+    // ---- timeouts ----------------------------------------------------------------
 
     fn poll_timer(&mut self, cx: &mut TaskContext<'_>) -> bool {
         let has_timer = self.rare.as_ref().is_some_and(|r| r.timer.is_some());
@@ -617,6 +620,10 @@ where
     /// Publishes the cheap facts handles read, waking waiters when they changed.
     fn publish(&mut self) {
         let Some(remote) = self.remote.as_deref() else {
+            // Nobody waits for these any more; dropping them drops what they hold.
+            if let Some(rare) = self.rare.as_mut() {
+                rare.replies.clear();
+            }
             return;
         };
         let s = &remote.shared;
@@ -860,7 +867,7 @@ where
                     })
                 }));
                 if let Err(panic) = outcome {
-                    side.panicked("a closure passed to `with`", panic);
+                    side.panicked("a handle's command", panic);
                 }
             }
             Command::Ask(f) => {

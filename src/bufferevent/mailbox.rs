@@ -53,7 +53,7 @@ impl<T, S> Mailbox<T, S> {
     }
 
     pub(crate) fn add_handle(&self) {
-        self.handles.fetch_add(1, Ordering::Relaxed);
+        self.handles.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops the stored waker: the engine moved to another task, whose first poll

@@ -682,7 +682,7 @@ where
     /// The bufferevent under this one (`bufferevent_get_underlying`): always `None`,
     /// since a stream bufferevent sits directly on its transport, as libevent's socket
     /// bufferevent returns `NULL`. The item type is uninhabited; a filtering
-    /// bufferevent's [`underlying`](BufferEvent::<Filtered<T, U>, S>::underlying)
+    /// bufferevent's `underlying()` (on [`BufferEvent<Filtered<T, U>, S>`](Filtered))
     /// returns the handle of the bufferevent it filters.
     ///
     /// # Examples
@@ -839,7 +839,8 @@ where
             return self.connect(SocketAddr::new(ip, port));
         }
         let resolver = resolver.cloned();
-        let remote = Arc::clone(&self.remote);
+        // Weak: the future waits in this bufferevent's own mailbox.
+        let remote = Arc::downgrade(&self.remote);
         let host = host.to_owned();
         self.connect_with(async move {
             let looked_up = match resolver {
@@ -856,7 +857,9 @@ where
                 }
                 Err(e) => {
                     let error = e.to_io_error();
-                    remote.shared.set_dns_error(Some(e));
+                    if let Some(remote) = remote.upgrade() {
+                        remote.shared.set_dns_error(Some(e));
+                    }
                     Err(error)
                 }
             }

@@ -4,7 +4,9 @@
 //! It lives with the mailbox in one allocation, a [`Remote`]. A bufferevent that no
 //! handle can reach any more (every handle dropped, no weak handle of a pair partner
 //! or filter left) drops its `Remote` and runs on without publishing anything: a
-//! server that keeps no handles pays neither the memory nor the work.
+//! socket server that keeps no handles pays neither the memory nor the work. (The two
+//! elements of a pair keep weak handles to each other, so a pair keeps its state while
+//! both elements live.)
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};

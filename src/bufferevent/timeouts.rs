@@ -32,12 +32,14 @@ struct Armed {
 }
 
 impl Timeouts {
-    /// `None` or zero means no timeout (B-39).
+    /// `None` or zero means no timeout (B-39); longer than 584 years (what handles see,
+    /// in nanoseconds) counts as 584 years, so deadlines never overflow the clock.
     pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
-        let (read, write) = (
-            read.filter(|d| !d.is_zero()),
-            write.filter(|d| !d.is_zero()),
-        );
+        let usable = |d: Option<Duration>| {
+            d.filter(|d| !d.is_zero())
+                .map(|d| d.min(Duration::from_nanos(u64::MAX)))
+        };
+        let (read, write) = (usable(read), usable(write));
         if read.is_none() && write.is_none() {
             self.set = None;
             return;
@@ -155,6 +157,17 @@ mod tests {
         assert!(t.expired(deadline - Duration::from_millis(1)).is_empty());
         assert_eq!(t.expired(deadline), Direction::READ);
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_endless_timeout_arms_a_far_deadline_without_overflow() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::default();
+        t.set(Some(Duration::MAX), None);
+        assert_eq!(t.get().0, Some(Duration::from_nanos(u64::MAX)));
+        t.update(t0, true, false);
+        t.read_progress();
+        assert!(t.next_deadline().expect("armed") > t0 + Duration::from_secs(1 << 33));
     }
 
     #[test]
