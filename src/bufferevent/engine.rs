@@ -1109,6 +1109,37 @@ mod tests {
         assert!(!engine.is_over());
     }
 
+    /// A `with` whose caller gave up before the answer: once no handle is left, the
+    /// answer (here the last handle of another bufferevent) is dropped, not kept for
+    /// the rest of the bufferevent's life.
+    #[tokio::test]
+    async fn an_answer_nobody_waits_for_is_dropped_when_the_state_goes() {
+        let (mut engine, bev, _peer) = echo_engine();
+        let (stream, _other_peer) = duplex(64);
+        let other = BufferEvent::builder().stream(stream);
+        let other_alive = WeakHandle::of(&other);
+        {
+            let ask = bev.with(move |_| other);
+            let mut ask = std::pin::pin!(ask);
+            // One poll sends the closure; then the caller gives up.
+            std::future::poll_fn(|cx| {
+                assert!(ask.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+        }
+        drop(bev);
+        run_passes(&mut engine).await;
+        assert!(engine.side.shared().is_none());
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while other_alive.upgrade().is_some() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the other bufferevent ends once its last handle is dropped");
+    }
+
     #[tokio::test]
     async fn a_weak_handle_keeps_the_shared_state() {
         let (mut engine, bev, mut peer) = echo_engine();
