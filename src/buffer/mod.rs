@@ -1016,6 +1016,16 @@ impl EvBuffer {
         }
     }
 
+    /// All the bytes, when they lie in one segment: a writer's common case, which
+    /// then needs no slice array.
+    pub(crate) fn single_segment(&self) -> Option<Result<&[u8], EvBufferError>> {
+        match (self.chunks.len(), self.tail.is_empty()) {
+            (0, _) => Some(Ok(&self.tail)),
+            (1, true) => Some(self.chunks[0].data()),
+            _ => None,
+        }
+    }
+
     /// Like [`io_slices`](Self::io_slices), covering at most `max` bytes.
     pub(crate) fn io_slices_max<'a>(
         &'a self,

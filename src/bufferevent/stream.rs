@@ -240,14 +240,21 @@ impl<T: Transport> StreamLink<T> {
             };
         }
         side.inner.write_ready_callback = false;
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let outcome = match output.io_slices_max(&mut slices, side.inner.max_single_write as usize)
-        {
-            // One chunk: a plain write (`send`), which the kernel handles a little
-            // faster than a one-element `writev`.
-            Ok(1) => Pin::new(transport).poll_write(cx, &slices[0]),
-            Ok(filled) => Pin::new(transport).poll_write_vectored(cx, &slices[..filled]),
-            Err(e) => Poll::Ready(Err(e.into())),
+        let max = side.inner.max_single_write as usize;
+        // One segment (small request/response traffic): a plain write (`send`), which
+        // the kernel handles a little faster than a one-element `writev`, and no slice
+        // array to fill.
+        let outcome = match output.single_segment() {
+            Some(Ok(data)) => Pin::new(transport).poll_write(cx, &data[..data.len().min(max)]),
+            Some(Err(e)) => Poll::Ready(Err(e.into())),
+            None => {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                match output.io_slices_max(&mut slices, max) {
+                    Ok(1) => Pin::new(transport).poll_write(cx, &slices[0]),
+                    Ok(filled) => Pin::new(transport).poll_write_vectored(cx, &slices[..filled]),
+                    Err(e) => Poll::Ready(Err(e.into())),
+                }
+            }
         };
         match outcome {
             Poll::Pending => false,
