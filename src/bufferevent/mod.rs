@@ -183,6 +183,13 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// (the peer finished and the output is sent, or it has no callbacks and nothing left
 /// to send).
 ///
+/// Memory: a handle shares one allocation with its bufferevent (about 340 bytes: the
+/// published facts and the command queue). Once no handle is left, nor any handle
+/// that a pair partner or a filter could hand out, the bufferevent drops it and
+/// publishes nothing more, so a server that keeps no handles (as libevent servers keep
+/// only the callbacks' context) pays for the task alone: about 1.1 KiB per idle TCP
+/// connection, see `docs/PERFORMANCE.md`.
+///
 /// Operations on a bufferevent that has ended do nothing; the async ones report it
 /// with an error of kind [`io::ErrorKind::NotConnected`].
 pub struct BufferEvent<T = TcpStream, S = ()> {
