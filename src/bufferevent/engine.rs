@@ -584,6 +584,27 @@ where
         }
     }
 
+    /// Runs a closure a handle sent; a panic in it ends the bufferevent as a panicking
+    /// callback does (`what` names it in the error).
+    fn run_closure<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Context<'_, S>) -> R,
+    ) -> Option<R> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            f(&mut Context {
+                inner: &mut self.inner,
+            })
+        }));
+        match outcome {
+            Ok(result) => Some(result),
+            Err(panic) => {
+                self.panicked(what, panic);
+                None
+            }
+        }
+    }
+
     /// A callback panicked: the panic stops here, and this bufferevent ends with an
     /// error that `closed()` reports.
     fn panicked(&mut self, what: &str, payload: Box<dyn Any + Send>) {
@@ -861,24 +882,11 @@ where
         let side = &mut self.side;
         match command {
             Command::Run(f) => {
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    f(&mut Context {
-                        inner: &mut side.inner,
-                    })
-                }));
-                if let Err(panic) = outcome {
-                    side.panicked("a handle's command", panic);
-                }
+                side.run_closure("a handle's command", f);
             }
             Command::Ask(f) => {
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    f(&mut Context {
-                        inner: &mut side.inner,
-                    })
-                }));
-                match outcome {
-                    Ok(reply) => side.rare().replies.push(reply),
-                    Err(panic) => side.panicked("a closure passed to `with`", panic),
+                if let Some(reply) = side.run_closure("a closure passed to `with`", f) {
+                    side.rare().replies.push(reply);
                 }
             }
             Command::Write(data) => {
