@@ -33,7 +33,7 @@ async fn b035_b050_connected_then_queued_data_then_write_callback() {
     bev.write_now(&b"first "[..]).unwrap();
     bev.write_now(&b"second"[..]).unwrap();
     let (mut peer, _) = within(listener.accept()).await.unwrap().unwrap();
-    assert!(within(bev.connected()).await.unwrap());
+    assert!(within(bev.connected()).await.unwrap().is_ok());
     let mut got = [0u8; 12];
     within(peer.read_exact(&mut got)).await.unwrap().unwrap();
     assert_eq!(&got, b"first second");
@@ -64,7 +64,7 @@ async fn b033_refused_connect_reports_error_without_direction() {
         })
         .connect(addr)
         .unwrap();
-    assert!(!within(bev.connected()).await.unwrap());
+    assert!(within(bev.connected()).await.unwrap().is_err());
     bev.with(|_| ()).await.unwrap();
     assert_eq!(
         *seen.lock().unwrap(),

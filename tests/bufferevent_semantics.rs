@@ -2026,7 +2026,7 @@ async fn b068_write_and_write_buffer() {
 
     bev.free();
     within(bev.closed()).await;
-    let kind = |r: io::Result<()>| r.unwrap_err().kind();
+    let kind = |r: Result<(), tokio_bufferevent::bufferevent::Error>| r.unwrap_err().kind();
     assert_eq!(kind(bev.write_now(&b"x"[..])), io::ErrorKind::NotConnected);
     let mut buf = EvBuffer::new();
     buf.add(b"lost").unwrap();

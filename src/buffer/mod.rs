@@ -234,10 +234,7 @@ impl EvBuffer {
     #[inline]
     pub fn add(&mut self, data: &[u8]) -> Result<(), EvBufferError> {
         self.check_end()?;
-        if !data.is_empty() {
-            self.append(data);
-            self.changed(data.len(), 0);
-        }
+        self.append_copy(data);
         Ok(())
     }
 
@@ -268,11 +265,7 @@ impl EvBuffer {
     /// ```
     pub fn add_bytes(&mut self, data: Bytes) -> Result<(), EvBufferError> {
         self.check_end()?;
-        if !data.is_empty() {
-            let n = data.len();
-            self.push_chunk(Chunk::Mem(data));
-            self.changed(n, 0);
-        }
+        self.append_bytes(data);
         Ok(())
     }
 
@@ -401,23 +394,7 @@ impl EvBuffer {
         }
         self.check_end()?;
         src.check_front()?;
-        let n = src.len;
-        if self.len == 0 && self.chunks.is_empty() {
-            // Hand over the whole chain and writable tail; `src` keeps our (empty) ones.
-            mem::swap(&mut self.chunks, &mut src.chunks);
-            mem::swap(&mut self.tail, &mut src.tail);
-            src.tail.clear();
-        } else {
-            self.seal_tail();
-            self.chunks.append(&mut src.chunks);
-            if !src.tail.is_empty() {
-                self.chunks.push_back(Chunk::Mem(src.tail.split().freeze()));
-            }
-        }
-        self.len += n;
-        src.len = 0;
-        src.changed(0, n);
-        self.changed(n, 0);
+        self.append_buffer(src);
         Ok(())
     }
 
@@ -975,6 +952,59 @@ impl EvBuffer {
     }
 
     // ---- for the bufferevent engine --------------------------------------------
+    //
+    // A bufferevent's own input and output are reachable only through views that
+    // cannot freeze them (`Input`, `Output`, a filter's source and sink), so the
+    // engine appends and drains them without the freeze checks, which could not fail.
+
+    /// Appends a copy of `data` to a buffer that is never frozen.
+    pub(crate) fn append_copy(&mut self, data: &[u8]) {
+        debug_assert!(!self.end_frozen, "the crate never freezes its own buffers");
+        if !data.is_empty() {
+            self.append(data);
+            self.changed(data.len(), 0);
+        }
+    }
+
+    /// Appends `data` without copying to a buffer that is never frozen.
+    pub(crate) fn append_bytes(&mut self, data: Bytes) {
+        debug_assert!(!self.end_frozen, "the crate never freezes its own buffers");
+        if !data.is_empty() {
+            let n = data.len();
+            self.push_chunk(Chunk::Mem(data));
+            self.changed(n, 0);
+        }
+    }
+
+    /// Moves all of `src` to the end of this buffer; neither is ever frozen.
+    pub(crate) fn append_buffer(&mut self, src: &mut EvBuffer) {
+        debug_assert!(!self.end_frozen && !src.front_frozen);
+        if src.len == 0 {
+            return;
+        }
+        let n = src.len;
+        if self.len == 0 && self.chunks.is_empty() {
+            // Hand over the whole chain and writable tail; `src` keeps our (empty) ones.
+            mem::swap(&mut self.chunks, &mut src.chunks);
+            mem::swap(&mut self.tail, &mut src.tail);
+            src.tail.clear();
+        } else {
+            self.seal_tail();
+            self.chunks.append(&mut src.chunks);
+            if !src.tail.is_empty() {
+                self.chunks.push_back(Chunk::Mem(src.tail.split().freeze()));
+            }
+        }
+        self.len += n;
+        src.len = 0;
+        src.changed(0, n);
+        self.changed(n, 0);
+    }
+
+    /// Removes up to `n` bytes from the front of a buffer that is never frozen.
+    pub(crate) fn discard(&mut self, n: usize) {
+        self.advance_sent(n);
+    }
 
     /// Free room in the writable tail.
     pub(crate) fn spare_capacity(&self) -> usize {
@@ -1013,6 +1043,18 @@ impl EvBuffer {
         if n > 0 {
             self.len += n;
             self.changed(n, 0);
+        }
+    }
+
+    /// Removes `n` bytes that a transport took from the front (handed out by
+    /// [`EvBuffer::single_segment`] or [`EvBuffer::io_slices_max`]): once sent they
+    /// must leave the buffer, so there is nothing to refuse. `n` past the end removes
+    /// everything.
+    pub(crate) fn advance_sent(&mut self, n: usize) {
+        let n = n.min(self.len);
+        if n > 0 {
+            self.consume(n);
+            self.changed(0, n);
         }
     }
 

@@ -13,10 +13,12 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::events::{Direction, FlushMode};
-use super::{BufferEvent, ended};
+use tokio_util::sync::ReusableBoxFuture;
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+use super::error::Error;
+use super::events::{Direction, FlushMode};
+use super::handle::BufferEvent;
+use super::shared::Condition;
 
 /// A bufferevent seen as a byte stream: a [`Stream`] of received chunks, a [`Sink`]
 /// of chunks to send, and [`AsyncRead`] + [`AsyncWrite`].
@@ -47,11 +49,50 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// ```
 pub struct BufferEventIo<T, S = ()> {
     bev: BufferEvent<T, S>,
-    reading: Option<BoxFuture<io::Result<Option<Bytes>>>>,
+    reading: Op<io::Result<Option<Bytes>>>,
     unread: Bytes,
-    ready: Option<BoxFuture<io::Result<()>>>,
-    flushing: Option<BoxFuture<io::Result<()>>>,
-    closing: Option<BoxFuture<io::Result<()>>>,
+    ready: Op<io::Result<()>>,
+    flushing: Op<io::Result<()>>,
+    closing: Op<io::Result<()>>,
+}
+
+/// One kind of operation of the adapter: a boxed future allocated on first use and
+/// reused for every later operation of the same kind (the futures of one kind have
+/// one type, so the box fits), as tokio-util's `ReusableBoxFuture` intends.
+struct Op<T> {
+    future: Option<ReusableBoxFuture<'static, T>>,
+    /// An operation is under way in `future`.
+    running: bool,
+}
+
+impl<T> Default for Op<T> {
+    fn default() -> Self {
+        Self {
+            future: None,
+            running: false,
+        }
+    }
+}
+
+impl<T> Op<T> {
+    /// Polls the operation under way, starting one with `start` if none is; the
+    /// adapters' `poll_*` methods may be called again and again while it is pending.
+    fn poll<F>(&mut self, cx: &mut TaskContext<'_>, start: impl FnOnce() -> F) -> Poll<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        if !self.running {
+            match self.future.as_mut() {
+                Some(future) => future.set(start()),
+                None => self.future = Some(ReusableBoxFuture::new(start())),
+            }
+            self.running = true;
+        }
+        let future = self.future.as_mut().expect("set above");
+        let out = ready!(future.poll(cx));
+        self.running = false;
+        Poll::Ready(out)
+    }
 }
 
 impl<T, S> BufferEvent<T, S>
@@ -65,11 +106,11 @@ where
         self.enable(Direction::READ);
         BufferEventIo {
             bev: self,
-            reading: None,
+            reading: Op::default(),
             unread: Bytes::new(),
-            ready: None,
-            flushing: None,
-            closing: None,
+            ready: Op::default(),
+            flushing: Op::default(),
+            closing: Op::default(),
         }
     }
 }
@@ -91,64 +132,59 @@ where
     }
 
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        let bev = self.bev.clone();
-        poll_once(&mut self.reading, cx, || Box::pin(next_chunk(bev))).map(Result::transpose)
+        let bev = &self.bev;
+        self.reading
+            .poll(cx, || next_chunk(bev.clone()))
+            .map(Result::transpose)
     }
 
     fn poll_writable(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        let bev = self.bev.clone();
-        poll_once(&mut self.ready, cx, || {
-            Box::pin(async move { bev.writable().await })
+        let bev = &self.bev;
+        self.ready.poll(cx, || {
+            let bev = bev.clone();
+            async move { Ok(bev.writable().await?) }
         })
     }
 
     fn poll_flushed(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        let bev = self.bev.clone();
-        poll_once(&mut self.flushing, cx, || {
-            Box::pin(async move {
+        let bev = &self.bev;
+        self.flushing.poll(cx, || {
+            let bev = bev.clone();
+            async move {
                 bev.shared()
-                    .wait_until(|s| s.output_total() == 0 || s.write_closed.load(Ordering::Acquire))
+                    .wait_until(Condition::Output, |s| {
+                        s.output_total() == 0 || s.write_closed.load(Ordering::Acquire)
+                    })
                     .await;
                 if bev.output_len() == 0 {
                     Ok(())
                 } else if bev.is_closed() {
-                    Err(ended())
+                    Err(Error::Ended.into())
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
                         "the write side closed with data unsent",
                     ))
                 }
-            })
+            }
         })
     }
 
     fn poll_shut(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        let bev = self.bev.clone();
-        poll_once(&mut self.closing, cx, || {
-            Box::pin(async move {
+        let bev = &self.bev;
+        self.closing.poll(cx, || {
+            let bev = bev.clone();
+            async move {
                 bev.flush(Direction::WRITE, FlushMode::Finished);
                 bev.shared()
-                    .wait_until(|s| s.write_closed.load(Ordering::Acquire))
+                    .wait_until(Condition::Output, |s| {
+                        s.write_closed.load(Ordering::Acquire)
+                    })
                     .await;
                 Ok(())
-            })
+            }
         })
     }
-}
-
-/// Polls the operation in `slot`, starting it with `start` if none is in progress, and
-/// clears the slot once it completes; the adapters' `poll_*` methods may be called
-/// again and again while one operation is pending.
-fn poll_once<T>(
-    slot: &mut Option<BoxFuture<T>>,
-    cx: &mut TaskContext<'_>,
-    start: impl FnOnce() -> BoxFuture<T>,
-) -> Poll<T> {
-    let fut = slot.get_or_insert_with(start);
-    let out = ready!(fut.as_mut().poll(cx));
-    *slot = None;
-    Poll::Ready(out)
 }
 
 /// The next chunk of input; `None` at EOF; the read error if reading failed.
@@ -208,7 +244,7 @@ where
     }
 
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
-        self.bev.write_now(item)
+        Ok(self.bev.write_now(item)?)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {

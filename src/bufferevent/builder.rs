@@ -11,19 +11,20 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tracing::Instrument;
 
-use super::BufferEvent;
 use super::Transport;
 use super::context::{Callbacks, Context, Inner};
-use super::core::Core;
+use super::core::{self, Core};
 use super::engine::{Engine, Side};
-use super::events::{Direction, Events, FlushRequests, Watermarks};
-use super::shared::{Remote, Settings, Shared, TransportInfo};
-use super::stream::StreamLink;
-use super::timeouts::Timeouts;
+use super::events::{Direction, Events, Watermarks};
+use super::handle::BufferEvent;
+use super::info::TransportInfo;
+use super::mailbox::Remote;
+use super::shared::{Settings, Shared};
+use super::transport::stream::StreamLink;
 use crate::buffer::EvBuffer;
 
 /// The default of `max_single_read` and `max_single_write`, as libevent's (B-2).
-pub const DEFAULT_MAX_SINGLE_IO: usize = 16 * 1024;
+pub const DEFAULT_MAX_SINGLE_IO: usize = core::DEFAULT_MAX_SINGLE_IO;
 
 /// Settings for a new [`BufferEvent`] (`bufferevent_socket_new` plus the calls made
 /// right after it).
@@ -72,10 +73,10 @@ pub struct Builder<S = ()> {
     write_timeout: Option<Duration>,
     max_single_read: usize,
     max_single_write: usize,
-    defer_callbacks: bool,
+    pub(crate) defer_callbacks: bool,
     connect_timeout: Option<Duration>,
     runtime: Option<Handle>,
-    partner_end_is_eof: bool,
+    pub(crate) partner_end_is_eof: bool,
     pub(crate) close_underlying: bool,
     state: S,
     callbacks: Callbacks<S>,
@@ -262,7 +263,7 @@ impl<S: Send + 'static> Builder<S> {
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     /// let bev = BufferEvent::builder().connect(listener.local_addr()?)?;
     /// bev.write_now(&b"queued before the connect completes"[..])?;
-    /// assert!(bev.connected().await);
+    /// bev.connected().await?;
     /// # Ok(()) }
     /// ```
     pub fn connect(self, addr: SocketAddr) -> io::Result<BufferEvent<TcpStream, S>> {
@@ -311,44 +312,41 @@ impl<S: Send + 'static> Builder<S> {
         T: Send + 'static,
     {
         let runtime = self.runtime.unwrap_or_else(Handle::current);
-        let mut core = Core::default();
-        core.disable(Direction::BOTH);
-        core.enable(self.enabled);
-        core.set_watermarks(Direction::READ, self.read_wm, 0);
-        core.set_watermarks(Direction::WRITE, self.write_wm, 0);
-        let mut timeouts = Timeouts::default();
-        timeouts.set(self.read_timeout, self.write_timeout);
-        let inner = Inner {
-            input: EvBuffer::new(),
-            output: EvBuffer::new(),
-            core,
-            timeouts,
-            state: self.state,
-            callbacks: self.callbacks,
-            callbacks_generation: 0,
-            freed: false,
-            flushes: FlushRequests::default(),
-            shutdown_requested: false,
-            closing: false,
-            write_ready_callback: false,
-            max_single_read: u32::try_from(self.max_single_read).unwrap_or(u32::MAX),
-            max_single_write: u32::try_from(self.max_single_write).unwrap_or(u32::MAX),
-            settings_changed: false, // published below
-        };
-        let shared = Shared::new(self.enabled);
-        // Visible to handles at once, before the task first runs.
-        shared.set_settings(Settings {
+        let core = Core::new(core::Settings {
+            enabled: self.enabled,
             read_wm: self.read_wm,
             write_wm: self.write_wm,
-            read_timeout: self.read_timeout.filter(|d| !d.is_zero()),
-            write_timeout: self.write_timeout.filter(|d| !d.is_zero()),
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            max_single_read: self.max_single_read,
+            max_single_write: self.max_single_write,
+            defer_callbacks: self.defer_callbacks,
+            partner_end_is_eof: self.partner_end_is_eof,
+        });
+        // Visible to handles at once, before the task first runs.
+        let (read_timeout, write_timeout) = core.timeouts();
+        let shared = Shared::new(&Settings {
+            enabled: core.enabled(),
+            read_wm: core.read_watermarks(),
+            write_wm: core.write_watermarks(),
+            read_timeout,
+            write_timeout,
+            max_single_read: core.max_single_read(),
+            max_single_write: core.max_single_write(),
         });
         shared.connected.store(connected, Ordering::Release);
         shared.set_info(info);
         shared.set_connect_timeout(self.connect_timeout);
+        let inner = Inner {
+            input: EvBuffer::new(),
+            output: EvBuffer::new(),
+            core,
+            state: self.state,
+            callbacks: self.callbacks,
+            callbacks_generation: 0,
+        };
         let remote = Remote::new(shared);
-        let mut side = Side::new(inner, Arc::clone(&remote), self.defer_callbacks);
-        side.partner_end_is_eof = self.partner_end_is_eof;
+        let side = Side::new(inner, Arc::clone(&remote));
         let bev = BufferEvent { remote, runtime };
         (side, bev)
     }

@@ -1,9 +1,234 @@
-//! Opening TCP connections for bufferevents: one address, or several in turn.
+//! Every way a bufferevent connects: to an address, to the first of several that
+//! accepts, to a hostname (through `dns.rs`), or by taking over a connect the caller
+//! started. The connect runs on the bufferevent's task; its outcome reaches the core
+//! there (`CONNECTED` or `ERROR`) and `connected()` here.
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(feature = "dns")]
+use std::sync::Arc;
 
 use tokio::net::{TcpSocket, TcpStream};
+
+#[cfg(feature = "dns")]
+use super::dns::{DnsError, Family, Resolver};
+use super::error::Error;
+use super::handle::BufferEvent;
+use super::info::TransportInfo;
+use super::mailbox::Command;
+use super::transport::Attach;
+
+impl<S> BufferEvent<TcpStream, S>
+where
+    S: Send + 'static,
+{
+    /// Starts connecting to `addr` (`bufferevent_socket_connect`); the previous
+    /// transport, if any, is closed when the new one is installed.
+    ///
+    /// Returns at once. Writes made before the connect completes are sent after it, in
+    /// order. Success delivers `CONNECTED` alone, then the queued data goes out, then
+    /// the write callback runs if the output drained (B-50); a later failure delivers
+    /// `ERROR` (plus `TIMEOUT` when the builder's connect timeout expired) with the
+    /// error and no direction bit, leaving the enabled directions as they were (B-33).
+    ///
+    /// # Errors
+    ///
+    /// An immediate failure, such as a socket that cannot be created; no callback runs
+    /// then (B-48). [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        self.connect_with(start(addr)?)
+    }
+
+    /// Connects to the first of `addrs` that accepts, trying them one after another
+    /// (libevent tries only the first address of a lookup). Addresses of both families
+    /// are tried alternately, starting with the family of the first, as RFC 8305
+    /// (Happy Eyeballs) orders them; the attempts are not staggered in parallel. If all
+    /// fail, the event callback gets `ERROR` with the last error. The builder's connect
+    /// timeout covers all the attempts together. Otherwise as
+    /// [`connect`](Self::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] if `addrs` is empty (no callback runs);
+    /// [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::net::TcpStream;
+    /// use tokio_bufferevent::bufferevent::BufferEvent;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let nobody = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    /// let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    /// bev.connect_any([nobody, listener.local_addr()?])?; // the first refuses
+    /// bev.connected().await?;
+    /// assert_eq!(bev.peer_addr(), Some(listener.local_addr()?));
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_any(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> io::Result<()> {
+        let addrs = interleave_families(addrs.into_iter().collect());
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to connect to",
+            ));
+        }
+        self.connect_with(first_that_accepts(addrs))
+    }
+
+    /// Resolves `host` and connects to its addresses
+    /// (`bufferevent_socket_connect_hostname`).
+    ///
+    /// Address literals (`127.0.0.1`, `::1`, `[::1]`) skip DNS. Otherwise `resolver`
+    /// (or, with `None`, a process-wide one built from the system configuration on a
+    /// blocking thread) looks the name up without blocking; reading and writing wait
+    /// meanwhile, and data written goes out after the connect (B-53). The addresses
+    /// are tried in turn as in [`connect_any`](Self::connect_any), where libevent tries
+    /// only the first. A failed lookup delivers `ERROR` with the error, and
+    /// [`dns_error`](Self::dns_error) says what went wrong.
+    ///
+    /// # Errors
+    ///
+    /// Returned at once, with no callback (B-53): port 0, an empty host, or a literal
+    /// of the wrong family ([`io::ErrorKind::InvalidInput`]); a socket that cannot be
+    /// created; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::net::TcpStream;
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Family, Resolver};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let port = listener.local_addr()?.port();
+    /// let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    /// // A literal needs no lookup; a name would go to `resolver`.
+    /// let resolver = Resolver::with_name_servers(
+    ///     &["127.0.0.1:53".parse().unwrap()],
+    ///     Duration::from_secs(2),
+    /// )?;
+    /// bev.connect_hostname(Some(&resolver), Family::Unspec, "127.0.0.1", port)?;
+    /// bev.connected().await?;
+    /// assert!(bev.dns_error().is_none());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "dns")]
+    pub fn connect_hostname(
+        &self,
+        resolver: Option<&Resolver>,
+        family: Family,
+        host: &str,
+        port: u16,
+    ) -> io::Result<()> {
+        let invalid = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()));
+        if port == 0 {
+            return invalid("port must be in 1..=65535");
+        }
+        if host.is_empty() {
+            return invalid("empty host name");
+        }
+        self.shared().set_dns_error(None);
+        if let Some(ip) = super::dns::literal(host) {
+            let admitted = match family {
+                Family::Inet => ip.is_ipv4(),
+                Family::Inet6 => ip.is_ipv6(),
+                Family::Unspec => true,
+            };
+            if !admitted {
+                return invalid("the address literal is not of the family asked for");
+            }
+            return self.connect(SocketAddr::new(ip, port));
+        }
+        let resolver = resolver.cloned();
+        // Weak: the future waits in this bufferevent's own mailbox.
+        let remote = Arc::downgrade(&self.remote);
+        let host = host.to_owned();
+        self.connect_with(async move {
+            let looked_up = match resolver {
+                Some(resolver) => resolver.lookup(&host, family, port).await,
+                None => match Resolver::global().await {
+                    Ok(resolver) => resolver.lookup(&host, family, port).await,
+                    Err(e) => Err(e),
+                },
+            };
+            match looked_up {
+                Ok(addrs) => {
+                    tracing::debug!(%host, ?addrs, "resolved");
+                    first_that_accepts(interleave_families(addrs)).await
+                }
+                Err(e) => {
+                    let error = e.to_io_error();
+                    if let Some(remote) = remote.upgrade() {
+                        remote.shared.set_dns_error(Some(e));
+                    }
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    /// Why the last hostname lookup failed (`bufferevent_socket_get_dns_error`);
+    /// `None` while none has failed since the last
+    /// [`connect_hostname`](Self::connect_hostname).
+    #[cfg(feature = "dns")]
+    pub fn dns_error(&self) -> Option<DnsError> {
+        self.shared().dns_error()
+    }
+
+    /// Takes over a connect the caller already started (`bufferevent_socket_connect`
+    /// with an fd that is connecting and a null address, B-49): `connecting` is, for
+    /// example, `TcpSocket::connect`'s future. Events as for [`connect`](Self::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    pub fn connect_with<F>(&self, connecting: F) -> io::Result<()>
+    where
+        F: Future<Output = io::Result<TcpStream>> + Send + 'static,
+    {
+        let timeout = self.shared().connect_timeout();
+        let connecting = async move {
+            let stream = match timeout {
+                None => connecting.await?,
+                Some(limit) => tokio::time::timeout(limit, connecting)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connect timed out after {limit:?}"),
+                        )
+                    })??,
+            };
+            let info = TransportInfo::of_tcp(&stream);
+            Ok((stream, info))
+        };
+        self.shared().connect_started();
+        if self.send(Command::Attach(Attach::Connecting(Box::pin(connecting)))) {
+            Ok(())
+        } else {
+            self.shared().connect_withdrawn();
+            Err(Error::Ended.into())
+        }
+    }
+
+    /// Gives the bufferevent a connected `TcpStream` (`bufferevent_setfd`), keeping
+    /// its descriptor and addresses for [`fd`](Self::fd) and friends.
+    pub fn set_tcp(&self, stream: TcpStream) {
+        let info = TransportInfo::of_tcp(&stream);
+        if let Err(e) = stream.set_nodelay(true) {
+            // Latency only: the stream works without it.
+            tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+        }
+        self.shared().set_info(info);
+        self.attach_now(stream);
+    }
+}
 
 /// Starts a connect to `addr` on a new socket. Creating the socket can fail at once
 /// (B-48); the connect itself completes when the returned future does.

@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::core::Core;
-use super::events::{Direction, Events, FlushMode, FlushRequests, Watermarks};
-use super::timeouts::Timeouts;
+use super::events::{Direction, Events, FlushMode, Watermarks};
 use crate::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader, Position};
 
 /// A read or write callback: runs on the bufferevent's task with its [`Context`].
@@ -53,27 +52,18 @@ pub(crate) struct Inner<S> {
     pub(crate) input: EvBuffer,
     pub(crate) output: EvBuffer,
     pub(crate) core: Core,
-    pub(crate) timeouts: Timeouts,
     pub(crate) state: S,
     pub(crate) callbacks: Callbacks<S>,
     /// Bumped whenever the callbacks are replaced, so a running callback is not put
     /// back over its replacement.
     pub(crate) callbacks_generation: u64,
-    pub(crate) freed: bool,
-    /// Flushes asked for and not yet carried out by the transport.
-    pub(crate) flushes: FlushRequests,
-    /// A stream's write side is to be shut down once the output is sent.
-    pub(crate) shutdown_requested: bool,
-    /// `close()`: end the bufferevent once the shutdown is done.
-    pub(crate) closing: bool,
-    /// `enable(WRITE)` asks for one write callback when the output is already empty
-    /// (B-14).
-    pub(crate) write_ready_callback: bool,
-    /// `u32`: a single read or write of 4 GiB is more than any transport takes.
-    pub(crate) max_single_read: u32,
-    pub(crate) max_single_write: u32,
-    /// Watermarks or timeouts changed since the task last published them.
-    pub(crate) settings_changed: bool,
+}
+
+impl<S> Inner<S> {
+    pub(crate) fn has_callbacks(&self) -> bool {
+        let c = &self.callbacks;
+        c.read.is_some() || c.write.is_some() || c.event.is_some()
+    }
 }
 
 /// A bufferevent as seen from inside one of its callbacks, or from
@@ -136,22 +126,8 @@ impl<S> Context<'_, S> {
     /// enabling READ while the input already holds at least the low watermark runs the
     /// read callback for that data.
     pub fn enable(&mut self, dirs: Direction) {
-        let was_reading = self.inner.core.enabled().contains(Direction::READ);
-        self.inner.core.enable(dirs);
-        // Data that waited while READ was off is announced again (the crate's answer to
-        // libevent's read-callback storm, B-22: no repeats, but no stall either).
-        let input = self.inner.input.len();
-        if dirs.contains(Direction::READ)
-            && !was_reading
-            && input > 0
-            && input >= self.inner.core.read_watermarks().low
-        {
-            self.inner.core.trigger(Direction::READ, false, input, 0);
-        }
-        if dirs.contains(Direction::WRITE) && self.inner.output.is_empty() {
-            self.inner.write_ready_callback = true;
-        }
-        self.inner.timeouts.restart(dirs);
+        let (i, o) = (self.inner.input.len(), self.inner.output.len());
+        self.inner.core.enable(dirs, i, o);
     }
 
     /// Turns directions off (`bufferevent_disable`).
@@ -169,26 +145,48 @@ impl<S> Context<'_, S> {
     pub fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks) {
         let len = self.inner.input.len();
         self.inner.core.set_watermarks(dirs, wm, len);
-        self.inner.settings_changed = true;
     }
 
     /// The watermarks of one direction, or `None` unless `dir` is exactly one
     /// direction (`bufferevent_getwatermark`, B-24).
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
-        if dir == Direction::READ {
-            Some(self.inner.core.read_watermarks())
-        } else if dir == Direction::WRITE {
-            Some(self.inner.core.write_watermarks())
-        } else {
-            None
-        }
+        self.inner.core.watermarks(dir)
     }
 
     /// Sets the read and write timeouts (`bufferevent_set_timeouts`); `None` or zero
     /// means no timeout. A running timer restarts with the new value.
     pub fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
-        self.inner.timeouts.set(read, write);
-        self.inner.settings_changed = true;
+        self.inner.core.set_timeouts(read, write);
+    }
+
+    /// The read and write timeouts.
+    pub fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        self.inner.core.timeouts()
+    }
+
+    /// Sets the most bytes one read asks the transport for
+    /// (`bufferevent_set_max_single_read`); 0, or more than fits in a `u32`, resets
+    /// it to the default of 16 KiB (B-97).
+    pub fn set_max_single_read(&mut self, n: usize) {
+        self.inner.core.set_max_single(Some(n), None);
+    }
+
+    /// Sets the most bytes one write hands the transport
+    /// (`bufferevent_set_max_single_write`); 0, or more than fits in a `u32`, resets
+    /// it to the default of 16 KiB (B-97).
+    pub fn set_max_single_write(&mut self, n: usize) {
+        self.inner.core.set_max_single(None, Some(n));
+    }
+
+    /// The most bytes one read asks for (`bufferevent_get_max_single_read`).
+    pub fn max_single_read(&self) -> usize {
+        self.inner.core.max_single_read()
+    }
+
+    /// The most bytes one write hands the transport
+    /// (`bufferevent_get_max_single_write`).
+    pub fn max_single_write(&self) -> usize {
+        self.inner.core.max_single_write()
     }
 
     /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,
@@ -225,16 +223,14 @@ impl<S> Context<'_, S> {
     /// output is discarded, and the transport is closed when the current callback
     /// returns (B-55).
     pub fn free(&mut self) {
-        self.inner.freed = true;
+        self.inner.core.free();
     }
 
     /// Sends what is queued, shuts down the write side, then frees: the graceful end
     /// (what [`BufferEvent::close`](super::BufferEvent::close) does). Callbacks keep
     /// running until then.
     pub fn close(&mut self) {
-        self.inner.closing = true;
-        self.flush(Direction::WRITE, FlushMode::Finished);
-        self.inner.core.enable(Direction::WRITE);
+        self.inner.core.close();
     }
 
     /// Flushes (`bufferevent_flush`), once the current callback returns.
@@ -247,16 +243,16 @@ impl<S> Context<'_, S> {
     ///   partner's output, WRITE pushes ours), and `Finished` then delivers `EOF` to the
     ///   partner (B-74..B-76).
     /// - Filter: runs the input (READ) and/or output (WRITE) filter in `mode`, then
-    ///   flushes the underlying bufferevent the same way (B-77).
+    ///   flushes the underlying bufferevent the same way (B-77). A `Normal` flush of
+    ///   a disabled direction runs no filter, as in libevent, and is still passed on
+    ///   to the underlying bufferevent.
     pub fn flush(&mut self, dirs: Direction, mode: FlushMode) {
-        if !dirs.is_empty() {
-            self.inner.flushes.push((dirs, mode));
-        }
+        self.inner.core.flush(dirs, mode);
     }
 
     /// Whether [`free`](Self::free) was called.
     pub fn is_freed(&self) -> bool {
-        self.inner.freed
+        self.inner.core.freed()
     }
 }
 
@@ -305,7 +301,15 @@ impl Input<'_> {
 
     /// Discards up to `n` bytes.
     pub fn drain(&mut self, n: usize) {
-        let _ = self.buf.drain(n);
+        self.buf.discard(n);
+    }
+
+    /// Moves everything into a new buffer without copying (`bufferevent_read_buffer`
+    /// into an empty buffer).
+    pub fn take_buffer(&mut self) -> EvBuffer {
+        let mut out = EvBuffer::new();
+        out.append_buffer(self.buf);
+        out
     }
 
     /// Moves everything into `dst` without copying (`bufferevent_read_buffer`).
@@ -404,17 +408,23 @@ impl Output<'_> {
 
     /// Queues a copy of `data` (`bufferevent_write`).
     pub fn add(&mut self, data: &[u8]) {
-        let _ = self.buf.add(data);
+        self.buf.append_copy(data);
     }
 
     /// Queues `data` without copying.
     pub fn add_bytes(&mut self, data: Bytes) {
-        let _ = self.buf.add_bytes(data);
+        self.buf.append_bytes(data);
     }
 
     /// Queues formatted text and returns its length.
     pub fn add_fmt(&mut self, args: fmt::Arguments<'_>) -> usize {
-        self.buf.add_fmt(args).unwrap_or(0)
+        let before = self.buf.len();
+        // `fmt::Write` for a buffer that is never frozen cannot fail; a `Display`
+        // impl that fails leaves what it wrote so far, as `format!` would panic.
+        if fmt::write(&mut Appender(self.buf), args).is_err() {
+            tracing::debug!("a Display implementation failed while formatting output");
+        }
+        self.buf.len() - before
     }
 
     /// Moves all of `src` into the output without copying (`bufferevent_write_buffer`).
@@ -428,7 +438,17 @@ impl Output<'_> {
 
     /// Moves the whole input into the output without copying: an echo.
     pub fn append_input(&mut self, input: &mut Input<'_>) {
-        let _ = self.buf.add_buffer(input.buf);
+        self.buf.append_buffer(input.buf);
+    }
+}
+
+/// Formats straight into a buffer the crate owns.
+struct Appender<'a>(&'a mut EvBuffer);
+
+impl fmt::Write for Appender<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.append_copy(s.as_bytes());
+        Ok(())
     }
 }
 

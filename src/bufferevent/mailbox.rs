@@ -1,15 +1,72 @@
-//! How handles reach the task: a queue of commands that allocates nothing until the
-//! first command, and counts the handles so the task learns when the last one is gone.
+//! How handles reach the task: the [`Command`]s they send, and a queue of them that
+//! allocates nothing until the first command and counts the handles, so the task
+//! learns when the last one is gone. [`Remote`] is what handles hold: this queue and
+//! the published state, in one allocation.
 //!
 //! A Tokio channel would allocate a block of slots for every bufferevent up front;
 //! with one bufferevent per connection that is most of an idle connection's memory.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::engine::Command;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::context::Context as BevContext;
+use super::shared::{Knob, Shared};
+use super::transport::{Attach, PendingFilter};
+use crate::buffer::EvBuffer;
+
+/// A closure a handle sends to run on the task.
+pub(crate) type Job<S> = Box<dyn FnOnce(&mut BevContext<'_, S>) + Send>;
+
+/// A closure whose result goes back to the handle that sent it: it returns the
+/// [`Reply`] that sends the result.
+pub(crate) type Ask<S> = Box<dyn FnOnce(&mut BevContext<'_, S>) -> Reply + Send>;
+
+/// Sends a result to a waiting handle; run once the task has published its state.
+pub(crate) type Reply = Box<dyn FnOnce() + Send>;
+
+/// A job for the task, sent by a handle.
+pub(crate) enum Command<T, S> {
+    /// Run a closure with the task's context (most handle operations).
+    Run(Job<S>),
+    /// Change a setting the handle already shows (see `Shared::request`); once the
+    /// closure ran, the task publishes the setting again.
+    Set(Knob, Job<S>),
+    /// Run a closure and answer with its result (`with`).
+    Ask(Ask<S>),
+    /// Append to the output; `in_flight` is reduced by its length when applied.
+    Write(Bytes),
+    /// Move a whole buffer into the output.
+    WriteBuffer(EvBuffer),
+    /// A new transport, now or once a connect completes.
+    Attach(Attach<T>),
+    /// Stop and hand the transport back.
+    IntoInner(oneshot::Sender<Option<T>>),
+    /// Be wrapped by a new filter: the filter takes this bufferevent's place, in its
+    /// task, with this bufferevent as its underlying one.
+    Wrap(PendingFilter),
+}
+
+/// What handles and the task share: the published state and the command queue, in
+/// one allocation.
+pub(crate) struct Remote<T, S> {
+    pub(crate) shared: Shared,
+    pub(crate) mailbox: Mailbox<T, S>,
+}
+
+impl<T, S> Remote<T, S> {
+    /// A remote with one handle.
+    pub(crate) fn new(shared: Shared) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            mailbox: Mailbox::new(),
+        })
+    }
+}
 
 pub(crate) struct Mailbox<T, S> {
     queue: Mutex<VecDeque<Command<T, S>>>,

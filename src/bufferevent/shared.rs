@@ -1,43 +1,28 @@
 //! State the task publishes for handles: cheap facts in atomics, the last event and
-//! the final outcome, and one `Notify` that wakes every waiter on any change.
+//! the final outcome, and one notifier per condition handles wait for, so a waiter
+//! wakes only when what it waits for may have changed.
 //!
-//! It lives with the mailbox in one allocation, a [`Remote`]. A bufferevent that no
-//! handle can reach any more (every handle dropped, no weak handle of a pair partner
-//! or filter left) drops its `Remote` and runs on without publishing anything: a
-//! socket server that keeps no handles pays neither the memory nor the work. (The two
+//! It lives with the mailbox in one allocation (`mailbox::Remote`). A bufferevent
+//! that no handle can reach any more (every handle dropped, no weak handle of a pair
+//! partner or filter left) drops it and runs on without publishing anything: a socket
+//! server that keeps no handles pays neither the memory nor the work. (The two
 //! elements of a pair keep weak handles to each other, so a pair keeps its state while
 //! both elements live.)
+//!
+//! A handle reads its own writes: a setter stores the new value here at once and
+//! counts itself pending for that setting; until the task has applied it, the task
+//! publishes nothing over it.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use super::events::{Direction, Events, Watermarks};
-use super::mailbox::Mailbox;
-
-/// What handles and the task share: the published state and the command queue, in
-/// one allocation.
-pub(crate) struct Remote<T, S> {
-    pub(crate) shared: Shared,
-    pub(crate) mailbox: Mailbox<T, S>,
-}
-
-impl<T, S> Remote<T, S> {
-    /// A remote with one handle.
-    pub(crate) fn new(shared: Shared) -> Arc<Self> {
-        Arc::new(Self {
-            shared,
-            mailbox: Mailbox::new(),
-        })
-    }
-}
+pub(crate) use super::info::TransportInfo;
 
 /// How a bufferevent ended, as reported by [`BufferEvent::closed`](super::BufferEvent::closed).
 #[derive(Clone, Debug)]
@@ -62,6 +47,40 @@ pub struct EventRecord {
     pub error: Option<Arc<io::Error>>,
 }
 
+/// What handles wait for; each has its own notifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// The input's length, or reading ended.
+    Input = 0,
+    /// The output's length, the write watermarks, or writing ended.
+    Output = 1,
+    /// A connect completed or failed.
+    Connect = 2,
+    /// An event was delivered.
+    Event = 3,
+}
+
+const CONDITIONS: usize = 4;
+
+/// A setting a handle can change and read back at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Knob {
+    Enabled = 0,
+    Watermarks = 1,
+    Timeouts = 2,
+    MaxSingle = 3,
+}
+
+const KNOBS: usize = 4;
+
+/// Wakes the waiters of one condition; with none waiting, costs one load.
+#[derive(Debug, Default)]
+struct Waiters {
+    notify: Notify,
+    /// Tasks inside `wait_until` for this condition.
+    count: AtomicUsize,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) input_len: AtomicUsize,
@@ -69,32 +88,38 @@ pub(crate) struct Shared {
     pub(crate) output_len: AtomicUsize,
     /// Bytes written by handles that the task has not applied yet.
     pub(crate) in_flight: AtomicUsize,
-    pub(crate) write_low: AtomicUsize,
-    pub(crate) write_high: AtomicUsize,
+    write_low: AtomicUsize,
+    write_high: AtomicUsize,
     read_low: AtomicUsize,
     read_high: AtomicUsize,
     /// Timeouts in nanoseconds; 0 is none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
-    pub(crate) enabled: AtomicU8,
+    max_single_read: AtomicU32,
+    max_single_write: AtomicU32,
+    enabled: AtomicU8,
+    /// Setting changes handles made that the task has not applied yet, per [`Knob`].
+    /// The task publishes a setting only while none is pending; the lock makes that
+    /// check and the task's store one step.
+    pending: Mutex<[u16; KNOBS]>,
     pub(crate) connected: AtomicBool,
+    /// Connects handles started, and connect outcomes the task reported.
+    connects_started: AtomicU32,
+    connects_done: AtomicU32,
     /// Reading stopped for good: EOF or a read error.
     pub(crate) read_closed: AtomicBool,
     /// Writing stopped for good: the write side was shut down, or a write failed.
     pub(crate) write_closed: AtomicBool,
     info: Mutex<TransportInfo>,
-    /// Failed connect attempts so far, so `connected()` can stop waiting.
-    pub(crate) connect_failures: AtomicUsize,
-    dirty: AtomicBool,
+    /// Conditions whose waiters the next publish wakes (bits of [`Condition`]).
+    dirty: AtomicU8,
     event_seq: AtomicU64,
     /// The bufferevent ended (`closed` in `extra` is set).
     ended: AtomicBool,
     /// What handles need rarely, allocated the first time any of it is set: an idle
     /// connection never pays for it.
     extra: Mutex<Option<Box<Extra>>>,
-    pub(crate) notify: Notify,
-    /// Tasks inside `wait_until`; with none, the task skips `Notify` (and its lock).
-    waiters: AtomicUsize,
+    waiters: [Waiters; CONDITIONS],
 }
 
 /// A copy of `error` for handles: `io::Error` is not `Clone`, so kind and message.
@@ -112,39 +137,38 @@ struct Extra {
     #[cfg(feature = "dns")]
     dns_error: Option<super::DnsError>,
     last_event: Option<EventRecord>,
+    /// Why the last connect failed; cleared when a connect succeeds.
+    connect_error: Option<Arc<io::Error>>,
     closed: Option<Closed>,
     /// A pair's partner or a filter's underlying bufferevent, as weak references
     /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
     relative: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-/// What a handle can tell about the transport without asking the task.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TransportInfo {
-    #[cfg(unix)]
-    pub(crate) fd: Option<std::os::fd::RawFd>,
-    pub(crate) local: Option<SocketAddr>,
-    pub(crate) peer: Option<SocketAddr>,
-}
-
-impl TransportInfo {
-    pub(crate) fn of_tcp(stream: &TcpStream) -> Self {
-        Self {
-            #[cfg(unix)]
-            fd: Some(std::os::fd::AsRawFd::as_raw_fd(stream)),
-            local: stream.local_addr().ok(),
-            peer: stream.peer_addr().ok(),
-        }
-    }
-}
-
 /// Settings handles can read without a round trip.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Settings {
+    pub(crate) enabled: Direction,
     pub(crate) read_wm: Watermarks,
     pub(crate) write_wm: Watermarks,
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
+    pub(crate) max_single_read: usize,
+    pub(crate) max_single_write: usize,
+}
+
+impl Settings {
+    /// Every knob at once.
+    pub(crate) const ALL: [Knob; KNOBS] = [
+        Knob::Enabled,
+        Knob::Watermarks,
+        Knob::Timeouts,
+        Knob::MaxSingle,
+    ];
+}
+
+fn bit(condition: Condition) -> u8 {
+    1 << condition as u8
 }
 
 impl Shared {
@@ -170,21 +194,89 @@ impl Shared {
         *field(slot.get_or_insert_with(Box::default)) = value;
     }
 
-    pub(crate) fn set_settings(&self, settings: Settings) {
+    fn store_knob(&self, knob: Knob, settings: &Settings) {
         let nanos =
             |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        self.read_low.store(settings.read_wm.low, Ordering::Release);
-        self.read_high
-            .store(settings.read_wm.high, Ordering::Release);
-        self.write_low
-            .store(settings.write_wm.low, Ordering::Release);
-        self.write_high
-            .store(settings.write_wm.high, Ordering::Release);
-        self.read_timeout
-            .store(nanos(settings.read_timeout), Ordering::Release);
-        self.write_timeout
-            .store(nanos(settings.write_timeout), Ordering::Release);
-        self.dirty.store(true, Ordering::Release);
+        let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match knob {
+            Knob::Enabled => self
+                .enabled
+                .store(settings.enabled.bits(), Ordering::Release),
+            Knob::Watermarks => {
+                self.read_low.store(settings.read_wm.low, Ordering::Release);
+                self.read_high
+                    .store(settings.read_wm.high, Ordering::Release);
+                self.write_low
+                    .store(settings.write_wm.low, Ordering::Release);
+                self.write_high
+                    .store(settings.write_wm.high, Ordering::Release);
+            }
+            Knob::Timeouts => {
+                self.read_timeout
+                    .store(nanos(settings.read_timeout), Ordering::Release);
+                self.write_timeout
+                    .store(nanos(settings.write_timeout), Ordering::Release);
+            }
+            Knob::MaxSingle => {
+                self.max_single_read
+                    .store(limit(settings.max_single_read), Ordering::Release);
+                self.max_single_write
+                    .store(limit(settings.max_single_write), Ordering::Release);
+            }
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, [u16; KNOBS]> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle changes a setting: `change` edits the current view, which handles see
+    /// at once; the task publishes nothing over it until it applied the change
+    /// ([`Shared::applied_setting`]).
+    pub(crate) fn request(&self, knob: Knob, change: impl FnOnce(&mut Settings)) {
+        let mut pending = self.pending();
+        let mut settings = self.settings();
+        change(&mut settings);
+        self.store_knob(knob, &settings);
+        pending[knob as usize] = pending[knob as usize].saturating_add(1);
+        drop(pending);
+        self.wake(Condition::Input);
+        self.wake(Condition::Output);
+    }
+
+    /// The task applied a handle's change of `knob`: publishes the task's value and
+    /// lets the task publish that setting again.
+    pub(crate) fn applied_setting(&self, knob: Knob, settings: &Settings) {
+        let mut pending = self.pending();
+        self.store_knob(knob, settings);
+        pending[knob as usize] = pending[knob as usize].saturating_sub(1);
+    }
+
+    /// A request that never reached the task (it had ended).
+    pub(crate) fn withdraw(&self, knob: Knob) {
+        let mut pending = self.pending();
+        pending[knob as usize] = pending[knob as usize].saturating_sub(1);
+    }
+
+    /// Publishes the task's settings, but not over changes handles made that the
+    /// task has not applied yet. Only the knobs in `knobs` are stored.
+    pub(crate) fn publish_settings(&self, knobs: &[Knob], settings: &Settings) {
+        let pending = self.pending();
+        for &knob in knobs {
+            if pending[knob as usize] == 0 {
+                self.store_knob(knob, settings);
+            }
+        }
+        drop(pending);
+        self.dirty.fetch_or(
+            bit(Condition::Input) | bit(Condition::Output),
+            Ordering::AcqRel,
+        );
+    }
+
+    /// The enabled directions as handles see them.
+    pub(crate) fn enabled(&self) -> Direction {
+        Direction::from_bits_truncate(self.enabled.load(Ordering::Acquire))
     }
 
     pub(crate) fn settings(&self) -> Settings {
@@ -193,6 +285,7 @@ impl Shared {
             n => Some(Duration::from_nanos(n)),
         };
         Settings {
+            enabled: self.enabled(),
             read_wm: Watermarks::new(
                 self.read_low.load(Ordering::Acquire),
                 self.read_high.load(Ordering::Acquire),
@@ -203,7 +296,59 @@ impl Shared {
             ),
             read_timeout: duration(&self.read_timeout),
             write_timeout: duration(&self.write_timeout),
+            max_single_read: self.max_single_read.load(Ordering::Acquire) as usize,
+            max_single_write: self.max_single_write.load(Ordering::Acquire) as usize,
         }
+    }
+
+    pub(crate) fn write_low(&self) -> usize {
+        self.write_low.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn write_high(&self) -> usize {
+        self.write_high.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn read_high(&self) -> usize {
+        self.read_high.load(Ordering::Acquire)
+    }
+
+    // ---- connects -------------------------------------------------------------------
+
+    /// A handle started a connect.
+    pub(crate) fn connect_started(&self) {
+        self.connects_started.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A connect handles started never reached the task.
+    pub(crate) fn connect_withdrawn(&self) {
+        self.connects_started.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A connect succeeded.
+    pub(crate) fn connect_succeeded(&self) {
+        self.set_extra(None, |x| &mut x.connect_error);
+        self.connected.store(true, Ordering::Release);
+        self.connects_done.fetch_add(1, Ordering::AcqRel);
+        self.wake(Condition::Connect);
+    }
+
+    /// A connect failed (`error`, if known).
+    pub(crate) fn connect_failed(&self, error: Option<&io::Error>) {
+        let error = error.map_or_else(
+            || Arc::new(io::Error::other("the connect failed")),
+            copy_error,
+        );
+        self.set_extra(Some(error), |x| &mut x.connect_error);
+        self.connects_done.fetch_add(1, Ordering::AcqRel);
+        self.wake(Condition::Connect);
+    }
+
+    /// Whether every connect started has an outcome; with it, the last failure.
+    pub(crate) fn connect_outcome(&self) -> Option<Option<Arc<io::Error>>> {
+        let done = self.connects_done.load(Ordering::Acquire);
+        let started = self.connects_started.load(Ordering::Acquire);
+        (done >= started).then(|| self.extra(|x| x.connect_error.clone()).flatten())
     }
 
     pub(crate) fn set_connect_timeout(&self, timeout: Option<Duration>) {
@@ -263,9 +408,27 @@ impl Shared {
         *self.info.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether an event or a setting changed since the last call.
-    pub(crate) fn take_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire) && self.dirty.swap(false, Ordering::AcqRel)
+    /// Marks `condition` changed: the next [`Shared::wake_dirty`] wakes its waiters.
+    pub(crate) fn mark(&self, condition: Condition) {
+        self.dirty.fetch_or(bit(condition), Ordering::AcqRel);
+    }
+
+    /// Wakes the waiters of every condition marked changed since the last call.
+    pub(crate) fn wake_dirty(&self) {
+        if self.dirty.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let dirty = self.dirty.swap(0, Ordering::AcqRel);
+        for condition in [
+            Condition::Input,
+            Condition::Output,
+            Condition::Connect,
+            Condition::Event,
+        ] {
+            if dirty & bit(condition) != 0 {
+                self.wake(condition);
+            }
+        }
     }
 
     /// The task moved `n` written bytes from "in flight" into its output buffer.
@@ -274,7 +437,7 @@ impl Shared {
         // sees them in neither (`publish` later stores the exact output length).
         self.output_len.fetch_add(n, Ordering::AcqRel);
         self.in_flight.fetch_sub(n, Ordering::AcqRel);
-        self.dirty.store(true, Ordering::Release);
+        self.mark(Condition::Output);
     }
 
     /// Output bytes as a handle sees them: buffered plus still on the way.
@@ -286,24 +449,45 @@ impl Shared {
         in_flight + self.output_len.load(Ordering::Acquire)
     }
 
-    pub(crate) fn new(enabled: Direction) -> Self {
+    pub(crate) fn new(settings: &Settings) -> Self {
         let shared = Self::default();
-        shared.enabled.store(enabled.bits(), Ordering::Relaxed);
+        for knob in Settings::ALL {
+            shared.store_knob(knob, settings);
+        }
         shared
     }
 
-    pub(crate) fn changed(&self) {
+    /// Wakes the waiters of `condition`.
+    pub(crate) fn wake(&self, condition: Condition) {
+        let waiters = &self.waiters[condition as usize];
         // SeqCst pairs with `wait_until`: a waiter that registered after this load
         // checks its condition after the change was stored, so it cannot miss it.
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_waiters();
+        if waiters.count.load(Ordering::SeqCst) > 0 {
+            waiters.notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter: the input and the output changed, or everything did.
+    pub(crate) fn changed(&self) {
+        self.wake(Condition::Input);
+        self.wake(Condition::Output);
+    }
+
+    fn wake_all(&self) {
+        for condition in [
+            Condition::Input,
+            Condition::Output,
+            Condition::Connect,
+            Condition::Event,
+        ] {
+            self.wake(condition);
         }
     }
 
     pub(crate) fn record_event(&self, events: Events, error: Option<Arc<io::Error>>) {
         self.extra_mut(|x| x.last_event = Some(EventRecord { events, error }));
         self.event_seq.fetch_add(1, Ordering::AcqRel);
-        self.dirty.store(true, Ordering::Release);
+        self.mark(Condition::Event);
     }
 
     pub(crate) fn event_seq(&self) -> u64 {
@@ -323,7 +507,7 @@ impl Shared {
             }
         });
         self.ended.store(true, Ordering::Release);
-        self.changed();
+        self.wake_all();
     }
 
     pub(crate) fn closed(&self) -> Option<Closed> {
@@ -334,17 +518,23 @@ impl Shared {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// Waits until `ready` holds or the bufferevent ended; returns whether `ready` held.
+    /// Waits until `ready` holds or the bufferevent ended, waking only when
+    /// `condition` may have changed; returns whether `ready` held.
     ///
     /// Cancel safe: nothing is consumed while waiting.
-    pub(crate) async fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) -> bool {
+    pub(crate) async fn wait_until(
+        &self,
+        condition: Condition,
+        mut ready: impl FnMut(&Self) -> bool,
+    ) -> bool {
         if ready(self) {
             return true;
         }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let _registered = WaiterGuard(&self.waiters);
+        let waiters = &self.waiters[condition as usize];
+        waiters.count.fetch_add(1, Ordering::SeqCst);
+        let _registered = WaiterGuard(&waiters.count);
         loop {
-            let notified = self.notify.notified();
+            let notified = waiters.notify.notified();
             tokio::pin!(notified);
             // Register before checking, so a change between the check and the await
             // is not missed.

@@ -1,11 +1,10 @@
-//! Read and write timeout bookkeeping: which deadlines are armed, on the Tokio clock
-//! (so `tokio::time::pause()` controls them in tests).
+//! Read and write timeout bookkeeping: which deadlines are armed. No clock is read
+//! here: every call that needs the time is given `now` (the engine passes Tokio's
+//! clock, so `tokio::time::pause()` controls timeouts in tests).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
-
-use super::events::Direction;
+use crate::bufferevent::events::Direction;
 
 /// Timeout settings and the deadlines they arm.
 ///
@@ -74,23 +73,9 @@ impl Timeouts {
         a.restart_write = false;
     }
 
-    /// A read made progress: push the read deadline back. Reads the clock only when a
-    /// read timeout is set.
-    pub(crate) fn read_progress(&mut self) {
-        if let Some(a) = self.set.as_mut()
-            && let Some(t) = a.read
-        {
-            a.read_deadline = Some(Instant::now() + t);
-        }
-    }
-
-    /// A write made progress: push the write deadline back.
-    pub(crate) fn write_progress(&mut self) {
-        if let Some(a) = self.set.as_mut()
-            && let Some(t) = a.write
-        {
-            a.write_deadline = Some(Instant::now() + t);
-        }
+    /// Whether any timeout is set: without one, nothing here needs the time.
+    pub(crate) fn any(&self) -> bool {
+        self.set.is_some()
     }
 
     /// The earliest armed deadline.
@@ -149,11 +134,12 @@ mod tests {
         assert_eq!(t.next_deadline(), None, "inactive read, no write timeout");
         t.update(t0, true, true);
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(100)));
-        t.read_progress();
-        let t1 = Instant::now();
+        // Progress pushes the deadline back to a full interval from the next update.
+        let t1 = t0 + Duration::from_millis(60);
+        t.restart(Direction::READ);
         t.update(t1, true, true);
         let deadline = t.next_deadline().expect("armed");
-        assert!(deadline >= t1 && deadline <= t1 + Duration::from_millis(100));
+        assert_eq!(deadline, t1 + Duration::from_millis(100));
         assert!(t.expired(deadline - Duration::from_millis(1)).is_empty());
         assert_eq!(t.expired(deadline), Direction::READ);
         assert_eq!(t.next_deadline(), None);
@@ -166,7 +152,8 @@ mod tests {
         t.set(Some(Duration::MAX), None);
         assert_eq!(t.get().0, Some(Duration::from_nanos(u64::MAX)));
         t.update(t0, true, false);
-        t.read_progress();
+        t.restart(Direction::READ);
+        t.update(t0, true, false);
         assert!(t.next_deadline().expect("armed") > t0 + Duration::from_secs(1 << 33));
     }
 

@@ -10,9 +10,9 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::BufMut;
 use tokio::io::ReadBuf;
 
-use super::Transport;
-use super::engine::{Connecting, Link, Side};
-use super::events::{Direction, Events, FlushMode};
+use super::{Attach, Connecting, Io, Link};
+use crate::bufferevent::Transport;
+use crate::bufferevent::events::{Direction, Events, FlushMode};
 
 /// Reads smaller than this go through a stack buffer first, so an idle or chatty
 /// connection holds no large buffer (see `docs/PERFORMANCE.md`).
@@ -40,38 +40,37 @@ impl<T> StreamLink<T> {
     }
 }
 
-impl<T: Transport, S: Send + 'static> Link<S> for StreamLink<T> {
+impl<T: Transport> Link for StreamLink<T> {
     type Transport = T;
 
-    fn poll_input(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<T, S>) -> bool {
+    fn poll_input(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
         // B-72: `Normal` and `Flush` mean nothing more than ordinary operation for a
         // stream; `Finished` on WRITE shuts the write side down once the output is
         // sent.
-        for (dirs, mode) in side.inner.flushes.take() {
-            if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
-                side.inner.shutdown_requested = true;
+        if io.core.has_flushes() {
+            for (dirs, mode) in io.core.take_flushes() {
+                if mode == FlushMode::Finished && dirs.contains(Direction::WRITE) {
+                    io.core.request_shutdown();
+                }
             }
         }
-        let connected = self.poll_connect(cx, side);
-        connected | self.poll_read(cx, side)
+        let connected = self.poll_connect(cx, io);
+        connected | self.poll_read(cx, io)
     }
 
-    fn poll_output(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<T, S>) -> bool {
-        self.poll_write(cx, side)
+    fn poll_output(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
+        self.poll_write(cx, io)
     }
 
-    fn set_transport(&mut self, side: &mut Side<T, S>, transport: T) {
-        self.connecting = None;
-        self.install(side, transport);
-        // As libevent's setfd re-registers the write event: a writable transport with
-        // nothing to send yields one write callback (B-6, B-14).
-        if side.inner.core.enabled().contains(Direction::WRITE) {
-            side.inner.write_ready_callback = true;
+    fn attach(&mut self, io: &mut Io<'_>, attach: Attach<T>) {
+        match attach {
+            Attach::Now(transport) => {
+                self.connecting = None;
+                self.install(io, transport);
+                io.core.on_transport();
+            }
+            Attach::Connecting(connecting) => self.connecting = Some(Box::new(connecting)),
         }
-    }
-
-    fn connect(&mut self, _side: &mut Side<T, S>, connecting: Connecting<T>) {
-        self.connecting = Some(Box::new(connecting));
     }
 
     fn take_transport(&mut self) -> Option<T> {
@@ -88,29 +87,17 @@ impl<T: Transport, S: Send + 'static> Link<S> for StreamLink<T> {
 }
 
 impl<T: Transport> StreamLink<T> {
-    fn install<S>(&mut self, side: &mut Side<T, S>, transport: T)
-    where
-        S: Send + 'static,
-    {
+    fn install(&mut self, io: &mut Io<'_>, transport: T) {
         self.transport = Some(transport);
         self.read_hot = false;
-        side.read_closed = false;
-        side.write_closed = false;
-        if let Some(shared) = side.shared() {
-            shared.read_closed.store(false, Ordering::Release);
-            shared.write_closed.store(false, Ordering::Release);
+        if let Some(shared) = io.shared {
             shared.set_read_error(None);
             shared.connected.store(true, Ordering::Release);
         }
     }
 
-    /// Drives a connect. Success delivers `CONNECTED` alone, then queued output goes
-    /// out (B-35, B-50); failure delivers `ERROR` (with `TIMEOUT` for a connect
-    /// timeout) without a direction bit and leaves `enabled` as it was (B-33).
-    fn poll_connect<S>(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<T, S>) -> bool
-    where
-        S: Send + 'static,
-    {
+    /// Drives a connect and reports its outcome to the core (B-33, B-35, B-50).
+    fn poll_connect(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
         let Some(connecting) = self.connecting.as_mut() else {
             return false;
         };
@@ -121,45 +108,30 @@ impl<T: Transport> StreamLink<T> {
         match outcome {
             Ok((transport, info)) => {
                 tracing::debug!(peer = ?info.peer, "connected");
-                if let Some(shared) = side.shared() {
+                self.install(io, transport);
+                if let Some(shared) = io.shared {
                     shared.set_info(info);
+                    shared.connect_succeeded();
                 }
-                self.install(side, transport);
-                side.inner.timeouts.restart(Direction::BOTH);
-                side.inner.core.event(Events::CONNECTED, None);
+                io.core.on_connected();
             }
             Err(e) => {
                 tracing::debug!(error = %e, "connect failed");
-                let events = if e.kind() == io::ErrorKind::TimedOut {
-                    Events::ERROR | Events::TIMEOUT
-                } else {
-                    Events::ERROR
-                };
-                side.inner.core.event(events, Some(e));
-                if let Some(shared) = side.shared() {
-                    shared.connect_failures.fetch_add(1, Ordering::AcqRel);
-                    shared.changed();
+                if let Some(shared) = io.shared {
+                    shared.connect_failed(Some(&e));
                 }
+                io.core.on_connect_failed(e);
             }
         }
         true
     }
 
-    fn poll_read<S>(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<T, S>) -> bool
-    where
-        S: Send + 'static,
-    {
-        if side.read_closed {
-            return false;
-        }
+    fn poll_read(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
         let Some(transport) = self.transport.as_mut() else {
             return false;
         };
-        let input = &mut side.inner.input;
-        let budget = side
-            .inner
-            .core
-            .read_budget(input.len(), side.inner.max_single_read as usize);
+        let input = &mut *io.input;
+        let budget = io.core.read_budget(input.len());
         if budget == 0 {
             return false; // never issue a 0-byte read: it would look like EOF
         }
@@ -184,54 +156,48 @@ impl<T: Transport> StreamLink<T> {
             Poll::Pending => false,
             Poll::Ready(Ok(0)) => {
                 self.read_hot = false;
-                side.io().end_reading(Events::READING | Events::EOF, None);
+                io.end_reading(Events::READING | Events::EOF, None);
                 true
             }
             Poll::Ready(Ok(n)) => {
                 self.read_hot = n == asked;
-                side.inner.input.commit_appended(n);
-                side.inner.timeouts.read_progress();
-                side.inner.core.data_read(side.inner.input.len());
+                io.input.commit_appended(n);
+                io.core.on_read(io.input.len());
                 tracing::trace!(bytes = n, "read");
                 true
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
             Poll::Ready(Err(e)) => {
                 self.read_hot = false;
-                side.io()
-                    .end_reading(Events::READING | Events::ERROR, Some(e));
+                io.end_reading(Events::READING | Events::ERROR, Some(e));
                 true
             }
         }
     }
 
-    fn poll_write<S>(&mut self, cx: &mut TaskContext<'_>, side: &mut Side<T, S>) -> bool
-    where
-        S: Send + 'static,
-    {
-        if side.write_closed || !side.inner.core.writing() {
+    fn poll_write(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
+        let max = io.core.write_budget();
+        if max == 0 {
             return false;
         }
         let Some(transport) = self.transport.as_mut() else {
             return false;
         };
-        let output = &mut side.inner.output;
+        let output = &mut *io.output;
         if output.is_empty() {
-            if side.inner.write_ready_callback {
+            if io.core.take_write_ready() {
                 // B-14: a writable transport with nothing to send yields one write
                 // callback after enable(WRITE).
-                side.inner.write_ready_callback = false;
-                side.inner.core.schedule_write();
+                io.core.trigger(Direction::WRITE, true, 0, 0);
                 return true;
             }
-            if !side.inner.shutdown_requested {
+            if !io.core.shutdown_due(0) {
                 return false;
             }
             return match Pin::new(transport).poll_shutdown(cx) {
                 Poll::Pending => false,
                 Poll::Ready(result) => {
-                    let mut io = side.io();
-                    io.mark_write_closed();
+                    io.core.on_shutdown();
                     if let Err(e) = result {
                         io.end_writing(Events::WRITING | Events::ERROR, Some(e));
                     }
@@ -239,8 +205,8 @@ impl<T: Transport> StreamLink<T> {
                 }
             };
         }
-        side.inner.write_ready_callback = false;
-        let max = side.inner.max_single_write as usize;
+        // Output to send: the write itself reports, not B-14's callback.
+        io.core.take_write_ready();
         // One segment (small request/response traffic): a plain write (`send`), which
         // the kernel handles a little faster than a one-element `writev`, and no slice
         // array to fill.
@@ -259,20 +225,18 @@ impl<T: Transport> StreamLink<T> {
         match outcome {
             Poll::Pending => false,
             Poll::Ready(Ok(0)) => {
-                side.io().end_writing(Events::WRITING | Events::EOF, None);
+                io.end_writing(Events::WRITING | Events::EOF, None);
                 true
             }
             Poll::Ready(Ok(n)) => {
-                let _ = side.inner.output.drain(n);
-                side.inner.timeouts.write_progress();
-                side.inner.core.data_written(side.inner.output.len());
+                io.output.advance_sent(n);
+                io.core.on_written(io.output.len());
                 tracing::trace!(bytes = n, "wrote");
                 true
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
             Poll::Ready(Err(e)) => {
-                side.io()
-                    .end_writing(Events::WRITING | Events::ERROR, Some(e));
+                io.end_writing(Events::WRITING | Events::ERROR, Some(e));
                 true
             }
         }

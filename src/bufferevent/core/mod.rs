@@ -1,0 +1,623 @@
+//! The runtime-free heart of a bufferevent: every decision about what happens next.
+//!
+//! [`Core`] is plain synchronous state, in the manner of quinn-proto's `Connection`:
+//! no Tokio, no clock, no I/O. The engine (the task) moves bytes and calls it; it
+//! answers what the engine must do. Everything a bufferevent *decides* lives here:
+//! enabled directions and suspension reasons, watermarks, which callbacks are due
+//! and in which order, what a timeout, EOF, error or connect outcome becomes, the
+//! write callback after `enable(WRITE)` (B-14), the read re-announcement that
+//! replaces libevent's callback storm (B-22), flush requests, the lifecycle, and
+//! when the bufferevent is over.
+//!
+//! # Call protocol
+//!
+//! Inputs are methods named for what happened; outputs are queries and `take_*` /
+//! `poll_*` calls. Within one pass of the engine:
+//!
+//! 1. Apply handle commands: [`enable`](Core::enable), [`set_watermarks`](Core::set_watermarks),
+//!    [`flush`](Core::flush), [`close`](Core::close), ... (also what callbacks do
+//!    through their `Context`).
+//! 2. After the user removed input, [`on_input_removed`](Core::on_input_removed)
+//!    re-evaluates the high-watermark pause (B-20).
+//! 3. Move bytes in: ask [`read_budget`](Core::read_budget) (0: do not read; never a
+//!    0-byte read), then report [`on_read`](Core::on_read),
+//!    [`on_read_end`](Core::on_read_end), [`on_connected`](Core::on_connected) or
+//!    [`on_connect_failed`](Core::on_connect_failed).
+//! 4. Unless callbacks are deferred, run [`take_due`](Core::take_due)'s callbacks in
+//!    [`Due::in_order`].
+//! 5. Move bytes out: ask [`write_budget`](Core::write_budget),
+//!    [`take_write_ready`](Core::take_write_ready) and
+//!    [`shutdown_due`](Core::shutdown_due), then report
+//!    [`on_written`](Core::on_written), [`on_write_end`](Core::on_write_end) or
+//!    [`on_shutdown`](Core::on_shutdown).
+//! 6. Timers: [`poll_timeout`](Core::poll_timeout) with `now` gives the next deadline;
+//!    when it passes, [`handle_timeout`](Core::handle_timeout) with `now`.
+//! 7. Run the callbacks now due (deferred ones once the pass made no more progress),
+//!    then ask [`is_over`](Core::is_over).
+//!
+//! Time only enters through `now` arguments, so tests drive a core on virtual time.
+
+mod flush;
+mod lifecycle;
+mod schedule;
+mod timeouts;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use self::flush::FlushRequests;
+pub(crate) use self::lifecycle::Lifecycle;
+pub(crate) use self::schedule::{Callback, Due};
+use self::timeouts::Timeouts;
+use super::events::{Direction, Events, FlushMode, Watermarks};
+
+/// The default of `max_single_read` and `max_single_write`, as libevent's (B-2).
+pub(crate) const DEFAULT_MAX_SINGLE_IO: usize = 16 * 1024;
+
+/// Why a direction is suspended (besides being disabled). Bit flags.
+pub(crate) mod suspend {
+    /// The input reached the read high watermark.
+    pub(crate) const WATERMARK: u8 = 0x01;
+    /// A filtering bufferevent over this one does not take input now (B-84).
+    pub(crate) const FILTER: u8 = 0x02;
+}
+
+/// What a new core starts with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) enabled: Direction,
+    pub(crate) read_wm: Watermarks,
+    pub(crate) write_wm: Watermarks,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) max_single_read: usize,
+    pub(crate) max_single_write: usize,
+    /// `BEV_OPT_DEFER_CALLBACKS` (always on for pairs).
+    pub(crate) defer_callbacks: bool,
+    /// A pair element or filter hears `READING | EOF` when its partner ends.
+    pub(crate) partner_end_is_eof: bool,
+}
+
+impl Default for Settings {
+    /// B-1, B-2: WRITE enabled, READ disabled, all watermarks 0, no timeouts, 16 KiB
+    /// single reads and writes.
+    fn default() -> Self {
+        Self {
+            enabled: Direction::WRITE,
+            read_wm: Watermarks::default(),
+            write_wm: Watermarks::default(),
+            read_timeout: None,
+            write_timeout: None,
+            max_single_read: DEFAULT_MAX_SINGLE_IO,
+            max_single_write: DEFAULT_MAX_SINGLE_IO,
+            defer_callbacks: false,
+            partner_end_is_eof: false,
+        }
+    }
+}
+
+/// Every decision of one bufferevent (see the module docs for the call protocol).
+#[derive(Debug)]
+pub(crate) struct Core {
+    enabled: Direction,
+    read_suspended: u8,
+    write_suspended: u8,
+    read_wm: Watermarks,
+    write_wm: Watermarks,
+    due: Due,
+    flushes: FlushRequests,
+    lifecycle: Lifecycle,
+    timeouts: Timeouts,
+    /// `u32`: a single read or write of 4 GiB is more than any transport takes.
+    max_single_read: u32,
+    max_single_write: u32,
+    /// `enable(WRITE)` asked for one write callback while the output is empty (B-14).
+    write_ready: bool,
+    defer_callbacks: bool,
+    partner_end_is_eof: bool,
+    /// Watermarks, timeouts or single-I/O limits changed since last taken.
+    settings_changed: bool,
+}
+
+impl Default for Core {
+    fn default() -> Self {
+        Self::new(Settings::default())
+    }
+}
+
+fn single_io_limit(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Core {
+    pub(crate) fn new(settings: Settings) -> Self {
+        let mut timeouts = Timeouts::default();
+        timeouts.set(settings.read_timeout, settings.write_timeout);
+        let mut core = Self {
+            enabled: settings.enabled,
+            read_suspended: 0,
+            write_suspended: 0,
+            read_wm: Watermarks::default(),
+            write_wm: settings.write_wm,
+            due: Due::default(),
+            flushes: FlushRequests::default(),
+            lifecycle: Lifecycle::default(),
+            timeouts,
+            max_single_read: single_io_limit(settings.max_single_read),
+            max_single_write: single_io_limit(settings.max_single_write),
+            write_ready: false,
+            defer_callbacks: settings.defer_callbacks,
+            partner_end_is_eof: settings.partner_end_is_eof,
+            settings_changed: false,
+        };
+        core.set_watermarks(Direction::READ, settings.read_wm, 0);
+        core.settings_changed = false;
+        core
+    }
+
+    // ---- what handles and callbacks see ----------------------------------------------
+
+    pub(crate) fn enabled(&self) -> Direction {
+        self.enabled
+    }
+
+    /// Reading runs only when enabled and not suspended (B-11, B-12).
+    pub(crate) fn reading(&self) -> bool {
+        self.enabled.contains(Direction::READ) && self.read_suspended == 0
+    }
+
+    pub(crate) fn writing(&self) -> bool {
+        self.enabled.contains(Direction::WRITE) && self.write_suspended == 0
+    }
+
+    pub(crate) fn read_watermarks(&self) -> Watermarks {
+        self.read_wm
+    }
+
+    pub(crate) fn write_watermarks(&self) -> Watermarks {
+        self.write_wm
+    }
+
+    /// The watermarks of exactly one direction (B-24).
+    pub(crate) fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
+        if dir == Direction::READ {
+            Some(self.read_wm)
+        } else if dir == Direction::WRITE {
+            Some(self.write_wm)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        self.timeouts.get()
+    }
+
+    pub(crate) fn max_single_read(&self) -> usize {
+        self.max_single_read as usize
+    }
+
+    pub(crate) fn max_single_write(&self) -> usize {
+        self.max_single_write as usize
+    }
+
+    pub(crate) fn read_open(&self) -> bool {
+        self.lifecycle.read_open()
+    }
+
+    pub(crate) fn write_closed(&self) -> bool {
+        self.lifecycle.write_closed()
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.lifecycle.closing()
+    }
+
+    pub(crate) fn freed(&self) -> bool {
+        self.lifecycle.freed()
+    }
+
+    pub(crate) fn defers_callbacks(&self) -> bool {
+        self.defer_callbacks
+    }
+
+    // ---- user commands -----------------------------------------------------------------
+
+    /// `bufferevent_enable`. Enabling WRITE with an empty output asks for one write
+    /// callback (B-14); enabling restarts the direction's timeout (B-13); enabling
+    /// READ while the input holds at least the low watermark announces that data
+    /// again (the crate's answer to libevent's read-callback storm, B-22: no
+    /// repeats, but no stall either).
+    pub(crate) fn enable(&mut self, dirs: Direction, input_len: usize, output_len: usize) {
+        let was_reading = self.enabled.contains(Direction::READ);
+        self.enabled |= dirs;
+        if dirs.contains(Direction::READ)
+            && !was_reading
+            && input_len > 0
+            && input_len >= self.read_wm.low
+        {
+            self.due.read = true;
+        }
+        if dirs.contains(Direction::WRITE) && output_len == 0 {
+            self.write_ready = true;
+        }
+        self.timeouts.restart(dirs);
+    }
+
+    /// `bufferevent_disable`.
+    pub(crate) fn disable(&mut self, dirs: Direction) {
+        self.enabled = self.enabled.without(dirs);
+    }
+
+    /// Sets watermarks and re-evaluates the high-watermark suspension at once, both
+    /// ways (B-21, B-24).
+    pub(crate) fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks, input_len: usize) {
+        if dirs.contains(Direction::READ) {
+            self.read_wm = wm;
+            self.on_input_removed(input_len);
+        }
+        if dirs.contains(Direction::WRITE) {
+            self.write_wm = wm;
+        }
+        self.settings_changed = true;
+    }
+
+    /// `bufferevent_set_timeouts`; `None` or zero means none (B-39). A running timer
+    /// restarts with the new value.
+    pub(crate) fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
+        self.timeouts.set(read, write);
+        self.settings_changed = true;
+    }
+
+    /// `bufferevent_set_max_single_read` / `_write` (B-97): 0, or more than a
+    /// single I/O can carry, resets to the default of 16 KiB.
+    pub(crate) fn set_max_single(&mut self, read: Option<usize>, write: Option<usize>) {
+        let limit = |n: usize| match n {
+            0 => DEFAULT_MAX_SINGLE_IO as u32,
+            n => u32::try_from(n).unwrap_or(DEFAULT_MAX_SINGLE_IO as u32),
+        };
+        if let Some(n) = read {
+            self.max_single_read = limit(n);
+        }
+        if let Some(n) = write {
+            self.max_single_write = limit(n);
+        }
+        self.settings_changed = true;
+    }
+
+    /// `bufferevent_trigger` (B-66): honours the watermarks unless told not to;
+    /// ignores `enabled`.
+    pub(crate) fn trigger(
+        &mut self,
+        dirs: Direction,
+        ignore_watermarks: bool,
+        input_len: usize,
+        output_len: usize,
+    ) {
+        if dirs.contains(Direction::READ) && (ignore_watermarks || input_len >= self.read_wm.low) {
+            self.due.read = true;
+        }
+        if dirs.contains(Direction::WRITE) && (ignore_watermarks || output_len <= self.write_wm.low)
+        {
+            self.due.write = true;
+        }
+    }
+
+    /// Queues an event; bits accumulate until delivered (B-60). `CONNECTED` on its own
+    /// is kept apart so it is delivered alone and first.
+    pub(crate) fn event(&mut self, events: Events, error: Option<io::Error>) {
+        if events == Events::CONNECTED {
+            self.due.connected = true;
+        } else {
+            self.due.events |= events;
+        }
+        if error.is_some() {
+            self.due.error = error;
+        }
+    }
+
+    /// `bufferevent_flush`: carried out by the transport (see `take_flushes`).
+    pub(crate) fn flush(&mut self, dirs: Direction, mode: FlushMode) {
+        if !dirs.is_empty() {
+            self.flushes.push((dirs, mode));
+        }
+    }
+
+    /// `bufferevent_free`: over at once, pending output discarded (B-55).
+    pub(crate) fn free(&mut self) {
+        self.lifecycle.free();
+    }
+
+    /// The graceful end: send what is queued, shut the write side down, then end.
+    pub(crate) fn close(&mut self) {
+        self.lifecycle.close();
+        self.flush(Direction::WRITE, FlushMode::Finished);
+        self.enabled |= Direction::WRITE;
+    }
+
+    /// Callbacks were replaced: forget due calls of the removed ones (B-63
+    /// divergence).
+    pub(crate) fn forget(&mut self, read: bool, write: bool, event: bool) {
+        self.due.read &= !read;
+        self.due.write &= !write;
+        if event {
+            self.due.connected = false;
+            self.due.events = Events::empty();
+            self.due.error = None;
+        }
+    }
+
+    /// A filter took this bufferevent over (B-84): both directions on, so the filter
+    /// alone decides (through `suspend::FILTER`) when it reads.
+    pub(crate) fn taken_over(&mut self) {
+        self.enabled |= Direction::BOTH;
+    }
+
+    pub(crate) fn suspend_read(&mut self, reason: u8) {
+        self.read_suspended |= reason;
+    }
+
+    pub(crate) fn unsuspend_read(&mut self, reason: u8) {
+        self.read_suspended &= !reason;
+    }
+
+    // ---- what the transport reports --------------------------------------------------
+
+    /// The user removed input: any removal below the high watermark resumes reading
+    /// (B-20).
+    pub(crate) fn on_input_removed(&mut self, input_len: usize) {
+        let high = self.read_wm.high;
+        if high != 0 && input_len >= high {
+            self.suspend_read(suspend::WATERMARK);
+        } else {
+            self.unsuspend_read(suspend::WATERMARK);
+        }
+    }
+
+    /// New data arrived: the read callback is due iff the input reached the low
+    /// watermark (B-17); the read timeout starts over (B-42).
+    pub(crate) fn on_read(&mut self, input_len: usize) {
+        if input_len >= self.read_wm.low {
+            self.due.read = true;
+        }
+        self.on_input_removed(input_len);
+        self.timeouts.restart(Direction::READ);
+    }
+
+    /// Reading is over for good: EOF or an error (B-30, B-31). The direction is
+    /// disabled and the event queued.
+    pub(crate) fn on_read_end(&mut self, events: Events, error: Option<io::Error>) {
+        self.lifecycle.close_read();
+        self.disable(Direction::READ);
+        self.event(events, error);
+    }
+
+    /// Nothing more will be read, with no event and `enabled` as it is (a filter
+    /// whose underlying bufferevent stopped reading forwards that event itself).
+    pub(crate) fn on_read_closed(&mut self) {
+        self.lifecycle.close_read();
+    }
+
+    /// Data left: the write callback is due iff the output fell to the low watermark
+    /// (B-25); the write timeout starts over (B-42).
+    pub(crate) fn on_written(&mut self, output_len: usize) {
+        if output_len <= self.write_wm.low {
+            self.due.write = true;
+        }
+        self.timeouts.restart(Direction::WRITE);
+    }
+
+    /// Writing is over for good (B-32): the direction is disabled and the event
+    /// queued. Queued output stays where it is, reported at the end.
+    pub(crate) fn on_write_end(&mut self, events: Events, error: Option<io::Error>) {
+        self.lifecycle.close_write();
+        self.disable(Direction::WRITE);
+        self.event(events, error);
+    }
+
+    /// The write side was shut down (or its other end finished): nothing more is
+    /// sent, with no event.
+    pub(crate) fn on_shutdown(&mut self) {
+        self.lifecycle.close_write();
+    }
+
+    /// A transport was installed (`bufferevent_setfd`): both halves open again, and,
+    /// as libevent re-registers the write event, a writable transport with nothing
+    /// to send yields one write callback (B-6, B-14).
+    pub(crate) fn on_transport(&mut self) {
+        self.lifecycle.reopen();
+        if self.enabled.contains(Direction::WRITE) {
+            self.write_ready = true;
+        }
+    }
+
+    /// A connect succeeded: `CONNECTED` alone, the timeouts restart, and queued
+    /// output goes out after it. With nothing queued, no write callback follows
+    /// (B-50), even if WRITE was enabled while there was no transport.
+    pub(crate) fn on_connected(&mut self) {
+        self.lifecycle.reopen();
+        self.write_ready = false;
+        self.timeouts.restart(Direction::BOTH);
+        self.event(Events::CONNECTED, None);
+    }
+
+    /// A connect failed: `ERROR` (with `TIMEOUT` for a connect timeout) and no
+    /// direction bit, leaving `enabled` as it was (B-33).
+    pub(crate) fn on_connect_failed(&mut self, error: io::Error) {
+        let events = if error.kind() == io::ErrorKind::TimedOut {
+            Events::ERROR | Events::TIMEOUT
+        } else {
+            Events::ERROR
+        };
+        self.event(events, Some(error));
+    }
+
+    /// The partner of a pair element (or a filter's underlying bufferevent) ended:
+    /// `READING | EOF` if this bufferevent asked for it (B-81).
+    pub(crate) fn on_partner_gone(&mut self) {
+        if self.partner_end_is_eof && self.read_open() {
+            self.on_read_end(Events::READING | Events::EOF, None);
+        }
+    }
+
+    // ---- what the transport asks -------------------------------------------------------
+
+    /// How many bytes the next read may ask for: never past the high watermark (B-19),
+    /// never more than `max_single_read` (B-23), and 0 when reading must wait. A
+    /// transport never issues a 0-byte read: it would look like EOF.
+    pub(crate) fn read_budget(&self, input_len: usize) -> usize {
+        if !self.reading() || !self.read_open() {
+            return 0;
+        }
+        let room = match self.read_wm.high {
+            0 => usize::MAX,
+            high => high.saturating_sub(input_len),
+        };
+        room.min(self.max_single_read as usize)
+    }
+
+    /// How many bytes the next write may hand the transport; 0 when writing must
+    /// wait or is over.
+    pub(crate) fn write_budget(&self) -> usize {
+        if self.write_closed() || !self.writing() {
+            return 0;
+        }
+        self.max_single_write as usize
+    }
+
+    /// Whether a transport that can write and has nothing to send owes the write
+    /// callback `enable(WRITE)` asked for (B-14); asking consumes it.
+    pub(crate) fn take_write_ready(&mut self) -> bool {
+        std::mem::take(&mut self.write_ready)
+    }
+
+    /// Whether the write side is to be shut down now: asked for, and the output is
+    /// sent.
+    pub(crate) fn shutdown_due(&self, output_len: usize) -> bool {
+        output_len == 0 && self.lifecycle.shutdown_pending()
+    }
+
+    /// Asks for the write side to be shut down once the output is sent (a stream's
+    /// `FINISHED` flush, B-72).
+    pub(crate) fn request_shutdown(&mut self) {
+        self.lifecycle.request_shutdown();
+    }
+
+    pub(crate) fn has_flushes(&self) -> bool {
+        !self.flushes.is_empty()
+    }
+
+    /// The flushes asked for, for the transport to carry out: one for both
+    /// directions when their modes agree.
+    pub(crate) fn take_flushes(&mut self) -> impl Iterator<Item = (Direction, FlushMode)> + use<> {
+        self.flushes.take()
+    }
+
+    /// Drops flush requests there is nothing to carry them out against (B-73).
+    pub(crate) fn clear_flushes(&mut self) {
+        self.flushes.clear();
+    }
+
+    /// Whether everything asked of the write side is done: sent, flushed, shut down.
+    pub(crate) fn write_finished(&self, output_len: usize) -> bool {
+        self.write_closed()
+            || (output_len == 0 && self.flushes.is_empty() && !self.lifecycle.shutdown_pending())
+    }
+
+    // ---- timers ------------------------------------------------------------------------
+
+    /// Whether any timeout is set; without one the engine keeps no timer.
+    pub(crate) fn has_timeouts(&self) -> bool {
+        self.timeouts.any()
+    }
+
+    /// Arms the deadlines for what is active now and returns the earliest. A read
+    /// deadline runs while reading is enabled, unsuspended and open; a write
+    /// deadline while writing is, with something to write (B-40; for pairs and
+    /// filters this also fixes B-46 and B-47).
+    pub(crate) fn poll_timeout(&mut self, now: Instant, output_len: usize) -> Option<Instant> {
+        let reading = self.reading() && self.read_open();
+        let writing = self.writing() && !self.write_closed() && output_len > 0;
+        self.timeouts.update(now, reading, writing);
+        self.timeouts.next_deadline()
+    }
+
+    /// Fires the deadlines that passed by `now`: the direction is disabled and the
+    /// event names it (B-34, B-41). Whether any fired.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
+        let expired = self.timeouts.expired(now);
+        if expired.contains(Direction::READ) {
+            self.disable(Direction::READ);
+            self.event(Events::READING | Events::TIMEOUT, None);
+        }
+        if expired.contains(Direction::WRITE) {
+            self.disable(Direction::WRITE);
+            self.event(Events::WRITING | Events::TIMEOUT, None);
+        }
+        !expired.is_empty()
+    }
+
+    // ---- callbacks ---------------------------------------------------------------------
+
+    pub(crate) fn has_due(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// The callbacks due now, to run in [`Due::in_order`]; callbacks they schedule
+    /// are due in a later round, so one that keeps triggering itself cannot hold the
+    /// thread. Nothing is due once the bufferevent is freed.
+    pub(crate) fn take_due(&mut self) -> Due {
+        if self.freed() {
+            return Due::default();
+        }
+        std::mem::take(&mut self.due)
+    }
+
+    /// Whether due callbacks run right after the I/O step that caused them; deferred
+    /// ones wait until a pass makes no more progress, so they coalesce (B-59).
+    pub(crate) fn dispatch_now(&self, progress: bool) -> bool {
+        !self.defer_callbacks || !progress
+    }
+
+    /// Whether watermarks, timeouts or limits changed since the last call.
+    pub(crate) fn take_settings_changed(&mut self) -> bool {
+        std::mem::take(&mut self.settings_changed)
+    }
+
+    // ---- the end -----------------------------------------------------------------------
+
+    /// Whether the bufferevent is over.
+    ///
+    /// - `attached`: its transport can still move data (a transport, a connect under
+    ///   way, a partner);
+    /// - `link_idle`: the transport holds nothing of ours still to send;
+    /// - `observed`: a handle may still act on it, or another bufferevent uses it;
+    /// - `has_callbacks`: any callback is set.
+    ///
+    /// Freed, or closed with its write half done, it is over. With no observer it
+    /// is over once nothing more can happen for anyone: no transport, or nothing
+    /// left to send and no callback (or no more input) to act on.
+    pub(crate) fn is_over(
+        &self,
+        output_len: usize,
+        attached: bool,
+        link_idle: bool,
+        observed: bool,
+        has_callbacks: bool,
+    ) -> bool {
+        if self.freed() {
+            return true;
+        }
+        if self.closing() && (self.write_closed() || !attached) {
+            return true;
+        }
+        if observed {
+            return false;
+        }
+        let output_idle = (self.write_closed() || output_len == 0) && link_idle;
+        !attached || (!has_callbacks && output_idle) || (!self.read_open() && output_idle)
+    }
+}

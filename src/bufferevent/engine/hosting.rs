@@ -1,0 +1,109 @@
+//! Engines run inside another engine's task: a pair's second element, and a
+//! filter's underlying bufferevent. The transports see them through the object-safe
+//! [`Hosted`] and [`Wrapper`] contracts, implemented here.
+
+use std::io;
+use std::task::Context as TaskContext;
+
+use super::Engine;
+use crate::bufferevent::context::Callbacks;
+use crate::bufferevent::core::{Due, suspend};
+use crate::bufferevent::events::Events;
+use crate::bufferevent::info::TransportInfo;
+use crate::bufferevent::shared::Shared;
+use crate::bufferevent::transport::filter::FilterLink;
+use crate::bufferevent::transport::{Ended, Hosted, Hosting, Io, Link, Wrapper};
+
+impl<L, S> Hosted for Engine<L, S>
+where
+    L: Link,
+    S: Send + 'static,
+{
+    fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
+        self.pass(cx, dispatch)
+    }
+
+    fn io(&mut self) -> Io<'_> {
+        self.side.io()
+    }
+
+    fn take_due(&mut self) -> Due {
+        self.side.take_due()
+    }
+
+    fn is_done(&self) -> bool {
+        self.is_over()
+    }
+
+    fn info(&self) -> TransportInfo {
+        self.side.shared().map(Shared::info).unwrap_or_default()
+    }
+
+    fn end_into(self: Box<Self>) -> Ended {
+        (*self).end()
+    }
+
+    fn pair_io(&mut self) -> Option<Io<'_>> {
+        let own = self.side.io();
+        self.link.hosted()?.pair_io(own)
+    }
+
+    fn partner_gone(&mut self) {
+        if let Some(hosted) = self.link.hosted() {
+            hosted.partner_gone(&mut self.side.io());
+        }
+    }
+
+    fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>> {
+        self.side.rare.as_mut().and_then(|r| r.wrap.take())
+    }
+
+    fn forget_wakers(&mut self) {
+        Engine::forget_wakers(self);
+    }
+
+    fn run_alone(self: Box<Self>) -> Hosting {
+        Box::pin((*self).run())
+    }
+
+    fn release(&mut self) {
+        self.side.in_use = false;
+        self.side.inner.core.unsuspend_read(suspend::FILTER);
+        if let Some(shared) = self.side.shared() {
+            shared.changed();
+        }
+    }
+
+    fn take_over(&mut self) {
+        let side = &mut self.side;
+        side.in_use = true;
+        side.inner.callbacks = Callbacks::default();
+        side.inner.callbacks_generation += 1;
+        side.inner.core.taken_over();
+    }
+}
+
+impl<T, U, S> Wrapper for Engine<FilterLink<T, U>, S>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    S: Send + 'static,
+{
+    fn set_underlying(&mut self, underlying: Box<dyn Hosted>) {
+        let info = self.link.set_underlying(underlying);
+        if let Some(shared) = self.side.shared() {
+            shared.set_info(info);
+        }
+    }
+
+    fn orphan(&mut self) {
+        let error = io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the underlying bufferevent ended, or already has a filter",
+        );
+        self.side.inner.core.event(Events::ERROR, Some(error));
+        if let Some(shared) = self.side.shared() {
+            shared.clear_relative();
+        }
+    }
+}

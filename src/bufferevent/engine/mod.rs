@@ -1,0 +1,431 @@
+//! The task behind every bufferevent: it pumps and decides nothing.
+//!
+//! An [`Engine`] is one bufferevent's state (its [`Side`]: buffers, [`Core`],
+//! callbacks, timer, published state) plus the [`Link`] it moves bytes through. Each
+//! pass applies handle commands to the core, moves bytes between the transport and
+//! the buffers, and runs the callbacks the core says are due; every rule about what
+//! happens when lives in the core.
+//!
+//! - this file: the pass loop, handle commands, and the task's future;
+//! - [`dispatch`]: running callbacks and handle closures, containing panics;
+//! - [`publish`]: what handles read, and how a bufferevent ends;
+//! - [`hosting`]: engines run inside another engine's task (pairs, filters).
+
+mod dispatch;
+mod hosting;
+mod publish;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::context::Inner;
+use super::core::Core;
+use super::events::Events;
+use super::mailbox::{Command, Remote, Reply};
+use super::shared::Shared;
+use super::transport::{Ended, Hosting, Io, Link, Wrapper};
+
+/// Loop iterations before the task yields to the scheduler, so one busy connection
+/// cannot starve the others.
+const ITERATIONS_PER_POLL: usize = 32;
+/// Commands applied per loop iteration at most.
+const COMMANDS_PER_PASS: usize = 64;
+
+/// One bufferevent's state apart from its link.
+pub(crate) struct Side<T, S> {
+    pub(crate) inner: Inner<S>,
+    /// Shared with handles; dropped once none is left and none can be made.
+    remote: Option<Arc<Remote<T, S>>>,
+    handles_gone: bool,
+    /// Another bufferevent (a filter) depends on this one: it lives on without
+    /// handles.
+    in_use: bool,
+    /// The events most recently delivered, for `closed()`.
+    last_events: Events,
+    /// Boxed on first use: most bufferevents never need any of it.
+    rare: Option<Box<Rare<T>>>,
+}
+
+/// The parts of a [`Side`] most bufferevents never use: a timer, the last error, a
+/// hand-over. Kept out of line so that every task stays small.
+struct Rare<T> {
+    timer: Option<Pin<Box<Sleep>>>,
+    last_error: Option<Arc<io::Error>>,
+    give_back: Option<oneshot::Sender<Option<T>>>,
+    wrap: Option<Box<dyn Wrapper>>,
+    /// Answers to `with` calls, sent once the task has published its state.
+    replies: Vec<Reply>,
+}
+
+// Not derived: that would ask for `T: Default`.
+impl<T> Default for Rare<T> {
+    fn default() -> Self {
+        Self {
+            timer: None,
+            last_error: None,
+            give_back: None,
+            wrap: None,
+            replies: Vec::new(),
+        }
+    }
+}
+
+/// A bufferevent: its state and its link.
+pub(crate) struct Engine<L: Link, S> {
+    pub(crate) link: L,
+    pub(crate) side: Side<L::Transport, S>,
+}
+
+impl<T, S> Side<T, S>
+where
+    T: Send + 'static,
+    S: Send + 'static,
+{
+    pub(crate) fn new(inner: Inner<S>, remote: Arc<Remote<T, S>>) -> Self {
+        Self {
+            inner,
+            remote: Some(remote),
+            handles_gone: false,
+            in_use: false,
+            last_events: Events::empty(),
+            rare: None,
+        }
+    }
+
+    /// The view a transport works with.
+    pub(crate) fn io(&mut self) -> Io<'_> {
+        Io {
+            input: &mut self.inner.input,
+            output: &mut self.inner.output,
+            core: &mut self.inner.core,
+            shared: self.remote.as_deref().map(|r| &r.shared),
+        }
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    /// What handles read, unless no handle can read it any more.
+    pub(crate) fn shared(&self) -> Option<&Shared> {
+        self.remote.as_deref().map(|r| &r.shared)
+    }
+
+    /// Whether the bufferevent stopped for good, or was asked to hand itself over.
+    fn stopping(&self) -> bool {
+        self.inner.core.freed()
+            || self
+                .rare
+                .as_ref()
+                .is_some_and(|r| r.give_back.is_some() || r.wrap.is_some())
+    }
+
+    fn rare(&mut self) -> &mut Rare<T> {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Whether anyone may still act on this bufferevent: a handle, or a filter that
+    /// uses it.
+    fn observed(&self) -> bool {
+        let has_handles = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.mailbox.has_handles());
+        !self.handles_gone || self.in_use || has_handles
+    }
+
+    // ---- timeouts ----------------------------------------------------------------
+
+    /// Keeps a timer for the core's next deadline and reports the deadlines that
+    /// passed. Reads the clock only while a timeout is set or a timer is left over.
+    fn poll_timer(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let has_timer = self.rare.as_ref().is_some_and(|r| r.timer.is_some());
+        if !self.inner.core.has_timeouts() && !has_timer {
+            return false;
+        }
+        let now = Instant::now();
+        let output_len = self.inner.output.len();
+        let Some(deadline) = self.inner.core.poll_timeout(now.into_std(), output_len) else {
+            if let Some(rare) = self.rare.as_mut() {
+                rare.timer = None;
+            }
+            return false;
+        };
+        let deadline = Instant::from_std(deadline);
+        let timer = self
+            .rare()
+            .timer
+            .get_or_insert_with(|| Box::pin(sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.inner.core.handle_timeout(Instant::now().into_std())
+    }
+}
+
+impl<L, S> Engine<L, S>
+where
+    L: Link,
+    S: Send + 'static,
+{
+    pub(crate) fn new(link: L, side: Side<L::Transport, S>) -> Self {
+        Self { link, side }
+    }
+
+    /// The future that runs the bufferevent until it ends, then whatever takes its
+    /// place: a filter that wraps it, or what it hosts.
+    pub(crate) fn run(mut self) -> Run<L, S> {
+        // The engine may have run on another task before (hosted, then spawned).
+        self.forget_wakers();
+        Run {
+            state: RunState::Engine(self),
+        }
+    }
+
+    fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        for _ in 0..ITERATIONS_PER_POLL {
+            let progress = self.pass(cx, true);
+            if self.is_over() {
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
+        // which a peer that never stops sending would never allow.
+        if self.side.dispatch() {
+            self.side.release_idle_memory(self.link.streaming());
+            self.side.publish();
+            if self.is_over() {
+                return Poll::Ready(());
+            }
+        }
+        // Let other tasks run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One round of everything: commands, input, callbacks, output, timers. Returns
+    /// whether anything happened.
+    pub(crate) fn pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
+        let mut progress = self.poll_commands(cx);
+        if !self.side.stopping() {
+            // Removals by callbacks and handles may have lifted the watermark pause
+            // (B-20).
+            let len = self.side.inner.input.len();
+            self.side.inner.core.on_input_removed(len);
+            progress |= self.link.poll_input(cx, &mut self.side.io());
+        }
+        if dispatch && self.side.core().dispatch_now(true) {
+            progress |= self.side.dispatch();
+        }
+        if !self.side.stopping() {
+            progress |= self.link.poll_output(cx, &mut self.side.io());
+        }
+        progress |= self.side.poll_timer(cx);
+        if dispatch && self.side.core().dispatch_now(progress) {
+            // Deferred callbacks wait until this wake-up's I/O is done, so they are
+            // coalesced: one read, one write and one event call (B-59).
+            progress |= self.side.dispatch();
+        }
+        self.side.release_idle_memory(self.link.streaming());
+        self.side.publish();
+        progress
+    }
+
+    pub(crate) fn is_over(&self) -> bool {
+        if self.side.stopping() {
+            return true;
+        }
+        let side = &self.side;
+        side.inner.core.is_over(
+            side.inner.output.len(),
+            self.link.is_attached(),
+            self.link.is_idle(),
+            side.observed(),
+            side.inner.has_callbacks(),
+        )
+    }
+
+    // ---- commands ----------------------------------------------------------------
+
+    fn poll_commands(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let mut progress = false;
+        // Bounded, so a handle that sends without pause cannot hold the task here.
+        for _ in 0..COMMANDS_PER_PASS {
+            if self.side.stopping() {
+                break;
+            }
+            let Some(remote) = self.side.remote.as_deref() else {
+                break;
+            };
+            match remote.mailbox.poll_recv(cx) {
+                Poll::Ready(Some(command)) => {
+                    self.apply(command);
+                    progress = true;
+                }
+                Poll::Ready(None) => {
+                    self.side.handles_gone = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.side.handles_gone {
+            self.side.detach_if_unobserved();
+        }
+        progress
+    }
+
+    fn apply(&mut self, command: Command<L::Transport, S>) {
+        let side = &mut self.side;
+        match command {
+            Command::Run(f) => {
+                side.run_closure("a handle's command", f);
+            }
+            Command::Set(knob, f) => {
+                side.run_closure("a handle's command", f);
+                side.applied_setting(knob);
+            }
+            Command::Ask(f) => {
+                if let Some(reply) = side.run_closure("a closure passed to `with`", f) {
+                    side.rare().replies.push(reply);
+                }
+            }
+            Command::Write(data) => {
+                let n = data.len();
+                side.inner.output.append_bytes(data);
+                if let Some(shared) = side.shared() {
+                    shared.applied(n);
+                }
+            }
+            Command::WriteBuffer(mut buf) => {
+                let n = buf.len();
+                side.inner.output.append_buffer(&mut buf);
+                if let Some(shared) = side.shared() {
+                    shared.applied(n);
+                }
+            }
+            Command::Attach(attach) => self.link.attach(&mut side.io(), attach),
+            Command::IntoInner(reply) => side.rare().give_back = Some(reply),
+            Command::Wrap(pending) => {
+                // One filter per bufferevent: a second one would steal the first's
+                // underlying (libevent lets it, and breaks the first).
+                if !side.in_use && side.rare.as_ref().is_none_or(|r| r.wrap.is_none()) {
+                    side.rare().wrap = Some(pending.take());
+                }
+            }
+        }
+    }
+
+    /// Ends the bufferevent: publishes how, hands the transport to `into_inner`'s
+    /// caller (or closes it), and says what takes its place.
+    pub(crate) fn end(self) -> Ended {
+        let Engine { mut link, mut side } = self;
+        side.publish();
+        let transport = if side.rare.as_ref().is_some_and(|r| r.give_back.is_some()) {
+            link.take_transport()
+        } else {
+            None
+        };
+        let rest = link.finish();
+        side.finish(transport);
+        rest
+    }
+
+    /// The engine stopped: a filter that wraps it takes its place, or it ends and
+    /// what it hosted goes on.
+    fn succeed(mut self) -> Option<Hosting> {
+        if let Some(mut filter) = self.side.rare.as_mut().and_then(|r| r.wrap.take()) {
+            tracing::debug!("wrapped by a filter");
+            filter.set_underlying(Box::new(self));
+            let filter: Box<dyn super::transport::Hosted> = filter;
+            return Some(filter.run_alone());
+        }
+        match self.end() {
+            Ended::Gone(rest) => rest,
+            Ended::Replaced(successor) => Some(successor.run_alone()),
+        }
+    }
+
+    /// This engine now runs on a different task: forget the old task's wakers, here
+    /// and in what the link hosts.
+    fn forget_wakers(&mut self) {
+        if let Some(remote) = &self.side.remote {
+            remote.mailbox.forget_waker();
+        }
+        if let Some(hosted) = self.link.hosted() {
+            hosted.forget_wakers();
+        }
+    }
+}
+
+/// The future of a bufferevent's task. Hand-written rather than an `async fn`, which
+/// would keep a second copy of the engine in its state (the argument and the local):
+/// with one bufferevent per connection, that copy is most of an idle connection's
+/// memory.
+pub(crate) struct Run<L: Link, S> {
+    state: RunState<L, S>,
+}
+
+// The engine inline is the point: boxing it would add an allocation per bufferevent.
+#[allow(clippy::large_enum_variant)]
+enum RunState<L: Link, S> {
+    Engine(Engine<L, S>),
+    Then(Hosting),
+    Done,
+}
+
+// Nothing in `Run` is ever pinned in place: the engine's self-referential parts
+// (timers, connects, hosted futures) are boxed.
+impl<L: Link, S> Unpin for Run<L, S> {}
+
+impl<L, S> Future for Run<L, S>
+where
+    L: Link,
+    S: Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                RunState::Engine(engine) => {
+                    if engine.poll_run(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let RunState::Engine(engine) =
+                        std::mem::replace(&mut this.state, RunState::Done)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    match engine.succeed() {
+                        Some(next) => this.state = RunState::Then(next),
+                        None => return Poll::Ready(()),
+                    }
+                }
+                RunState::Then(next) => {
+                    if next.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.state = RunState::Done;
+                }
+                RunState::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}

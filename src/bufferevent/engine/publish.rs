@@ -1,0 +1,157 @@
+//! What handles read: the task publishes cheap facts after each pass, wakes the
+//! waiters whose condition changed, and at the end says how the bufferevent ended.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::Side;
+use crate::bufferevent::shared::{Closed, Condition, Knob, Settings};
+
+impl<T, S> Side<T, S>
+where
+    T: Send + 'static,
+    S: Send + 'static,
+{
+    /// The settings as the core has them, in the form handles read.
+    fn settings(&self) -> Settings {
+        let core = &self.inner.core;
+        let (read_timeout, write_timeout) = core.timeouts();
+        Settings {
+            enabled: core.enabled(),
+            read_wm: core.read_watermarks(),
+            write_wm: core.write_watermarks(),
+            read_timeout,
+            write_timeout,
+            max_single_read: core.max_single_read(),
+            max_single_write: core.max_single_write(),
+        }
+    }
+
+    /// A handle's change of `knob` was applied: handles may see the task's value
+    /// again.
+    pub(super) fn applied_setting(&mut self, knob: Knob) {
+        let settings = self.settings();
+        if let Some(shared) = self.shared() {
+            shared.applied_setting(knob, &settings);
+        }
+    }
+
+    /// Publishes the cheap facts handles read, waking the waiters of what changed.
+    pub(super) fn publish(&mut self) {
+        let Some(remote) = self.remote.as_deref() else {
+            // Nobody waits for these any more; dropping them drops what they hold.
+            if let Some(rare) = self.rare.as_mut() {
+                rare.replies.clear();
+            }
+            return;
+        };
+        let s = &remote.shared;
+        let core = &mut self.inner.core;
+        // Plain loads and stores: only this task writes these (besides `applied`, which
+        // the exact length stored here supersedes), and most calls change nothing.
+        if store(&s.input_len, self.inner.input.len()) | flag(&s.read_closed, !core.read_open()) {
+            s.mark(Condition::Input);
+        }
+        if store(&s.output_len, self.inner.output.len())
+            | flag(&s.write_closed, core.write_closed())
+        {
+            s.mark(Condition::Output);
+        }
+        let settings_changed = core.take_settings_changed();
+        if settings_changed || s.enabled() != core.enabled() {
+            let knobs: &[Knob] = if settings_changed {
+                &Settings::ALL
+            } else {
+                &[Knob::Enabled]
+            };
+            let settings = self.settings();
+            s.publish_settings(knobs, &settings);
+        }
+        // Answers to `with` go out only now, so the caller sees lengths that include
+        // what its closure did.
+        if let Some(rare) = self.rare.as_mut() {
+            for reply in rare.replies.drain(..) {
+                reply();
+            }
+        }
+        s.wake_dirty();
+    }
+
+    /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
+    /// idle connection holds no buffers (as libevent frees drained chains).
+    pub(super) fn release_idle_memory(&mut self, streaming: bool) {
+        let input = &mut self.inner.input;
+        if input.is_empty() && !streaming && input.has_spare_memory() {
+            input.shrink_to_fit();
+        }
+        let output = &mut self.inner.output;
+        if output.is_empty() && output.has_spare_memory() {
+            output.shrink_to_fit();
+        }
+    }
+
+    /// Drops what handles share once none is left and none can be made: no handle,
+    /// no weak handle (a pair partner's or a filter's), nothing the task hosts or
+    /// runs holding a reference. From then on nothing is published, so a bufferevent
+    /// run only by its callbacks costs no memory or work for handles.
+    pub(super) fn detach_if_unobserved(&mut self) {
+        if self.in_use || self.stopping() {
+            return;
+        }
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let unreferenced = Arc::strong_count(remote) == 1 && Arc::weak_count(remote) == 0;
+        // The counts are relaxed loads: the fence orders them before the handle count,
+        // so a handle made from the last weak handle before it went is seen.
+        std::sync::atomic::fence(Ordering::Acquire);
+        if unreferenced && !remote.mailbox.has_handles() {
+            tracing::trace!("no handle left: state no longer published");
+            self.remote = None;
+        }
+    }
+
+    /// Publishes how the bufferevent ended; `transport` goes to `into_inner`'s caller.
+    pub(crate) fn finish(&mut self, transport: Option<T>) {
+        self.publish();
+        if let Some(remote) = &self.remote {
+            remote.mailbox.close();
+        }
+        let unsent = self.inner.output.len();
+        match self.rare.as_mut().and_then(|r| r.give_back.take()) {
+            Some(reply) => {
+                // The caller may have stopped waiting; the transport then closes.
+                drop(reply.send(transport));
+            }
+            None => drop(transport), // closes it
+        }
+        tracing::debug!(events = ?self.last_events, unsent, "bufferevent finished");
+        let error = self.rare.as_ref().and_then(|r| r.last_error.clone());
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        shared.connected.store(false, Ordering::Release);
+        shared.clear_relative();
+        shared.set_closed(Closed {
+            events: self.last_events,
+            error,
+            unsent,
+        });
+    }
+}
+
+/// Stores `value` if it differs; whether it did.
+fn store(cell: &AtomicUsize, value: usize) -> bool {
+    cell.load(Ordering::Acquire) != value && {
+        cell.store(value, Ordering::Release);
+        true
+    }
+}
+
+/// Stores `value` if it differs; whether it did.
+fn flag(cell: &AtomicBool, value: bool) -> bool {
+    cell.load(Ordering::Acquire) != value && {
+        cell.store(value, Ordering::Release);
+        true
+    }
+}

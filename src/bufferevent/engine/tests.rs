@@ -1,0 +1,115 @@
+//! The engine driven by hand, pass by pass.
+
+use std::task::Poll;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+use super::*;
+use crate::bufferevent::BufferEvent;
+use crate::bufferevent::events::Direction;
+use crate::bufferevent::handle::WeakHandle;
+use crate::bufferevent::info::TransportInfo;
+use crate::bufferevent::transport::stream::StreamLink;
+
+type Echo = Engine<StreamLink<DuplexStream>, ()>;
+
+/// An echo engine over one end of an in-memory stream, run by hand.
+fn echo_engine() -> (Echo, BufferEvent<DuplexStream>, DuplexStream) {
+    let (ours, peer) = duplex(1024);
+    let (side, bev) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(|ctx| {
+            let (mut input, mut output) = ctx.io();
+            output.append_input(&mut input);
+        })
+        .assemble(true, TransportInfo::default());
+    (Engine::new(StreamLink::new(Some(ours)), side), bev, peer)
+}
+
+async fn run_passes(engine: &mut Echo) {
+    std::future::poll_fn(|cx| {
+        while engine.pass(cx, true) {}
+        Poll::Ready(())
+    })
+    .await;
+}
+
+async fn echoes(engine: &mut Echo, peer: &mut DuplexStream) {
+    peer.write_all(b"ping").await.unwrap();
+    run_passes(engine).await;
+    let mut back = [0; 4];
+    peer.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping");
+}
+
+#[tokio::test]
+async fn the_shared_state_is_dropped_once_no_handle_can_reach_it() {
+    let (mut engine, bev, mut peer) = echo_engine();
+    echoes(&mut engine, &mut peer).await;
+    assert!(engine.side.shared().is_some(), "a handle is alive");
+    assert_eq!(bev.input_len(), 0, "published while a handle exists");
+    drop(bev);
+    run_passes(&mut engine).await;
+    assert!(engine.side.shared().is_none(), "no handle can read it");
+    // It goes on serving its peer, publishing nothing.
+    echoes(&mut engine, &mut peer).await;
+    assert!(!engine.is_over());
+}
+
+/// A `with` whose caller gave up before the answer: once no handle is left, the
+/// answer (here the last handle of another bufferevent) is dropped, not kept for
+/// the rest of the bufferevent's life.
+#[tokio::test]
+async fn an_answer_nobody_waits_for_is_dropped_when_the_state_goes() {
+    let (mut engine, bev, _peer) = echo_engine();
+    let (stream, _other_peer) = duplex(64);
+    let other = BufferEvent::builder().stream(stream);
+    let other_alive = WeakHandle::of(&other);
+    {
+        let ask = bev.with(move |_| other);
+        let mut ask = std::pin::pin!(ask);
+        // One poll sends the closure; then the caller gives up.
+        std::future::poll_fn(|cx| {
+            assert!(ask.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+    }
+    drop(bev);
+    run_passes(&mut engine).await;
+    assert!(engine.side.shared().is_none());
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while other_alive.upgrade().is_some() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the other bufferevent ends once its last handle is dropped");
+}
+
+#[tokio::test]
+async fn a_weak_handle_keeps_the_shared_state() {
+    let (mut engine, bev, mut peer) = echo_engine();
+    let weak = WeakHandle::of(&bev);
+    drop(bev);
+    run_passes(&mut engine).await;
+    assert!(engine.side.shared().is_some(), "a weak handle may upgrade");
+    let again = weak.upgrade().expect("still running");
+    echoes(&mut engine, &mut peer).await;
+    run_passes(&mut engine).await;
+    assert_eq!(again.output_len(), 0);
+    drop((again, weak));
+    run_passes(&mut engine).await;
+    assert!(engine.side.shared().is_none());
+}
+
+/// With one task per connection, the task's future is most of an idle
+/// connection's memory. Tokio rounds a task to 128 bytes; at most 416 bytes of
+/// future keep a TCP bufferevent's task in 512 (see `docs/PERFORMANCE.md`). A
+/// field added to the engine should make room elsewhere, or change this figure
+/// knowingly.
+#[test]
+fn a_tcp_bufferevent_task_stays_small() {
+    let size = size_of::<Run<StreamLink<tokio::net::TcpStream>, ()>>();
+    assert!(size <= 416, "the task future grew to {size} bytes");
+}

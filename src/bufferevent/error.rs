@@ -1,0 +1,86 @@
+//! [`Error`]: why an operation on a [`BufferEvent`](super::BufferEvent) handle failed.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use crate::buffer::EvBufferError;
+
+/// Why an operation on a bufferevent handle failed: a small enum to match on, which
+/// converts into [`io::Error`] (so `?` works in functions returning `io::Result`)
+/// with the kind [`Error::kind`] names.
+///
+/// # Examples
+///
+/// ```
+/// use tokio_bufferevent::bufferevent::{BufferEvent, Error};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (a, _b) = BufferEvent::pair();
+/// a.free();
+/// a.closed().await;
+/// match a.write_now(&b"late"[..]) {
+///     Err(Error::Ended) => {} // nothing more can be sent
+///     other => panic!("{other:?}"),
+/// }
+/// let as_io: std::io::Error = Error::Ended.into();
+/// assert_eq!(as_io.kind(), std::io::ErrorKind::NotConnected);
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bufferevent has ended: freed, closed, or stopped by a failure
+    /// ([`io::ErrorKind::NotConnected`]).
+    Ended,
+    /// The write side was shut down or failed: nothing more can be sent
+    /// ([`io::ErrorKind::BrokenPipe`]).
+    WriteClosed,
+    /// The last connect failed, and no other is under way; the error says why (its
+    /// kind is this error's kind).
+    ConnectFailed(Arc<io::Error>),
+    /// A buffer handed to the bufferevent could not be taken (its front is frozen);
+    /// it is left as it was ([`io::ErrorKind::InvalidInput`]).
+    Buffer(EvBufferError),
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error converts to.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Self::Ended => io::ErrorKind::NotConnected,
+            Self::WriteClosed => io::ErrorKind::BrokenPipe,
+            Self::ConnectFailed(e) => e.kind(),
+            Self::Buffer(_) => io::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ended => f.write_str("the bufferevent has ended"),
+            Self::WriteClosed => f.write_str("the bufferevent's write side is closed"),
+            Self::ConnectFailed(e) => write!(f, "the connect failed: {e}"),
+            Self::Buffer(e) => write!(f, "the buffer cannot be taken: {e}"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::ConnectFailed(e) => Some(&**e),
+            Self::Buffer(e) => Some(e),
+            Self::Ended | Self::WriteClosed => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        io::Error::new(error.kind(), error)
+    }
+}

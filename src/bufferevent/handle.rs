@@ -1,0 +1,706 @@
+//! [`BufferEvent`], the handle: a cloneable remote control for one bufferevent.
+//!
+//! Every operation is a command to the bufferevent's task; what handles read (buffer
+//! lengths, settings, connected, closed) is published by the task, and a setter's
+//! new value is shown at once by every handle (see `shared.rs`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use super::Transport;
+use super::builder::Builder;
+use super::context::{Callbacks, Context};
+use super::error::Error;
+use super::events::{Direction, Events, FlushMode, Watermarks};
+use super::mailbox::{Command, Remote};
+use super::shared::{Closed, Condition, EventRecord, Knob, Shared, TransportInfo};
+use super::transport::Attach;
+use crate::buffer::EvBuffer;
+
+/// A handle to a bufferevent (`struct bufferevent *`): cheap to clone, `Send + Sync`,
+/// usable from any thread.
+///
+/// Every operation is a message to the bufferevent's task, applied in order; the
+/// facts handles poll often (buffer lengths, enabled directions, connected, closed)
+/// are published by the task and read without a round trip. Dropping every handle
+/// does not stop a bufferevent that still has callbacks and a peer to serve; it ends
+/// when it is freed or closed, or when no handle is left and nothing more can happen
+/// (the peer finished and the output is sent, or it has no callbacks and nothing left
+/// to send).
+///
+/// Memory: a handle shares one allocation with its bufferevent (about 340 bytes: the
+/// published facts and the command queue). Once no handle is left, nor any handle
+/// that a pair partner or a filter could hand out, the bufferevent drops it and
+/// publishes nothing more, so a server that keeps no handles (as libevent servers keep
+/// only the callbacks' context) pays for the task alone: about 1.1 KiB per idle TCP
+/// connection, see `docs/PERFORMANCE.md`.
+///
+/// Operations on a bufferevent that has ended do nothing; those that return a result
+/// report it with [`Error::Ended`].
+pub struct BufferEvent<T = TcpStream, S = ()> {
+    pub(crate) remote: Arc<Remote<T, S>>,
+    pub(crate) runtime: Handle,
+}
+
+impl<T, S> Clone for BufferEvent<T, S> {
+    fn clone(&self) -> Self {
+        self.remote.mailbox.add_handle();
+        Self {
+            remote: Arc::clone(&self.remote),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+impl<T, S> Drop for BufferEvent<T, S> {
+    fn drop(&mut self) {
+        self.remote.mailbox.drop_handle();
+    }
+}
+
+impl<T, S> BufferEvent<T, S> {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.remote.shared
+    }
+}
+
+impl BufferEvent {
+    /// A [`Builder`] for a bufferevent without user state.
+    pub fn builder() -> Builder<()> {
+        Builder::new(())
+    }
+
+    /// A [`Builder`] for a bufferevent whose callbacks share `state`, owned by its task.
+    pub fn builder_with_state<S: Send + 'static>(state: S) -> Builder<S> {
+        Builder::new(state)
+    }
+}
+
+/// A handle that does not keep its bufferevent alive: what a pair element keeps of
+/// its partner, and a filter of its underlying bufferevent.
+pub(crate) struct WeakHandle<T, S> {
+    remote: std::sync::Weak<Remote<T, S>>,
+    runtime: Handle,
+}
+
+impl<T, S> WeakHandle<T, S> {
+    pub(crate) fn of(bev: &BufferEvent<T, S>) -> Self {
+        Self {
+            remote: Arc::downgrade(&bev.remote),
+            runtime: bev.runtime.clone(),
+        }
+    }
+
+    /// A handle, unless the bufferevent has ended.
+    pub(crate) fn upgrade(&self) -> Option<BufferEvent<T, S>> {
+        let remote = self.remote.upgrade()?;
+        if remote.shared.is_closed() {
+            return None;
+        }
+        remote.mailbox.add_handle();
+        Some(BufferEvent {
+            remote,
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+impl<T, S> BufferEvent<T, S>
+where
+    T: Send + 'static,
+    S: Send + 'static,
+{
+    pub(crate) fn send(&self, command: Command<T, S>) -> bool {
+        self.remote.mailbox.send(command)
+    }
+
+    /// Refuses writes once the write side is shut down or failed: they could never
+    /// be sent.
+    fn check_writable(&self) -> Result<(), Error> {
+        if self.shared().is_closed() {
+            Err(Error::Ended)
+        } else if self.shared().write_closed.load(Ordering::Acquire) {
+            Err(Error::WriteClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn run(&self, f: impl FnOnce(&mut Context<'_, S>) + Send + 'static) {
+        self.send(Command::Run(Box::new(f)));
+    }
+
+    /// Changes a setting: every handle shows `change` at once, and the task applies
+    /// `f`. Nothing happens if the bufferevent has ended.
+    fn set(
+        &self,
+        knob: Knob,
+        change: impl FnOnce(&mut super::shared::Settings),
+        f: impl FnOnce(&mut Context<'_, S>) + Send + 'static,
+    ) {
+        if self.shared().is_closed() {
+            return;
+        }
+        self.shared().request(knob, change);
+        if !self.send(Command::Set(knob, Box::new(f))) {
+            self.shared().withdraw(knob);
+        }
+    }
+
+    // ---- settings ----------------------------------------------------------------
+
+    /// Enables directions (`bufferevent_enable`). Enabling WRITE with an empty output
+    /// yields one write callback (B-14); enabling restarts the direction's timeout.
+    /// [`enabled`](Self::enabled) shows the change at once.
+    pub fn enable(&self, dirs: Direction) {
+        self.set(
+            Knob::Enabled,
+            |s| s.enabled |= dirs,
+            move |ctx| ctx.enable(dirs),
+        );
+    }
+
+    /// Disables directions (`bufferevent_disable`). [`enabled`](Self::enabled) shows
+    /// the change at once.
+    pub fn disable(&self, dirs: Direction) {
+        self.set(
+            Knob::Enabled,
+            |s| s.enabled = s.enabled.without(dirs),
+            move |ctx| ctx.disable(dirs),
+        );
+    }
+
+    /// The enabled directions (`bufferevent_get_enabled`): what this handle (or any
+    /// handle) last set, otherwise as last published by the task, which disables a
+    /// direction on EOF, errors and timeouts. A direction paused by a watermark
+    /// still counts as enabled.
+    pub fn enabled(&self) -> Direction {
+        self.shared().enabled()
+    }
+
+    /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`);
+    /// [`watermarks`](Self::watermarks) shows them at once.
+    pub fn set_watermarks(&self, dirs: Direction, wm: Watermarks) {
+        self.set(
+            Knob::Watermarks,
+            |s| {
+                if dirs.contains(Direction::READ) {
+                    s.read_wm = wm;
+                }
+                if dirs.contains(Direction::WRITE) {
+                    s.write_wm = wm;
+                }
+            },
+            move |ctx| ctx.set_watermarks(dirs, wm),
+        );
+    }
+
+    /// The watermarks of `dir`, or `None` unless `dir` is exactly one direction
+    /// (`bufferevent_getwatermark`, B-24).
+    pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
+        let s = self.shared().settings();
+        if dir == Direction::READ {
+            Some(s.read_wm)
+        } else if dir == Direction::WRITE {
+            Some(s.write_wm)
+        } else {
+            None
+        }
+    }
+
+    /// Sets the read and write timeouts (`bufferevent_set_timeouts`); `None` or zero
+    /// means none. [`timeouts`](Self::timeouts) shows them at once.
+    pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
+        let usable = |d: Option<Duration>| {
+            d.filter(|d| !d.is_zero())
+                .map(|d| d.min(Duration::from_nanos(u64::MAX)))
+        };
+        self.set(
+            Knob::Timeouts,
+            |s| {
+                s.read_timeout = usable(read);
+                s.write_timeout = usable(write);
+            },
+            move |ctx| ctx.set_timeouts(read, write),
+        );
+    }
+
+    /// The read and write timeouts (`None`: no timeout).
+    pub fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
+        let s = self.shared().settings();
+        (s.read_timeout, s.write_timeout)
+    }
+
+    /// Sets the most bytes one read asks the transport for
+    /// (`bufferevent_set_max_single_read`, B-97): 0, or more than 4 GiB, resets it to
+    /// the default of 16 KiB. [`max_single_read`](Self::max_single_read) shows it at
+    /// once.
+    pub fn set_max_single_read(&self, n: usize) {
+        self.set(
+            Knob::MaxSingle,
+            |s| s.max_single_read = single_io_limit(n),
+            move |ctx| ctx.set_max_single_read(n),
+        );
+    }
+
+    /// Sets the most bytes one write hands the transport
+    /// (`bufferevent_set_max_single_write`, B-97): 0, or more than 4 GiB, resets it
+    /// to the default of 16 KiB.
+    pub fn set_max_single_write(&self, n: usize) {
+        self.set(
+            Knob::MaxSingle,
+            |s| s.max_single_write = single_io_limit(n),
+            move |ctx| ctx.set_max_single_write(n),
+        );
+    }
+
+    /// The most bytes one read asks the transport for
+    /// (`bufferevent_get_max_single_read`).
+    pub fn max_single_read(&self) -> usize {
+        self.shared().settings().max_single_read
+    }
+
+    /// The most bytes one write hands the transport
+    /// (`bufferevent_get_max_single_write`).
+    pub fn max_single_write(&self) -> usize {
+        self.shared().settings().max_single_write
+    }
+
+    /// Replaces the callbacks and returns the previous ones (`bufferevent_setcb`;
+    /// the returned set is `bufferevent_getcb`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ended`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, the callbacks may or may not have been replaced.
+    pub async fn set_callbacks(&self, callbacks: Callbacks<S>) -> Result<Callbacks<S>, Error> {
+        self.with(move |ctx| ctx.set_callbacks(callbacks)).await
+    }
+
+    // ---- data ------------------------------------------------------------------
+
+    /// Queues `data` for sending without waiting (`bufferevent_write`). Never blocks,
+    /// whatever the watermarks say; [`output_len`](Self::output_len) counts it at
+    /// once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteClosed`] if the write side was shut down or failed;
+    /// [`Error::Ended`] if the bufferevent has ended. Nothing is queued then.
+    pub fn write_now(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        let data = data.into();
+        if data.is_empty() {
+            return Ok(()); // B-28
+        }
+        self.check_writable()?;
+        let n = data.len();
+        self.shared().in_flight.fetch_add(n, Ordering::AcqRel);
+        if self.send(Command::Write(data)) {
+            Ok(())
+        } else {
+            self.shared().in_flight.fetch_sub(n, Ordering::AcqRel);
+            Err(Error::Ended)
+        }
+    }
+
+    /// Queues `data` for sending, first waiting while the output is above the write
+    /// high watermark when one is set: backpressure for async writers.
+    ///
+    /// # Errors
+    ///
+    /// As [`writable`](Self::writable); nothing is queued then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled while waiting, nothing was queued.
+    pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        let data = data.into();
+        self.writable().await?;
+        self.write_now(data)
+    }
+
+    /// Waits until the output is at or below the write high watermark (immediately
+    /// when none is set).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteClosed`] if the write side was shut down or failed (at once, or
+    /// while waiting); [`Error::Ended`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn writable(&self) -> Result<(), Error> {
+        let ok = self
+            .shared()
+            .wait_until(Condition::Output, |s| {
+                let high = s.write_high();
+                high == 0 || s.output_total() <= high || s.write_closed.load(Ordering::Acquire)
+            })
+            .await;
+        if !ok || self.shared().is_closed() {
+            return Err(Error::Ended);
+        }
+        self.check_writable()
+    }
+
+    /// Moves all of `buf` to the output without copying (`bufferevent_write_buffer`);
+    /// `buf` is left empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Buffer`] if `buf`'s front is frozen (nothing moves);
+    /// [`Error::WriteClosed`] if the write side was shut down or failed;
+    /// [`Error::Ended`] if the bufferevent has ended. `buf` is emptied all the same
+    /// when the bufferevent cannot take it, as libevent's would be by a failed
+    /// write.
+    pub fn write_buffer(&self, buf: &mut EvBuffer) -> Result<(), Error> {
+        // A buffer of our own, never frozen: the task appends it without a check.
+        let mut moved = EvBuffer::new();
+        moved.add_buffer(buf).map_err(Error::Buffer)?;
+        let n = moved.len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.check_writable()?;
+        self.shared().in_flight.fetch_add(n, Ordering::AcqRel);
+        if self.send(Command::WriteBuffer(moved)) {
+            Ok(())
+        } else {
+            self.shared().in_flight.fetch_sub(n, Ordering::AcqRel);
+            Err(Error::Ended)
+        }
+    }
+
+    /// Removes up to `max` bytes from the input (`bufferevent_read`); empty when the
+    /// input is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ended`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if cancelled after the task removed the bytes, they are lost.
+    pub async fn read(&self, max: usize) -> Result<Bytes, Error> {
+        self.with(move |ctx| ctx.input().remove_bytes(max)).await
+    }
+
+    /// Moves the whole input into a new buffer without copying
+    /// (`bufferevent_read_buffer`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ended`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`read`](Self::read).
+    pub async fn read_buffer(&self) -> Result<EvBuffer, Error> {
+        self.with(|ctx| ctx.input().take_buffer()).await
+    }
+
+    /// Bytes in the input, as last published by the task.
+    pub fn input_len(&self) -> usize {
+        self.shared().input_len.load(Ordering::Acquire)
+    }
+
+    /// Bytes waiting to be sent, including writes the task has not applied yet.
+    pub fn output_len(&self) -> usize {
+        self.shared().output_total()
+    }
+
+    // ---- control -------------------------------------------------------------------
+
+    /// Runs `f` on the task with the bufferevent's [`Context`] and returns its result:
+    /// an atomic batch of operations (libevent's `bufferevent_lock`/`unlock`). No
+    /// callback or I/O runs in between.
+    ///
+    /// A panic in `f` is contained like a panicking callback: the bufferevent ends
+    /// with an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ended`] if the bufferevent has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, `f` may or may not run.
+    pub async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Context<'_, S>) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Ask(Box::new(move |ctx| {
+            let out = f(ctx);
+            // The caller may have stopped waiting: then the result is dropped.
+            Box::new(move || drop(tx.send(out)))
+        })));
+        rx.await.map_err(|_| Error::Ended)
+    }
+
+    /// Flushes (`bufferevent_flush`); what that means depends on the kind of
+    /// bufferevent, see [`Context::flush`].
+    pub fn flush(&self, dirs: Direction, mode: FlushMode) {
+        self.run(move |ctx| ctx.flush(dirs, mode));
+    }
+
+    /// Runs the read and/or write callback as if data had arrived or drained
+    /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`.
+    pub fn trigger(&self, dirs: Direction, ignore_watermarks: bool) {
+        self.run(move |ctx| ctx.trigger(dirs, ignore_watermarks));
+    }
+
+    /// Delivers `events` to the event callback (`bufferevent_trigger_event`).
+    pub fn trigger_event(&self, events: Events) {
+        self.run(move |ctx| ctx.trigger_event(events));
+    }
+
+    /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards,
+    /// pending output is discarded (B-55), and the transport is closed by the task.
+    /// Use [`close`](Self::close) to send the output first.
+    pub fn free(&self) {
+        self.run(|ctx| ctx.free());
+    }
+
+    /// Sends what is queued, shuts down the write side, then frees: the graceful end.
+    /// Resolves with how the bufferevent ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close goes on without the caller.
+    pub async fn close(&self) -> Closed {
+        self.run(|ctx| ctx.close());
+        self.closed().await
+    }
+
+    /// The runtime the task runs on (`bufferevent_get_base`).
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    /// Whether the bufferevent has a connected transport (false before a connect
+    /// completes and after the bufferevent ended).
+    pub fn is_connected(&self) -> bool {
+        self.shared().connected.load(Ordering::Acquire)
+    }
+
+    /// Whether the bufferevent has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared().is_closed()
+    }
+
+    // ---- readiness ---------------------------------------------------------------
+
+    /// Waits until the input holds at least `n` bytes. Resolves early when that can
+    /// no longer happen: no more data can arrive (EOF, error, end), or `n` is above the
+    /// read high watermark and the input is full to it (reading pauses there). Check
+    /// [`input_len`](Self::input_len).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: waiting consumes nothing. Any number of tasks may wait at once.
+    pub async fn readable(&self, n: usize) {
+        self.shared()
+            .wait_until(Condition::Input, |s| {
+                let len = s.input_len.load(Ordering::Acquire);
+                let high = s.read_high();
+                len >= n || s.read_closed.load(Ordering::Acquire) || (high != 0 && len >= high)
+            })
+            .await;
+    }
+
+    /// Waits until the output is at or below the write low watermark (empty with the
+    /// default of 0), or it can no longer drain: the write side closed with data
+    /// unsent, or the bufferevent ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once.
+    pub async fn drained(&self) {
+        self.shared()
+            .wait_until(Condition::Output, |s| {
+                s.output_total() <= s.write_low() || s.write_closed.load(Ordering::Acquire)
+            })
+            .await;
+    }
+
+    /// Waits until the bufferevent has a connected transport.
+    ///
+    /// Resolves at once when it is connected, or when the last connect already
+    /// failed and no other is under way; waits while a connect is under way, or
+    /// while there is no transport yet (one may still be given).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectFailed`] with the reason when the connect failed (also for a
+    /// filter whose underlying bufferevent failed to connect); [`Error::Ended`] if
+    /// the bufferevent ended first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once.
+    pub async fn connected(&self) -> Result<(), Error> {
+        let shared = self.shared();
+        let failed = |s: &Shared| matches!(s.connect_outcome(), Some(Some(_)));
+        shared
+            .wait_until(Condition::Connect, |s| {
+                s.connected.load(Ordering::Acquire) || failed(s)
+            })
+            .await;
+        if shared.connected.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match shared.connect_outcome() {
+            Some(Some(error)) => Err(Error::ConnectFailed(error)),
+            _ => Err(Error::Ended),
+        }
+    }
+
+    /// Waits until the bufferevent has ended and says how.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once.
+    pub async fn closed(&self) -> Closed {
+        self.shared()
+            .wait_until(Condition::Event, Shared::is_closed)
+            .await;
+        self.shared().closed().unwrap_or(Closed {
+            events: Events::empty(),
+            error: None,
+            unsent: 0,
+        })
+    }
+
+    /// The most recent event delivered to the event callback, if any, without
+    /// waiting.
+    pub fn last_event(&self) -> Option<EventRecord> {
+        self.shared().last_event()
+    }
+
+    /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
+    /// socket (a pair, a stream that is not a `TcpStream`). A filter reports its
+    /// underlying bufferevent's (B-93).
+    #[cfg(unix)]
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.shared().info().fd
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared().info().local
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared().info().peer
+    }
+
+    /// Waits for the next event delivered after the call; `None` if the bufferevent
+    /// ended without one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Any number of tasks may wait at once; each sees the event.
+    pub async fn next_event(&self) -> Option<EventRecord> {
+        let seen = self.shared().event_seq();
+        let got = self
+            .shared()
+            .wait_until(Condition::Event, |s| s.event_seq() != seen)
+            .await;
+        if got {
+            self.shared().last_event()
+        } else {
+            None
+        }
+    }
+}
+
+impl<T, S> BufferEvent<T, S>
+where
+    T: Transport,
+    S: Send + 'static,
+{
+    /// Stops the bufferevent and returns its transport, or `None` if it has none or
+    /// has already ended. Pending output is not sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled, the transport is dropped (closed).
+    pub async fn into_inner(self) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::IntoInner(tx)) {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// The bufferevent under this one (`bufferevent_get_underlying`): always `None`,
+    /// since a stream bufferevent sits directly on its transport, as libevent's socket
+    /// bufferevent returns `NULL`. The item type is uninhabited; a filtering
+    /// bufferevent's `underlying()` (on [`BufferEvent<Filtered<T, U>, S>`](super::Filtered))
+    /// returns the handle of the bufferevent it filters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::net::{TcpListener, TcpStream};
+    /// use tokio_bufferevent::bufferevent::BufferEvent;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let bev = BufferEvent::builder().tcp(stream)?;
+    /// assert!(bev.underlying().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn underlying(&self) -> Option<std::convert::Infallible> {
+        None
+    }
+
+    /// Gives the bufferevent a (new) transport (`bufferevent_setfd`); the previous one
+    /// is closed. Reading and writing resume as enabled.
+    pub fn set_transport(&self, transport: T) {
+        self.shared().set_info(TransportInfo::default());
+        self.attach_now(transport);
+    }
+
+    /// Sends a connected transport to the task; handles see it connected at once.
+    pub(crate) fn attach_now(&self, transport: T) {
+        if self.send(Command::Attach(Attach::Now(transport))) {
+            self.shared().connected.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<T, S> fmt::Debug for BufferEvent<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferEvent")
+            .field("input", &self.shared().input_len.load(Ordering::Relaxed))
+            .field("output", &self.shared().output_total())
+            .field("enabled", &self.shared().enabled())
+            .field("closed", &self.shared().is_closed())
+            .finish()
+    }
+}
+
+/// The value `set_max_single_*` ends up with (B-97).
+fn single_io_limit(n: usize) -> usize {
+    match u32::try_from(n) {
+        Ok(0) | Err(_) => super::DEFAULT_MAX_SINGLE_IO,
+        Ok(n) => n as usize,
+    }
+}

@@ -1,0 +1,547 @@
+//! Filtering bufferevents (`bufferevent_filter_new`): a bufferevent whose transport
+//! is another bufferevent, with a [`Filter`] transforming the bytes each way.
+//!
+//! The filter's task adopts the underlying bufferevent's engine and runs it itself:
+//! the underlying's callbacks are replaced by the filter's processing (B-84), its
+//! input is read by the input filter and its output written by the output filter,
+//! with no channel in between. The underlying's handle keeps working. Filters stack:
+//! a filter over a filter over a socket is a chain of adopted engines.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::task::Context as TaskContext;
+
+use super::{Ended, Hosted, Hosts, Io, Link, end_hosted};
+use crate::buffer::EvBuffer;
+use crate::bufferevent::core::suspend;
+use crate::bufferevent::events::{Direction, Events, FlushMode};
+use crate::bufferevent::shared::Shared;
+
+/// What a [`Filter`] call achieved (`enum bufferevent_filter_result`).
+#[derive(Debug)]
+pub enum FilterResult {
+    /// Something was produced or consumed (`BEV_OK`); processing goes on while the
+    /// source has data and the destination is under its limit.
+    Ok,
+    /// Nothing more can be done until more input arrives (`BEV_NEED_MORE`).
+    NeedMore,
+    /// The data cannot be processed (`BEV_ERROR`). Unlike libevent, which ignores it,
+    /// the filtering bufferevent delivers `READING | ERROR` (input filter) or
+    /// `WRITING | ERROR` (output filter) with this error, and that direction stops.
+    Error(io::Error),
+}
+
+/// A transformation from one buffer to another (`bufferevent_filter_cb`): the input
+/// filter moves bytes from the underlying bufferevent's input to the filter's input,
+/// the output filter from the filter's output to the underlying's output.
+///
+/// `dst_limit` is how many more bytes the destination wants (`None`: no limit); it is
+/// advisory (B-86). `mode` is `Normal` in ordinary operation, and the mode of a
+/// [`flush`](crate::bufferevent::BufferEvent::flush) otherwise; `Finished` asks the filter to emit
+/// everything it holds (a compressor's trailer).
+///
+/// Closures of the same shape are filters, and [`PassThrough`] moves bytes unchanged.
+///
+/// # Examples
+///
+/// An output filter that upper-cases ASCII:
+///
+/// ```
+/// use tokio_bufferevent::buffer::EvBuffer;
+/// use tokio_bufferevent::bufferevent::{FilterResult, FlushMode};
+///
+/// fn upper(src: &mut EvBuffer, dst: &mut EvBuffer, _limit: Option<usize>, _mode: FlushMode)
+///     -> FilterResult
+/// {
+///     let data = src.remove_bytes(src.len()).unwrap_or_default();
+///     let _ = dst.add(&data.to_ascii_uppercase());
+///     FilterResult::Ok
+/// }
+/// # let (mut a, mut b) = (EvBuffer::new(), EvBuffer::new());
+/// # a.add(b"hi").unwrap();
+/// # upper(&mut a, &mut b, None, FlushMode::Normal);
+/// # assert_eq!(b.to_vec().unwrap(), b"HI");
+/// ```
+pub trait Filter: Send + 'static {
+    /// Moves (and transforms) bytes from `src` to `dst`.
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        mode: FlushMode,
+    ) -> FilterResult;
+
+    /// Whether this filter holds bytes it would emit even with an empty source (a
+    /// TLS connection's handshake messages, or plaintext it decrypted beyond the last
+    /// call's limit); it is then called with an empty source. Default: `false`.
+    fn has_pending(&self) -> bool {
+        false
+    }
+}
+
+impl<F> Filter for F
+where
+    F: FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+        + Send
+        + 'static,
+{
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        mode: FlushMode,
+    ) -> FilterResult {
+        self(src, dst, dst_limit, mode)
+    }
+}
+
+/// The filter libevent uses for a missing filter function (B-83): moves up to
+/// `dst_limit` bytes (everything without a limit) unchanged, without copying.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassThrough;
+
+impl Filter for PassThrough {
+    fn filter(
+        &mut self,
+        src: &mut EvBuffer,
+        dst: &mut EvBuffer,
+        dst_limit: Option<usize>,
+        _mode: FlushMode,
+    ) -> FilterResult {
+        let n = dst_limit.unwrap_or(usize::MAX).min(src.len());
+        match src.remove_buffer(dst, n) {
+            Ok(_) => FilterResult::Ok,
+            Err(e) => FilterResult::Error(e.into()),
+        }
+    }
+}
+
+/// The transport of a filtering bufferevent (`BufferEvent<Filtered<T, S>, _>`): the
+/// underlying `BufferEvent<T, S>`. This type is never constructed; it only names the
+/// kind.
+pub struct Filtered<T, S = ()> {
+    _never: PhantomData<fn() -> (T, S)>,
+}
+
+impl<T, S> fmt::Debug for Filtered<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Filtered")
+    }
+}
+
+/// The link of a filtering bufferevent over a `BufferEvent<T, U>`.
+pub(crate) struct FilterLink<T, U> {
+    underlying: Option<Box<dyn Hosted>>,
+    input: Box<dyn Filter>,
+    output: Box<dyn Filter>,
+    close_underlying: bool,
+    /// The underlying's output reached its write high watermark; the output filter
+    /// waits until it drains to the low one (B-87).
+    throttled: bool,
+    /// Buffer lengths when a filter last said `NeedMore`: nothing to do until they
+    /// change.
+    input_stalled: Option<(usize, usize)>,
+    output_stalled: Option<(usize, usize)>,
+    /// `close()`: waiting for the underlying to finish its write side.
+    finishing: bool,
+    /// A WRITE flush waiting for the output filter to emit everything before the
+    /// underlying is flushed.
+    flushing_output: Option<FlushMode>,
+    /// Everything written has left the underlying too (as of the last pass).
+    idle: bool,
+    _kind: PhantomData<fn() -> (T, U)>,
+}
+
+impl<T, U> FilterLink<T, U> {
+    /// A filter's link, waiting for its underlying bufferevent
+    /// ([`FilterLink::set_underlying`]).
+    pub(crate) fn new(input: impl Filter, output: impl Filter, close_underlying: bool) -> Self {
+        Self {
+            underlying: None,
+            input: Box::new(input),
+            output: Box::new(output),
+            close_underlying,
+            throttled: false,
+            input_stalled: None,
+            output_stalled: None,
+            finishing: false,
+            flushing_output: None,
+            idle: true,
+            _kind: PhantomData,
+        }
+    }
+
+    /// Puts `underlying` under this filter and takes it over (B-84); says what
+    /// handles may know of the transport.
+    pub(crate) fn set_underlying(
+        &mut self,
+        mut underlying: Box<dyn Hosted>,
+    ) -> super::TransportInfo {
+        underlying.take_over();
+        let info = underlying.info();
+        self.underlying = Some(underlying);
+        info
+    }
+}
+
+impl<T, U> Link for FilterLink<T, U>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    type Transport = Filtered<T, U>;
+
+    fn poll_input(&mut self, cx: &mut TaskContext<'_>, filter: &mut Io<'_>) -> bool {
+        filter.core.take_write_ready(); // B-14 is a socket's
+        let mut progress = false;
+        let Some(mut underlying) = self.underlying.take() else {
+            filter.core.clear_flushes();
+            return false;
+        };
+        // B-84: the underlying reads only while the filter may take what it reads.
+        {
+            let u = underlying.io();
+            if filter.core.reading() && filter.core.read_open() {
+                u.core.unsuspend_read(suspend::FILTER);
+            } else {
+                u.core.suspend_read(suspend::FILTER);
+            }
+        }
+        progress |= underlying.poll_pass(cx, false);
+        let due = underlying.take_due();
+        {
+            let mut u = underlying.io();
+            if due.write || u.output.len() <= u.core.write_watermarks().low {
+                self.throttled = false; // B-87: the underlying drained
+            }
+            progress |= self.flush_requests(filter, &mut u);
+            progress |= self.run_input(filter, &mut u, FlushMode::Normal, false);
+            let events = due.all_events();
+            if !events.is_empty() {
+                progress = true;
+                self.forward(filter, &mut u, events, due.error);
+            }
+            if self.finishing && self.flushing_output.is_none() && u.write_finished() {
+                self.finishing = false;
+                filter.core.on_shutdown();
+            }
+        }
+        if underlying.is_done() {
+            tracing::debug!("the underlying bufferevent ended");
+            if let Some(rest) = end_hosted(underlying) {
+                tokio::spawn(rest);
+            }
+            filter.core.on_partner_gone();
+            if let Some(shared) = filter.shared {
+                shared.clear_relative();
+            }
+            return true;
+        }
+        self.underlying = Some(underlying);
+        progress
+    }
+
+    fn poll_output(&mut self, _cx: &mut TaskContext<'_>, filter: &mut Io<'_>) -> bool {
+        let Some(mut underlying) = self.underlying.take() else {
+            return false;
+        };
+        let progress = {
+            let mut u = underlying.io();
+            let progress = if self.flushing_output.is_some() {
+                self.finish_output(filter, &mut u)
+            } else {
+                self.run_output(filter, &mut u, FlushMode::Normal, false)
+            };
+            self.idle =
+                self.flushing_output.is_none() && !self.output.has_pending() && u.write_finished();
+            progress
+        };
+        self.underlying = Some(underlying);
+        progress
+    }
+
+    fn is_attached(&self) -> bool {
+        self.underlying.is_some()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.underlying.is_none() || self.idle
+    }
+
+    fn hosted(&mut self) -> Option<&mut dyn Hosts> {
+        Some(self)
+    }
+
+    fn finish(self) -> Ended {
+        let Some(mut underlying) = self.underlying else {
+            return Ended::Gone(None);
+        };
+        if self.close_underlying {
+            underlying.io().core.free();
+            Ended::Gone(end_hosted(underlying))
+        } else {
+            // B-92: released, with no callbacks and no filter suspension; it takes
+            // the filter's place.
+            underlying.release();
+            Ended::Replaced(underlying)
+        }
+    }
+}
+
+impl<T, U> Hosts for FilterLink<T, U> {
+    fn forget_wakers(&mut self) {
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.forget_wakers();
+        }
+    }
+
+    fn pair_io<'a>(&'a mut self, _own: Io<'a>) -> Option<Io<'a>> {
+        self.underlying.as_mut()?.pair_io()
+    }
+
+    fn partner_gone(&mut self, _own: &mut Io<'_>) {
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.partner_gone();
+        }
+    }
+}
+
+impl<T, U> FilterLink<T, U> {
+    /// Forwards the underlying's events (B-36). EOF first runs the input filter with
+    /// `Finished`, so a decoder emits what it holds (beyond libevent, B-91).
+    fn forward(
+        &mut self,
+        filter: &mut Io<'_>,
+        u: &mut Io<'_>,
+        events: Events,
+        error: Option<io::Error>,
+    ) {
+        if events.contains(Events::READING | Events::EOF) {
+            self.run_input(filter, u, FlushMode::Finished, true);
+        } else if events.contains(Events::READING | Events::ERROR) && !u.input.is_empty() {
+            // Reading ends: what arrived before the error is not left behind.
+            self.run_input(filter, u, FlushMode::Normal, true);
+        }
+        if let Some(shared) = filter.shared {
+            if events.contains(Events::CONNECTED) {
+                shared.set_info(u.shared.map(Shared::info).unwrap_or_default());
+                shared.connect_succeeded();
+            }
+            let connect_failed = events.contains(Events::ERROR)
+                && !events.intersects(Events::READING | Events::WRITING);
+            if connect_failed {
+                // A failed connect (B-33): `connected()` on the filter stops waiting too.
+                shared.connect_failed(error.as_ref());
+            }
+        }
+        if events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR) {
+            // Reading is over for the filter too, though its enabled set stays as is.
+            filter.read_closed(error.as_ref());
+        }
+        if events.contains(Events::WRITING) && events.intersects(Events::EOF | Events::ERROR) {
+            filter.core.on_shutdown();
+        }
+        filter.core.event(events, error);
+    }
+
+    /// Carries out the filter's flush requests (B-77): each direction's filter runs at
+    /// least once in the given mode, without limits, then the underlying is flushed
+    /// the same way. For WRITE, the underlying is flushed only once the output filter
+    /// has emitted everything (a TLS filter mid-handshake emits its close later).
+    fn flush_requests(&mut self, filter: &mut Io<'_>, u: &mut Io<'_>) -> bool {
+        if !filter.core.has_flushes() {
+            return false;
+        }
+        let enabled = filter.core.enabled();
+        for (dirs, mode) in filter.core.take_flushes() {
+            // libevent's filters do nothing for a `Normal` flush of a disabled
+            // direction; the underlying is flushed all the same.
+            let skip = |dir| mode == FlushMode::Normal && !enabled.contains(dir);
+            if dirs.contains(Direction::READ) {
+                if !skip(Direction::READ) {
+                    self.run_input(filter, u, mode, true);
+                }
+                u.core.flush(Direction::READ, mode);
+            }
+            if dirs.contains(Direction::WRITE) {
+                if skip(Direction::WRITE) {
+                    u.core.flush(Direction::WRITE, mode);
+                    continue;
+                }
+                self.run_output(filter, u, mode, true);
+                // The strongest mode asked for wins.
+                self.flushing_output = Some(self.flushing_output.map_or(mode, |m| m.max(mode)));
+                if mode == FlushMode::Finished && filter.core.closing() {
+                    self.finishing = true;
+                }
+            }
+        }
+        self.finish_output(filter, u);
+        true
+    }
+
+    /// Passes a WRITE flush on to the underlying once the output filter holds
+    /// nothing more, running it again in the flush's mode until then.
+    fn finish_output(&mut self, filter: &mut Io<'_>, u: &mut Io<'_>) -> bool {
+        let Some(mode) = self.flushing_output else {
+            return false;
+        };
+        let mut progress = false;
+        if !filter.output.is_empty() || self.output.has_pending() {
+            progress = self.run_output(filter, u, mode, true);
+        }
+        if filter.core.write_closed() || (filter.output.is_empty() && !self.output.has_pending()) {
+            self.flushing_output = None;
+            u.core.flush(Direction::WRITE, mode);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Runs the input filter from the underlying's input into the filter's input.
+    /// `forced` (a flush, or EOF) runs it at least once, ignoring enabled directions
+    /// and watermarks (B-77).
+    fn run_input(
+        &mut self,
+        filter: &mut Io<'_>,
+        u: &mut Io<'_>,
+        mode: FlushMode,
+        forced: bool,
+    ) -> bool {
+        if !forced {
+            let pending = self.input.has_pending();
+            if !filter.core.reading()
+                || !filter.core.read_open()
+                || (u.input.is_empty() && !pending)
+            {
+                return false;
+            }
+            // B-90: the underlying's own low watermark gates the input filter.
+            if !pending && u.input.len() < u.core.read_watermarks().low {
+                return false;
+            }
+            if !pending && self.input_stalled == Some((u.input.len(), filter.input.len())) {
+                return false;
+            }
+        }
+        let before = filter.input.len();
+        let mut progress = false;
+        loop {
+            let limit = match (mode, filter.core.read_watermarks().high) {
+                (FlushMode::Normal, high) if high != 0 => {
+                    Some(high.saturating_sub(filter.input.len()))
+                }
+                _ => None,
+            };
+            if limit == Some(0) && !forced {
+                break;
+            }
+            let lengths = (u.input.len(), filter.input.len());
+            match self.input.filter(u.input, filter.input, limit, mode) {
+                FilterResult::Ok => {
+                    progress = true;
+                    let drained = u.input.is_empty() && !self.input.has_pending();
+                    if (u.input.len(), filter.input.len()) == lengths || drained {
+                        break;
+                    }
+                    if !forced && !filter.core.reading() {
+                        break;
+                    }
+                }
+                FilterResult::NeedMore => {
+                    self.input_stalled = Some((u.input.len(), filter.input.len()));
+                    break;
+                }
+                FilterResult::Error(e) => {
+                    tracing::debug!(error = %e, "input filter failed");
+                    filter.end_reading(Events::READING | Events::ERROR, Some(e));
+                    u.core.suspend_read(suspend::FILTER);
+                    return true;
+                }
+            }
+        }
+        if filter.input.len() > before {
+            self.input_stalled = None;
+            filter.core.on_read(filter.input.len()); // the read timeout restarts (B-46)
+            filter.changed();
+        } else if forced && progress {
+            // A forced call that produced nothing still lets the reader look (B-77).
+            filter
+                .core
+                .trigger(Direction::READ, false, filter.input.len(), 0);
+        }
+        progress
+    }
+
+    /// Runs the output filter from the filter's output into the underlying's output
+    /// (B-86..B-89).
+    fn run_output(
+        &mut self,
+        filter: &mut Io<'_>,
+        u: &mut Io<'_>,
+        mode: FlushMode,
+        forced: bool,
+    ) -> bool {
+        let (output, stalled, throttled) = (
+            &mut *self.output,
+            &mut self.output_stalled,
+            &mut self.throttled,
+        );
+        let high = u.core.write_watermarks().high;
+        if !forced {
+            if !filter.core.writing() || filter.core.write_closed() || u.core.write_closed() {
+                return false;
+            }
+            if filter.output.is_empty() && !output.has_pending() {
+                return false;
+            }
+            if high != 0 && u.output.len() >= high {
+                *throttled = true;
+            }
+            let unchanged = *stalled == Some((filter.output.len(), u.output.len()));
+            if *throttled || (unchanged && !output.has_pending()) {
+                return false;
+            }
+        }
+        let mut progress = false;
+        loop {
+            let limit = match (mode, high) {
+                (FlushMode::Normal, high) if high != 0 => Some(high.saturating_sub(u.output.len())),
+                _ => None,
+            };
+            let lengths = (filter.output.len(), u.output.len());
+            match output.filter(filter.output, u.output, limit, mode) {
+                FilterResult::Ok => {
+                    progress = true;
+                    let now = (filter.output.len(), u.output.len());
+                    if now == lengths || (filter.output.is_empty() && !output.has_pending()) {
+                        break;
+                    }
+                    if limit.is_some_and(|l| u.output.len() >= lengths.1 + l) {
+                        break;
+                    }
+                }
+                FilterResult::NeedMore => {
+                    *stalled = Some((filter.output.len(), u.output.len()));
+                    break;
+                }
+                FilterResult::Error(e) => {
+                    tracing::debug!(error = %e, "output filter failed");
+                    filter.end_writing(Events::WRITING | Events::ERROR, Some(e));
+                    return true;
+                }
+            }
+        }
+        if progress {
+            *stalled = None;
+            // B-89: after progress the filter's write callback is due if its output is
+            // at or below its write low watermark.
+            filter.core.on_written(filter.output.len());
+            u.changed();
+        }
+        progress
+    }
+}

@@ -1,0 +1,248 @@
+//! What a bufferevent moves bytes through: a stream ([`stream`]), the other element
+//! of a pair ([`pair`]), or a filter's underlying bufferevent ([`filter`]).
+//!
+//! A transport sees one bufferevent through an [`Io`]: its two buffers, its
+//! [`Core`], and the state handles read. It moves bytes and reports to the core what
+//! happened (bytes moved, EOF, errors, connect outcomes); the core decides what that
+//! means. Transports that join bufferevents in one task (pairs, filters) host other
+//! engines through the object-safe [`Hosted`] contract, which the engine implements.
+
+pub(crate) mod filter;
+pub(crate) mod pair;
+pub(crate) mod stream;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::Context as TaskContext;
+
+use super::core::{Core, Due};
+use super::events::Events;
+use super::info::TransportInfo;
+use super::shared::{Shared, copy_error};
+use crate::buffer::EvBuffer;
+
+/// A connect in progress (`bufferevent_socket_connect`): yields the transport and
+/// what handles may know of it.
+pub(crate) type Connecting<T> =
+    Pin<Box<dyn Future<Output = io::Result<(T, TransportInfo)>> + Send>>;
+
+/// Work that goes on in a task after its own bufferevent ended: bufferevents it hosts.
+pub(crate) type Hosting = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What an engine moves bytes through.
+///
+/// `poll_input` runs before the read callback and `poll_output` after it, so an echo
+/// callback's output goes out in the same pass as the input that caused it. Only
+/// what every transport needs is here; stream-, pair- and filter-only hooks live on
+/// their own types and on [`Hosted`].
+pub(crate) trait Link: Send + Sized + 'static {
+    /// The transport type handles know (`BufferEvent`'s `T`).
+    type Transport: Send + 'static;
+
+    /// Brings data in (and anything else that is not sending); whether anything
+    /// happened.
+    fn poll_input(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool;
+
+    /// Sends data out; whether anything happened.
+    fn poll_output(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool;
+
+    /// `bufferevent_setfd` and `bufferevent_socket_connect`: a new transport now, or
+    /// one once the connect completes. Transports that cannot take one drop it.
+    fn attach(&mut self, io: &mut Io<'_>, attach: Attach<Self::Transport>) {
+        let _ = (io, attach);
+    }
+
+    /// The transport, for `into_inner`.
+    fn take_transport(&mut self) -> Option<Self::Transport> {
+        None
+    }
+
+    /// Whether data can still come or go: a transport, a connect under way, a partner.
+    fn is_attached(&self) -> bool;
+
+    /// Whether data is streaming in, so the input's memory is worth keeping.
+    fn streaming(&self) -> bool {
+        false
+    }
+
+    /// Whether the link holds nothing of ours still to send (a filter: everything
+    /// written has left the underlying bufferevent too).
+    fn is_idle(&self) -> bool {
+        true
+    }
+
+    /// Whatever this link hosts: pairs and filters run other engines.
+    fn hosted(&mut self) -> Option<&mut dyn Hosts> {
+        None
+    }
+
+    /// The bufferevent ended; says what takes its place.
+    fn finish(self) -> Ended {
+        Ended::Gone(None)
+    }
+}
+
+/// A transport for a stream bufferevent, now or later.
+pub(crate) enum Attach<T> {
+    /// `bufferevent_setfd`.
+    Now(T),
+    /// A connect under way.
+    Connecting(Connecting<T>),
+}
+
+/// The hooks of links that host other engines (pairs and filters).
+pub(crate) trait Hosts {
+    /// This engine now runs on a different task: forget the wakers of the old one
+    /// in what the link hosts.
+    fn forget_wakers(&mut self);
+
+    /// The buffers of the pair element at the bottom of this link, for its partner's
+    /// transfers: the element itself (`own`), or a filter's underlying element.
+    fn pair_io<'a>(&'a mut self, own: Io<'a>) -> Option<Io<'a>>;
+
+    /// The pair element at the bottom of this link lost its partner.
+    fn partner_gone(&mut self, own: &mut Io<'_>);
+}
+
+/// What takes an ended bufferevent's place in its task.
+pub(crate) enum Ended {
+    /// Nothing, or work that must still run (bufferevents it hosted).
+    Gone(Option<Hosting>),
+    /// A filter released its underlying bufferevent, which goes on in its place.
+    Replaced(Box<dyn Hosted>),
+}
+
+/// Runs a hosted bufferevent's end; what must still run afterwards.
+pub(crate) fn end_hosted(hosted: Box<dyn Hosted>) -> Option<Hosting> {
+    match hosted.end_into() {
+        Ended::Gone(rest) => rest,
+        Ended::Replaced(successor) => Some(successor.run_alone()),
+    }
+}
+
+/// An engine run by another engine's task: a pair's second element, or a filter's
+/// underlying bufferevent. Object safe, so a filter need not know its underlying's
+/// types.
+pub(crate) trait Hosted: Send + 'static {
+    /// One pass: commands, I/O and timers, and the callbacks unless `dispatch` is
+    /// false (a filter takes the underlying's callbacks' place). Whether anything
+    /// happened.
+    fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool;
+    /// The buffers and state a host works with.
+    fn io(&mut self) -> Io<'_>;
+    /// The pair element at the bottom (see [`Hosts::pair_io`]).
+    fn pair_io(&mut self) -> Option<Io<'_>>;
+    /// The pair element at the bottom lost its partner.
+    fn partner_gone(&mut self);
+    /// A filter that asked to wrap this bufferevent.
+    fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>>;
+    /// See [`Hosts::forget_wakers`]; also this engine's own mailbox.
+    fn forget_wakers(&mut self);
+    /// Takes the due callbacks instead of running them, recording the events as
+    /// delivered.
+    fn take_due(&mut self) -> Due;
+    /// Whether this bufferevent is over.
+    fn is_done(&self) -> bool;
+    /// What handles know of the transport.
+    fn info(&self) -> TransportInfo;
+    /// Ends this bufferevent; says what takes its place.
+    fn end_into(self: Box<Self>) -> Ended;
+    /// Runs this bufferevent on its own until it ends.
+    fn run_alone(self: Box<Self>) -> Hosting;
+    /// A filter takes this bufferevent over (B-84): its callbacks are removed, both
+    /// directions enabled, and it lives on without handles.
+    fn take_over(&mut self);
+    /// The filter let go (B-92): no more filter suspension, and handles matter again.
+    fn release(&mut self);
+}
+
+/// A new filtering bufferevent, not yet in place.
+pub(crate) trait Wrapper: Hosted {
+    /// Puts `underlying` under this filter and takes it over.
+    fn set_underlying(&mut self, underlying: Box<dyn Hosted>);
+    /// Its underlying bufferevent ended before the filter got it.
+    fn orphan(&mut self);
+}
+
+/// A filter on its way to the bufferevent it wraps. If it never arrives (that
+/// bufferevent ended, or is already filtered), it runs on its own and reports it.
+pub(crate) struct PendingFilter {
+    filter: Option<Box<dyn Wrapper>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PendingFilter {
+    pub(crate) fn new(filter: Box<dyn Wrapper>, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            filter: Some(filter),
+            runtime,
+        }
+    }
+
+    pub(crate) fn take(mut self) -> Box<dyn Wrapper> {
+        self.filter.take().expect("taken once")
+    }
+}
+
+impl Drop for PendingFilter {
+    fn drop(&mut self) {
+        if let Some(mut filter) = self.filter.take() {
+            filter.orphan();
+            let hosted: Box<dyn Hosted> = filter;
+            self.runtime.spawn(hosted.run_alone());
+        }
+    }
+}
+
+/// A view of one bufferevent's buffers and decisions, free of its type parameters.
+pub(crate) struct Io<'a> {
+    pub(crate) input: &'a mut EvBuffer,
+    pub(crate) output: &'a mut EvBuffer,
+    pub(crate) core: &'a mut Core,
+    /// What handles read; `None` once no handle can (see `shared.rs`).
+    pub(crate) shared: Option<&'a Shared>,
+}
+
+impl Io<'_> {
+    /// Wakes the handles' waiters (if any handle can still wait).
+    pub(crate) fn changed(&self) {
+        if let Some(shared) = self.shared {
+            shared.changed();
+        }
+    }
+
+    /// Reading stops for good: EOF or an error (B-30, B-31).
+    pub(crate) fn end_reading(&mut self, events: Events, error: Option<io::Error>) {
+        tracing::debug!(?events, ?error, "reading ended");
+        self.publish_read_error(error.as_ref());
+        self.core.on_read_end(events, error);
+    }
+
+    /// Nothing more will be read, though the enabled set stays as is (a filter whose
+    /// underlying bufferevent stopped reading).
+    pub(crate) fn read_closed(&mut self, error: Option<&io::Error>) {
+        self.publish_read_error(error);
+        self.core.on_read_closed();
+    }
+
+    /// Adapters report the read error at the end of the stream, whatever happens
+    /// after it; the event callback gets the error itself.
+    fn publish_read_error(&self, error: Option<&io::Error>) {
+        if let Some(shared) = self.shared {
+            shared.set_read_error(error.map(copy_error));
+        }
+    }
+
+    /// Writing stops for good (B-32). Queued output stays in the output buffer and is
+    /// reported by `closed()`.
+    pub(crate) fn end_writing(&mut self, events: Events, error: Option<io::Error>) {
+        tracing::debug!(?events, ?error, unsent = self.output.len(), "writing ended");
+        self.core.on_write_end(events, error);
+    }
+
+    /// Whether everything asked of the write side is done: sent, flushed, shut down.
+    pub(crate) fn write_finished(&self) -> bool {
+        self.core.write_finished(self.output.len())
+    }
+}
