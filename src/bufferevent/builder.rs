@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tracing::Instrument;
 
-use super::Transport;
 use super::context::{Callbacks, Context, Inner};
+use super::transport::Transport;
 use super::core::{self, Core};
 use super::engine::{Engine, Side};
 use super::events::{Direction, Events, Watermarks};
@@ -349,6 +349,18 @@ impl<S: Send + 'static> Builder<S> {
         let side = Side::new(inner, Arc::clone(&remote));
         let bev = BufferEvent { remote, runtime };
         (side, bev)
+    }
+}
+
+impl BufferEvent {
+    /// A [`Builder`] for a bufferevent without user state.
+    pub fn builder() -> Builder<()> {
+        Builder::new(())
+    }
+
+    /// A [`Builder`] for a bufferevent whose callbacks share `state`, owned by its task.
+    pub fn builder_with_state<S: Send + 'static>(state: S) -> Builder<S> {
+        Builder::new(state)
     }
 }
 

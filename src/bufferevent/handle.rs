@@ -15,14 +15,12 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use super::Transport;
-use super::builder::Builder;
 use super::context::{Callbacks, Context};
 use super::error::Error;
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use super::mailbox::{Command, Remote};
 use super::shared::{Closed, Condition, EventRecord, Knob, Shared, TransportInfo};
-use super::transport::Attach;
+use super::transport::{Attach, Transport};
 use crate::buffer::EvBuffer;
 
 /// A handle to a bufferevent (`struct bufferevent *`): cheap to clone, `Send + Sync`,
@@ -69,18 +67,6 @@ impl<T, S> Drop for BufferEvent<T, S> {
 impl<T, S> BufferEvent<T, S> {
     pub(crate) fn shared(&self) -> &Shared {
         &self.remote.shared
-    }
-}
-
-impl BufferEvent {
-    /// A [`Builder`] for a bufferevent without user state.
-    pub fn builder() -> Builder<()> {
-        Builder::new(())
-    }
-
-    /// A [`Builder`] for a bufferevent whose callbacks share `state`, owned by its task.
-    pub fn builder_with_state<S: Send + 'static>(state: S) -> Builder<S> {
-        Builder::new(state)
     }
 }
 
@@ -700,7 +686,7 @@ impl<T, S> fmt::Debug for BufferEvent<T, S> {
 /// The value `set_max_single_*` ends up with (B-97).
 fn single_io_limit(n: usize) -> usize {
     match u32::try_from(n) {
-        Ok(0) | Err(_) => super::DEFAULT_MAX_SINGLE_IO,
+        Ok(0) | Err(_) => super::core::DEFAULT_MAX_SINGLE_IO,
         Ok(n) => n as usize,
     }
 }

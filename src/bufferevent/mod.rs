@@ -140,8 +140,6 @@ mod pair;
 mod shared;
 mod transport;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 pub use self::adapters::BufferEventIo;
 pub use self::builder::{Builder, DEFAULT_MAX_SINGLE_IO};
 pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, Output};
@@ -152,12 +150,5 @@ pub use self::events::{Direction, Events, FlushMode, Watermarks};
 pub use self::handle::BufferEvent;
 pub use self::shared::{Closed, EventRecord};
 pub use self::transport::filter::{Filter, FilterResult, Filtered, PassThrough};
+pub use self::transport::Transport;
 pub use self::transport::pair::Pair;
-
-/// What a bufferevent can run over: any byte stream a Tokio task can own.
-///
-/// Implemented for every `AsyncRead + AsyncWrite + Send + Unpin + 'static` type:
-/// `TcpStream`, `UnixStream`, `tokio::io::DuplexStream`, TLS streams, ...
-pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}

@@ -16,11 +16,21 @@ use std::io;
 use std::pin::Pin;
 use std::task::Context as TaskContext;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use super::core::{Core, Due};
 use super::events::Events;
 use super::info::TransportInfo;
 use super::shared::{Shared, copy_error};
 use crate::buffer::EvBuffer;
+
+/// What a bufferevent can run over: any byte stream a Tokio task can own.
+///
+/// Implemented for every `AsyncRead + AsyncWrite + Send + Unpin + 'static` type:
+/// `TcpStream`, `UnixStream`, `tokio::io::DuplexStream`, TLS streams, ...
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 
 /// A connect in progress (`bufferevent_socket_connect`): yields the transport and
 /// what handles may know of it.

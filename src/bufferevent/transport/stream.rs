@@ -10,8 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::BufMut;
 use tokio::io::ReadBuf;
 
-use super::{Attach, Connecting, Io, Link};
-use crate::bufferevent::Transport;
+use super::{Attach, Connecting, Io, Link, Transport};
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 
 /// Reads smaller than this go through a stack buffer first, so an idle or chatty
