@@ -9,9 +9,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
 
-fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
-    tokio::time::timeout(Duration::from_secs(10), f)
-}
+mod common;
+
+use common::within;
 
 /// B-35, B-50: success delivers CONNECTED alone; data written before the connect goes
 /// out right after it, in order; then the write callback runs.

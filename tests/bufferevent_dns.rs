@@ -19,9 +19,9 @@ mod dns_server;
 
 use dns_server::{TestDns, a, aaaa, test_dns, test_dns_tcp_only};
 
-fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
-    tokio::time::timeout(Duration::from_secs(10), f)
-}
+mod common;
+
+use common::within;
 
 fn resolver(dns: &TestDns) -> Resolver {
     Resolver::with_name_servers(&[dns.addr], Duration::from_secs(2)).unwrap()

@@ -18,11 +18,7 @@ use tokio_bufferevent::bufferevent::{
     BufferEvent, Direction, Events, FilterResult, FlushMode, PassThrough, Watermarks,
 };
 
-use common::{pattern, tcp_pair};
-
-async fn settle() {
-    sleep(Duration::from_millis(5)).await;
-}
+use common::{pattern, settle, tcp_pair};
 
 /// Prefixes every byte with `x` (libevent's `bufferevent_output_filter`).
 fn add_x(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode) -> FilterResult {

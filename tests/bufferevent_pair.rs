@@ -14,13 +14,9 @@ use bytes::Bytes;
 use tokio::time::{Instant, sleep};
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, FlushMode, Pair, Watermarks};
 
-use common::pattern;
+use common::{pattern, settle};
 
 type Log = Arc<Mutex<Vec<String>>>;
-
-async fn settle() {
-    sleep(Duration::from_millis(5)).await;
-}
 
 fn log() -> Log {
     Arc::new(Mutex::new(Vec::new()))

@@ -31,11 +31,10 @@
 
 mod common;
 
-use common::pattern;
-use common::tcp_pair;
+use common::{expect_within as within, settle_task as settle};
+use common::{pattern, tcp_pair};
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,30 +51,16 @@ use tokio::time::Instant;
 use tokio_bufferevent::buffer::{EolStyle, EvBuffer};
 use tokio_bufferevent::bufferevent::{
     BufferEvent, Builder, Callbacks, Context, DEFAULT_MAX_SINGLE_IO, DataCallback, Direction,
-    EventCallback, Events, Transport, Watermarks,
+    EventCallback, Events, Watermarks,
 };
 
 // ---- helpers ---------------------------------------------------------------------
 
-const WAIT: Duration = Duration::from_secs(10);
 const READ: Direction = Direction::READ;
 const WRITE: Direction = Direction::WRITE;
 const BOTH: Direction = Direction::BOTH;
 
 /// Awaits `f`, failing the test after ten seconds.
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
-}
-
-/// Round trips to the bufferevent's task: everything it could do with what it has
-/// (commands, buffered transport data, callbacks) is done when this returns. On the
-/// current-thread runtime the task finishes its whole poll before the caller resumes.
-async fn settle<T: Transport, S: Send + 'static>(bev: &BufferEvent<T, S>) {
-    for _ in 0..3 {
-        let _ = within(bev.with(|_| ())).await;
-    }
-}
-
 /// Closes `stream` abortively: its peer gets a TCP reset.
 #[allow(deprecated)] // `set_linger` is deprecated for blocking on drop; zero does not block.
 fn reset(stream: TcpStream) {

@@ -4,10 +4,12 @@
 //! reordered, and a reader never holds more than its read high watermark unless a
 //! flush forced it (B-74, B-78..B-80).
 
-use std::time::Duration;
-
 use proptest::prelude::*;
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, FlushMode, Pair, Watermarks};
+
+mod common;
+
+use common::settle;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -48,10 +50,6 @@ fn op() -> impl Strategy<Value = Op> {
 struct Stream {
     written: Vec<u8>,
     read: usize,
-}
-
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {

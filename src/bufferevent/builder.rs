@@ -12,7 +12,6 @@ use tokio::runtime::Handle;
 use tracing::Instrument;
 
 use super::context::{Callbacks, Context, Inner};
-use super::transport::Transport;
 use super::core::{self, Core};
 use super::engine::{Engine, Side};
 use super::events::{Direction, Events, Watermarks};
@@ -20,6 +19,7 @@ use super::handle::BufferEvent;
 use super::info::TransportInfo;
 use super::mailbox::Remote;
 use super::shared::{Settings, Shared};
+use super::transport::Transport;
 use super::transport::stream::StreamLink;
 use crate::buffer::EvBuffer;
 

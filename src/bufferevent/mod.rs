@@ -149,6 +149,6 @@ pub use self::error::Error;
 pub use self::events::{Direction, Events, FlushMode, Watermarks};
 pub use self::handle::BufferEvent;
 pub use self::shared::{Closed, EventRecord};
-pub use self::transport::filter::{Filter, FilterResult, Filtered, PassThrough};
 pub use self::transport::Transport;
+pub use self::transport::filter::{Filter, FilterResult, Filtered, PassThrough};
 pub use self::transport::pair::Pair;

@@ -1,6 +1,46 @@
 //! Helpers shared by the integration tests.
 
+use std::future::Future;
+use std::time::Duration;
+
 use tokio::net::{TcpListener, TcpStream};
+use tokio_bufferevent::bufferevent::{BufferEvent, Transport};
+
+/// How long a test waits for something that should happen at once: generous, so a
+/// loaded machine never fails a correct test, yet bounded, so a hang fails.
+#[allow(dead_code)] // not every test binary uses it
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// `f`, failing with `Elapsed` after [`WAIT`].
+#[allow(dead_code)] // not every test binary uses it
+pub fn within<F: Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(WAIT, f)
+}
+
+/// `f`'s output; panics if it takes longer than [`WAIT`].
+#[allow(dead_code)] // not every test binary uses it
+pub async fn expect_within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(WAIT, f).await.expect("timed out")
+}
+
+/// Lets spawned tasks run: a short sleep (instant under paused time).
+#[allow(dead_code)] // not every test binary uses it
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+/// Round trips to the bufferevent's task: everything it could do with what it has
+/// (commands, buffered transport data, callbacks) is done when this returns. On the
+/// current-thread runtime the task finishes its whole poll before the caller resumes.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn settle_task<T: Transport, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+    for _ in 0..3 {
+        // An ended bufferevent has nothing left to do: its error is the answer.
+        if expect_within(bev.with(|_| ())).await.is_err() {
+            return;
+        }
+    }
+}
 
 /// A connected pair of loopback TCP streams.
 #[allow(dead_code)] // not every test binary uses it
