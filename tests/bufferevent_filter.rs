@@ -18,7 +18,7 @@ use tokio_bufferevent::bufferevent::{
     BufferEvent, Direction, Events, FilterResult, FlushMode, PassThrough, Watermarks,
 };
 
-use common::{pattern, settle, tcp_pair};
+use common::{pattern, settle, tcp_pair, within};
 
 /// Prefixes every byte with `x` (libevent's `bufferevent_output_filter`).
 fn add_x(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode) -> FilterResult {
@@ -425,10 +425,7 @@ async fn eof_runs_the_input_filter_finished_then_forwards() {
     let mut peer = s2;
     peer.write_all(b"data").await.unwrap();
     peer.shutdown().await.unwrap();
-    let event = timeout(Duration::from_secs(10), filter.next_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = within(filter.next_event()).await.unwrap().unwrap();
     assert_eq!(event.events, Events::READING | Events::EOF);
     assert_eq!(filter.read(100).await.unwrap(), &b"data<tail>"[..]);
     assert_eq!(modes.lock().unwrap().last(), Some(&FlushMode::Finished));
@@ -472,10 +469,7 @@ async fn flush_finished_writes_the_trailer_then_shuts_down() {
     filter.write(&b"body"[..]).await.unwrap();
     filter.flush(Direction::WRITE, FlushMode::Finished);
     let mut got = Vec::new();
-    timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    within(peer.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, b"body<trailer>");
     assert!(!filter.is_closed());
 }
@@ -496,16 +490,12 @@ async fn close_finishes_the_filter_then_the_socket() {
     let base_handle = base.clone();
     let filter = BufferEvent::filter(base, PassThrough, output);
     filter.write(Bytes::from_static(b"bye")).await.unwrap();
-    let closed = timeout(Duration::from_secs(10), filter.close())
-        .await
-        .unwrap();
+    let closed = within(filter.close()).await.unwrap();
     assert_eq!(closed.unsent, 0);
     let mut got = Vec::new();
     peer.read_to_end(&mut got).await.unwrap();
     assert_eq!(got, b"bye.");
-    timeout(Duration::from_secs(10), base_handle.closed())
-        .await
-        .unwrap();
+    within(base_handle.closed()).await.unwrap();
 }
 
 /// B-92: freeing a filter frees the underlying by default; with
@@ -572,10 +562,7 @@ async fn input_filter_error_is_reported() {
         PassThrough,
     );
     peer.write_all(b"ab").await.unwrap();
-    let event = timeout(Duration::from_secs(10), filter.next_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = within(filter.next_event()).await.unwrap().unwrap();
     assert_eq!(event.events, Events::READING | Events::ERROR);
     assert_eq!(event.error.unwrap().kind(), io::ErrorKind::InvalidData);
 }
@@ -633,12 +620,7 @@ async fn connect_events_are_forwarded() {
         .connect(listener.local_addr().unwrap())
         .unwrap();
     let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
-    assert!(
-        timeout(Duration::from_secs(10), filter.connected())
-            .await
-            .unwrap()
-            .is_ok()
-    );
+    assert!(within(filter.connected()).await.unwrap().is_ok());
     assert_eq!(filter.peer_addr(), Some(listener.local_addr().unwrap()));
 
     let closed_port = {
@@ -647,12 +629,7 @@ async fn connect_events_are_forwarded() {
     };
     let socket = BufferEvent::builder().connect(closed_port).unwrap();
     let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
-    assert!(
-        timeout(Duration::from_secs(10), filter.connected())
-            .await
-            .unwrap()
-            .is_err()
-    );
+    assert!(within(filter.connected()).await.unwrap().is_err());
     let event = filter.last_event().unwrap();
     assert_eq!(event.events, Events::ERROR);
 }
@@ -704,14 +681,9 @@ async fn bufferevent_filters_disable() {
     };
     let filter = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, output);
     filter.write(&b"first"[..]).await.unwrap();
-    timeout(Duration::from_secs(10), receiver.readable(5))
-        .await
-        .unwrap();
+    within(receiver.readable(5)).await.unwrap();
     filter.write(&b"second"[..]).await.unwrap();
-    let event = timeout(Duration::from_secs(10), filter.next_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = within(filter.next_event()).await.unwrap().unwrap();
     assert_eq!(event.events, Events::WRITING | Events::ERROR);
     assert_eq!(*calls.lock().unwrap(), 2);
     assert_eq!(receiver.read(100).await.unwrap(), &b"first"[..]);
@@ -796,9 +768,6 @@ async fn dropping_the_last_handle_sends_what_is_queued() {
     filter.write(&b"bye"[..]).await.unwrap();
     drop(filter);
     let mut got = Vec::new();
-    timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    within(peer.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, b"xbxyxe");
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::time::{Instant, sleep};
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, FlushMode, Pair, Watermarks};
 
-use common::{pattern, settle};
+use common::{pattern, settle, within};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -102,7 +102,7 @@ async fn bufferevent_pair_release_lock() {
         let (a2, b2) = (a.clone(), b.clone());
         std::thread::spawn(move || a2.free()).join().unwrap();
         std::thread::spawn(move || b2.free()).join().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), async {
+        within(async {
             a.closed().await;
             b.closed().await;
         })

@@ -12,7 +12,7 @@
 mod common;
 
 use common::pattern;
-use common::tcp_pair;
+use common::{tcp_pair, within};
 
 use std::io;
 use std::net::SocketAddr;
@@ -49,7 +49,7 @@ fn vm_rss() -> Option<usize> {
 /// Polls every few milliseconds, for at most 10 s, until `ok` holds; returns whether it
 /// did.
 async fn eventually(mut ok: impl FnMut() -> bool) -> bool {
-    timeout(Duration::from_secs(10), async {
+    within(async {
         while !ok() {
             sleep(Duration::from_millis(5)).await;
         }
@@ -212,7 +212,7 @@ async fn flood_with_read_high_watermark_stays_bounded() {
     }
     let flood_time = started.elapsed();
     sample_rss(&mut rss_max);
-    let _peer = timeout(Duration::from_secs(10), writer)
+    let _peer = within(writer)
         .await
         .expect("the peer finishes once everything is read")
         .unwrap()
@@ -258,7 +258,7 @@ async fn flood_with_read_high_watermark_stays_bounded() {
         _ => eprintln!("flood: no /proc/self/status here; memory not measured"),
     }
     bev.free();
-    timeout(Duration::from_secs(10), bev.closed())
+    within(bev.closed())
         .await
         .expect("free ends the bufferevent");
 }
@@ -281,9 +281,7 @@ async fn readable_after_read_waits_for_new_data() {
         .unwrap();
     let mut peer = a;
     peer.write_all(&[7u8; 100]).await.unwrap();
-    timeout(Duration::from_secs(10), bev.readable(100))
-        .await
-        .unwrap();
+    within(bev.readable(100)).await.unwrap();
     assert_eq!(bev.input_len(), 100);
 
     let gate = bev.with(|_| std::thread::sleep(Duration::from_millis(200)));
@@ -294,20 +292,14 @@ async fn readable_after_read_waits_for_new_data() {
     let _ = futures::poll!(gate.as_mut());
     let _ = futures::poll!(read.as_mut());
     let _ = futures::poll!(slow.as_mut());
-    let data = timeout(Duration::from_secs(10), read)
-        .await
-        .unwrap()
-        .unwrap();
+    let data = within(read).await.unwrap().unwrap();
     assert_eq!(data.len(), 100);
 
     let stale = bev.input_len();
     let spurious = timeout(Duration::from_millis(300), bev.readable(1))
         .await
         .is_ok();
-    timeout(Duration::from_secs(10), slow)
-        .await
-        .unwrap()
-        .unwrap();
+    within(slow).await.unwrap().unwrap();
     gate.await.unwrap();
     assert_eq!(stale, 0, "input_len() after read() emptied the input");
     assert!(
@@ -357,10 +349,7 @@ async fn output_len_counts_writes_the_task_is_applying() {
     let drained_early = timeout(Duration::from_millis(300), bev.drained())
         .await
         .is_ok();
-    timeout(Duration::from_secs(10), slow)
-        .await
-        .unwrap()
-        .unwrap();
+    within(slow).await.unwrap().unwrap();
     gate.await.unwrap();
     assert_eq!(seen, N, "output_len() while the task applies the write");
     assert!(
@@ -396,7 +385,7 @@ async fn peer_reset_mid_transfer_reports_error_and_unsent_data() {
 
     let mut peer = peer;
     let mut got = vec![0u8; PEER_READS];
-    timeout(Duration::from_secs(10), peer.read_exact(&mut got))
+    within(peer.read_exact(&mut got))
         .await
         .expect("the first bytes arrive")
         .unwrap();
@@ -407,7 +396,7 @@ async fn peer_reset_mid_transfer_reports_error_and_unsent_data() {
     peer.set_linger(Some(Duration::ZERO)).unwrap();
     drop(peer);
 
-    let (events, error, unsent_at_event) = timeout(Duration::from_secs(10), rx.recv())
+    let (events, error, unsent_at_event) = within(rx.recv())
         .await
         .expect("an event within 10 s of the reset")
         .expect("the event callback ran");
@@ -443,7 +432,7 @@ async fn peer_reset_mid_transfer_reports_error_and_unsent_data() {
         "nothing is sent after the error"
     );
 
-    let closed = timeout(Duration::from_secs(10), bev.close())
+    let closed = within(bev.close())
         .await
         .expect("close() after a write error ends at once");
     assert_eq!(closed.unsent, unsent_at_event, "{closed:?}");
@@ -479,9 +468,7 @@ async fn no_leaked_tasks_after_free_close_or_peer_eof() {
     assert_eq!(alive_tasks(), baseline + 1, "one task per bufferevent");
     bev.write_now(&b"discarded"[..]).unwrap();
     bev.free();
-    let closed = timeout(Duration::from_secs(10), bev.closed())
-        .await
-        .unwrap();
+    let closed = within(bev.closed()).await.unwrap();
     assert!(closed.error.is_none());
     drop(bev);
     assert_tasks_return_to(baseline, "after free()").await;
@@ -495,15 +482,12 @@ async fn no_leaked_tasks_after_free_close_or_peer_eof() {
         .tcp(a)
         .unwrap();
     bev.write_now(pattern(100_000)).unwrap();
-    let closed = timeout(Duration::from_secs(10), bev.close()).await.unwrap();
+    let closed = within(bev.close()).await.unwrap();
     assert_eq!(closed.unsent, 0);
     drop(bev);
     let mut peer = peer;
     let mut got = Vec::new();
-    timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    within(peer.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, pattern(100_000), "close() sent everything, then EOF");
     assert_tasks_return_to(baseline, "after close().await").await;
 
@@ -539,10 +523,7 @@ async fn no_leaked_tasks_after_free_close_or_peer_eof() {
     drop(bev);
     let mut peer = peer;
     let mut got = Vec::new();
-    timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    within(peer.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(
         got,
         pattern(1 << 20),
@@ -579,7 +560,7 @@ async fn dropped_handles_do_not_stop_a_serving_bufferevent() {
         let message = format!("round {round}: {}", "x".repeat(round * 1000));
         peer.write_all(message.as_bytes()).await.unwrap();
         let mut back = vec![0u8; message.len()];
-        timeout(Duration::from_secs(10), peer.read_exact(&mut back))
+        within(peer.read_exact(&mut back))
             .await
             .unwrap_or_else(|_| panic!("no echo in round {round}"))
             .unwrap();
@@ -588,7 +569,7 @@ async fn dropped_handles_do_not_stop_a_serving_bufferevent() {
     }
     peer.shutdown().await.unwrap();
     let mut rest = Vec::new();
-    timeout(Duration::from_secs(10), peer.read_to_end(&mut rest))
+    within(peer.read_to_end(&mut rest))
         .await
         .expect("the echo bufferevent closes after the peer's EOF")
         .unwrap();

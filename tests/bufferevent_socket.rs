@@ -4,7 +4,7 @@
 mod common;
 
 use common::pattern;
-use common::tcp_pair;
+use common::{tcp_pair, within};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,7 +55,7 @@ async fn bufferevent() {
 
     writer.write(data.clone()).await.unwrap();
     writer.drained().await;
-    tokio::time::timeout(Duration::from_secs(10), async {
+    within(async {
         while received.lock().unwrap().len() < data.len() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -108,7 +108,7 @@ async fn b017_b019_read_watermarks() {
         .unwrap();
     let mut writer = a;
     writer.write_all(&pattern(total)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    within(async {
         loop {
             let got: usize = seen.lock().unwrap().iter().map(|(_, n)| n).sum();
             if got == total {
@@ -174,10 +174,7 @@ async fn b030_eof_after_data() {
     peer.write_all(b"last words").await.unwrap();
     drop(peer);
     let closed_event = bev.next_event();
-    let record = tokio::time::timeout(Duration::from_secs(10), closed_event)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = within(closed_event).await.unwrap().unwrap();
     assert_eq!(record.events, Events::READING | Events::EOF);
     let log = log.lock().unwrap().clone();
     assert_eq!(log.last().unwrap(), "Events(READING | EOF)");
@@ -220,9 +217,7 @@ async fn panicking_callback_is_contained() {
         .unwrap();
     let mut peer = a;
     peer.write_all(b"x").await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), victim.closed())
-        .await
-        .unwrap();
+    let closed = within(victim.closed()).await.unwrap();
     assert!(closed.events.contains(Events::ERROR));
     let error = closed.error.expect("an error");
     assert!(error.to_string().contains("boom"), "{error}");
@@ -368,7 +363,7 @@ async fn readiness_futures_wake_every_waiter() {
     bev.enable(Direction::WRITE); // drains
     drop(peer); // READING|EOF: the next event
     let mut woke = [0; 4];
-    tokio::time::timeout(Duration::from_secs(10), async {
+    within(async {
         while woke[..3] != [5, 5, 5] {
             let kind = waiters.join_next().await.expect("waiters left").unwrap();
             woke[kind] += 1;

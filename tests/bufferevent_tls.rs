@@ -17,7 +17,7 @@ use tokio_bufferevent::filters::tls::rustls::{
     pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName},
 };
 
-use common::{pattern, tcp_pair};
+use common::{pattern, tcp_pair, within};
 
 type Tls = BufferEvent<Filtered<TcpStream>>;
 
@@ -128,14 +128,10 @@ async fn over_a_pair() {
         .enable(Direction::READ)
         .filter(b, input, output);
     client.write(&b"ping"[..]).await.unwrap();
-    timeout(Duration::from_secs(10), server.readable(4))
-        .await
-        .unwrap();
+    within(server.readable(4)).await.unwrap();
     assert_eq!(server.read(10).await.unwrap(), &b"ping"[..]);
     server.write(&b"pong"[..]).await.unwrap();
-    timeout(Duration::from_secs(10), client.readable(4))
-        .await
-        .unwrap();
+    within(client.readable(4)).await.unwrap();
     assert_eq!(client.read(10).await.unwrap(), &b"pong"[..]);
 }
 
@@ -187,9 +183,7 @@ async fn close_sends_close_notify() {
     let (cert, server) = server_config(&["localhost"]);
     let (client, server) = connect(client_config(Some(cert)), "localhost", server).await;
     client.write(&b"last words"[..]).await.unwrap();
-    timeout(Duration::from_secs(10), client.close())
-        .await
-        .unwrap();
+    within(client.close()).await.unwrap();
     let event = first_event(&server).await;
     assert_eq!(
         event.events,
@@ -207,9 +201,7 @@ async fn truncation_is_reported() {
     let (cert, server) = server_config(&["localhost"]);
     let (client, server) = connect(client_config(Some(cert)), "localhost", server).await;
     client.write(&b"partial"[..]).await.unwrap();
-    timeout(Duration::from_secs(10), server.readable(7))
-        .await
-        .unwrap();
+    within(server.readable(7)).await.unwrap();
     let socket = client.underlying().unwrap();
     socket.close().await; // the socket alone: no close_notify
     let event = first_event(&server).await;
@@ -231,7 +223,5 @@ async fn close_after_a_failed_handshake_returns() {
     let (client, _server) = connect(client_config(None), "localhost", server).await;
     let event = first_event(&client).await;
     assert!(event.events.contains(Events::ERROR));
-    timeout(Duration::from_secs(10), client.close())
-        .await
-        .expect("close returns");
+    within(client.close()).await.expect("close returns");
 }

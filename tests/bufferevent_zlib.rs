@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Filtered, FlushMode};
 use tokio_bufferevent::filters::deflate::{Compress, Compression, Decompress};
 
-use common::{pattern, tcp_pair};
+use common::{pattern, tcp_pair, within};
 
 type Zlib = BufferEvent<Filtered<tokio::net::TcpStream>>;
 
@@ -93,9 +93,7 @@ async fn round_trips_of_many_sizes() {
         sender.write(data.clone()).await.unwrap();
         sender.flush(Direction::WRITE, FlushMode::Flush);
         assert_eq!(receive(&receiver, size).await, data, "size {size}");
-        let closed = timeout(Duration::from_secs(10), sender.close())
-            .await
-            .unwrap();
+        let closed = within(sender.close()).await.unwrap();
         assert_eq!(closed.unsent, 0);
     }
 }
@@ -106,9 +104,7 @@ async fn round_trips_of_many_sizes() {
 async fn close_writes_the_trailer() {
     let (sender, receiver) = zlib_pair().await;
     sender.write(vec![b'a'; 50_000]).await.unwrap();
-    timeout(Duration::from_secs(10), sender.close())
-        .await
-        .unwrap();
+    within(sender.close()).await.unwrap();
     let event = first_event(&receiver).await;
     assert_eq!(event.events, Events::READING | Events::EOF);
     assert_eq!(receiver.read(usize::MAX).await.unwrap(), vec![b'a'; 50_000]);
@@ -128,10 +124,7 @@ async fn corrupt_input_is_an_error() {
     peer.write_all(&[0x78, 0x9c, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12, 0x34])
         .await
         .unwrap();
-    let event = timeout(Duration::from_secs(10), receiver.next_event())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = within(receiver.next_event()).await.unwrap().unwrap();
     assert_eq!(event.events, Events::READING | Events::ERROR);
     let error = event.error.unwrap();
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
@@ -203,7 +196,7 @@ async fn nothing_stays_inside_the_decompressor() {
     sender.flush(Direction::WRITE, FlushMode::Flush);
     let mut got = Vec::new();
     while got.len() < message.len() {
-        timeout(Duration::from_secs(10), receiver.readable(1))
+        within(receiver.readable(1))
             .await
             .expect("the rest comes out without new input");
         got.extend_from_slice(&receiver.read(usize::MAX).await.unwrap());
