@@ -194,7 +194,9 @@ impl Shared {
         *field(slot.get_or_insert_with(Box::default)) = value;
     }
 
-    fn store_knob(&self, knob: Knob, settings: &Settings) {
+    /// Stores one knob's values; whether the watermarks changed (what waiters of
+    /// the input and the output depend on).
+    fn store_knob(&self, knob: Knob, settings: &Settings) -> bool {
         let nanos =
             |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -203,13 +205,17 @@ impl Shared {
                 .enabled
                 .store(settings.enabled.bits(), Ordering::Release),
             Knob::Watermarks => {
-                self.read_low.store(settings.read_wm.low, Ordering::Release);
-                self.read_high
-                    .store(settings.read_wm.high, Ordering::Release);
-                self.write_low
-                    .store(settings.write_wm.low, Ordering::Release);
-                self.write_high
-                    .store(settings.write_wm.high, Ordering::Release);
+                let cells = [
+                    (&self.read_low, settings.read_wm.low),
+                    (&self.read_high, settings.read_wm.high),
+                    (&self.write_low, settings.write_wm.low),
+                    (&self.write_high, settings.write_wm.high),
+                ];
+                let mut changed = false;
+                for (cell, value) in cells {
+                    changed |= cell.swap(value, Ordering::AcqRel) != value;
+                }
+                return changed;
             }
             Knob::Timeouts => {
                 self.read_timeout
@@ -224,6 +230,7 @@ impl Shared {
                     .store(limit(settings.max_single_write), Ordering::Release);
             }
         }
+        false
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, [u16; KNOBS]> {
@@ -237,19 +244,27 @@ impl Shared {
         let mut pending = self.pending();
         let mut settings = self.settings();
         change(&mut settings);
-        self.store_knob(knob, &settings);
+        let watermarks_changed = self.store_knob(knob, &settings);
         pending[knob as usize] = pending[knob as usize].saturating_add(1);
         drop(pending);
-        self.wake(Condition::Input);
-        self.wake(Condition::Output);
+        if watermarks_changed {
+            // `readable` and `writable` wait on the watermarks.
+            self.wake(Condition::Input);
+            self.wake(Condition::Output);
+        }
     }
 
-    /// The task applied a handle's change of `knob`: publishes the task's value and
-    /// lets the task publish that setting again.
+    /// The task applied a handle's change of `knob`: once no later change of it is
+    /// on its way, publishes the task's value and lets the task publish that setting
+    /// again. (With a later change pending, handles keep seeing that one.)
     pub(crate) fn applied_setting(&self, knob: Knob, settings: &Settings) {
         let mut pending = self.pending();
-        self.store_knob(knob, settings);
-        pending[knob as usize] = pending[knob as usize].saturating_sub(1);
+        let left = pending[knob as usize].saturating_sub(1);
+        pending[knob as usize] = left;
+        if left == 0 && self.store_knob(knob, settings) {
+            self.mark(Condition::Input);
+            self.mark(Condition::Output);
+        }
     }
 
     /// A request that never reached the task (it had ended).
@@ -262,16 +277,17 @@ impl Shared {
     /// task has not applied yet. Only the knobs in `knobs` are stored.
     pub(crate) fn publish_settings(&self, knobs: &[Knob], settings: &Settings) {
         let pending = self.pending();
+        let mut watermarks_changed = false;
         for &knob in knobs {
             if pending[knob as usize] == 0 {
-                self.store_knob(knob, settings);
+                watermarks_changed |= self.store_knob(knob, settings);
             }
         }
         drop(pending);
-        self.dirty.fetch_or(
-            bit(Condition::Input) | bit(Condition::Output),
-            Ordering::AcqRel,
-        );
+        if watermarks_changed {
+            self.mark(Condition::Input);
+            self.mark(Condition::Output);
+        }
     }
 
     /// The enabled directions as handles see them.

@@ -1,0 +1,258 @@
+//! The handle's contracts: it reads its own writes, every readiness future resolves
+//! or says why it cannot, and a waiter wakes only for what it waits for.
+
+mod common;
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::task::{ArcWake, waker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_bufferevent::bufferevent::{
+    BufferEvent, Direction, Error, Events, PassThrough, Watermarks,
+};
+
+use common::{expect_within, pattern, settle_task, tcp_pair, within};
+
+/// Every getter shows what the same handle just set, before the task has run.
+#[tokio::test]
+async fn a_handle_reads_its_own_writes() {
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    // No `.await` between a setter and its getter: the task has not run yet.
+    bev.enable(Direction::READ);
+    assert_eq!(bev.enabled(), Direction::BOTH);
+    bev.disable(Direction::WRITE);
+    assert_eq!(bev.enabled(), Direction::READ);
+    bev.set_watermarks(Direction::READ, Watermarks::new(2, 64));
+    assert_eq!(
+        bev.watermarks(Direction::READ),
+        Some(Watermarks::new(2, 64))
+    );
+    bev.set_watermarks(Direction::BOTH, Watermarks::new(1, 9));
+    assert_eq!(
+        bev.watermarks(Direction::WRITE),
+        Some(Watermarks::new(1, 9))
+    );
+    let (r, w) = (Duration::from_secs(30), Duration::from_secs(40));
+    bev.set_timeouts(Some(r), Some(w));
+    assert_eq!(bev.timeouts(), (Some(r), Some(w)));
+    bev.set_timeouts(Some(Duration::ZERO), None);
+    assert_eq!(bev.timeouts(), (None, None), "zero means none");
+    bev.set_max_single_read(100);
+    bev.set_max_single_write(200);
+    assert_eq!((bev.max_single_read(), bev.max_single_write()), (100, 200));
+    bev.enable(Direction::WRITE);
+    bev.write_now(&b"queued"[..]).unwrap();
+    assert_eq!(bev.output_len(), 6);
+
+    // Once the task applied everything, the getters agree with it.
+    settle_task(&bev).await;
+    assert_eq!(bev.enabled(), Direction::BOTH);
+    assert_eq!(bev.watermarks(Direction::READ), Some(Watermarks::new(1, 9)));
+    assert_eq!(bev.timeouts(), (None, None));
+    assert_eq!(bev.max_single_read(), 100);
+    let (read_wm, max_read) = bev
+        .with(|ctx| (ctx.watermarks(Direction::READ), ctx.max_single_read()))
+        .await
+        .unwrap();
+    assert_eq!((read_wm, max_read), (Some(Watermarks::new(1, 9)), 100));
+}
+
+/// The same from many threads at once: each handle always sees its own last change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_holds_while_the_task_runs_on_another_thread() {
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    for i in 0..2000 {
+        if i % 2 == 0 {
+            bev.enable(Direction::READ);
+            assert!(bev.enabled().contains(Direction::READ), "round {i}");
+        } else {
+            bev.disable(Direction::READ);
+            assert!(!bev.enabled().contains(Direction::READ), "round {i}");
+        }
+        let wm = Watermarks::new(i, i + 1);
+        bev.set_watermarks(Direction::READ, wm);
+        assert_eq!(bev.watermarks(Direction::READ), Some(wm), "round {i}");
+    }
+}
+
+/// What the task decides on its own (EOF disables READ) still reaches the handle.
+#[tokio::test]
+async fn the_task_s_own_changes_show_once_no_change_is_pending() {
+    let (ours, peer) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    bev.enable(Direction::READ);
+    drop(peer);
+    let event = expect_within(bev.next_event()).await.unwrap();
+    assert_eq!(event.events, Events::READING | Events::EOF);
+    assert_eq!(bev.enabled(), Direction::WRITE);
+}
+
+/// B-97: a live bufferevent's single-read limit changes what the next reads ask for.
+#[tokio::test]
+async fn b097_max_single_read_changes_on_a_live_bufferevent() {
+    let (ours, mut peer) = tcp_pair().await;
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&reads);
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(move |ctx| {
+            let chunk = ctx.input().take_all();
+            seen.lock().unwrap().push(chunk.len());
+        })
+        .tcp(ours)
+        .unwrap();
+    bev.set_max_single_read(100);
+    settle_task(&bev).await;
+    peer.write_all(&pattern(1000)).await.unwrap();
+    expect_within(async {
+        while reads.lock().unwrap().iter().sum::<usize>() < 1000 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(reads.lock().unwrap().iter().all(|&n| n <= 100), "{reads:?}");
+    bev.set_max_single_read(0);
+    assert_eq!(bev.max_single_read(), 16384, "0 resets to the default");
+}
+
+/// `connected()` after the connect already failed resolves at once, with the error;
+/// a new connect makes it wait again, for the new outcome.
+#[tokio::test]
+async fn connected_resolves_at_once_when_the_connect_already_failed() {
+    let nobody = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bev = BufferEvent::builder().connect(nobody).unwrap();
+    let event = expect_within(bev.next_event()).await.unwrap();
+    assert_eq!(event.events, Events::ERROR);
+    // Awaited after the ERROR event: no waiting at all.
+    match bev.connected().now_or_never() {
+        Some(Err(Error::ConnectFailed(e))) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("{other:?}"),
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    bev.connect(listener.local_addr().unwrap()).unwrap();
+    assert!(within(bev.connected()).await.unwrap().is_ok());
+}
+
+/// The same for a filter over a socket whose connect failed.
+#[tokio::test]
+async fn a_filter_s_connected_resolves_at_once_after_its_underlying_failed() {
+    let nobody = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let socket = BufferEvent::builder().connect(nobody).unwrap();
+    let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
+    let event = expect_within(filter.next_event()).await.unwrap();
+    assert_eq!(event.events, Events::ERROR);
+    assert!(matches!(
+        filter.connected().now_or_never(),
+        Some(Err(Error::ConnectFailed(_)))
+    ));
+}
+
+/// B-50: with READ and WRITE enabled before there is a transport, a connect with
+/// nothing queued gives CONNECTED and no write callback.
+#[tokio::test]
+async fn b050_enable_then_connect_with_nothing_queued_gives_no_write_callback() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (on_write, on_event) = (Arc::clone(&log), Arc::clone(&log));
+    let bev = BufferEvent::builder()
+        .on_write(move |_| on_write.lock().unwrap().push("write".to_owned()))
+        .on_event(move |_, events, _| on_event.lock().unwrap().push(format!("{events:?}")))
+        .unconnected::<TcpStream>();
+    bev.enable(Direction::READ | Direction::WRITE);
+    settle_task(&bev).await;
+    bev.connect(listener.local_addr().unwrap()).unwrap();
+    assert!(within(bev.connected()).await.unwrap().is_ok());
+    settle_task(&bev).await;
+    assert_eq!(*log.lock().unwrap(), ["Events(CONNECTED)"]);
+}
+
+/// `readable(n)` with `n` above the read high watermark resolves once the input is
+/// full to the mark: reading pauses there, so `n` bytes can never arrive.
+#[tokio::test]
+async fn readable_above_the_high_watermark_resolves_when_the_input_is_full() {
+    let (ours, mut peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 8))
+        .tcp(ours)
+        .unwrap();
+    peer.write_all(&[7; 100]).await.unwrap();
+    expect_within(bev.readable(50)).await;
+    assert_eq!(bev.input_len(), 8);
+}
+
+/// `drained()` resolves when the output can no longer drain: the write side failed
+/// with data unsent. (Before, it waited for the bufferevent to end, which a live
+/// handle prevents.)
+#[tokio::test]
+async fn drained_resolves_when_the_write_side_fails_with_data_unsent() {
+    let (ours, peer) = tokio::io::duplex(16);
+    let bev = BufferEvent::builder().stream(ours);
+    bev.write_now(vec![1u8; 1 << 20]).unwrap();
+    settle_task(&bev).await;
+    drop(peer);
+    expect_within(bev.drained()).await;
+    assert!(bev.output_len() > 0, "left unsent");
+    assert!(matches!(bev.write_now(&b"x"[..]), Err(Error::WriteClosed)));
+}
+
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl ArcWake for CountingWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A task waiting for input is not woken by output that comes and goes, nor by a
+/// setting it does not depend on; it is woken by input.
+#[tokio::test]
+async fn a_waiter_wakes_only_for_its_own_condition() {
+    let (ours, mut peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(ours)
+        .unwrap();
+    settle_task(&bev).await;
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = waker(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let mut readable = pin!(bev.readable(4));
+    assert!(readable.as_mut().poll(&mut cx).is_pending());
+
+    bev.write_now(&b"output"[..]).unwrap();
+    let mut echoed = [0; 6];
+    expect_within(peer.read_exact(&mut echoed)).await.unwrap();
+    expect_within(bev.drained()).await;
+    bev.set_timeouts(None, Some(Duration::from_secs(60)));
+    settle_task(&bev).await;
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "output is not input");
+
+    peer.write_all(b"ping").await.unwrap();
+    expect_within(async {
+        while wakes.0.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(readable.as_mut().poll(&mut cx), Poll::Ready(()));
+}
