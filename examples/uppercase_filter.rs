@@ -15,9 +15,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_bufferevent::buffer::EvBuffer;
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, Events, FilterResult, FlushMode, PassThrough,
+    BufferEvent, Direction, Events, FilterResult, FlushMode, Input, Output, PassThrough,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -26,24 +25,19 @@ type BoxError = Box<dyn Error + Send + Sync>;
 /// (and only those, so UTF-8 passes unharmed). It honours `dst_limit`, the room under
 /// the socket bufferevent's write high watermark.
 fn uppercase(
-    src: &mut EvBuffer,
-    dst: &mut EvBuffer,
+    src: &mut Input<'_>,
+    dst: &mut Output<'_>,
     dst_limit: Option<usize>,
     _mode: FlushMode,
-) -> FilterResult {
+) -> std::io::Result<FilterResult> {
     let n = dst_limit.unwrap_or(usize::MAX).min(src.len());
     if n == 0 {
-        return FilterResult::NeedMore;
+        return Ok(FilterResult::NeedMore);
     }
-    let mut data = match src.remove_bytes(n) {
-        Ok(data) => data.to_vec(),
-        Err(e) => return FilterResult::Error(e.into()),
-    };
+    let mut data = src.remove_bytes(n).to_vec();
     data.make_ascii_uppercase();
-    match dst.add(&data) {
-        Ok(()) => FilterResult::Ok,
-        Err(e) => FilterResult::Error(e.into()),
-    }
+    dst.add(&data);
+    Ok(FilterResult::Ok)
 }
 
 /// An echo server whose connections are plain bufferevents.

@@ -13,47 +13,62 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
-use tokio_bufferevent::buffer::EvBuffer;
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, Events, FilterResult, FlushMode, PassThrough, Watermarks,
+    BufferEvent, Direction, Events, FilterResult, FlushMode, Input, Output, PassThrough, Watermarks,
 };
 
 use common::{pattern, settle, tcp_pair, within};
 
 /// Prefixes every byte with `x` (libevent's `bufferevent_output_filter`).
-fn add_x(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode) -> FilterResult {
-    let data = src.remove_bytes(src.len()).unwrap();
+fn add_x(
+    src: &mut Input<'_>,
+    dst: &mut Output<'_>,
+    _: Option<usize>,
+    _: FlushMode,
+) -> io::Result<FilterResult> {
+    let data = src.take_all();
     let mut out = Vec::with_capacity(data.len() * 2);
     for &b in data.iter() {
         out.extend_from_slice(&[b'x', b]);
     }
-    dst.add(&out).unwrap();
-    FilterResult::Ok
+    dst.add(&out);
+    Ok(FilterResult::Ok)
 }
 
 /// Strips the `x` before every byte (libevent's `bufferevent_input_filter`).
-fn strip_x(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode) -> FilterResult {
+fn strip_x(
+    src: &mut Input<'_>,
+    dst: &mut Output<'_>,
+    _: Option<usize>,
+    _: FlushMode,
+) -> io::Result<FilterResult> {
     let n = src.len() / 2 * 2;
     if n == 0 {
-        return FilterResult::NeedMore;
+        return Ok(FilterResult::NeedMore);
     }
-    let data = src.remove_bytes(n).unwrap();
+    let data = src.remove_bytes(n);
     for pair in data.chunks(2) {
         if pair[0] != b'x' {
-            return FilterResult::Error(io::Error::new(io::ErrorKind::InvalidData, "no x"));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "no x"));
         }
-        dst.add(&pair[1..]).unwrap();
+        dst.add(&pair[1..]);
     }
-    FilterResult::Ok
+    Ok(FilterResult::Ok)
 }
 
 fn counted(
     calls: &Arc<Mutex<usize>>,
-    mut f: impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    mut f: impl FnMut(
+        &mut Input<'_>,
+        &mut Output<'_>,
+        Option<usize>,
+        FlushMode,
+    ) -> io::Result<FilterResult>
     + Send
     + 'static,
-) -> impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult + Send + 'static
-{
+) -> impl FnMut(&mut Input<'_>, &mut Output<'_>, Option<usize>, FlushMode) -> io::Result<FilterResult>
++ Send
++ 'static {
     let calls = calls.clone();
     move |s, d, l, m| {
         *calls.lock().unwrap() += 1;
@@ -138,18 +153,19 @@ async fn bufferevent_pair_filters_disable() {
     let me: Arc<Mutex<Option<BufferEvent<_>>>> = Arc::new(Mutex::new(None));
     let calls = Arc::new(Mutex::new(0));
     let (me2, calls2) = (me.clone(), calls.clone());
-    let output = move |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode| {
-        let mut n = calls2.lock().unwrap();
-        *n += 1;
-        if *n == 1 {
-            let bev: &Option<BufferEvent<_>> = &me2.lock().unwrap();
-            bev.as_ref().unwrap().write_now(&b"more"[..]).unwrap();
-            let _ = dst.add_buffer(src);
-            FilterResult::Ok
-        } else {
-            FilterResult::Error(io::Error::new(io::ErrorKind::InvalidData, "refused"))
-        }
-    };
+    let output =
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+            let mut n = calls2.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                let bev: &Option<BufferEvent<_>> = &me2.lock().unwrap();
+                bev.as_ref().unwrap().write_now(&b"more"[..]).unwrap();
+                dst.append_input(src);
+                Ok(FilterResult::Ok)
+            } else {
+                Err(io::Error::new(io::ErrorKind::InvalidData, "refused"))
+            }
+        };
     let filter = BufferEvent::filter(a, PassThrough, output);
     *me.lock().unwrap() = Some(filter.clone());
     filter.write(&b"first"[..]).await.unwrap();
@@ -190,14 +206,14 @@ async fn bufferevent_filter_data_stuck() {
         );
     let mut header_sent = false;
     let input =
-        move |src: &mut EvBuffer, dst: &mut EvBuffer, limit: Option<usize>, _: FlushMode| {
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, limit: Option<usize>, _: FlushMode| {
             if !header_sent {
-                dst.add(&[b'h'; 20]).unwrap();
+                dst.add(&[b'h'; 20]);
                 header_sent = true;
             }
             let n = limit.unwrap_or(usize::MAX).min(src.len());
-            src.remove_buffer(dst, n).unwrap();
-            FilterResult::Ok
+            src.remove_to(dst, n);
+            Ok(FilterResult::Ok)
         };
     let total = Arc::new(Mutex::new(0));
     let t = total.clone();
@@ -245,8 +261,9 @@ where
     U: Send + 'static,
 {
     let start = Instant::now();
-    let hold =
-        |_: &mut EvBuffer, _: &mut EvBuffer, _: Option<usize>, _: FlushMode| FilterResult::NeedMore;
+    let hold = |_: &mut Input<'_>, _: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+        Ok(FilterResult::NeedMore)
+    };
     let bev1 = BufferEvent::builder()
         .enable(Direction::READ)
         .timeouts(
@@ -344,10 +361,10 @@ async fn dst_limits() {
     let limits = Arc::new(Mutex::new(Vec::new()));
     let l = limits.clone();
     let output =
-        move |src: &mut EvBuffer, dst: &mut EvBuffer, limit: Option<usize>, _: FlushMode| {
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, limit: Option<usize>, _: FlushMode| {
             l.lock().unwrap().push(limit);
-            let _ = dst.add_buffer(src);
-            FilterResult::Ok
+            dst.append_input(src);
+            Ok(FilterResult::Ok)
         };
     let filter = BufferEvent::filter(a, PassThrough, output);
     filter.write(&b"1234"[..]).await.unwrap();
@@ -360,10 +377,10 @@ async fn dst_limits() {
     let in_limits = Arc::new(Mutex::new(Vec::new()));
     let l = in_limits.clone();
     let input =
-        move |src: &mut EvBuffer, dst: &mut EvBuffer, limit: Option<usize>, _: FlushMode| {
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, limit: Option<usize>, _: FlushMode| {
             l.lock().unwrap().push(limit);
-            let _ = dst.add_buffer(src);
-            FilterResult::Ok
+            dst.append_input(src);
+            Ok(FilterResult::Ok)
         };
     let reader = BufferEvent::builder()
         .enable(Direction::READ)
@@ -409,14 +426,15 @@ async fn eof_runs_the_input_filter_finished_then_forwards() {
     let (s1, s2) = tcp_pair().await;
     let modes = Arc::new(Mutex::new(Vec::new()));
     let m = modes.clone();
-    let input = move |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, mode: FlushMode| {
-        m.lock().unwrap().push(mode);
-        let _ = dst.add_buffer(src);
-        if mode == FlushMode::Finished {
-            dst.add(b"<tail>").unwrap();
-        }
-        FilterResult::Ok
-    };
+    let input =
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, mode: FlushMode| {
+            m.lock().unwrap().push(mode);
+            dst.append_input(src);
+            if mode == FlushMode::Finished {
+                dst.add(b"<tail>");
+            }
+            Ok(FilterResult::Ok)
+        };
     let filter = BufferEvent::builder().enable(Direction::READ).filter(
         BufferEvent::builder().tcp(s1).unwrap(),
         input,
@@ -458,12 +476,12 @@ async fn reenabling_write_processes_queued_output() {
 #[tokio::test]
 async fn flush_finished_writes_the_trailer_then_shuts_down() {
     let (s1, mut peer) = tcp_pair().await;
-    let output = |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, mode: FlushMode| {
-        let _ = dst.add_buffer(src);
+    let output = |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, mode: FlushMode| {
+        dst.append_input(src);
         if mode == FlushMode::Finished {
-            dst.add(b"<trailer>").unwrap();
+            dst.add(b"<trailer>");
         }
-        FilterResult::Ok
+        Ok(FilterResult::Ok)
     };
     let filter = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, output);
     filter.write(&b"body"[..]).await.unwrap();
@@ -479,12 +497,12 @@ async fn flush_finished_writes_the_trailer_then_shuts_down() {
 #[tokio::test]
 async fn close_finishes_the_filter_then_the_socket() {
     let (s1, mut peer) = tcp_pair().await;
-    let output = |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, mode: FlushMode| {
-        let _ = dst.add_buffer(src);
+    let output = |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, mode: FlushMode| {
+        dst.append_input(src);
         if mode == FlushMode::Finished {
-            dst.add(b".").unwrap();
+            dst.add(b".");
         }
-        FilterResult::Ok
+        Ok(FilterResult::Ok)
     };
     let base = BufferEvent::builder().tcp(s1).unwrap();
     let base_handle = base.clone();
@@ -570,7 +588,12 @@ async fn input_filter_error_is_reported() {
 trait IntoFn {
     fn into_fn(
         self,
-    ) -> impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    ) -> impl FnMut(
+        &mut Input<'_>,
+        &mut Output<'_>,
+        Option<usize>,
+        FlushMode,
+    ) -> io::Result<FilterResult>
     + Send
     + 'static;
 }
@@ -578,7 +601,12 @@ trait IntoFn {
 impl IntoFn for PassThrough {
     fn into_fn(
         mut self,
-    ) -> impl FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    ) -> impl FnMut(
+        &mut Input<'_>,
+        &mut Output<'_>,
+        Option<usize>,
+        FlushMode,
+    ) -> io::Result<FilterResult>
     + Send
     + 'static {
         use tokio_bufferevent::bufferevent::Filter;
@@ -669,16 +697,17 @@ async fn bufferevent_filters_disable() {
         .unwrap();
     let calls = Arc::new(Mutex::new(0));
     let calls2 = calls.clone();
-    let output = move |src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode| {
-        let mut n = calls2.lock().unwrap();
-        *n += 1;
-        if *n == 1 {
-            let _ = dst.add_buffer(src);
-            FilterResult::Ok
-        } else {
-            FilterResult::Error(io::Error::new(io::ErrorKind::InvalidData, "refused"))
-        }
-    };
+    let output =
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+            let mut n = calls2.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                dst.append_input(src);
+                Ok(FilterResult::Ok)
+            } else {
+                Err(io::Error::new(io::ErrorKind::InvalidData, "refused"))
+            }
+        };
     let filter = BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, output);
     filter.write(&b"first"[..]).await.unwrap();
     within(receiver.readable(5)).await.unwrap();
@@ -770,4 +799,39 @@ async fn dropping_the_last_handle_sends_what_is_queued() {
     let mut got = Vec::new();
     within(peer.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, b"xbxyxe");
+}
+
+/// A filter sees only a removal view of its source and an addition view of its
+/// destination, so it cannot freeze or otherwise strand what is written: every write
+/// is queued (and sent, or reported with an error), or refused with an error.
+#[tokio::test(start_paused = true)]
+async fn a_write_is_queued_or_refused_never_lost() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    let calls = Arc::new(Mutex::new(0));
+    let seen = calls.clone();
+    let output =
+        move |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+            *seen.lock().unwrap() += 1;
+            if src.len() > 4 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "too long"));
+            }
+            dst.append_input(src);
+            Ok(FilterResult::Ok)
+        };
+    let filter = BufferEvent::filter(a, PassThrough, output);
+    filter.write(&b"ok"[..]).await.unwrap();
+    within(b.readable(2)).await.unwrap();
+    assert_eq!(b.read(10).await.unwrap(), &b"ok"[..]);
+
+    // Queued, then refused by the filter: reported, not dropped in silence.
+    filter.write_now(&b"too long"[..]).unwrap();
+    let event = within(filter.next_event()).await.unwrap().unwrap();
+    assert_eq!(event.events, Events::WRITING | Events::ERROR);
+    assert_eq!(event.error.unwrap().kind(), io::ErrorKind::InvalidData);
+    assert_eq!(filter.output_len(), 8, "still there, for closed() to count");
+    // Now refused at the call.
+    let err = filter.write_now(&b"later"[..]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    assert_eq!(filter.close().await.unsent, 8);
 }

@@ -624,35 +624,7 @@ impl EvBuffer {
         }
         self.check_front()?;
         dst.check_end()?;
-        if n == self.len {
-            dst.add_buffer(self)?;
-            return Ok(n);
-        }
-        dst.seal_tail();
-        let mut left = n;
-        while left > 0 {
-            match self.chunks.front_mut() {
-                Some(front) if front.len() <= left => {
-                    left -= front.len();
-                    let whole = self.chunks.pop_front().expect("front exists");
-                    dst.chunks.push_back(whole);
-                }
-                Some(front) => {
-                    dst.chunks.push_back(front.split_to(left));
-                    left = 0;
-                }
-                None => {
-                    dst.chunks
-                        .push_back(Chunk::Mem(self.tail.split_to(left).freeze()));
-                    left = 0;
-                }
-            }
-        }
-        self.len -= n;
-        dst.len += n;
-        dst.changed(n, 0);
-        self.changed(0, n);
-        Ok(n)
+        Ok(self.move_front_to(dst, n))
     }
 
     /// Discards up to `n` bytes from the front (`evbuffer_drain`); `n` may exceed the
@@ -999,6 +971,44 @@ impl EvBuffer {
         src.len = 0;
         src.changed(0, n);
         self.changed(n, 0);
+    }
+
+    /// Moves up to `n` bytes from the front to the end of `dst`, with an exact byte
+    /// boundary and without copying; neither buffer is frozen (or was checked).
+    pub(crate) fn move_front_to(&mut self, dst: &mut EvBuffer, n: usize) -> usize {
+        let n = n.min(self.len);
+        if n == 0 {
+            return 0;
+        }
+        if n == self.len {
+            dst.append_buffer(self);
+            return n;
+        }
+        dst.seal_tail();
+        let mut left = n;
+        while left > 0 {
+            match self.chunks.front_mut() {
+                Some(front) if front.len() <= left => {
+                    left -= front.len();
+                    let whole = self.chunks.pop_front().expect("front exists");
+                    dst.chunks.push_back(whole);
+                }
+                Some(front) => {
+                    dst.chunks.push_back(front.split_to(left));
+                    left = 0;
+                }
+                None => {
+                    dst.chunks
+                        .push_back(Chunk::Mem(self.tail.split_to(left).freeze()));
+                    left = 0;
+                }
+            }
+        }
+        self.len -= n;
+        dst.len += n;
+        dst.changed(n, 0);
+        self.changed(0, n);
+        n
     }
 
     /// Removes up to `n` bytes from the front of a buffer that is never frozen.

@@ -273,6 +273,13 @@ pub struct Input<'a> {
     buf: &'a mut EvBuffer,
 }
 
+impl<'a> Input<'a> {
+    /// The removal-only view of a buffer the crate owns.
+    pub(crate) fn of(buf: &'a mut EvBuffer) -> Self {
+        Self { buf }
+    }
+}
+
 impl Input<'_> {
     /// Bytes in the input.
     pub fn len(&self) -> usize {
@@ -319,6 +326,13 @@ impl Input<'_> {
     /// [`EvBufferError::EndFrozen`] if `dst`'s end is frozen.
     pub fn remove_into(&mut self, dst: &mut EvBuffer) -> Result<(), EvBufferError> {
         dst.add_buffer(self.buf)
+    }
+
+    /// Moves up to `n` bytes to the end of `dst` without copying (whole chunks move,
+    /// a partial one is split), and returns how many (`evbuffer_remove_buffer`
+    /// between a bufferevent's own buffers, as a filter does).
+    pub fn remove_to(&mut self, dst: &mut Output<'_>, n: usize) -> usize {
+        self.buf.move_front_to(dst.buf, n)
     }
 
     /// Moves up to `n` bytes into `dst` without copying.
@@ -381,6 +395,13 @@ impl Input<'_> {
     }
 }
 
+/// Reading removes what it reads, as `bufferevent_read` does.
+impl io::Read for Input<'_> {
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        self.buf.remove(dst).map_err(io::Error::from)
+    }
+}
+
 impl fmt::Debug for Input<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Input")
@@ -393,6 +414,13 @@ impl fmt::Debug for Input<'_> {
 /// (libevent freezes the front of a socket bufferevent's output, B-70).
 pub struct Output<'a> {
     buf: &'a mut EvBuffer,
+}
+
+impl<'a> Output<'a> {
+    /// The addition-only view of a buffer the crate owns.
+    pub(crate) fn of(buf: &'a mut EvBuffer) -> Self {
+        Self { buf }
+    }
 }
 
 impl Output<'_> {
@@ -448,6 +476,18 @@ struct Appender<'a>(&'a mut EvBuffer);
 impl fmt::Write for Appender<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.0.append_copy(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writing appends a copy; it never fails and never writes short.
+impl io::Write for Output<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.add(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ impl<S: Send + 'static> Builder<S> {
     /// processed as soon as this bufferevent's input drains. Beyond libevent: EOF on
     /// the underlying runs the input filter with `Finished` before the event is
     /// delivered, so a decoder emits its tail; re-enabling WRITE processes output
-    /// queued meanwhile; a filter's `Error` is reported (see [`FilterResult::Error`](super::FilterResult::Error)).
+    /// queued meanwhile; a filter's error is reported (see [`FilterResult`](super::FilterResult)).
     ///
     /// When this bufferevent ends, the underlying is freed too unless
     /// [`close_underlying(false)`](Self::close_underlying) was set; then it runs on

@@ -92,20 +92,18 @@
 //! as the bufferevents they join, so bytes move between buffers without copying.
 //!
 //! ```
-//! use tokio_bufferevent::buffer::EvBuffer;
 //! use tokio_bufferevent::bufferevent::{
-//!     BufferEvent, Direction, FilterResult, FlushMode, PassThrough,
+//!     BufferEvent, Direction, FilterResult, FlushMode, Input, Output, PassThrough,
 //! };
 //!
 //! /// An output filter that reverses each write.
-//! fn reverse(src: &mut EvBuffer, dst: &mut EvBuffer, _: Option<usize>, _: FlushMode)
-//!     -> FilterResult
+//! fn reverse(src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, _: FlushMode)
+//!     -> std::io::Result<FilterResult>
 //! {
-//!     let mut data = src.to_vec().unwrap_or_default();
-//!     let _ = src.drain(data.len());
+//!     let mut data = src.take_all().to_vec();
 //!     data.reverse();
-//!     let _ = dst.add(&data);
-//!     FilterResult::Ok
+//!     dst.add(&data);
+//!     Ok(FilterResult::Ok)
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -35,8 +35,7 @@ use flate2::{FlushCompress, FlushDecompress, Status};
 
 pub use flate2::Compression;
 
-use crate::buffer::EvBuffer;
-use crate::bufferevent::{Filter, FilterResult, FlushMode};
+use crate::bufferevent::{Filter, FilterResult, FlushMode, Input, Output};
 
 /// Input taken per call, so one call's work stays bounded.
 const MAX_INPUT_PER_CALL: usize = 64 * 1024;
@@ -86,11 +85,11 @@ impl fmt::Debug for Compress {
 impl Filter for Compress {
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         dst_limit: Option<usize>,
         mode: FlushMode,
-    ) -> FilterResult {
+    ) -> io::Result<FilterResult> {
         if self.ended {
             return after_the_end(
                 src,
@@ -123,10 +122,7 @@ impl Filter for Compress {
                     Ok(((self.stream.total_in() - before) as usize, status))
                 },
             );
-            let step = match step {
-                Ok(step) => step,
-                Err(e) => return FilterResult::Error(e),
-            };
+            let step = step?;
             call.add(&step);
             if step.status == Status::StreamEnd {
                 self.ended = true;
@@ -150,7 +146,7 @@ impl Filter for Compress {
             }
         }
         self.output_left = !self.ended && call.output_full();
-        call.result()
+        Ok(call.result())
     }
 
     fn has_pending(&self) -> bool {
@@ -159,7 +155,7 @@ impl Filter for Compress {
 }
 
 /// A zlib decompressor, as an input filter. Corrupt input gives
-/// [`FilterResult::Error`] of kind [`io::ErrorKind::InvalidData`].
+/// an error of kind [`io::ErrorKind::InvalidData`].
 pub struct Decompress {
     stream: flate2::Decompress,
     ended: bool,
@@ -198,11 +194,11 @@ impl fmt::Debug for Decompress {
 impl Filter for Decompress {
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         dst_limit: Option<usize>,
         mode: FlushMode,
-    ) -> FilterResult {
+    ) -> io::Result<FilterResult> {
         const TRAILING: &str = "data after the end of the compressed stream";
         if self.ended {
             return after_the_end(src, io::ErrorKind::InvalidData, TRAILING);
@@ -231,18 +227,12 @@ impl Filter for Decompress {
                     Ok(((self.stream.total_in() - before) as usize, status))
                 },
             );
-            let step = match step {
-                Ok(step) => step,
-                Err(e) => return FilterResult::Error(e),
-            };
+            let step = step?;
             call.add(&step);
             if step.status == Status::StreamEnd {
                 self.ended = true;
                 if !src.is_empty() {
-                    return FilterResult::Error(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        TRAILING,
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, TRAILING));
                 }
                 break;
             }
@@ -254,7 +244,7 @@ impl Filter for Decompress {
             }
         }
         self.output_left = !self.ended && call.output_full();
-        call.result()
+        Ok(call.result())
     }
 
     fn has_pending(&self) -> bool {
@@ -264,11 +254,11 @@ impl Filter for Decompress {
 
 /// A call on a filter whose stream has ended: fine with nothing to do, an error
 /// with more data.
-fn after_the_end(src: &EvBuffer, kind: io::ErrorKind, message: &str) -> FilterResult {
+fn after_the_end(src: &Input<'_>, kind: io::ErrorKind, message: &str) -> io::Result<FilterResult> {
     if src.is_empty() {
-        FilterResult::NeedMore
+        Ok(FilterResult::NeedMore)
     } else {
-        FilterResult::Error(io::Error::new(kind, message.to_owned()))
+        Err(io::Error::new(kind, message.to_owned()))
     }
 }
 
@@ -336,25 +326,27 @@ impl Step {
 /// with an output buffer of `capacity(input length)` bytes; moves the output into
 /// `dst` without copying and drains what zlib consumed.
 fn step(
-    src: &mut EvBuffer,
-    dst: &mut EvBuffer,
+    src: &mut Input<'_>,
+    dst: &mut Output<'_>,
     totals: &Totals,
     capacity: impl FnOnce(usize) -> usize,
     call: impl FnOnce(&[u8], bool, &mut Vec<u8>) -> io::Result<(usize, Status)>,
 ) -> io::Result<Step> {
     let (consumed, written, filled, status) = {
-        let extents = src.peek(None, Some(MAX_INPUT_PER_CALL - totals.consumed))?;
+        let extents = src
+            .buffer()
+            .peek(None, Some(MAX_INPUT_PER_CALL - totals.consumed))?;
         let input = extents.first().copied().unwrap_or(&[]);
         let mut out = Vec::with_capacity(capacity(input.len()));
         let capacity = out.capacity();
         let (consumed, status) = call(input, input.len() == src.len(), &mut out)?;
         let written = out.len();
         if written > 0 {
-            let _ = dst.add_bytes(Bytes::from(out));
+            dst.add_bytes(Bytes::from(out));
         }
         (consumed, written, written == capacity, status)
     };
-    src.drain(consumed)?;
+    src.drain(consumed);
     Ok(Step {
         consumed,
         written,

@@ -64,8 +64,7 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerCon
 
 pub use rustls;
 
-use crate::buffer::EvBuffer;
-use crate::bufferevent::{Filter, FilterResult, FlushMode};
+use crate::bufferevent::{Filter, FilterResult, FlushMode, Input, Output};
 
 /// Plaintext taken from rustls per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -176,29 +175,6 @@ impl fmt::Debug for TlsOutput {
     }
 }
 
-/// Reads from the front of an evbuffer, removing what it reads.
-struct Drain<'a>(&'a mut EvBuffer);
-
-impl Read for Drain<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.0.remove(out).map_err(io::Error::from)
-    }
-}
-
-/// Appends to an evbuffer.
-struct Append<'a>(&'a mut EvBuffer);
-
-impl Write for Append<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.add(data).map_err(io::Error::from)?;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// rustls reports a peer's close_notify as an error once it has been seen; it is the
 /// clean end of the stream.
 fn is_close_notify(e: &rustls::Error) -> bool {
@@ -215,20 +191,20 @@ fn tls_error(e: rustls::Error) -> io::Error {
 impl Filter for TlsInput {
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         dst_limit: Option<usize>,
         mode: FlushMode,
-    ) -> FilterResult {
+    ) -> io::Result<FilterResult> {
         let mut session = lock(&self.session);
         let session = &mut *session;
         let conn = &mut session.conn;
         let (src_before, dst_before) = (src.len(), dst.len());
         while !src.is_empty() && conn.wants_read() {
-            match conn.read_tls(&mut Drain(src)) {
+            match conn.read_tls(src) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return FilterResult::Error(e),
+                Err(e) => return Err(e),
             }
             if let Err(e) = conn.process_new_packets() {
                 if is_close_notify(&e) {
@@ -236,7 +212,7 @@ impl Filter for TlsInput {
                     break;
                 }
                 session.failed = true;
-                return FilterResult::Error(tls_error(e));
+                return Err(tls_error(e));
             }
         }
         if mode == FlushMode::Finished && src.is_empty() {
@@ -245,7 +221,7 @@ impl Filter for TlsInput {
             if let Err(e) = conn.process_new_packets() {
                 if !is_close_notify(&e) {
                     session.failed = true;
-                    return FilterResult::Error(tls_error(e));
+                    return Err(tls_error(e));
                 }
                 session.peer_closed = true;
             }
@@ -261,18 +237,16 @@ impl Filter for TlsInput {
             let want = READ_CHUNK.min(limit - (dst.len() - dst_before));
             match conn.reader().read(&mut chunk[..want]) {
                 Ok(0) => break, // close_notify: a clean end
-                Ok(n) => {
-                    let _ = dst.add(&chunk[..n]);
-                }
+                Ok(n) => dst.add(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && session.peer_closed => break,
-                Err(e) => return FilterResult::Error(e),
+                Err(e) => return Err(e),
             }
         }
         if src.len() != src_before || dst.len() != dst_before {
-            FilterResult::Ok
+            Ok(FilterResult::Ok)
         } else {
-            FilterResult::NeedMore
+            Ok(FilterResult::NeedMore)
         }
     }
 
@@ -284,15 +258,15 @@ impl Filter for TlsInput {
 impl Filter for TlsOutput {
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         _dst_limit: Option<usize>,
         mode: FlushMode,
-    ) -> FilterResult {
+    ) -> io::Result<FilterResult> {
         let mut session = lock(&self.session);
         let (src_before, dst_before) = (src.len(), dst.len());
         if session.closed && !src.is_empty() {
-            return FilterResult::Error(io::Error::new(
+            return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "data written after the TLS connection was closed",
             ));
@@ -301,20 +275,14 @@ impl Filter for TlsOutput {
         // limit; what it does not take stays in the filter's output.
         while !src.is_empty() {
             let taken = {
-                let extents = match src.peek(None, Some(READ_CHUNK)) {
-                    Ok(extents) => extents,
-                    Err(e) => return FilterResult::Error(e.into()),
-                };
+                let extents = src.buffer().peek(None, Some(READ_CHUNK))?;
                 let first = extents.first().copied().unwrap_or(&[]);
-                match session.conn.writer().write(first) {
-                    Ok(n) => n,
-                    Err(e) => return FilterResult::Error(e),
-                }
+                session.conn.writer().write(first)?
             };
             if taken == 0 {
                 break;
             }
-            let _ = src.drain(taken);
+            src.drain(taken);
         }
         if mode == FlushMode::Finished && src.is_empty() && !session.closed {
             if session.failed {
@@ -331,16 +299,16 @@ impl Filter for TlsOutput {
             }
         }
         while session.conn.wants_write() {
-            match session.conn.write_tls(&mut Append(dst)) {
+            match session.conn.write_tls(dst) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return FilterResult::Error(e),
+                Err(e) => return Err(e),
             }
         }
         if src.len() != src_before || dst.len() != dst_before {
-            FilterResult::Ok
+            Ok(FilterResult::Ok)
         } else {
-            FilterResult::NeedMore
+            Ok(FilterResult::NeedMore)
         }
     }
 

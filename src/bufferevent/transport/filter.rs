@@ -13,65 +13,78 @@ use std::marker::PhantomData;
 use std::task::Context as TaskContext;
 
 use super::{Ended, Hosted, Hosts, Io, Link, end_hosted};
-use crate::buffer::EvBuffer;
+use crate::bufferevent::context::{Input, Output};
 use crate::bufferevent::core::suspend;
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 use crate::bufferevent::shared::Shared;
 
-/// What a [`Filter`] call achieved (`enum bufferevent_filter_result`).
-#[derive(Debug)]
+/// What a [`Filter`] call achieved (`enum bufferevent_filter_result`); a failure is
+/// the call's `Err` (libevent's `BEV_ERROR`).
+///
+/// Unlike libevent, which ignores `BEV_ERROR`, the filtering bufferevent delivers
+/// `READING | ERROR` (input filter) or `WRITING | ERROR` (output filter) with the
+/// error, and that direction stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FilterResult {
     /// Something was produced or consumed (`BEV_OK`); processing goes on while the
     /// source has data and the destination is under its limit.
     Ok,
     /// Nothing more can be done until more input arrives (`BEV_NEED_MORE`).
     NeedMore,
-    /// The data cannot be processed (`BEV_ERROR`). Unlike libevent, which ignores it,
-    /// the filtering bufferevent delivers `READING | ERROR` (input filter) or
-    /// `WRITING | ERROR` (output filter) with this error, and that direction stops.
-    Error(io::Error),
 }
 
 /// A transformation from one buffer to another (`bufferevent_filter_cb`): the input
 /// filter moves bytes from the underlying bufferevent's input to the filter's input,
 /// the output filter from the filter's output to the underlying's output.
 ///
+/// A filter sees the source as an [`Input`] (it may only remove bytes) and the
+/// destination as an [`Output`] (it may only add bytes): it can neither freeze nor
+/// reorder the buffers it works on, so every byte written to a bufferevent is either
+/// queued, sent, or reported with an error. Errors are returned, so `?` works, as
+/// in tokio-util's `Decoder`.
+///
 /// `dst_limit` is how many more bytes the destination wants (`None`: no limit); it is
 /// advisory (B-86). `mode` is `Normal` in ordinary operation, and the mode of a
-/// [`flush`](crate::bufferevent::BufferEvent::flush) otherwise; `Finished` asks the filter to emit
-/// everything it holds (a compressor's trailer).
+/// [`flush`](crate::bufferevent::BufferEvent::flush) otherwise; `Finished` asks the
+/// filter to emit everything it holds (a compressor's trailer).
 ///
 /// Closures of the same shape are filters, and [`PassThrough`] moves bytes unchanged.
+///
+/// # Errors
+///
+/// An error stops the filter's direction and reaches the event callback (see
+/// [`FilterResult`]).
 ///
 /// # Examples
 ///
 /// An output filter that upper-cases ASCII:
 ///
 /// ```
-/// use tokio_bufferevent::buffer::EvBuffer;
-/// use tokio_bufferevent::bufferevent::{FilterResult, FlushMode};
+/// use std::io;
+/// use tokio_bufferevent::bufferevent::{FilterResult, FlushMode, Input, Output};
 ///
-/// fn upper(src: &mut EvBuffer, dst: &mut EvBuffer, _limit: Option<usize>, _mode: FlushMode)
-///     -> FilterResult
+/// fn upper(src: &mut Input<'_>, dst: &mut Output<'_>, _limit: Option<usize>, _mode: FlushMode)
+///     -> io::Result<FilterResult>
 /// {
-///     let data = src.remove_bytes(src.len()).unwrap_or_default();
-///     let _ = dst.add(&data.to_ascii_uppercase());
-///     FilterResult::Ok
+///     let data = src.take_all();
+///     dst.add(&data.to_ascii_uppercase());
+///     Ok(FilterResult::Ok)
 /// }
-/// # let (mut a, mut b) = (EvBuffer::new(), EvBuffer::new());
-/// # a.add(b"hi").unwrap();
-/// # upper(&mut a, &mut b, None, FlushMode::Normal);
-/// # assert_eq!(b.to_vec().unwrap(), b"HI");
+/// # let _ = upper;
 /// ```
 pub trait Filter: Send + 'static {
     /// Moves (and transforms) bytes from `src` to `dst`.
+    ///
+    /// # Errors
+    ///
+    /// Data that cannot be processed; the direction stops with `ERROR`.
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         dst_limit: Option<usize>,
         mode: FlushMode,
-    ) -> FilterResult;
+    ) -> io::Result<FilterResult>;
 
     /// Whether this filter holds bytes it would emit even with an empty source (a
     /// TLS connection's handshake messages, or plaintext it decrypted beyond the last
@@ -83,17 +96,17 @@ pub trait Filter: Send + 'static {
 
 impl<F> Filter for F
 where
-    F: FnMut(&mut EvBuffer, &mut EvBuffer, Option<usize>, FlushMode) -> FilterResult
+    F: FnMut(&mut Input<'_>, &mut Output<'_>, Option<usize>, FlushMode) -> io::Result<FilterResult>
         + Send
         + 'static,
 {
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         dst_limit: Option<usize>,
         mode: FlushMode,
-    ) -> FilterResult {
+    ) -> io::Result<FilterResult> {
         self(src, dst, dst_limit, mode)
     }
 }
@@ -106,16 +119,13 @@ pub struct PassThrough;
 impl Filter for PassThrough {
     fn filter(
         &mut self,
-        src: &mut EvBuffer,
-        dst: &mut EvBuffer,
+        src: &mut Input<'_>,
+        dst: &mut Output<'_>,
         dst_limit: Option<usize>,
         _mode: FlushMode,
-    ) -> FilterResult {
-        let n = dst_limit.unwrap_or(usize::MAX).min(src.len());
-        match src.remove_buffer(dst, n) {
-            Ok(_) => FilterResult::Ok,
-            Err(e) => FilterResult::Error(e.into()),
-        }
+    ) -> io::Result<FilterResult> {
+        src.remove_to(dst, dst_limit.unwrap_or(usize::MAX));
+        Ok(FilterResult::Ok)
     }
 }
 
@@ -440,8 +450,14 @@ impl<T, U> FilterLink<T, U> {
                 break;
             }
             let lengths = (u.input.len(), filter.input.len());
-            match self.input.filter(u.input, filter.input, limit, mode) {
-                FilterResult::Ok => {
+            let result = self.input.filter(
+                &mut Input::of(u.input),
+                &mut Output::of(filter.input),
+                limit,
+                mode,
+            );
+            match result {
+                Ok(FilterResult::Ok) => {
                     progress = true;
                     let drained = u.input.is_empty() && !self.input.has_pending();
                     if (u.input.len(), filter.input.len()) == lengths || drained {
@@ -451,11 +467,11 @@ impl<T, U> FilterLink<T, U> {
                         break;
                     }
                 }
-                FilterResult::NeedMore => {
+                Ok(FilterResult::NeedMore) => {
                     self.input_stalled = Some((u.input.len(), filter.input.len()));
                     break;
                 }
-                FilterResult::Error(e) => {
+                Err(e) => {
                     tracing::debug!(error = %e, "input filter failed");
                     filter.end_reading(Events::READING | Events::ERROR, Some(e));
                     u.core.suspend_read(suspend::FILTER);
@@ -513,8 +529,14 @@ impl<T, U> FilterLink<T, U> {
                 _ => None,
             };
             let lengths = (filter.output.len(), u.output.len());
-            match output.filter(filter.output, u.output, limit, mode) {
-                FilterResult::Ok => {
+            let result = output.filter(
+                &mut Input::of(filter.output),
+                &mut Output::of(u.output),
+                limit,
+                mode,
+            );
+            match result {
+                Ok(FilterResult::Ok) => {
                     progress = true;
                     let now = (filter.output.len(), u.output.len());
                     if now == lengths || (filter.output.is_empty() && !output.has_pending()) {
@@ -524,11 +546,11 @@ impl<T, U> FilterLink<T, U> {
                         break;
                     }
                 }
-                FilterResult::NeedMore => {
+                Ok(FilterResult::NeedMore) => {
                     *stalled = Some((filter.output.len(), u.output.len()));
                     break;
                 }
-                FilterResult::Error(e) => {
+                Err(e) => {
                     tracing::debug!(error = %e, "output filter failed");
                     filter.end_writing(Events::WRITING | Events::ERROR, Some(e));
                     return true;

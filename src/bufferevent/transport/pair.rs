@@ -254,9 +254,7 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
         }
         room.min(src.output.len())
     };
-    if n > 0 && src.output.remove_buffer(dst.input, n).is_err() {
-        return false; // a frozen buffer of the user's: leave the data where it is
-    }
+    src.output.move_front_to(dst.input, n);
     // B-45: the reader's read timer restarts with each transfer; the writer's write
     // timer restarts too (the fix of B-47's stale-timer bug).
     dst.core.on_read(dst.input.len());
