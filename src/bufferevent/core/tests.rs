@@ -248,3 +248,228 @@ fn without_observers_it_ends_once_nothing_more_can_happen() {
         "the peer finished, all sent"
     );
 }
+
+/// The watermark, callback and timeout rules as a model: a few lines per rule,
+/// written from libevent's description rather than from the core.
+mod model {
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const READ_TIMEOUT_MS: u64 = 50;
+    const MAX_SINGLE: usize = 64;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// The peer sent `n` bytes; the transport reads what the budget allows.
+        Arrive(usize),
+        /// The user removed up to `n` bytes of input.
+        Remove(usize),
+        /// The user queued `n` bytes of output.
+        Write(usize),
+        /// The transport took up to `n` bytes of output.
+        Send(usize),
+        Enable(Direction),
+        Disable(Direction),
+        ReadWatermarks(usize, usize),
+        WriteWatermarks(usize, usize),
+        /// Time passes.
+        Tick(u64),
+        /// The engine runs the due callbacks.
+        Dispatch,
+    }
+
+    fn direction() -> impl Strategy<Value = Direction> {
+        prop_oneof![
+            Just(Direction::READ),
+            Just(Direction::WRITE),
+            Just(Direction::BOTH)
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1..200usize).prop_map(Op::Arrive),
+            3 => (0..200usize).prop_map(Op::Remove),
+            2 => (1..200usize).prop_map(Op::Write),
+            3 => (1..200usize).prop_map(Op::Send),
+            1 => direction().prop_map(Op::Enable),
+            1 => direction().prop_map(Op::Disable),
+            1 => (0..40usize, prop_oneof![Just(0usize), 1..120usize])
+                .prop_map(|(l, h)| Op::ReadWatermarks(l, h)),
+            1 => (0..40usize, 0..120usize).prop_map(|(l, h)| Op::WriteWatermarks(l, h)),
+            2 => (1..40u64).prop_map(Op::Tick),
+            3 => Just(Op::Dispatch),
+        ]
+    }
+
+    #[derive(Debug, Default)]
+    struct Model {
+        read_enabled: bool,
+        write_enabled: bool,
+        read_wm: Watermarks,
+        write_wm: Watermarks,
+        input: usize,
+        output: usize,
+        read_due: bool,
+        write_due: bool,
+        events: Events,
+        /// Milliseconds since the start.
+        now: u64,
+        read_deadline: Option<u64>,
+        restart_read: bool,
+    }
+
+    impl Model {
+        /// The input is full: reading pauses at the high watermark (B-19, B-20).
+        fn full(&self) -> bool {
+            self.read_wm.high != 0 && self.input >= self.read_wm.high
+        }
+
+        fn reading(&self) -> bool {
+            self.read_enabled && !self.full()
+        }
+
+        fn budget(&self) -> usize {
+            if !self.reading() {
+                return 0;
+            }
+            let room = match self.read_wm.high {
+                0 => usize::MAX,
+                high => high - self.input,
+            };
+            room.min(MAX_SINGLE)
+        }
+
+        /// Arms the read deadline while reading, a full interval after the last
+        /// restart (B-40, B-42).
+        fn arm(&mut self) {
+            if !self.reading() {
+                self.read_deadline = None;
+            } else if self.read_deadline.is_none() || self.restart_read {
+                self.read_deadline = Some(self.now + READ_TIMEOUT_MS);
+            }
+            self.restart_read = false;
+        }
+    }
+
+    fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut core = Core::new(Settings {
+            read_timeout: Some(Duration::from_millis(READ_TIMEOUT_MS)),
+            max_single_read: MAX_SINGLE,
+            ..Settings::default()
+        });
+        let mut m = Model {
+            write_enabled: true,
+            ..Model::default()
+        };
+        for op in ops {
+            match op {
+                Op::Arrive(n) => {
+                    let budget = core.read_budget(m.input);
+                    prop_assert_eq!(budget, m.budget());
+                    let k = n.min(budget);
+                    if k > 0 {
+                        m.input += k;
+                        core.on_read(m.input);
+                        m.read_due |= m.input >= m.read_wm.low;
+                        m.restart_read = true;
+                    }
+                }
+                Op::Remove(n) => {
+                    m.input -= n.min(m.input);
+                    core.on_input_removed(m.input);
+                }
+                Op::Write(n) => m.output += n,
+                Op::Send(n) => {
+                    let k = if core.write_budget() > 0 && m.write_enabled {
+                        n.min(m.output).min(core.write_budget())
+                    } else {
+                        0
+                    };
+                    if k > 0 {
+                        m.output -= k;
+                        core.on_written(m.output);
+                        m.write_due |= m.output <= m.write_wm.low;
+                    }
+                }
+                Op::Enable(dirs) => {
+                    core.enable(dirs, m.input, m.output);
+                    if dirs.contains(Direction::READ) {
+                        // Data that waited while READ was off is announced (B-22).
+                        if !m.read_enabled && m.input > 0 && m.input >= m.read_wm.low {
+                            m.read_due = true;
+                        }
+                        m.read_enabled = true;
+                        m.restart_read = true;
+                    }
+                    m.write_enabled |= dirs.contains(Direction::WRITE);
+                }
+                Op::Disable(dirs) => {
+                    core.disable(dirs);
+                    m.read_enabled &= !dirs.contains(Direction::READ);
+                    m.write_enabled &= !dirs.contains(Direction::WRITE);
+                }
+                Op::ReadWatermarks(low, high) => {
+                    let wm = Watermarks::new(low, high);
+                    core.set_watermarks(Direction::READ, wm, m.input);
+                    m.read_wm = wm;
+                }
+                Op::WriteWatermarks(low, high) => {
+                    let wm = Watermarks::new(low, high);
+                    core.set_watermarks(Direction::WRITE, wm, m.input);
+                    m.write_wm = wm;
+                }
+                Op::Tick(ms) => {
+                    m.now += ms;
+                    core.poll_timeout(at(m.now), m.output);
+                    let fired = core.handle_timeout(at(m.now));
+                    let expected = m.read_deadline.is_some_and(|d| d <= m.now);
+                    prop_assert_eq!(fired, expected, "read timeout at {} ms", m.now);
+                    if expected {
+                        // B-34: the direction is disabled and the event names it.
+                        m.read_enabled = false;
+                        m.read_deadline = None;
+                        m.events |= Events::READING | Events::TIMEOUT;
+                    }
+                }
+                Op::Dispatch => {
+                    let due = core.take_due();
+                    prop_assert_eq!(due.read, m.read_due, "read callback due");
+                    prop_assert_eq!(due.write, m.write_due, "write callback due");
+                    prop_assert_eq!(due.events, m.events);
+                    m.read_due = false;
+                    m.write_due = false;
+                    m.events = Events::empty();
+                }
+            }
+            // The engine asks for the next deadline after every step.
+            m.arm();
+            let deadline = core.poll_timeout(at(m.now), m.output);
+            prop_assert_eq!(deadline, m.read_deadline.map(at), "deadline");
+            prop_assert_eq!(core.reading(), m.reading(), "reading");
+            prop_assert_eq!(
+                core.enabled().contains(Direction::READ),
+                m.read_enabled,
+                "READ enabled"
+            );
+            if m.read_wm.high != 0 {
+                prop_assert!(core.read_budget(m.input) <= m.read_wm.high.saturating_sub(m.input));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_core_follows_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+            run(ops)?;
+        }
+    }
+}
