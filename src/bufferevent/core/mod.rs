@@ -24,7 +24,7 @@
 //!    [`on_read_end`](Core::on_read_end), [`on_connected`](Core::on_connected) or
 //!    [`on_connect_failed`](Core::on_connect_failed).
 //! 4. Unless callbacks are deferred, run [`take_due`](Core::take_due)'s callbacks in
-//!    [`Due::in_order`].
+//!    the order [`Due::pop`] gives.
 //! 5. Move bytes out: ask [`write_budget`](Core::write_budget),
 //!    [`take_write_ready`](Core::take_write_ready) and
 //!    [`shutdown_due`](Core::shutdown_due), then report
@@ -566,7 +566,7 @@ impl Core {
         !self.due.is_empty()
     }
 
-    /// The callbacks due now, to run in [`Due::in_order`]; callbacks they schedule
+    /// The callbacks due now, to run in the order [`Due::pop`] gives; callbacks they schedule
     /// are due in a later round, so one that keeps triggering itself cannot hold the
     /// thread. Nothing is due once the bufferevent is freed.
     pub(crate) fn take_due(&mut self) -> Due {

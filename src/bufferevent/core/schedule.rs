@@ -40,21 +40,31 @@ impl Due {
         }
     }
 
-    /// The calls in the order they run: `CONNECTED` alone, then read, then write,
-    /// then the other event bits (B-61). `deferred` (B-59) also splits `CONNECTED` off
-    /// a mask given to `trigger_event`, as libevent's deferred run does; an immediate
-    /// run delivers such a mask whole.
-    pub(crate) fn in_order(self, deferred: bool) -> impl Iterator<Item = Callback> {
-        let mut events = self.events;
-        let split = deferred && events.contains(Events::CONNECTED);
-        let connected = (self.connected || split).then(|| {
-            events = Events::from_bits(events.bits() & !Events::CONNECTED.bits());
-            Callback::Event(Events::CONNECTED, None)
-        });
-        let read = self.read.then_some(Callback::Read);
-        let write = self.write.then_some(Callback::Write);
-        let rest = (!events.is_empty()).then_some(Callback::Event(events, self.error));
-        connected.into_iter().chain(read).chain(write).chain(rest)
+    /// The next call to make, removed from what is due, in the order they run:
+    /// `CONNECTED` alone, then read, then write, then the other event bits (B-61).
+    /// `deferred` (B-59) also splits `CONNECTED` off a mask given to
+    /// `trigger_event`, as libevent's deferred run does; an immediate run delivers
+    /// such a mask whole.
+    ///
+    /// A method rather than an iterator chain: this runs for every callback, and the
+    /// plain branches cost a fraction of the adapters.
+    pub(crate) fn pop(&mut self, deferred: bool) -> Option<Callback> {
+        if self.connected || (deferred && self.events.contains(Events::CONNECTED)) {
+            self.connected = false;
+            self.events = Events::from_bits(self.events.bits() & !Events::CONNECTED.bits());
+            return Some(Callback::Event(Events::CONNECTED, None));
+        }
+        if std::mem::take(&mut self.read) {
+            return Some(Callback::Read);
+        }
+        if std::mem::take(&mut self.write) {
+            return Some(Callback::Write);
+        }
+        if self.events.is_empty() {
+            return None;
+        }
+        let events = std::mem::take(&mut self.events);
+        Some(Callback::Event(events, self.error.take()))
     }
 }
 
@@ -62,8 +72,8 @@ impl Due {
 mod tests {
     use super::*;
 
-    fn names(due: Due, deferred: bool) -> Vec<String> {
-        due.in_order(deferred)
+    fn names(mut due: Due, deferred: bool) -> Vec<String> {
+        std::iter::from_fn(|| due.pop(deferred))
             .map(|c| match c {
                 Callback::Read => "read".to_owned(),
                 Callback::Write => "write".to_owned(),

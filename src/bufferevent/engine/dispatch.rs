@@ -25,9 +25,9 @@ where
         if !self.inner.core.has_due() || self.inner.core.freed() {
             return false;
         }
-        let due = self.inner.core.take_due();
+        let mut due = self.inner.core.take_due();
         let deferred = self.inner.core.defers_callbacks();
-        for callback in due.in_order(deferred) {
+        while let Some(callback) = due.pop(deferred) {
             match callback {
                 Callback::Read => self.call_data(true),
                 Callback::Write => self.call_data(false),
