@@ -1,13 +1,14 @@
 //! The seed chapter's "Trivial HTTP v0 client", on `BufferEvent::connect_hostname`:
 //!
 //! ```text
-//! cargo run --example http0_client -- HOST RESOURCE [PORT] [--dns IP:PORT] [--family inet|inet6|unspec]
+//! cargo run --example http0_client -- HOST RESOURCE [PORT] [--dns IP:PORT] [--family inet|inet6|unspec] [--timeout SECS]
 //! ```
 //!
 //! It resolves HOST (through the name server given with `--dns` instead of the
 //! system's), connects, sends `GET RESOURCE\r\n`, prints the response as it arrives and
 //! exits at the server's EOF. A failed lookup prints the structured DNS error and exits
-//! with status 1. `tests/http0_client.rs` runs it against a server and a DNS server of
+//! with status 1. A server that does not connect, or stops sending, for `--timeout`
+//! seconds (default 30) ends it too, with "Error: timed out" and status 1. `tests/http0_client.rs` runs it against a server and a DNS server of
 //! its own.
 
 use std::io::Write;
@@ -27,19 +28,36 @@ pub struct Args {
     port: u16,
     dns: Option<SocketAddr>,
     family: Family,
+    timeout: Duration,
 }
 
+/// How long the client waits for the connect, and then for each read, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Args {
-    /// Parses `HOST RESOURCE [PORT] [--dns IP:PORT] [--family inet|inet6|unspec]`.
+    /// Parses `HOST RESOURCE [PORT] [--dns IP:PORT] [--family inet|inet6|unspec]
+    /// [--timeout SECS]`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut positional = Vec::new();
-        let (mut dns, mut family) = (None, Family::Unspec);
+        let (mut dns, mut family, mut timeout) = (None, Family::Unspec, DEFAULT_TIMEOUT);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--dns" => {
                     let value = args.next().ok_or("--dns needs IP:PORT")?;
                     dns = Some(value.parse().map_err(|_| format!("bad --dns {value:?}"))?);
+                }
+                "--timeout" => {
+                    let value = args.next().ok_or("--timeout needs SECS")?;
+                    let secs: f64 = value
+                        .parse()
+                        .map_err(|_| format!("bad --timeout {value:?}"))?;
+                    timeout = Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|t| !t.is_zero())
+                        .ok_or_else(|| {
+                            format!("bad --timeout {value:?}: a positive number of seconds")
+                        })?;
                 }
                 "--family" => {
                     family = match args.next().as_deref() {
@@ -68,6 +86,7 @@ impl Args {
             port,
             dns,
             family,
+            timeout,
         })
     }
 }
@@ -105,6 +124,10 @@ pub async fn run(args: Args, out: &mut (dyn Write + Send)) -> std::io::Result<bo
         done: Some(done),
     })
     .enable(Direction::READ)
+    // Beyond the chapter: a server that never connects or never answers ends the
+    // fetch instead of holding it for ever.
+    .connect_timeout(args.timeout)
+    .timeouts(Some(args.timeout), Some(args.timeout))
     // The chapter's `readcb`: take everything that arrived.
     .on_read(|ctx| {
         let data = ctx.input().take_all();
@@ -114,14 +137,19 @@ pub async fn run(args: Args, out: &mut (dyn Write + Send)) -> std::io::Result<bo
     .on_event(|ctx, events, error| {
         if events.contains(Events::CONNECTED) {
             ctx.state().connected = true;
-        } else if events.intersects(Events::EOF | Events::ERROR) {
+        } else if events.intersects(Events::EOF | Events::ERROR | Events::TIMEOUT) {
             let rest = ctx.input().take_all();
             let page = ctx.state();
             page.body.extend_from_slice(&rest);
             if let Some(done) = page.done.take() {
+                let error = match error {
+                    Some(e) => Some(e.to_string()),
+                    None if events.contains(Events::TIMEOUT) => Some("timed out".to_owned()),
+                    None => None,
+                };
                 let _ = done.send(Outcome {
                     events,
-                    error: error.map(ToString::to_string),
+                    error,
                     body: std::mem::take(&mut page.body),
                     connected: page.connected,
                 });
@@ -165,7 +193,7 @@ async fn main() -> ExitCode {
         Err(problem) => {
             eprintln!(
                 "{problem}\nusage: http0_client HOST RESOURCE [PORT] [--dns IP:PORT] \
-                 [--family inet|inet6|unspec]"
+                 [--family inet|inet6|unspec] [--timeout SECS]"
             );
             return ExitCode::from(2);
         }

@@ -13,12 +13,11 @@
 //! `/` from it. It exits non-zero unless the whole response arrives, after
 //! "Connect okay.", followed by EOF.
 //!
-//! The crate has no `BufferEvent::connect_hostname`
-//! (`bufferevent_socket_connect_hostname`) yet: it comes with a later issue. Until then
-//! [`connect_hostname`] below stands in for it with Tokio's resolver (`lookup_host`,
-//! blocking-free) and `BufferEvent::connect` to the first address (as libevent does).
-//! The host is the literal `127.0.0.1` so that the example never depends on the
-//! machine's resolver.
+//! `bufferevent_socket_connect_hostname` is `BufferEvent::connect_hostname` (feature
+//! `dns`, on by default), and `bufferevent_socket_get_dns_error` is
+//! `BufferEvent::dns_error`. The host is the literal `127.0.0.1`, which needs no
+//! lookup, so that the example never depends on the machine's resolver;
+//! `examples/http0_client.rs` resolves real names.
 
 use std::error::Error;
 use std::io;
@@ -27,7 +26,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio_bufferevent::bufferevent::{BufferEvent, Context, Direction, Events};
+use tokio_bufferevent::bufferevent::{BufferEvent, Context, Direction, Events, Family};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -37,8 +36,6 @@ struct Client {
     /// Not in the C, which only writes to stdout: the response, to check it.
     received: Vec<u8>,
     connected: bool,
-    /// A failed lookup's message (`bufferevent_socket_get_dns_error`).
-    dns_error: Option<String>,
     done: Option<oneshot::Sender<Outcome>>,
 }
 
@@ -70,12 +67,10 @@ fn eventcb(ctx: &mut Context<'_, Client>, events: Events, error: Option<&io::Err
         println!("Connect okay.");
         client.connected = true;
     } else if events.intersects(Events::ERROR | Events::EOF) {
-        if events.contains(Events::ERROR) {
-            if let Some(err) = &client.dns_error {
-                println!("DNS error: {err}");
-            } else if let Some(err) = error {
-                println!("Error: {err}");
-            }
+        // The C prints `bufferevent_socket_get_dns_error` here; a callback has no
+        // handle, so `fetch` prints `BufferEvent::dns_error()` once the client ends.
+        if let (true, Some(err)) = (events.contains(Events::ERROR), error) {
+            println!("Error: {err}");
         }
         // `event_base_loopexit(base, NULL)`.
         if let Some(done) = client.done.take() {
@@ -86,34 +81,6 @@ fn eventcb(ctx: &mut Context<'_, Client>, events: Events, error: Option<&io::Err
             });
         }
     }
-}
-
-/// Stands in for `bufferevent_socket_connect_hostname(bev, dns_base, AF_UNSPEC, host,
-/// port)` until `BufferEvent::connect_hostname` exists: resolve without blocking,
-/// connect to the first address only (B-53); `BufferEvent::connect` reports CONNECTED
-/// or ERROR to the event callback.
-fn connect_hostname(bev: &BufferEvent<TcpStream, Client>, host: &str, port: u16) {
-    let (bev, host) = (bev.clone(), host.to_owned());
-    tokio::spawn(async move {
-        let addr = match tokio::net::lookup_host((host.as_str(), port)).await {
-            Ok(mut addrs) => addrs.next().ok_or_else(|| "no address".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
-        let addr = match addr {
-            Ok(addr) => addr,
-            Err(dns_error) => return report_error(&bev, Some(dns_error)).await,
-        };
-        if let Err(e) = bev.connect(addr) {
-            println!("connect to {addr}: {e}");
-            report_error(&bev, None).await;
-        }
-    });
-}
-
-/// Delivers ERROR, after leaving the DNS error (if any) where the callback finds it.
-async fn report_error(bev: &BufferEvent<TcpStream, Client>, dns_error: Option<String>) {
-    let _ = bev.with(move |ctx| ctx.state().dns_error = dns_error).await;
-    bev.trigger_event(Events::ERROR);
 }
 
 /// A minimal HTTP/0.9 server: reads `GET <path>\r\n`, answers with a page, closes.
@@ -132,7 +99,6 @@ async fn fetch(host: &str, port: u16, resource: &str) -> Result<Outcome, BoxErro
     let client = Client {
         received: Vec::new(),
         connected: false,
-        dns_error: None,
         done: Some(done),
     };
     // `bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)`, `bufferevent_setcb`,
@@ -144,8 +110,12 @@ async fn fetch(host: &str, port: u16, resource: &str) -> Result<Outcome, BoxErro
         .unconnected::<TcpStream>();
     // The request is queued before the connection exists; it is sent once there is one.
     bev.write_now(format!("GET {resource}\r\n"))?;
-    connect_hostname(&bev, host, port);
+    // `bufferevent_socket_connect_hostname(bev, dns_base, AF_UNSPEC, host, port)`.
+    bev.connect_hostname(None, Family::Unspec, host, port)?;
     let outcome = outcome.await?;
+    if let Some(dns_error) = bev.dns_error() {
+        println!("DNS error: {dns_error}");
+    }
     bev.free();
     Ok(outcome)
 }

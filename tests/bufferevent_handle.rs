@@ -256,3 +256,46 @@ async fn a_waiter_wakes_only_for_its_own_condition() {
     .await;
     assert_eq!(readable.as_mut().poll(&mut cx), Poll::Ready(()));
 }
+
+/// Once the write side failed, `writable()` says so at once instead of waiting.
+#[tokio::test]
+async fn writable_fails_at_once_once_the_write_side_failed() {
+    let (ours, peer) = tokio::io::duplex(16);
+    let bev = BufferEvent::builder()
+        .write_watermarks(Watermarks::new(0, 32))
+        .stream(ours);
+    bev.write_now(vec![1u8; 1 << 16]).unwrap();
+    settle_task(&bev).await;
+    drop(peer);
+    expect_within(bev.drained()).await;
+    assert!(matches!(
+        bev.writable().now_or_never(),
+        Some(Err(Error::WriteClosed))
+    ));
+}
+
+/// Every readiness future resolves once the bufferevent has ended, and says so where
+/// it returns a result.
+#[tokio::test]
+async fn every_readiness_future_resolves_once_the_bufferevent_ended() {
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    let waiting = {
+        let bev = bev.clone();
+        tokio::spawn(async move {
+            let connected = bev.connected().await;
+            bev.readable(1).await;
+            bev.drained().await;
+            let writable = bev.writable().await;
+            (connected, writable, bev.next_event().await.is_none())
+        })
+    };
+    settle_task(&bev).await;
+    bev.write_now(&b"never sent"[..]).unwrap();
+    bev.free();
+    let closed = expect_within(bev.closed()).await;
+    assert_eq!(closed.unsent, 10);
+    let (connected, writable, no_event) = expect_within(waiting).await.unwrap();
+    assert!(matches!(connected, Err(Error::Ended)), "{connected:?}");
+    assert!(matches!(writable, Err(Error::Ended)), "{writable:?}");
+    assert!(no_event);
+}

@@ -225,3 +225,193 @@ async fn close_after_a_failed_handshake_returns() {
     assert!(event.events.contains(Events::ERROR));
     within(client.close()).await.expect("close returns");
 }
+
+// ---- endings against a peer built on rustls directly ----------------------------------
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+
+use tokio_bufferevent::filters::tls::rustls::{ServerConnection, StreamOwned};
+
+type PeerStream = StreamOwned<ServerConnection, std::net::TcpStream>;
+
+/// A TLS server on rustls and blocking std sockets, on a thread of its own (not this
+/// crate): accepts one connection, completes the handshake, then runs `script`.
+fn rustls_peer(
+    config: Arc<ServerConfig>,
+    script: impl FnOnce(PeerStream) + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut tls = StreamOwned::new(ServerConnection::new(config).unwrap(), sock);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        script(tls);
+    });
+    (addr, thread)
+}
+
+/// Our TLS client (this crate) connected to `addr`.
+async fn our_client(cert: CertificateDer<'static>, addr: std::net::SocketAddr) -> Tls {
+    let (input, output) = tls::client(
+        client_config(Some(cert)),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let socket = BufferEvent::builder()
+        .tcp(TcpStream::connect(addr).await.unwrap())
+        .unwrap();
+    BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(socket, input, output)
+}
+
+/// Reads until the peer's close_notify (`Ok(0)`), returning what came before it.
+fn read_to_close_notify(tls: &mut PeerStream) -> io::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    tls.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+/// The peer sends close_notify and keeps the TCP connection open: that is the end of
+/// the stream, reported at once as `READING | EOF` (not after the TCP FIN, which never
+/// comes). Our `close()` then answers with our own close_notify, which the peer reads
+/// as a clean end: a clean shutdown both ways.
+#[tokio::test]
+async fn close_notify_with_the_connection_kept_open_is_eof() {
+    let (cert, config) = server_config(&["localhost"]);
+    let (answered_tx, answered) = mpsc::channel();
+    let (addr, peer) = rustls_peer(config, move |mut tls| {
+        tls.write_all(b"goodbye").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        // The socket stays open: the answer decides.
+        answered_tx
+            .send(read_to_close_notify(&mut tls).map_err(|e| e.kind()))
+            .unwrap();
+    });
+    let client = our_client(cert, addr).await;
+    let event = first_event(&client).await;
+    assert_eq!(
+        event.events,
+        Events::READING | Events::EOF,
+        "{:?}",
+        event.error
+    );
+    assert_eq!(client.read(100).await.unwrap(), &b"goodbye"[..]);
+    let closed = within(client.close()).await.unwrap();
+    assert!(closed.error.is_none(), "{:?}", closed.error);
+    let answer = tokio::task::spawn_blocking(move || answered.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer, Ok(Vec::new()), "the peer read our close_notify");
+    peer.join().unwrap();
+}
+
+/// close_notify followed by the TCP FIN: a clean `READING | EOF`, no error.
+#[tokio::test]
+async fn close_notify_then_fin_is_a_clean_eof() {
+    let (cert, config) = server_config(&["localhost"]);
+    let (addr, peer) = rustls_peer(config, |mut tls| {
+        tls.write_all(b"all of it").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = tls.sock.read_to_end(&mut rest);
+    });
+    let client = our_client(cert, addr).await;
+    let event = first_event(&client).await;
+    assert_eq!(
+        event.events,
+        Events::READING | Events::EOF,
+        "{:?}",
+        event.error
+    );
+    assert_eq!(client.read(100).await.unwrap(), &b"all of it"[..]);
+    within(client.close()).await.unwrap();
+    peer.join().unwrap();
+}
+
+/// A TCP FIN without close_notify stays an error: a truncated stream must never look
+/// like a clean end.
+#[tokio::test]
+async fn fin_without_close_notify_is_unexpected_eof() {
+    let (cert, config) = server_config(&["localhost"]);
+    let (addr, peer) = rustls_peer(config, |mut tls| {
+        tls.write_all(b"cut off").unwrap();
+        tls.flush().unwrap();
+        tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = tls.sock.read_to_end(&mut rest);
+    });
+    let client = our_client(cert, addr).await;
+    let event = first_event(&client).await;
+    assert!(
+        event
+            .events
+            .contains(Events::READING | Events::EOF | Events::ERROR),
+        "{:?}",
+        event.events
+    );
+    assert_eq!(event.error.unwrap().kind(), io::ErrorKind::UnexpectedEof);
+    within(client.close()).await.unwrap();
+    peer.join().unwrap();
+}
+
+/// Our `close()` first: the peer reads everything, then our close_notify, and answers
+/// with its own; our close finishes cleanly.
+#[tokio::test]
+async fn our_close_is_answered_by_the_peer() {
+    let (cert, config) = server_config(&["localhost"]);
+    let (got_tx, got) = mpsc::channel();
+    let (addr, peer) = rustls_peer(config, move |mut tls| {
+        let data = read_to_close_notify(&mut tls).map_err(|e| e.kind());
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        got_tx.send(data).unwrap();
+    });
+    let client = our_client(cert, addr).await;
+    let data = pattern(100_000);
+    client.write(data.clone()).await.unwrap();
+    let closed = within(client.close()).await.unwrap();
+    assert!(closed.error.is_none(), "{:?}", closed.error);
+    assert_eq!(closed.unsent, 0);
+    let got = tokio::task::spawn_blocking(move || got.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got, Ok(data));
+    peer.join().unwrap();
+}
+
+/// A peer that never reads (nor answers): our close with 8 MiB queued ends at its
+/// deadline, saying how much was left and why.
+#[tokio::test]
+async fn our_close_never_answered_ends_at_the_deadline() {
+    let (cert, config) = server_config(&["localhost"]);
+    let (release_tx, release) = mpsc::channel::<()>();
+    let (addr, peer) = rustls_peer(config, move |tls| {
+        // Handshake done; now silence until the test is over.
+        let _ = release.recv();
+        drop(tls);
+    });
+    let client = our_client(cert, addr).await;
+    client.write_now(pattern(8 << 20)).unwrap();
+    let started = tokio::time::Instant::now();
+    let closed = within(client.close_within(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(closed.unsent > 0, "the peer took everything?");
+    assert_eq!(
+        closed.error.as_ref().map(|e| e.kind()),
+        Some(io::ErrorKind::TimedOut)
+    );
+    release_tx.send(()).unwrap();
+    peer.join().unwrap();
+}

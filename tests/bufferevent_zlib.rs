@@ -293,3 +293,93 @@ mod model {
         }
     }
 }
+
+// ---- what a damaged stream reports ------------------------------------------------------
+
+/// `data` as a complete zlib stream, made by the crate's own compressor over a pair.
+async fn zlib_bytes(data: &[u8]) -> Vec<u8> {
+    use tokio_bufferevent::bufferevent::PassThrough;
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    let sender = BufferEvent::filter(a, PassThrough, Compress::default());
+    sender.write(data.to_vec()).await.unwrap();
+    within(sender.close()).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = b.read(usize::MAX).await.unwrap();
+        if chunk.is_empty() {
+            if b.last_event().is_some() {
+                return out;
+            }
+            within(b.readable(1)).await.unwrap();
+        }
+        out.extend_from_slice(&chunk);
+    }
+}
+
+/// Sends `raw` to a decompressing receiver over a socket, then FIN if `fin`; the first
+/// event.
+async fn decode_raw(raw: &[u8], fin: bool) -> tokio_bufferevent::bufferevent::EventRecord {
+    let (s1, mut peer) = tcp_pair().await;
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::default(),
+    );
+    peer.write_all(raw).await.unwrap();
+    if fin {
+        peer.shutdown().await.unwrap();
+    }
+    within(receiver.next_event()).await.unwrap().unwrap()
+}
+
+/// A stream cut off (here inside its blocks, or just before its checksum) and
+/// followed by FIN is an error naming the truncation, never a clean EOF.
+#[tokio::test]
+async fn a_truncated_stream_is_an_error() {
+    let whole = zlib_bytes(&pattern(100_000)).await;
+    let clean = decode_raw(&whole, true).await;
+    assert_eq!(
+        clean.events,
+        Events::READING | Events::EOF,
+        "{:?}",
+        clean.error
+    );
+    for (cut, part) in [
+        (whole.len() / 2, "before its last block"),
+        (4, "before its checksum"),
+    ] {
+        let event = decode_raw(&whole[..whole.len() - cut], true).await;
+        assert!(
+            event.events.contains(Events::READING | Events::ERROR),
+            "{:?}",
+            event.events
+        );
+        let error = event.error.unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+        assert!(error.to_string().contains("truncated"), "{error}");
+        assert!(error.to_string().contains(part), "{error}");
+    }
+}
+
+/// Corrupt input says what was wrong: the header, the data, or the checksum.
+#[tokio::test]
+async fn corrupt_input_says_what_was_wrong() {
+    let whole = zlib_bytes(&pattern(10_000)).await;
+    let mut bad_header = whole.clone();
+    bad_header[0] = 0x12;
+    let mut bad_checksum = whole.clone();
+    *bad_checksum.last_mut().unwrap() ^= 0xff;
+    let bad_data = [0x78, 0x9c, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12, 0x34];
+    for (raw, what) in [
+        (&bad_header[..], "bad header"),
+        (&bad_checksum[..], "bad checksum"),
+        (&bad_data[..], "bad data"),
+    ] {
+        let event = decode_raw(raw, false).await;
+        assert_eq!(event.events, Events::READING | Events::ERROR, "{what}");
+        let error = event.error.unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{what}");
+        assert!(error.to_string().contains(what), "{what}: {error}");
+    }
+}

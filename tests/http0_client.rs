@@ -99,3 +99,47 @@ fn bad_arguments_are_reported() {
             .contains("dns")
     );
 }
+
+/// A server that accepts and never answers ends the fetch after `--timeout`, with the
+/// reason, instead of holding it for ever.
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let silent = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
+    });
+    let mut out = Vec::new();
+    let ok = tokio::time::timeout(
+        Duration::from_secs(20),
+        http0_client::run(
+            args(&["127.0.0.1", "/", &port, "--timeout", "0.5"]),
+            &mut out,
+        ),
+    )
+    .await
+    .expect("bounded by --timeout")
+    .unwrap();
+    assert!(!ok);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(out, "Connect okay.\nError: timed out\n");
+    silent.abort();
+}
+
+#[test]
+fn the_timeout_must_be_a_positive_number_of_seconds() {
+    let parse = |list: &[&str]| http0_client::Args::parse(list.iter().map(|s| (*s).to_owned()));
+    assert!(
+        parse(&["h", "/", "--timeout", "0"])
+            .unwrap_err()
+            .contains("timeout")
+    );
+    assert!(
+        parse(&["h", "/", "--timeout", "x"])
+            .unwrap_err()
+            .contains("timeout")
+    );
+    assert!(parse(&["h", "/", "--timeout", "2.5"]).is_ok());
+}

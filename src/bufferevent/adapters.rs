@@ -16,7 +16,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::error::Error;
-use super::events::{Direction, FlushMode};
+use super::events::{Direction, FlushMode, Watermarks};
+
+/// The read and write high watermark [`BufferEvent::into_io`] sets when none is set:
+/// 256 KiB, enough to keep a fast link busy, little enough that ten thousand slow
+/// consumers stay within a few GiB.
+pub const ADAPTER_HIGH_WATERMARK: usize = 256 * 1024;
 use super::handle::BufferEvent;
 use super::shared::Condition;
 
@@ -102,7 +107,22 @@ where
 {
     /// This bufferevent as a `Stream`/`Sink` and `AsyncRead`/`AsyncWrite`; enables
     /// reading.
+    ///
+    /// The adapters push back, as a Tokio user expects: unless set before, the read
+    /// high watermark becomes [`ADAPTER_HIGH_WATERMARK`] (so a consumer that reads
+    /// slowly holds the peer back instead of buffering without limit), and so does the
+    /// write high watermark (so `poll_ready` and `poll_write` wait while that much is
+    /// queued). Change either through [`get_ref`](BufferEventIo::get_ref) and
+    /// [`set_watermarks`](BufferEvent::set_watermarks) (0 for no limit).
     pub fn into_io(self) -> BufferEventIo<T, S> {
+        for dir in [Direction::READ, Direction::WRITE] {
+            let wm = self.watermarks(dir).unwrap_or_default();
+            if wm.high == 0 {
+                let bounded =
+                    Watermarks::new(wm.low.min(ADAPTER_HIGH_WATERMARK), ADAPTER_HIGH_WATERMARK);
+                self.set_watermarks(dir, bounded);
+            }
+        }
         self.enable(Direction::READ);
         BufferEventIo {
             bev: self,

@@ -75,6 +75,7 @@ pub struct Builder<S = ()> {
     max_single_write: usize,
     pub(crate) defer_callbacks: bool,
     connect_timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
     runtime: Option<Handle>,
     pub(crate) partner_end_is_eof: bool,
     pub(crate) close_underlying: bool,
@@ -94,6 +95,7 @@ impl<S: Send + 'static> Builder<S> {
             max_single_write: DEFAULT_MAX_SINGLE_IO,
             defer_callbacks: false,
             connect_timeout: None,
+            close_timeout: Some(core::DEFAULT_CLOSE_TIMEOUT),
             runtime: None,
             partner_end_is_eof: false,
             close_underlying: true,
@@ -135,16 +137,19 @@ impl<S: Send + 'static> Builder<S> {
         self
     }
 
-    /// The most bytes one read asks the transport for. Default 16 KiB. 0 is treated as
-    /// 1.
+    /// The most bytes one read asks the transport for
+    /// (`bufferevent_set_max_single_read`). Default 16 KiB; 0, or more than 4 GiB,
+    /// means the default (B-97).
     pub fn max_single_read(mut self, n: usize) -> Self {
-        self.max_single_read = n.max(1);
+        self.max_single_read = n;
         self
     }
 
-    /// The most bytes one write hands the transport. Default 16 KiB. 0 is treated as 1.
+    /// The most bytes one write hands the transport
+    /// (`bufferevent_set_max_single_write`). Default 16 KiB; 0, or more than 4 GiB,
+    /// means the default (B-97).
     pub fn max_single_write(mut self, n: usize) -> Self {
-        self.max_single_write = n.max(1);
+        self.max_single_write = n;
         self
     }
 
@@ -161,6 +166,16 @@ impl<S: Send + 'static> Builder<S> {
     /// libevent, where only the OS gives up). Default: none.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// How long a graceful close ([`BufferEvent::close`], [`Context::close`]) may take
+    /// before the bufferevent is freed with what is left unsent; `None` waits for
+    /// ever, as libevent would. Default 30 s: long enough for a healthy peer to take
+    /// what is queued over a slow link, short enough that a peer that stopped reading
+    /// cannot hold the connection for long.
+    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.close_timeout = timeout.filter(|t| !t.is_zero());
         self
     }
 
@@ -322,6 +337,7 @@ impl<S: Send + 'static> Builder<S> {
             max_single_write: self.max_single_write,
             defer_callbacks: self.defer_callbacks,
             partner_end_is_eof: self.partner_end_is_eof,
+            close_timeout: self.close_timeout,
         });
         // Visible to handles at once, before the task first runs.
         let (read_timeout, write_timeout) = core.timeouts();

@@ -226,11 +226,19 @@ impl<S> Context<'_, S> {
         self.inner.core.free();
     }
 
-    /// Sends what is queued, shuts down the write side, then frees: the graceful end
-    /// (what [`BufferEvent::close`](super::BufferEvent::close) does). Callbacks keep
-    /// running until then.
+    /// The graceful end (what [`BufferEvent::close`](super::BufferEvent::close)
+    /// does): reading stops at once, what is queued is sent, the write side shuts
+    /// down, then the bufferevent is freed. If that takes longer than the builder's
+    /// [`close_timeout`](super::Builder::close_timeout) (30 s by default), it is freed
+    /// with the rest unsent. Callbacks keep running until the end.
     pub fn close(&mut self) {
-        self.inner.core.close();
+        self.inner.core.close(None);
+    }
+
+    /// As [`close`](Self::close), giving up after `within` instead of the builder's
+    /// close timeout.
+    pub fn close_within(&mut self, within: Duration) {
+        self.inner.core.close(Some(within));
     }
 
     /// Flushes (`bufferevent_flush`), once the current callback returns.

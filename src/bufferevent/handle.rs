@@ -16,6 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use super::context::{Callbacks, Context};
+use super::core;
 use super::error::Error;
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use super::mailbox::{Command, Remote};
@@ -232,7 +233,7 @@ where
     pub fn set_max_single_read(&self, n: usize) {
         self.set(
             Knob::MaxSingle,
-            |s| s.max_single_read = single_io_limit(n),
+            |s| s.max_single_read = core::single_io_limit(n) as usize,
             move |ctx| ctx.set_max_single_read(n),
         );
     }
@@ -243,7 +244,7 @@ where
     pub fn set_max_single_write(&self, n: usize) {
         self.set(
             Knob::MaxSingle,
-            |s| s.max_single_write = single_io_limit(n),
+            |s| s.max_single_write = core::single_io_limit(n) as usize,
             move |ctx| ctx.set_max_single_write(n),
         );
     }
@@ -460,14 +461,32 @@ where
         self.run(|ctx| ctx.free());
     }
 
-    /// Sends what is queued, shuts down the write side, then frees: the graceful end.
-    /// Resolves with how the bufferevent ended.
+    /// The graceful end, bounded in time: reading stops at once (nothing more is read
+    /// from the transport), what is queued is sent, the write side shuts down, then the
+    /// bufferevent is freed. Resolves with how it ended.
+    ///
+    /// A peer that does not read (or a TLS peer that never answers) cannot hold it:
+    /// after the builder's [`close_timeout`](Builder::close_timeout) (30 s by
+    /// default) the bufferevent is freed anyway, and [`Closed::unsent`] says how many
+    /// bytes were left; [`Closed::error`] is then of kind
+    /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: the close goes on without the caller.
     pub async fn close(&self) -> Closed {
         self.run(|ctx| ctx.close());
+        self.closed().await
+    }
+
+    /// As [`close`](Self::close), giving up after `within` instead of the builder's
+    /// close timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close goes on without the caller.
+    pub async fn close_within(&self, within: Duration) -> Closed {
+        self.run(move |ctx| ctx.close_within(within));
         self.closed().await
     }
 
@@ -666,8 +685,12 @@ where
 
     /// Sends a connected transport to the task; handles see it connected at once.
     pub(crate) fn attach_now(&self, transport: T) {
+        // Before the send: once the task has ended, what it stored last must stand.
+        self.shared().connected.store(true, Ordering::SeqCst);
         if self.send(Command::Attach(Attach::Now(transport))) {
-            self.shared().connected.store(true, Ordering::Release);
+            self.shared().wake(Condition::Connect);
+        } else {
+            self.shared().connected.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -680,13 +703,5 @@ impl<T, S> fmt::Debug for BufferEvent<T, S> {
             .field("enabled", &self.shared().enabled())
             .field("closed", &self.shared().is_closed())
             .finish()
-    }
-}
-
-/// The value `set_max_single_*` ends up with (B-97).
-fn single_io_limit(n: usize) -> usize {
-    match u32::try_from(n) {
-        Ok(0) | Err(_) => super::core::DEFAULT_MAX_SINGLE_IO,
-        Ok(n) => n as usize,
     }
 }

@@ -138,7 +138,7 @@ mod pair;
 mod shared;
 mod transport;
 
-pub use self::adapters::BufferEventIo;
+pub use self::adapters::{ADAPTER_HIGH_WATERMARK, BufferEventIo};
 pub use self::builder::{Builder, DEFAULT_MAX_SINGLE_IO};
 pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, Output};
 #[cfg(feature = "dns")]

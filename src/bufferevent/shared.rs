@@ -33,8 +33,10 @@ pub struct Closed {
     /// The error that ended it, if one did: a transport error, or a callback that
     /// panicked.
     pub error: Option<Arc<io::Error>>,
-    /// Bytes still in the output that were never sent (discarded by `free`, or left
-    /// behind by a write error).
+    /// Bytes still in the output that were never sent (discarded by `free`, left
+    /// behind by a write error, or by a close that ran out of time). For a filter
+    /// this includes what was left in the bufferevents beneath it, counted as they
+    /// held it (compressed or encrypted).
     pub unsent: usize,
 }
 
@@ -476,8 +478,11 @@ impl Shared {
     /// Wakes the waiters of `condition`.
     pub(crate) fn wake(&self, condition: Condition) {
         let waiters = &self.waiters[condition as usize];
-        // SeqCst pairs with `wait_until`: a waiter that registered after this load
-        // checks its condition after the change was stored, so it cannot miss it.
+        // The fence orders the change (stored before this call, with any ordering)
+        // before the load of the count, pairing with `wait_until`'s SeqCst increment:
+        // a waiter that registered after this load checks its condition after the
+        // change was stored, so it cannot miss it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if waiters.count.load(Ordering::SeqCst) > 0 {
             waiters.notify.notify_waiters();
         }
@@ -522,7 +527,7 @@ impl Shared {
                 x.closed = Some(closed);
             }
         });
-        self.ended.store(true, Ordering::Release);
+        self.ended.store(true, Ordering::SeqCst);
         self.wake_all();
     }
 

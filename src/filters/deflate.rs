@@ -154,25 +154,117 @@ impl Filter for Compress {
     }
 }
 
-/// A zlib decompressor, as an input filter. Corrupt input gives
-/// an error of kind [`io::ErrorKind::InvalidData`].
+/// A zlib decompressor, as an input filter.
+///
+/// Errors say what was wrong, all of kind [`io::ErrorKind::InvalidData`] but a
+/// truncation: "bad header" (not a zlib stream, or one that needs a preset
+/// dictionary), "bad data" (the compressed blocks are invalid), "bad checksum" (the
+/// data decoded, but its Adler-32 does not match the trailer), and data after the end
+/// of the stream. A stream cut off before its trailer, followed by the end of the
+/// transport (the filter's `Finished` call), is an [`io::ErrorKind::UnexpectedEof`]
+/// error: a truncated stream never looks like a clean end.
 pub struct Decompress {
+    /// Raw deflate: the zlib header and trailer are read here, so that each kind of
+    /// damage can be named.
     stream: flate2::Decompress,
-    ended: bool,
+    frame: Frame,
+    adler: Adler32,
     /// The last call stopped at its output limit: zlib may hold decoded bytes
     /// (it decodes ahead into its window).
     output_left: bool,
+}
+
+/// Where in the zlib format (RFC 1950) the decoder is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frame {
+    /// The two header bytes, `len` of them seen so far.
+    Header { got: [u8; 2], len: u8 },
+    /// The deflate blocks.
+    Body,
+    /// The four bytes of the Adler-32 trailer, `len` of them seen so far.
+    Trailer { got: [u8; 4], len: u8 },
+    /// The stream ended and checked out.
+    Ended,
 }
 
 impl Decompress {
     /// A decompressor reading a zlib stream (with its header and checksum).
     pub fn new() -> Self {
         Self {
-            stream: flate2::Decompress::new(true),
-            ended: false,
+            stream: flate2::Decompress::new(false),
+            frame: Frame::Header {
+                got: [0; 2],
+                len: 0,
+            },
+            adler: Adler32::default(),
             output_left: false,
         }
     }
+
+    /// Reads the header; `Ok(true)` once it is complete and valid.
+    fn header(&mut self, src: &mut Input<'_>) -> io::Result<bool> {
+        let Frame::Header { mut got, mut len } = self.frame else {
+            return Ok(true);
+        };
+        len += src.remove(&mut got[usize::from(len)..]) as u8;
+        self.frame = Frame::Header { got, len };
+        if len < 2 {
+            return Ok(false);
+        }
+        let [cmf, flg] = got;
+        let why = if cmf & 0x0f != 8 || cmf >> 4 > 7 {
+            Some("not a deflate stream")
+        } else if (u16::from(cmf) << 8 | u16::from(flg)) % 31 != 0 {
+            Some("header check failed")
+        } else if flg & 0x20 != 0 {
+            Some("a preset dictionary is required")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(corrupt(format!("bad header ({why})")));
+        }
+        self.frame = Frame::Body;
+        Ok(true)
+    }
+
+    /// Reads and checks the trailer; `Ok(true)` once it is complete and matches.
+    fn trailer(&mut self, src: &mut Input<'_>) -> io::Result<bool> {
+        let Frame::Trailer { mut got, mut len } = self.frame else {
+            return Ok(self.frame == Frame::Ended);
+        };
+        len += src.remove(&mut got[usize::from(len)..]) as u8;
+        self.frame = Frame::Trailer { got, len };
+        if len < 4 {
+            return Ok(false);
+        }
+        let expected = u32::from_be_bytes(got);
+        let actual = self.adler.value();
+        if expected != actual {
+            return Err(corrupt(format!(
+                "bad checksum (Adler-32 {actual:08x}, trailer says {expected:08x})"
+            )));
+        }
+        self.frame = Frame::Ended;
+        Ok(true)
+    }
+
+    /// Whether any byte of a stream was seen: with none, the end of the transport is
+    /// a clean end.
+    fn started(&self) -> bool {
+        self.frame
+            != (Frame::Header {
+                got: [0; 2],
+                len: 0,
+            })
+    }
+}
+
+fn corrupt(what: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("corrupt compressed data: {what}"),
+    )
 }
 
 impl Default for Decompress {
@@ -186,7 +278,7 @@ impl fmt::Debug for Decompress {
         f.debug_struct("Decompress")
             .field("total_in", &self.stream.total_in())
             .field("total_out", &self.stream.total_out())
-            .field("ended", &self.ended)
+            .field("frame", &self.frame)
             .finish()
     }
 }
@@ -200,55 +292,116 @@ impl Filter for Decompress {
         mode: FlushMode,
     ) -> io::Result<FilterResult> {
         const TRAILING: &str = "data after the end of the compressed stream";
-        if self.ended {
+        if self.frame == Frame::Ended {
             return after_the_end(src, io::ErrorKind::InvalidData, TRAILING);
         }
+        let before = src.len();
         let flush = if mode == FlushMode::Normal {
             FlushDecompress::None
         } else {
             FlushDecompress::Sync
         };
         let mut call = Totals::new(dst_limit);
-        loop {
-            let room = call.room();
-            let step = step(
-                src,
-                dst,
-                &call,
-                |_| room,
-                |input, _last, out| {
-                    let before = self.stream.total_in();
-                    let status = self.stream.decompress_vec(input, out, flush).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("corrupt compressed data: {e}"),
-                        )
-                    })?;
-                    Ok(((self.stream.total_in() - before) as usize, status))
-                },
-            );
-            let step = step?;
-            call.add(&step);
-            if step.status == Status::StreamEnd {
-                self.ended = true;
-                if !src.is_empty() {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, TRAILING));
+        if self.header(src)? {
+            loop {
+                if self.frame != Frame::Body {
+                    break;
                 }
-                break;
-            }
-            if step.idle() || call.output_full() || !call.input_left() {
-                break;
-            }
-            if src.is_empty() && step.written == 0 {
-                break;
+                let room = call.room();
+                let adler = &mut self.adler;
+                let stream = &mut self.stream;
+                let step = step(
+                    src,
+                    dst,
+                    &call,
+                    |_| room,
+                    |input, _last, out| {
+                        let (before, start) = (stream.total_in(), out.len());
+                        let status = stream
+                            .decompress_vec(input, out, flush)
+                            .map_err(|_| corrupt("bad data (invalid deflate blocks)".into()))?;
+                        adler.update(&out[start..]);
+                        Ok(((stream.total_in() - before) as usize, status))
+                    },
+                )?;
+                call.add(&step);
+                if step.status == Status::StreamEnd {
+                    self.frame = Frame::Trailer {
+                        got: [0; 4],
+                        len: 0,
+                    };
+                    break;
+                }
+                if step.idle() || call.output_full() || !call.input_left() {
+                    break;
+                }
+                if src.is_empty() && step.written == 0 {
+                    break;
+                }
             }
         }
-        self.output_left = !self.ended && call.output_full();
-        Ok(call.result())
+        if self.trailer(src)? && !src.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, TRAILING));
+        }
+        self.output_left = self.frame == Frame::Body && call.output_full();
+        let nothing_more = mode == FlushMode::Finished && src.is_empty() && !self.output_left;
+        if nothing_more && self.started() && self.frame != Frame::Ended {
+            let part = match self.frame {
+                Frame::Header { .. } => "in its header",
+                Frame::Body => "before its last block",
+                _ => "before its checksum",
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "compressed stream truncated {part}, after {} bytes",
+                    self.stream.total_in()
+                ),
+            ));
+        }
+        if src.len() != before || call.produced > 0 {
+            Ok(FilterResult::Ok)
+        } else {
+            Ok(FilterResult::NeedMore)
+        }
     }
 
     fn has_pending(&self) -> bool {
         self.output_left
+    }
+}
+
+/// The Adler-32 checksum zlib's trailer carries (RFC 1950, section 8.2).
+#[derive(Debug)]
+struct Adler32 {
+    a: u32,
+    b: u32,
+}
+
+impl Default for Adler32 {
+    fn default() -> Self {
+        Self { a: 1, b: 0 }
+    }
+}
+
+impl Adler32 {
+    const MOD: u32 = 65_521;
+    /// The most bytes summed before the sums must be reduced to stay within `u32`.
+    const CHUNK: usize = 5_552;
+
+    fn update(&mut self, data: &[u8]) {
+        for chunk in data.chunks(Self::CHUNK) {
+            for &byte in chunk {
+                self.a += u32::from(byte);
+                self.b += self.a;
+            }
+            self.a %= Self::MOD;
+            self.b %= Self::MOD;
+        }
+    }
+
+    fn value(&self) -> u32 {
+        (self.b << 16) | self.a
     }
 }
 

@@ -229,6 +229,7 @@ impl Filter for TlsInput {
         let limit = dst_limit.unwrap_or(usize::MAX);
         let mut chunk = [0u8; READ_CHUNK];
         session.plaintext_left = false;
+        let mut clean_end = false;
         loop {
             if dst.len() - dst_before >= limit {
                 session.plaintext_left = true;
@@ -236,14 +237,20 @@ impl Filter for TlsInput {
             }
             let want = READ_CHUNK.min(limit - (dst.len() - dst_before));
             match conn.reader().read(&mut chunk[..want]) {
-                Ok(0) => break, // close_notify: a clean end
+                Ok(0) => {
+                    // The peer's close_notify, and every byte before it is out.
+                    clean_end = true;
+                    break;
+                }
                 Ok(n) => dst.add(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && session.peer_closed => break,
                 Err(e) => return Err(e),
             }
         }
-        if src.len() != src_before || dst.len() != dst_before {
+        if clean_end {
+            Ok(FilterResult::EndOfStream)
+        } else if src.len() != src_before || dst.len() != dst_before {
             Ok(FilterResult::Ok)
         } else {
             Ok(FilterResult::NeedMore)

@@ -128,9 +128,18 @@ impl Lifecycle {
         }
     }
 
-    /// A new transport: both halves open again.
+    /// A new transport: both halves open again. A shutdown asked for (a `FINISHED`
+    /// flush, or a close under way) still applies to the new transport.
     pub(crate) fn reopen(&mut self) {
-        self.set_halves(ReadHalf::Open, WriteHalf::Open);
+        let Some((_, write)) = self.halves() else {
+            return;
+        };
+        let write = if write == WriteHalf::ShutdownPending || self.closing() {
+            WriteHalf::ShutdownPending
+        } else {
+            WriteHalf::Open
+        };
+        self.set_halves(ReadHalf::Open, write);
     }
 
     /// `close()`: end once the write half closes.
@@ -164,6 +173,12 @@ mod tests {
         assert!(life.write_closed(), "a closed half stays closed");
         life.reopen();
         assert_eq!(life, Lifecycle::default());
+        life.request_shutdown();
+        life.reopen();
+        assert!(
+            life.shutdown_pending(),
+            "a shutdown asked for outlives the transport"
+        );
     }
 
     #[test]

@@ -65,6 +65,18 @@ pub(crate) mod suspend {
     pub(crate) const FILTER: u8 = 0x02;
 }
 
+/// How a bufferevent ended, which decides how its transport is let go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// A close completed: everything was sent and the write side shut down.
+    Closed,
+    /// Freed (by the user, a deadline, or its handles going): the transport closes.
+    Freed,
+    /// A failure of its own (a panicking callback): the transport is reset, so the
+    /// peer can tell it from an answer.
+    Aborted,
+}
+
 /// What a new core starts with.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
@@ -79,7 +91,14 @@ pub(crate) struct Settings {
     pub(crate) defer_callbacks: bool,
     /// A pair element or filter hears `READING | EOF` when its partner ends.
     pub(crate) partner_end_is_eof: bool,
+    /// How long `close()` may take before the bufferevent is freed; `None`: no limit.
+    pub(crate) close_timeout: Option<Duration>,
 }
+
+/// The default of `close_timeout`: long enough for a healthy peer to take what is
+/// queued over a slow link, short enough that a dead or hostile peer cannot hold a
+/// connection (and its descriptor and buffers) for long.
+pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Settings {
     /// B-1, B-2: WRITE enabled, READ disabled, all watermarks 0, no timeouts, 16 KiB
@@ -95,6 +114,7 @@ impl Default for Settings {
             max_single_write: DEFAULT_MAX_SINGLE_IO,
             defer_callbacks: false,
             partner_end_is_eof: false,
+            close_timeout: Some(DEFAULT_CLOSE_TIMEOUT),
         }
     }
 }
@@ -120,6 +140,14 @@ pub(crate) struct Core {
     partner_end_is_eof: bool,
     /// Watermarks, timeouts or single-I/O limits changed since last taken.
     settings_changed: bool,
+    /// The builder's close deadline in milliseconds (0: none); small, as every task
+    /// carries it.
+    close_timeout_ms: u32,
+    /// Ended by a failure of its own (a panicking callback): the transport is reset,
+    /// not closed.
+    aborted: bool,
+    /// Freed because a close did not finish by its deadline.
+    close_timed_out: bool,
 }
 
 impl Default for Core {
@@ -128,8 +156,12 @@ impl Default for Core {
     }
 }
 
-fn single_io_limit(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// A single-I/O limit as B-97 has it: 0, or more than a `u32` holds, is the default.
+pub(crate) fn single_io_limit(n: usize) -> u32 {
+    match u32::try_from(n) {
+        Ok(0) | Err(_) => DEFAULT_MAX_SINGLE_IO as u32,
+        Ok(n) => n,
+    }
 }
 
 impl Core {
@@ -152,6 +184,11 @@ impl Core {
             defer_callbacks: settings.defer_callbacks,
             partner_end_is_eof: settings.partner_end_is_eof,
             settings_changed: false,
+            close_timeout_ms: settings.close_timeout.map_or(0, |d| {
+                u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
+            aborted: false,
+            close_timed_out: false,
         };
         core.set_watermarks(Direction::READ, settings.read_wm, 0);
         core.settings_changed = false;
@@ -220,6 +257,27 @@ impl Core {
         self.lifecycle.freed()
     }
 
+    /// How the bufferevent ended, for the transport to close accordingly.
+    pub(crate) fn ending(&self) -> Ending {
+        if self.aborted {
+            Ending::Aborted
+        } else if self.closing() && self.write_closed() {
+            Ending::Closed
+        } else {
+            Ending::Freed
+        }
+    }
+
+    /// Whether a close ran out of time (the bufferevent was freed with output unsent).
+    pub(crate) fn close_timed_out(&self) -> bool {
+        self.close_timed_out
+    }
+
+    /// The builder's close deadline.
+    pub(crate) fn close_timeout(&self) -> Option<Duration> {
+        (self.close_timeout_ms != 0).then(|| Duration::from_millis(self.close_timeout_ms.into()))
+    }
+
     pub(crate) fn defers_callbacks(&self) -> bool {
         self.defer_callbacks
     }
@@ -275,15 +333,11 @@ impl Core {
     /// `bufferevent_set_max_single_read` / `_write` (B-97): 0, or more than a
     /// single I/O can carry, resets to the default of 16 KiB.
     pub(crate) fn set_max_single(&mut self, read: Option<usize>, write: Option<usize>) {
-        let limit = |n: usize| match n {
-            0 => DEFAULT_MAX_SINGLE_IO as u32,
-            n => u32::try_from(n).unwrap_or(DEFAULT_MAX_SINGLE_IO as u32),
-        };
         if let Some(n) = read {
-            self.max_single_read = limit(n);
+            self.max_single_read = single_io_limit(n);
         }
         if let Some(n) = write {
-            self.max_single_write = limit(n);
+            self.max_single_write = single_io_limit(n);
         }
         self.settings_changed = true;
     }
@@ -331,11 +385,28 @@ impl Core {
         self.lifecycle.free();
     }
 
-    /// The graceful end: send what is queued, shut the write side down, then end.
-    pub(crate) fn close(&mut self) {
+    /// Ends at once by a failure of its own: like `free`, and the transport is reset
+    /// rather than closed (a panicking callback).
+    pub(crate) fn abort(&mut self) {
+        self.aborted = true;
+        self.lifecycle.free();
+    }
+
+    /// The graceful end, bounded in time: nothing more is read (READ off at once), what
+    /// is queued is sent, the write side shuts down, then the bufferevent ends. If that
+    /// takes longer than `within` (default: the builder's close timeout), it is freed
+    /// with what is left unsent.
+    pub(crate) fn close(&mut self, within: Option<Duration>) {
+        if !matches!(self.lifecycle, Lifecycle::Open { .. }) {
+            return; // closing already, or over
+        }
         self.lifecycle.close();
+        self.disable(Direction::READ);
         self.flush(Direction::WRITE, FlushMode::Finished);
         self.enabled |= Direction::WRITE;
+        if let Some(within) = within.or_else(|| self.close_timeout()) {
+            self.timeouts.close_within(within);
+        }
     }
 
     /// Callbacks were replaced: forget due calls of the removed ones (B-63
@@ -469,7 +540,7 @@ impl Core {
     /// never more than `max_single_read` (B-23), and 0 when reading must wait. A
     /// transport never issues a 0-byte read: it would look like EOF.
     pub(crate) fn read_budget(&self, input_len: usize) -> usize {
-        if !self.reading() || !self.read_open() {
+        if !self.reading() || !self.read_open() || self.closing() {
             return 0;
         }
         let room = match self.read_wm.high {
@@ -546,8 +617,14 @@ impl Core {
     }
 
     /// Fires the deadlines that passed by `now`: the direction is disabled and the
-    /// event names it (B-34, B-41). Whether any fired.
+    /// event names it (B-34, B-41); a close that ran out of time frees the
+    /// bufferevent. Whether any fired.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
+        if self.timeouts.close_expired(now) && self.closing() {
+            self.close_timed_out = true;
+            self.lifecycle.free();
+            return true;
+        }
         let expired = self.timeouts.expired(now);
         if expired.contains(Direction::READ) {
             self.disable(Direction::READ);

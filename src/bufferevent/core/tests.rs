@@ -208,10 +208,26 @@ fn a_finished_flush_shuts_down_once_the_output_is_sent() {
     assert_eq!(core.write_budget(), 0);
 }
 
+/// A close asked for before the connect completed still shuts the new transport
+/// down once the output is sent (found in review: the connect used to reopen the
+/// write half and forget the shutdown, so `close()` never finished).
+#[test]
+fn a_close_before_the_connect_still_shuts_down_after_it() {
+    let mut core = Core::default();
+    core.close(None);
+    for (dirs, mode) in core.take_flushes() {
+        assert_eq!((dirs, mode), (Direction::WRITE, FlushMode::Finished));
+        core.request_shutdown();
+    }
+    core.on_connected();
+    assert!(!core.shutdown_due(5), "the output goes first");
+    assert!(core.shutdown_due(0));
+}
+
 #[test]
 fn close_ends_once_the_write_half_is_done_and_free_at_once() {
     let mut core = Core::default();
-    core.close();
+    core.close(None);
     assert!(core.closing() && core.has_flushes());
     assert!(!core.is_over(0, true, true, true, true));
     core.on_shutdown();

@@ -28,18 +28,29 @@ struct Armed {
     write_deadline: Option<Instant>,
     restart_read: bool,
     restart_write: bool,
+    /// `close()` asked to end within this long, from the next update.
+    close_after: Option<Duration>,
+    /// When a close under way gives up.
+    close_deadline: Option<Instant>,
+}
+
+/// Longer than 584 years (what handles see, in nanoseconds) counts as 584 years, so
+/// deadlines never overflow the clock.
+fn capped(d: Duration) -> Duration {
+    d.min(Duration::from_nanos(u64::MAX))
 }
 
 impl Timeouts {
     /// `None` or zero means no timeout (B-39); longer than 584 years (what handles see,
     /// in nanoseconds) counts as 584 years, so deadlines never overflow the clock.
     pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
-        let usable = |d: Option<Duration>| {
-            d.filter(|d| !d.is_zero())
-                .map(|d| d.min(Duration::from_nanos(u64::MAX)))
-        };
+        let usable = |d: Option<Duration>| d.filter(|d| !d.is_zero()).map(capped);
         let (read, write) = (usable(read), usable(write));
-        if read.is_none() && write.is_none() {
+        let closing = self
+            .set
+            .as_ref()
+            .is_some_and(|a| a.close_after.is_some() || a.close_deadline.is_some());
+        if read.is_none() && write.is_none() && !closing {
             self.set = None;
             return;
         }
@@ -69,8 +80,31 @@ impl Timeouts {
         };
         a.read_deadline = arm(a.read, a.read_deadline, reading, a.restart_read, now);
         a.write_deadline = arm(a.write, a.write_deadline, writing, a.restart_write, now);
+        if let Some(after) = a.close_after.take() {
+            a.close_deadline = Some(now + after);
+        }
         a.restart_read = false;
         a.restart_write = false;
+    }
+
+    /// A close under way must end within `within` from the next update.
+    pub(crate) fn close_within(&mut self, within: Duration) {
+        let armed = self.set.get_or_insert_with(Box::default);
+        if armed.close_deadline.is_none() {
+            armed.close_after = Some(capped(within));
+        }
+    }
+
+    /// Whether the close deadline has passed by `now`; disarms it.
+    pub(crate) fn close_expired(&mut self, now: Instant) -> bool {
+        let Some(a) = self.set.as_mut() else {
+            return false;
+        };
+        let expired = a.close_deadline.is_some_and(|d| d <= now);
+        if expired {
+            a.close_deadline = None;
+        }
+        expired
     }
 
     /// Whether any timeout is set: without one, nothing here needs the time.
@@ -81,10 +115,10 @@ impl Timeouts {
     /// The earliest armed deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let a = self.set.as_ref()?;
-        match (a.read_deadline, a.write_deadline) {
-            (Some(r), Some(w)) => Some(r.min(w)),
-            (r, w) => r.or(w),
-        }
+        [a.read_deadline, a.write_deadline, a.close_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Disarms and returns the directions whose deadline has passed.
@@ -169,5 +203,30 @@ mod tests {
         t.restart(Direction::WRITE);
         t.update(later, false, true);
         assert_eq!(t.next_deadline(), Some(later + Duration::from_secs(1)));
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::*;
+
+    #[test]
+    fn a_close_deadline_is_armed_once_and_survives_clearing_the_timeouts() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::default();
+        t.close_within(Duration::from_secs(2));
+        t.set(None, None);
+        t.update(t0, false, false);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        t.close_within(Duration::from_secs(60));
+        t.update(t0 + Duration::from_secs(1), false, false);
+        assert_eq!(
+            t.next_deadline(),
+            Some(t0 + Duration::from_secs(2)),
+            "the first stands"
+        );
+        assert!(!t.close_expired(t0 + Duration::from_millis(1999)));
+        assert!(t.close_expired(t0 + Duration::from_secs(2)));
+        assert_eq!(t.next_deadline(), None);
     }
 }

@@ -159,6 +159,7 @@ where
         let error = Arc::new(io::Error::other(format!("{what} panicked: {message}")));
         tracing::error!(%error, "bufferevent ends");
         self.record_event(Events::ERROR, Some(error));
-        self.inner.core.free();
+        // Reset, not closed: the peer must not take this for an answered request.
+        self.inner.core.abort();
     }
 }

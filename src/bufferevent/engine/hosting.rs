@@ -39,6 +39,10 @@ where
         self.side.shared().map(Shared::info).unwrap_or_default()
     }
 
+    fn unsent(&mut self) -> usize {
+        self.side.inner.output.len() + self.link.unsent()
+    }
+
     fn end_into(self: Box<Self>) -> Ended {
         (*self).end()
     }

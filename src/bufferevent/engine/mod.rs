@@ -341,8 +341,9 @@ where
         } else {
             None
         };
-        let rest = link.finish();
-        side.finish(transport);
+        let beneath = link.unsent();
+        let rest = link.finish(side.inner.core.ending());
+        side.finish(transport, beneath);
         rest
     }
 

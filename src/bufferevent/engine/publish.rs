@@ -1,6 +1,7 @@
 //! What handles read: the task publishes cheap facts after each pass, wakes the
 //! waiters whose condition changed, and at the end says how the bufferevent ended.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -49,11 +50,16 @@ where
         let core = &mut self.inner.core;
         // Plain loads and stores: only this task writes these (besides `applied`, which
         // the exact length stored here supersedes), and most calls change nothing.
-        if store(&s.input_len, self.inner.input.len()) | flag(&s.read_closed, !core.read_open()) {
+        // A freed bufferevent is about to end: handles learn that from `is_closed`,
+        // not from its halves looking closed a moment earlier.
+        let freed = core.freed();
+        if store(&s.input_len, self.inner.input.len())
+            | flag(&s.read_closed, !core.read_open() && !freed)
+        {
             s.mark(Condition::Input);
         }
         if store(&s.output_len, self.inner.output.len())
-            | flag(&s.write_closed, core.write_closed())
+            | flag(&s.write_closed, core.write_closed() && !freed)
         {
             s.mark(Condition::Output);
         }
@@ -112,12 +118,14 @@ where
     }
 
     /// Publishes how the bufferevent ended; `transport` goes to `into_inner`'s caller.
-    pub(crate) fn finish(&mut self, transport: Option<T>) {
+    /// `beneath` is what the transport still held unsent (a filter's underlying
+    /// bufferevents), counted in `Closed::unsent` with the output.
+    pub(crate) fn finish(&mut self, transport: Option<T>, beneath: usize) {
         self.publish();
         if let Some(remote) = &self.remote {
             remote.mailbox.close();
         }
-        let unsent = self.inner.output.len();
+        let unsent = self.inner.output.len() + beneath;
         match self.rare.as_mut().and_then(|r| r.give_back.take()) {
             Some(reply) => {
                 // The caller may have stopped waiting; the transport then closes.
@@ -126,6 +134,13 @@ where
             None => drop(transport), // closes it
         }
         tracing::debug!(events = ?self.last_events, unsent, "bufferevent finished");
+        if self.inner.core.close_timed_out() {
+            let error = io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the close did not finish in time; {unsent} bytes unsent"),
+            );
+            self.rare().last_error = Some(Arc::new(error));
+        }
         let error = self.rare.as_ref().and_then(|r| r.last_error.clone());
         let Some(shared) = self.shared() else {
             return;

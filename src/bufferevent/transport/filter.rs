@@ -14,7 +14,7 @@ use std::task::Context as TaskContext;
 
 use super::{Ended, Hosted, Hosts, Io, Link, end_hosted};
 use crate::bufferevent::context::{Input, Output};
-use crate::bufferevent::core::suspend;
+use crate::bufferevent::core::{Ending, suspend};
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 use crate::bufferevent::shared::Shared;
 
@@ -31,6 +31,12 @@ pub enum FilterResult {
     Ok,
     /// Nothing more can be done until more input arrives (`BEV_NEED_MORE`).
     NeedMore,
+    /// The source's stream ended cleanly, and everything before the end was produced
+    /// (beyond libevent: a TLS peer's `close_notify`). From an input filter, the
+    /// filtering bufferevent stops reading and reports `READING | EOF`, whatever the
+    /// transport beneath does; the filter is not called again. From an output filter
+    /// it means the same as `Ok`.
+    EndOfStream,
 }
 
 /// A transformation from one buffer to another (`bufferevent_filter_cb`): the input
@@ -157,6 +163,8 @@ pub(crate) struct FilterLink<T, U> {
     output_stalled: Option<(usize, usize)>,
     /// `close()`: waiting for the underlying to finish its write side.
     finishing: bool,
+    /// The input filter reported the end of its stream: it is not called again.
+    input_ended: bool,
     /// A WRITE flush waiting for the output filter to emit everything before the
     /// underlying is flushed.
     flushing_output: Option<FlushMode>,
@@ -178,6 +186,7 @@ impl<T, U> FilterLink<T, U> {
             input_stalled: None,
             output_stalled: None,
             finishing: false,
+            input_ended: false,
             flushing_output: None,
             idle: true,
             _kind: PhantomData,
@@ -211,10 +220,13 @@ where
             filter.core.clear_flushes();
             return false;
         };
-        // B-84: the underlying reads only while the filter may take what it reads.
+        // B-84: the underlying reads only while the filter may take what it reads, or
+        // while a close is under way: the filter's protocol may still need the peer's
+        // messages to finish (a TLS handshake, or its close_notify answer).
         {
             let u = underlying.io();
-            if filter.core.reading() && filter.core.read_open() {
+            let taking = filter.core.reading() && filter.core.read_open();
+            if taking || (filter.core.closing() && !self.input_ended) {
                 u.core.unsuspend_read(suspend::FILTER);
             } else {
                 u.core.suspend_read(suspend::FILTER);
@@ -285,11 +297,19 @@ where
         Some(self)
     }
 
-    fn finish(self) -> Ended {
+    fn unsent(&mut self) -> usize {
+        self.underlying.as_mut().map_or(0, |u| u.unsent())
+    }
+
+    fn finish(self, how: Ending) -> Ended {
         let Some(mut underlying) = self.underlying else {
             return Ended::Gone(None);
         };
-        if self.close_underlying {
+        if how == Ending::Aborted {
+            // The filter's failure is the connection's: reset the transport beneath.
+            underlying.io().core.abort();
+            Ended::Gone(end_hosted(underlying))
+        } else if self.close_underlying {
             underlying.io().core.free();
             Ended::Gone(end_hosted(underlying))
         } else {
@@ -329,6 +349,15 @@ impl<T, U> FilterLink<T, U> {
         events: Events,
         error: Option<io::Error>,
     ) {
+        let mut events = events;
+        if self.input_ended && !events.contains(Events::ERROR) {
+            // The filter already reported its own end of stream.
+            let reported = (Events::READING | Events::EOF).bits();
+            events = Events::from_bits(events.bits() & !reported);
+            if events.is_empty() {
+                return;
+            }
+        }
         if events.contains(Events::READING | Events::EOF) {
             self.run_input(filter, u, FlushMode::Finished, true);
         } else if events.contains(Events::READING | Events::ERROR) && !u.input.is_empty() {
@@ -421,6 +450,12 @@ impl<T, U> FilterLink<T, U> {
         mode: FlushMode,
         forced: bool,
     ) -> bool {
+        if self.input_ended {
+            return false;
+        }
+        if filter.core.closing() {
+            return self.run_input_closing(filter, u);
+        }
         if !forced {
             let pending = self.input.has_pending();
             if !filter.core.reading()
@@ -439,6 +474,7 @@ impl<T, U> FilterLink<T, U> {
         }
         let before = filter.input.len();
         let mut progress = false;
+        let mut ended = false;
         loop {
             let limit = match (mode, filter.core.read_watermarks().high) {
                 (FlushMode::Normal, high) if high != 0 => {
@@ -471,6 +507,11 @@ impl<T, U> FilterLink<T, U> {
                     self.input_stalled = Some((u.input.len(), filter.input.len()));
                     break;
                 }
+                Ok(FilterResult::EndOfStream) => {
+                    progress = true;
+                    ended = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "input filter failed");
                     filter.end_reading(Events::READING | Events::ERROR, Some(e));
@@ -489,7 +530,47 @@ impl<T, U> FilterLink<T, U> {
                 .core
                 .trigger(Direction::READ, false, filter.input.len(), 0);
         }
+        if ended {
+            // A clean end inside the filtered stream (a TLS close_notify) is the
+            // filter's EOF, whether or not the transport beneath stays open.
+            tracing::debug!("the input filter's stream ended");
+            self.input_ended = true;
+            filter.end_reading(Events::READING | Events::EOF, None);
+            u.core.suspend_read(suspend::FILTER);
+        }
         progress
+    }
+
+    /// While a close is under way the input filter still runs, so the protocol can
+    /// finish (a TLS handshake that must complete before our close_notify can go, or
+    /// the peer's answer to it), but nothing more reaches the application: what it
+    /// produces is discarded, as a socket's late input is.
+    fn run_input_closing(&mut self, filter: &mut Io<'_>, u: &mut Io<'_>) -> bool {
+        if u.input.is_empty() && !self.input.has_pending() {
+            return false;
+        }
+        let before = u.input.len();
+        let result = self.input.filter(
+            &mut Input::of(u.input),
+            &mut Output::of(filter.input),
+            None,
+            FlushMode::Normal,
+        );
+        filter.input.discard(filter.input.len());
+        match result {
+            Ok(FilterResult::EndOfStream) => {
+                self.input_ended = true;
+                u.core.suspend_read(suspend::FILTER);
+                true
+            }
+            Ok(_) => u.input.len() != before,
+            Err(e) => {
+                tracing::debug!(error = %e, "input filter failed during a close");
+                self.input_ended = true;
+                u.core.suspend_read(suspend::FILTER);
+                true
+            }
+        }
     }
 
     /// Runs the output filter from the filter's output into the underlying's output
@@ -536,7 +617,7 @@ impl<T, U> FilterLink<T, U> {
                 mode,
             );
             match result {
-                Ok(FilterResult::Ok) => {
+                Ok(FilterResult::Ok | FilterResult::EndOfStream) => {
                     progress = true;
                     let now = (filter.output.len(), u.output.len());
                     if now == lengths || (filter.output.is_empty() && !output.has_pending()) {

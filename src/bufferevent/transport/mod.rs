@@ -8,6 +8,7 @@
 //! engines through the object-safe [`Hosted`] contract, which the engine implements.
 
 pub(crate) mod filter;
+mod hangup;
 pub(crate) mod pair;
 pub(crate) mod stream;
 
@@ -18,7 +19,7 @@ use std::task::Context as TaskContext;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::core::{Core, Due};
+use super::core::{Core, Due, Ending};
 use super::events::Events;
 use super::info::TransportInfo;
 use super::shared::{Shared, copy_error};
@@ -82,13 +83,22 @@ pub(crate) trait Link: Send + Sized + 'static {
         true
     }
 
+    /// Bytes of ours the link still holds unsent (a filter: what is left in the
+    /// bufferevents beneath it), for `closed()`.
+    fn unsent(&mut self) -> usize {
+        0
+    }
+
     /// Whatever this link hosts: pairs and filters run other engines.
     fn hosted(&mut self) -> Option<&mut dyn Hosts> {
         None
     }
 
-    /// The bufferevent ended; says what takes its place.
-    fn finish(self) -> Ended {
+    /// The bufferevent ended, as `how` says (a transport that can is reset after a
+    /// failure, and let go gently after a completed close); says what takes its
+    /// place.
+    fn finish(self, how: Ending) -> Ended {
+        let _ = how;
         Ended::Gone(None)
     }
 }
@@ -156,6 +166,8 @@ pub(crate) trait Hosted: Send + 'static {
     fn is_done(&self) -> bool;
     /// What handles know of the transport.
     fn info(&self) -> TransportInfo;
+    /// Bytes still to send: in its output, and beneath it.
+    fn unsent(&mut self) -> usize;
     /// Ends this bufferevent; says what takes its place.
     fn end_into(self: Box<Self>) -> Ended;
     /// Runs this bufferevent on its own until it ends.

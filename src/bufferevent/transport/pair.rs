@@ -10,6 +10,7 @@ use std::fmt;
 use std::task::Context as TaskContext;
 
 use super::{Ended, Hosted, Hosts, Io, Link};
+use crate::bufferevent::core::Ending;
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 
 /// The transport of a pair element (`BufferEvent<Pair, S>`): there is none, the
@@ -108,7 +109,7 @@ impl Link for PairLink {
         Some(self)
     }
 
-    fn finish(self) -> Ended {
+    fn finish(self, _how: Ending) -> Ended {
         let Some(mut partner) = self.partner else {
             return Ended::Gone(None);
         };

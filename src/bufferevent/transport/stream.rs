@@ -1,16 +1,20 @@
 //! The link of a socket (or any stream) bufferevent: reads into the input's tail,
 //! writes the output's chunks, connects, and shuts down the write side.
 
+use std::any::Any;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use bytes::BufMut;
 use tokio::io::ReadBuf;
+use tokio::net::TcpStream;
 
-use super::{Attach, Connecting, Io, Link, Transport};
+use super::hangup::{self, Hangup, Watch};
+use super::{Attach, Connecting, Ended, Io, Link, Transport};
+use crate::bufferevent::core::Ending;
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 
 /// Reads smaller than this go through a stack buffer first, so an idle or chatty
@@ -23,17 +27,26 @@ const MAX_IOVECS: usize = 64;
 
 pub(crate) struct StreamLink<T> {
     transport: Option<T>,
-    /// Boxed once more: a connect is rare, and a thin pointer keeps every task small.
-    connecting: Option<Box<Connecting<T>>>,
+    /// A connect under way, or a paused socket being watched. Boxed: both are rare,
+    /// and a thin pointer keeps every task small.
+    waiting: Option<Box<Waiting<T>>>,
     /// The last read filled its buffer: data is flowing, read into the tail directly.
     read_hot: bool,
+}
+
+/// What a stream link waits for besides its transport's I/O.
+enum Waiting<T> {
+    /// A connect (there is no transport yet).
+    Connect(Connecting<T>),
+    /// A hang-up of the peer while reading is paused (see `hangup.rs`).
+    Hangup(Watch),
 }
 
 impl<T> StreamLink<T> {
     pub(crate) fn new(transport: Option<T>) -> Self {
         Self {
             transport,
-            connecting: None,
+            waiting: None,
             read_hot: false,
         }
     }
@@ -64,11 +77,15 @@ impl<T: Transport> Link for StreamLink<T> {
     fn attach(&mut self, io: &mut Io<'_>, attach: Attach<T>) {
         match attach {
             Attach::Now(transport) => {
-                self.connecting = None;
+                self.forget_connect(io);
+                self.waiting = None;
                 self.install(io, transport);
                 io.core.on_transport();
             }
-            Attach::Connecting(connecting) => self.connecting = Some(Box::new(connecting)),
+            Attach::Connecting(connecting) => {
+                self.forget_connect(io);
+                self.waiting = Some(Box::new(Waiting::Connect(connecting)));
+            }
         }
     }
 
@@ -77,33 +94,139 @@ impl<T: Transport> Link for StreamLink<T> {
     }
 
     fn is_attached(&self) -> bool {
-        self.transport.is_some() || self.connecting.is_some()
+        self.transport.is_some() || matches!(self.waiting.as_deref(), Some(Waiting::Connect(_)))
     }
 
     fn streaming(&self) -> bool {
         self.read_hot
     }
+
+    fn finish(mut self, how: Ending) -> Ended {
+        let Some(mut transport) = self.transport.take() else {
+            return Ended::Gone(None);
+        };
+        if let Some(tcp) = (&mut transport as &mut dyn Any).downcast_mut::<TcpStream>() {
+            match how {
+                Ending::Aborted => reset(tcp),
+                Ending::Closed => discard_unread(tcp),
+                Ending::Freed => {}
+            }
+        }
+        drop(transport);
+        Ended::Gone(None)
+    }
+}
+
+/// Makes the coming close a reset (`SO_LINGER` 0 sends RST instead of FIN), so the
+/// peer can tell a failure from an answer.
+fn reset(tcp: &TcpStream) {
+    // Deprecated because a non-zero linger blocks in `drop`; zero never blocks.
+    #[allow(deprecated)]
+    if let Err(e) = tcp.set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER could not be set; closing instead");
+    }
+}
+
+/// The most a completed close discards of what the peer sent after it.
+const MAX_DISCARD: usize = 1 << 20;
+
+/// After a completed close: discards what the peer sent meanwhile (nothing more is
+/// read for the application once a close starts), so the socket closes with a FIN.
+/// Closing a socket with unread data resets it instead, and a reset can destroy our
+/// last bytes in the peer's receive buffer before it reads them.
+fn discard_unread(tcp: &TcpStream) {
+    let mut scratch = [0u8; 4096];
+    let mut discarded = 0;
+    while discarded < MAX_DISCARD {
+        match tcp.try_read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
+    }
+    if discarded > 0 {
+        tracing::debug!(
+            discarded,
+            "input that arrived during the close was discarded"
+        );
+    }
 }
 
 impl<T: Transport> StreamLink<T> {
+    /// While reading is paused (at the high watermark, or READ disabled) on a TCP
+    /// stream, watches for the peer resetting or closing the connection and reports
+    /// it without reading (see `hangup.rs`).
+    fn watch_paused(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
+        // Paused by a watermark or a filter, or disabled while the application holds
+        // input: a bufferevent that never reads (READ off from the start, as by
+        // default) is not watched, so it costs no second descriptor.
+        let paused = io.core.enabled().contains(Direction::READ) || !io.input.is_empty();
+        if !paused || !io.core.read_open() || io.core.closing() || io.core.freed() {
+            if matches!(self.waiting.as_deref(), Some(Waiting::Hangup(_))) {
+                self.waiting = None;
+            }
+            return false;
+        }
+        if self.waiting.is_none() {
+            let Some(transport) = self.transport.as_mut() else {
+                return false;
+            };
+            let Some(tcp) = (transport as &mut dyn Any).downcast_mut::<TcpStream>() else {
+                return false;
+            };
+            let Some(watch) = hangup::watch(tcp) else {
+                return false;
+            };
+            self.waiting = Some(Box::new(Waiting::Hangup(watch)));
+        }
+        let Some(Waiting::Hangup(watch)) = self.waiting.as_deref_mut() else {
+            return false;
+        };
+        let Poll::Ready(hangup) = watch.as_mut().poll(cx) else {
+            return false;
+        };
+        self.waiting = None;
+        self.read_hot = false;
+        match hangup {
+            Hangup::Error(e) => {
+                tracing::debug!(error = %e, "the peer failed while reading was paused");
+                io.end_reading(Events::READING | Events::ERROR, Some(e));
+            }
+            Hangup::Eof => {
+                tracing::debug!("the peer finished while reading was paused");
+                io.end_reading(Events::READING | Events::EOF, None);
+            }
+        }
+        true
+    }
+
     fn install(&mut self, io: &mut Io<'_>, transport: T) {
         self.transport = Some(transport);
         self.read_hot = false;
         if let Some(shared) = io.shared {
             shared.set_read_error(None);
-            shared.connected.store(true, Ordering::Release);
+        }
+    }
+
+    /// A connect under way is replaced and will never report: `connected()` stops
+    /// counting on it.
+    fn forget_connect(&mut self, io: &mut Io<'_>) {
+        if matches!(self.waiting.as_deref(), Some(Waiting::Connect(_))) {
+            self.waiting = None;
+            if let Some(shared) = io.shared {
+                shared.connect_withdrawn();
+            }
         }
     }
 
     /// Drives a connect and reports its outcome to the core (B-33, B-35, B-50).
     fn poll_connect(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
-        let Some(connecting) = self.connecting.as_mut() else {
+        let Some(Waiting::Connect(connecting)) = self.waiting.as_deref_mut() else {
             return false;
         };
-        let Poll::Ready(outcome) = connecting.as_mut().as_mut().poll(cx) else {
+        let Poll::Ready(outcome) = connecting.as_mut().poll(cx) else {
             return false;
         };
-        self.connecting = None;
+        self.waiting = None;
         match outcome {
             Ok((transport, info)) => {
                 tracing::debug!(peer = ?info.peer, "connected");
@@ -126,14 +249,23 @@ impl<T: Transport> StreamLink<T> {
     }
 
     fn poll_read(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
+        if self.transport.is_none() {
+            return false;
+        }
+        let input = &mut *io.input;
+        let budget = io.core.read_budget(input.len());
+        if budget == 0 {
+            // Never issue a 0-byte read: it would look like EOF. A paused socket is
+            // watched for its peer hanging up instead.
+            return self.watch_paused(cx, io);
+        }
+        if matches!(self.waiting.as_deref(), Some(Waiting::Hangup(_))) {
+            self.waiting = None; // reading again: the reads themselves will tell
+        }
         let Some(transport) = self.transport.as_mut() else {
             return false;
         };
         let input = &mut *io.input;
-        let budget = io.core.read_budget(input.len());
-        if budget == 0 {
-            return false; // never issue a 0-byte read: it would look like EOF
-        }
         let direct = self.read_hot || input.spare_capacity() >= budget.min(SMALL_READ);
         let (outcome, asked) = if direct {
             let tail = input.tail_with_room(budget.min(MAX_DIRECT_READ));

@@ -1,0 +1,306 @@
+//! How connections end: a close is bounded in time and stops reading at once; a
+//! panicking callback resets the connection; a paused bufferevent notices its peer
+//! hanging up; the adapters push back. Real loopback peers throughout.
+
+mod common;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_bufferevent::bufferevent::{
+    ADAPTER_HIGH_WATERMARK, BufferEvent, Direction, Events, Watermarks,
+};
+
+use common::{expect_within, pattern, settle_task, tcp_pair, within};
+
+/// A peer that keeps sending (and reading) for as long as the connection lasts.
+fn flooding_peer(peer: TcpStream) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (mut reader, mut writer) = peer.into_split();
+        let drain = tokio::spawn(async move {
+            let mut sink = vec![0; 64 * 1024];
+            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        let chunk = vec![b'x'; 16 * 1024];
+        while writer.write_all(&chunk).await.is_ok() {}
+        drain.abort();
+    })
+}
+
+/// `close()` while the peer keeps sending: reading stops at once (nothing more is read
+/// from the socket), what is queued goes out, and the close finishes without waiting
+/// for the peer to stop; with an echoing read callback and without one.
+#[tokio::test]
+async fn close_stops_reading_at_once_while_the_peer_keeps_sending() {
+    for echo in [true, false] {
+        let (ours, peer) = tcp_pair().await;
+        let flood = flooding_peer(peer);
+        let read = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&read);
+        let bev = BufferEvent::builder()
+            .enable(Direction::READ)
+            .on_read(move |ctx| {
+                let data = ctx.input().take_all();
+                counted.fetch_add(data.len(), Ordering::SeqCst);
+                if echo {
+                    ctx.output().add_bytes(data);
+                }
+            })
+            .tcp(ours)
+            .unwrap();
+        // Let the flood run for a moment.
+        expect_within(async {
+            while read.load(Ordering::SeqCst) < 256 * 1024 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        // Close, and note how much had been read at that moment, in one step.
+        let at_close = Arc::new(AtomicUsize::new(0));
+        let noted = Arc::clone(&at_close);
+        let counted = Arc::clone(&read);
+        bev.with(move |ctx| {
+            noted.store(counted.load(Ordering::SeqCst), Ordering::SeqCst);
+            ctx.close();
+        })
+        .await
+        .unwrap();
+        let closed = within(bev.closed())
+            .await
+            .expect("the close finished while the peer was still sending");
+        assert!(closed.error.is_none(), "echo={echo}: {:?}", closed.error);
+        assert_eq!(closed.unsent, 0, "echo={echo}");
+        assert_eq!(
+            read.load(Ordering::SeqCst),
+            at_close.load(Ordering::SeqCst),
+            "echo={echo}: read after close()"
+        );
+        flood.abort();
+    }
+}
+
+/// Nothing more is read once the close is asked for: the read callback sees no byte
+/// that arrived afterwards.
+#[tokio::test]
+async fn nothing_is_read_after_close() {
+    let (ours, mut peer) = tcp_pair().await;
+    let read = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&read);
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(move |ctx| {
+            counted.fetch_add(ctx.input().take_all().len(), Ordering::SeqCst);
+        })
+        .tcp(ours)
+        .unwrap();
+    peer.write_all(b"before").await.unwrap();
+    expect_within(async {
+        while read.load(Ordering::SeqCst) < 6 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // The peer's later bytes sit in the socket, unread, while it drains a large
+    // output (larger than the socket buffers, so the close waits for the peer).
+    bev.write_now(pattern(16 << 20)).unwrap();
+    let closing = {
+        let bev = bev.clone();
+        tokio::spawn(async move { bev.close().await })
+    };
+    settle_task(&bev).await;
+    assert!(!bev.enabled().contains(Direction::READ), "READ off at once");
+    peer.write_all(b"after the close").await.unwrap();
+    let mut echoed = vec![0; 16 << 20];
+    expect_within(peer.read_exact(&mut echoed)).await.unwrap();
+    // The close discarded the peer's late bytes, so it ended with a FIN, not a reset.
+    let mut rest = Vec::new();
+    expect_within(peer.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
+    let closed = expect_within(closing).await.unwrap();
+    assert_eq!(closed.unsent, 0);
+    assert_eq!(read.load(Ordering::SeqCst), 6, "nothing read after close()");
+}
+
+/// A peer that never reads, with 8 MiB queued: the close ends at its deadline and says
+/// how much was left. On paused time, so the deadline costs no real time.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_reads_cannot_hold_close() {
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    bev.write_now(pattern(8 << 20)).unwrap();
+    let started = tokio::time::Instant::now();
+    let closed = bev.close_within(Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(
+        closed.unsent > 0 && closed.unsent < 8 << 20,
+        "{}",
+        closed.unsent
+    );
+    assert_eq!(
+        closed.error.as_ref().map(|e| e.kind()),
+        Some(io::ErrorKind::TimedOut)
+    );
+}
+
+/// Without a per-call deadline, the builder's applies: 30 s by default.
+#[tokio::test(start_paused = true)]
+async fn the_default_close_deadline_is_thirty_seconds() {
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    bev.write_now(pattern(8 << 20)).unwrap();
+    let started = tokio::time::Instant::now();
+    let closed = bev.close().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(31),
+        "{took:?}"
+    );
+    assert!(closed.unsent > 0);
+
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .close_timeout(Some(Duration::from_secs(2)))
+        .tcp(ours)
+        .unwrap();
+    bev.write_now(pattern(8 << 20)).unwrap();
+    let started = tokio::time::Instant::now();
+    bev.close().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A connection whose callback panicked is reset, so the peer can tell it from an
+/// answered request.
+#[tokio::test]
+async fn a_panicking_callback_resets_the_connection() {
+    let (ours, mut peer) = tcp_pair().await;
+    let _bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(|_| panic!("bad request"))
+        .tcp(ours)
+        .unwrap();
+    peer.write_all(b"request").await.unwrap();
+    let mut buf = [0; 16];
+    let outcome = expect_within(peer.read(&mut buf)).await;
+    match outcome {
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("read {n} bytes: the peer took a panic for an answer"),
+    }
+}
+
+#[allow(deprecated)] // `set_linger` is deprecated for blocking on drop; zero does not block.
+fn reset(stream: TcpStream) {
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// A bufferevent paused at its read high watermark notices its peer's reset at once,
+/// and reports it without touching the input it holds.
+#[tokio::test]
+async fn a_reset_while_paused_at_the_high_watermark_is_reported() {
+    let (ours, mut peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 64 * 1024))
+        .tcp(ours)
+        .unwrap();
+    peer.write_all(&pattern(256 * 1024)).await.unwrap();
+    expect_within(bev.readable(64 * 1024)).await;
+    settle_task(&bev).await;
+    assert_eq!(bev.input_len(), 64 * 1024, "paused at the mark");
+    reset(peer);
+    let event = expect_within(bev.next_event()).await.unwrap();
+    assert_eq!(event.events, Events::READING | Events::ERROR);
+    assert_eq!(event.error.unwrap().kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(bev.input_len(), 64 * 1024, "the input is kept");
+    assert_eq!(bev.read(usize::MAX).await.unwrap(), pattern(64 * 1024));
+}
+
+/// With READ disabled while holding input, a FIN with nothing left unread is reported
+/// as `READING | EOF`; the input stays.
+#[tokio::test]
+async fn a_fin_while_reading_is_disabled_is_reported() {
+    let (ours, mut peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(ours)
+        .unwrap();
+    peer.write_all(b"held").await.unwrap();
+    expect_within(bev.readable(4)).await;
+    bev.disable(Direction::READ);
+    settle_task(&bev).await;
+    peer.shutdown().await.unwrap();
+    let event = expect_within(bev.next_event()).await.unwrap();
+    assert_eq!(event.events, Events::READING | Events::EOF);
+    assert_eq!(bev.read(100).await.unwrap(), &b"held"[..]);
+}
+
+/// A FIN that follows data still in the socket is not reported while paused: that
+/// data, then the EOF, come once reading resumes (reporting the EOF first would lose
+/// the data).
+#[tokio::test]
+async fn a_fin_after_unread_data_waits_for_the_data() {
+    let (ours, mut peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 4))
+        .tcp(ours)
+        .unwrap();
+    peer.write_all(b"12345678").await.unwrap();
+    peer.shutdown().await.unwrap();
+    expect_within(bev.readable(4)).await;
+    settle_task(&bev).await;
+    assert!(bev.last_event().is_none(), "no EOF while data is unread");
+    assert_eq!(bev.read(4).await.unwrap(), &b"1234"[..]);
+    expect_within(bev.readable(4)).await;
+    assert_eq!(bev.read(4).await.unwrap(), &b"5678"[..]);
+    let event = expect_within(async {
+        loop {
+            if let Some(event) = bev.last_event() {
+                return event;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(event.events, Events::READING | Events::EOF);
+}
+
+/// The adapters push back by default: a consumer that reads slowly keeps the input at
+/// the adapter's high watermark, however fast the peer sends.
+#[tokio::test]
+async fn a_slow_consumer_of_the_adapter_bounds_memory() {
+    let (ours, peer) = tcp_pair().await;
+    let flood = flooding_peer(peer);
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    let watch = bev.clone();
+    let mut io = bev.into_io();
+    let mut most = 0;
+    let mut received = 0;
+    while received < 8 << 20 {
+        let chunk = expect_within(io.next()).await.unwrap().unwrap();
+        received += chunk.len();
+        most = most.max(watch.input_len());
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    assert!(most <= ADAPTER_HIGH_WATERMARK, "input grew to {most}");
+    assert_eq!(
+        watch.watermarks(Direction::READ).unwrap().high,
+        ADAPTER_HIGH_WATERMARK
+    );
+    assert_eq!(
+        watch.watermarks(Direction::WRITE).unwrap().high,
+        ADAPTER_HIGH_WATERMARK
+    );
+    drop(io);
+    watch.free();
+    flood.abort();
+}
