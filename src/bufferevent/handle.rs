@@ -466,7 +466,7 @@ where
     /// bufferevent is freed. Resolves with how it ended.
     ///
     /// A peer that does not read (or a TLS peer that never answers) cannot hold it:
-    /// after the builder's [`close_timeout`](Builder::close_timeout) (30 s by
+    /// after the builder's [`close_timeout`](super::Builder::close_timeout) (30 s by
     /// default) the bufferevent is freed anyway, and [`Closed::unsent`] says how many
     /// bytes were left; [`Closed::error`] is then of kind
     /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut).
