@@ -20,7 +20,11 @@ where
     S: Send + 'static,
 {
     fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
-        self.pass(cx, dispatch)
+        let progress = self.pass(cx, dispatch);
+        if !progress {
+            self.side.release_idle_memory(self.link.streaming());
+        }
+        progress
     }
 
     fn io(&mut self) -> Io<'_> {

@@ -201,6 +201,9 @@ where
                 return Poll::Ready(());
             }
             if !progress {
+                // Going idle: give back what the buffers no longer need, once per
+                // wake-up rather than after every pass.
+                self.side.release_idle_memory(self.link.streaming());
                 return Poll::Pending;
             }
         }
@@ -241,7 +244,6 @@ where
             // coalesced: one read, one write and one event call (B-59).
             progress |= self.side.dispatch();
         }
-        self.side.release_idle_memory(self.link.streaming());
         self.side.publish();
         progress
     }
