@@ -835,3 +835,26 @@ async fn a_write_is_queued_or_refused_never_lost() {
     assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     assert_eq!(filter.close().await.unsent, 8);
 }
+
+/// A `Normal` flush of a disabled direction runs no filter, as in libevent's
+/// `be_filter_flush`; with the direction enabled it runs the filter at least once.
+#[tokio::test(start_paused = true)]
+async fn a_normal_flush_of_a_disabled_direction_runs_no_filter() {
+    let (a, _b) = BufferEvent::pair();
+    let calls = Arc::new(Mutex::new(0));
+    let counted = calls.clone();
+    let input = move |src: &mut Input<'_>, dst: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+        *counted.lock().unwrap() += 1;
+        dst.append_input(src);
+        Ok(FilterResult::Ok)
+    };
+    let filter = BufferEvent::filter(a, input, PassThrough);
+    filter.disable(Direction::READ);
+    filter.flush(Direction::READ, FlushMode::Normal);
+    settle().await;
+    assert_eq!(*calls.lock().unwrap(), 0, "READ is disabled");
+    filter.enable(Direction::READ);
+    filter.flush(Direction::READ, FlushMode::Normal);
+    settle().await;
+    assert_eq!(*calls.lock().unwrap(), 1, "enabled: one forced call (B-77)");
+}

@@ -44,6 +44,17 @@ use crate::buffer::EvBuffer;
 ///
 /// Operations on a bufferevent that has ended do nothing; those that return a result
 /// report it with [`Error::Ended`].
+///
+/// A handle reads its own writes: after `enable`, `disable`, `set_watermarks`,
+/// `set_timeouts` or `set_max_single_*` returns, [`enabled`](Self::enabled),
+/// [`watermarks`](Self::watermarks), [`timeouts`](Self::timeouts) and the
+/// `max_single_*` getters show the change, from this handle and every other, with no
+/// `.await`; [`output_len`](Self::output_len) counts a write at once. What only the
+/// task can know is as the task last published it, so it may lag by one pass of the
+/// task: [`input_len`](Self::input_len) (data arrives on its own),
+/// [`is_connected`](Self::is_connected) after a connect, [`is_closed`](Self::is_closed),
+/// [`last_event`](Self::last_event), and a direction the task disabled itself (on EOF,
+/// an error or a timeout). The readiness futures wait for those.
 pub struct BufferEvent<T = TcpStream, S = ()> {
     pub(crate) remote: Arc<Remote<T, S>>,
     pub(crate) runtime: Handle,
