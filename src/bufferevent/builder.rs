@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 use tracing::Instrument;
 
 use super::context::{Callbacks, Context, Inner};
+use super::core::ratelim::RateLimit;
 use super::core::{self, Core};
 use super::engine::{Engine, Side};
 use super::events::{Direction, Events, Watermarks};
@@ -76,6 +77,7 @@ pub struct Builder<S = ()> {
     pub(crate) defer_callbacks: bool,
     connect_timeout: Option<Duration>,
     close_timeout: Option<Duration>,
+    rate_limit: Option<RateLimit>,
     runtime: Option<Handle>,
     pub(crate) partner_end_is_eof: bool,
     pub(crate) close_underlying: bool,
@@ -96,6 +98,7 @@ impl<S: Send + 'static> Builder<S> {
             defer_callbacks: false,
             connect_timeout: None,
             close_timeout: Some(core::DEFAULT_CLOSE_TIMEOUT),
+            rate_limit: None,
             runtime: None,
             partner_end_is_eof: false,
             close_underlying: true,
@@ -176,6 +179,13 @@ impl<S: Send + 'static> Builder<S> {
     /// cannot hold the connection for long.
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.close_timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// A rate limit of its own from the start (`bufferevent_set_rate_limit`; see
+    /// [`BufferEvent::set_rate_limit`]). Default: none.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
         self
     }
 
@@ -327,7 +337,7 @@ impl<S: Send + 'static> Builder<S> {
         T: Send + 'static,
     {
         let runtime = self.runtime.unwrap_or_else(Handle::current);
-        let core = Core::new(core::Settings {
+        let mut core = Core::new(core::Settings {
             enabled: self.enabled,
             read_wm: self.read_wm,
             write_wm: self.write_wm,
@@ -339,6 +349,9 @@ impl<S: Send + 'static> Builder<S> {
             partner_end_is_eof: self.partner_end_is_eof,
             close_timeout: self.close_timeout,
         });
+        if self.rate_limit.is_some() {
+            core.set_rate_limit(self.rate_limit);
+        }
         // Visible to handles at once, before the task first runs.
         let (read_timeout, write_timeout) = core.timeouts();
         let shared = Shared::new(&Settings {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::core::Core;
+use super::core::ratelim::RateLimit;
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use crate::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader, Position};
 
@@ -187,6 +188,61 @@ impl<S> Context<'_, S> {
     /// (`bufferevent_get_max_single_write`).
     pub fn max_single_write(&self) -> usize {
         self.inner.core.max_single_write()
+    }
+
+    /// Sets, replaces or removes this bufferevent's own rate limit
+    /// (`bufferevent_set_rate_limit`, B-100): a new limit starts its buckets at the
+    /// rate; another configuration keeps the current buckets, clipped to the new
+    /// bursts; `None` removes it and lifts its suspension at once.
+    pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) {
+        self.inner.core.set_rate_limit(limit);
+    }
+
+    /// The own rate limit, if any.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.inner.core.rate_limit()
+    }
+
+    /// The read bucket (`bufferevent_get_read_limit`, B-99): may be negative; `None`
+    /// without an own limit (a group's bucket is not counted).
+    pub fn read_limit(&self) -> Option<i64> {
+        self.inner.core.limit(true)
+    }
+
+    /// The write bucket (`bufferevent_get_write_limit`), as [`read_limit`](Self::read_limit).
+    pub fn write_limit(&self) -> Option<i64> {
+        self.inner.core.limit(false)
+    }
+
+    /// Takes `n` tokens from the read bucket (`bufferevent_decrement_read_limit`,
+    /// B-99); a negative `n` gives tokens back. Reading is suspended while the bucket
+    /// is at or below 0, and resumes when it rises above. Returns `false` (and does
+    /// nothing) without an own limit, where libevent asserts.
+    pub fn decrement_read_limit(&mut self, n: i64) -> bool {
+        self.inner.core.decrement_limit(true, n)
+    }
+
+    /// As [`decrement_read_limit`](Self::decrement_read_limit), for writing.
+    pub fn decrement_write_limit(&mut self, n: i64) -> bool {
+        self.inner.core.decrement_limit(false, n)
+    }
+
+    /// How many bytes the next read may take now (`bufferevent_get_max_to_read`,
+    /// B-97): `max_single_read`, or the rate limits' allowance where one applies.
+    pub fn max_to_read(&self) -> usize {
+        self.inner
+            .core
+            .bandwidth(true)
+            .unwrap_or(self.inner.core.max_single_read())
+    }
+
+    /// How many bytes the next write may hand the transport now
+    /// (`bufferevent_get_max_to_write`).
+    pub fn max_to_write(&self) -> usize {
+        self.inner
+            .core
+            .bandwidth(false)
+            .unwrap_or(self.inner.core.max_single_write())
     }
 
     /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,

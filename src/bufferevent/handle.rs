@@ -132,7 +132,7 @@ where
         }
     }
 
-    fn run(&self, f: impl FnOnce(&mut Context<'_, S>) + Send + 'static) {
+    pub(crate) fn run(&self, f: impl FnOnce(&mut Context<'_, S>) + Send + 'static) {
         self.send(Command::Run(Box::new(f)));
     }
 

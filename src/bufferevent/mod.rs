@@ -135,17 +135,20 @@ mod handle;
 mod info;
 mod mailbox;
 mod pair;
+mod ratelim;
 mod shared;
 mod transport;
 
 pub use self::adapters::{ADAPTER_HIGH_WATERMARK, BufferEventIo};
 pub use self::builder::{Builder, DEFAULT_MAX_SINGLE_IO};
 pub use self::context::{Callbacks, Context, DataCallback, EventCallback, Input, Output};
+pub use self::core::ratelim::{RATE_LIMIT_MAX, RateLimit, RateLimitError};
 #[cfg(feature = "dns")]
 pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::error::Error;
 pub use self::events::{Direction, Events, FlushMode, Watermarks};
 pub use self::handle::BufferEvent;
+pub use self::ratelim::RateLimitGroup;
 pub use self::shared::{Closed, EventRecord};
 pub use self::transport::Transport;
 pub use self::transport::filter::{Filter, FilterResult, Filtered, PassThrough};

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_bufferevent::bufferevent::{BufferEvent, Transport};
+use tokio_bufferevent::bufferevent::BufferEvent;
 
 /// How long a test waits for something that should happen at once: generous, so a
 /// loaded machine never fails a correct test, yet bounded, so a hang fails.
@@ -33,7 +33,7 @@ pub async fn settle() {
 /// (commands, buffered transport data, callbacks) is done when this returns. On the
 /// current-thread runtime the task finishes its whole poll before the caller resumes.
 #[allow(dead_code)] // not every test binary uses it
-pub async fn settle_task<T: Transport, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+pub async fn settle_task<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
     for _ in 0..3 {
         // An ended bufferevent has nothing left to do: its error is the answer.
         if expect_within(bev.with(|_| ())).await.is_err() {

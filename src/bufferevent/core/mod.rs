@@ -39,6 +39,7 @@
 
 mod flush;
 mod lifecycle;
+pub(crate) mod ratelim;
 mod schedule;
 mod timeouts;
 
@@ -50,9 +51,11 @@ use std::time::{Duration, Instant};
 
 use self::flush::FlushRequests;
 pub(crate) use self::lifecycle::Lifecycle;
+use self::ratelim::{Buckets, GroupShared, Member, RateLimit, RateLimiter};
 pub(crate) use self::schedule::{Callback, Due};
 use self::timeouts::Timeouts;
 use super::events::{Direction, Events, FlushMode, Watermarks};
+use std::sync::Arc;
 
 /// The default of `max_single_read` and `max_single_write`, as libevent's (B-2).
 pub(crate) const DEFAULT_MAX_SINGLE_IO: usize = 16 * 1024;
@@ -63,6 +66,10 @@ pub(crate) mod suspend {
     pub(crate) const WATERMARK: u8 = 0x01;
     /// A filtering bufferevent over this one does not take input now (B-84).
     pub(crate) const FILTER: u8 = 0x02;
+    /// Its own token bucket is empty (libevent's `BEV_SUSPEND_BW`).
+    pub(crate) const BANDWIDTH: u8 = 0x04;
+    /// Its group's bucket, or its share of it, is used up (`BEV_SUSPEND_BW_GROUP`).
+    pub(crate) const GROUP: u8 = 0x08;
 }
 
 /// How a bufferevent ended, which decides how its transport is let go.
@@ -75,6 +82,23 @@ pub(crate) enum Ending {
     /// A failure of its own (a panicking callback): the transport is reset, so the
     /// peer can tell it from an answer.
     Aborted,
+}
+
+/// The bits of `Core::flags`.
+mod flag {
+    /// `enable(WRITE)` asked for one write callback while the output is empty (B-14).
+    pub(super) const WRITE_READY: u8 = 0x01;
+    /// `BEV_OPT_DEFER_CALLBACKS` (always on for pairs).
+    pub(super) const DEFER: u8 = 0x02;
+    /// A pair element or filter hears `READING | EOF` when its partner ends.
+    pub(super) const PARTNER_EOF: u8 = 0x04;
+    /// Watermarks, timeouts or single-I/O limits changed since last taken.
+    pub(super) const SETTINGS_CHANGED: u8 = 0x08;
+    /// Ended by a failure of its own (a panicking callback): the transport is
+    /// reset, not closed.
+    pub(super) const ABORTED: u8 = 0x10;
+    /// Freed because a close did not finish by its deadline.
+    pub(super) const CLOSE_TIMED_OUT: u8 = 0x20;
 }
 
 /// What a new core starts with.
@@ -134,20 +158,14 @@ pub(crate) struct Core {
     /// `u32`: a single read or write of 4 GiB is more than any transport takes.
     max_single_read: u32,
     max_single_write: u32,
-    /// `enable(WRITE)` asked for one write callback while the output is empty (B-14).
-    write_ready: bool,
-    defer_callbacks: bool,
-    partner_end_is_eof: bool,
-    /// Watermarks, timeouts or single-I/O limits changed since last taken.
-    settings_changed: bool,
+    /// Yes-or-no state, as [`flag`] bits: one byte, as every task carries it.
+    flags: u8,
     /// The builder's close deadline in milliseconds (0: none); small, as every task
     /// carries it.
     close_timeout_ms: u32,
-    /// Ended by a failure of its own (a panicking callback): the transport is reset,
-    /// not closed.
-    aborted: bool,
-    /// Freed because a close did not finish by its deadline.
-    close_timed_out: bool,
+    /// Token buckets; boxed on first use, so unlimited bufferevents pay one pointer
+    /// and consult nothing.
+    ratelim: Option<Box<RateLimiter>>,
 }
 
 impl Default for Core {
@@ -180,19 +198,41 @@ impl Core {
             timeouts,
             max_single_read: single_io_limit(settings.max_single_read),
             max_single_write: single_io_limit(settings.max_single_write),
-            write_ready: false,
-            defer_callbacks: settings.defer_callbacks,
-            partner_end_is_eof: settings.partner_end_is_eof,
-            settings_changed: false,
+            flags: (if settings.defer_callbacks {
+                flag::DEFER
+            } else {
+                0
+            }) | (if settings.partner_end_is_eof {
+                flag::PARTNER_EOF
+            } else {
+                0
+            }),
             close_timeout_ms: settings.close_timeout.map_or(0, |d| {
                 u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
             }),
-            aborted: false,
-            close_timed_out: false,
+            ratelim: None,
         };
         core.set_watermarks(Direction::READ, settings.read_wm, 0);
-        core.settings_changed = false;
+        core.set_flag(flag::SETTINGS_CHANGED, false);
         core
+    }
+
+    fn flag(&self, bit: u8) -> bool {
+        self.flags & bit != 0
+    }
+
+    fn set_flag(&mut self, bit: u8, on: bool) {
+        if on {
+            self.flags |= bit;
+        } else {
+            self.flags &= !bit;
+        }
+    }
+
+    fn take_flag(&mut self, bit: u8) -> bool {
+        let was = self.flag(bit);
+        self.flags &= !bit;
+        was
     }
 
     // ---- what handles and callbacks see ----------------------------------------------
@@ -259,7 +299,7 @@ impl Core {
 
     /// How the bufferevent ended, for the transport to close accordingly.
     pub(crate) fn ending(&self) -> Ending {
-        if self.aborted {
+        if self.flag(flag::ABORTED) {
             Ending::Aborted
         } else if self.closing() && self.write_closed() {
             Ending::Closed
@@ -270,7 +310,7 @@ impl Core {
 
     /// Whether a close ran out of time (the bufferevent was freed with output unsent).
     pub(crate) fn close_timed_out(&self) -> bool {
-        self.close_timed_out
+        self.flag(flag::CLOSE_TIMED_OUT)
     }
 
     /// The builder's close deadline.
@@ -279,7 +319,7 @@ impl Core {
     }
 
     pub(crate) fn defers_callbacks(&self) -> bool {
-        self.defer_callbacks
+        self.flag(flag::DEFER)
     }
 
     // ---- user commands -----------------------------------------------------------------
@@ -300,7 +340,7 @@ impl Core {
             self.due.read = true;
         }
         if dirs.contains(Direction::WRITE) && output_len == 0 {
-            self.write_ready = true;
+            self.set_flag(flag::WRITE_READY, true);
         }
         self.timeouts.restart(dirs);
     }
@@ -320,14 +360,14 @@ impl Core {
         if dirs.contains(Direction::WRITE) {
             self.write_wm = wm;
         }
-        self.settings_changed = true;
+        self.set_flag(flag::SETTINGS_CHANGED, true);
     }
 
     /// `bufferevent_set_timeouts`; `None` or zero means none (B-39). A running timer
     /// restarts with the new value.
     pub(crate) fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
         self.timeouts.set(read, write);
-        self.settings_changed = true;
+        self.set_flag(flag::SETTINGS_CHANGED, true);
     }
 
     /// `bufferevent_set_max_single_read` / `_write` (B-97): 0, or more than a
@@ -339,7 +379,7 @@ impl Core {
         if let Some(n) = write {
             self.max_single_write = single_io_limit(n);
         }
-        self.settings_changed = true;
+        self.set_flag(flag::SETTINGS_CHANGED, true);
     }
 
     /// `bufferevent_trigger` (B-66): honours the watermarks unless told not to;
@@ -388,7 +428,7 @@ impl Core {
     /// Ends at once by a failure of its own: like `free`, and the transport is reset
     /// rather than closed (a panicking callback).
     pub(crate) fn abort(&mut self) {
-        self.aborted = true;
+        self.set_flag(flag::ABORTED, true);
         self.lifecycle.free();
     }
 
@@ -501,7 +541,7 @@ impl Core {
     pub(crate) fn on_transport(&mut self) {
         self.lifecycle.reopen();
         if self.enabled.contains(Direction::WRITE) {
-            self.write_ready = true;
+            self.set_flag(flag::WRITE_READY, true);
         }
     }
 
@@ -510,7 +550,7 @@ impl Core {
     /// (B-50), even if WRITE was enabled while there was no transport.
     pub(crate) fn on_connected(&mut self) {
         self.lifecycle.reopen();
-        self.write_ready = false;
+        self.set_flag(flag::WRITE_READY, false);
         self.timeouts.restart(Direction::BOTH);
         self.event(Events::CONNECTED, None);
     }
@@ -529,7 +569,7 @@ impl Core {
     /// The partner of a pair element (or a filter's underlying bufferevent) ended:
     /// `READING | EOF` if this bufferevent asked for it (B-81).
     pub(crate) fn on_partner_gone(&mut self) {
-        if self.partner_end_is_eof && self.read_open() {
+        if self.flag(flag::PARTNER_EOF) && self.read_open() {
             self.on_read_end(Events::READING | Events::EOF, None);
         }
     }
@@ -547,7 +587,11 @@ impl Core {
             0 => usize::MAX,
             high => high.saturating_sub(input_len),
         };
-        room.min(self.max_single_read as usize)
+        // A token bucket replaces `max_single_read` (B-96).
+        let single = self
+            .bandwidth(true)
+            .unwrap_or(self.max_single_read as usize);
+        room.min(single)
     }
 
     /// How many bytes the next write may hand the transport; 0 when writing must
@@ -556,13 +600,14 @@ impl Core {
         if self.write_closed() || !self.writing() {
             return 0;
         }
-        self.max_single_write as usize
+        self.bandwidth(false)
+            .unwrap_or(self.max_single_write as usize)
     }
 
     /// Whether a transport that can write and has nothing to send owes the write
     /// callback `enable(WRITE)` asked for (B-14); asking consumes it.
     pub(crate) fn take_write_ready(&mut self) -> bool {
-        std::mem::take(&mut self.write_ready)
+        self.take_flag(flag::WRITE_READY)
     }
 
     /// Whether the write side is to be shut down now: asked for, and the output is
@@ -600,9 +645,10 @@ impl Core {
 
     // ---- timers ------------------------------------------------------------------------
 
-    /// Whether any timeout is set; without one the engine keeps no timer.
+    /// Whether any timeout is set, or a rate limit; without either the engine keeps
+    /// no timer and reads no clock.
     pub(crate) fn has_timeouts(&self) -> bool {
-        self.timeouts.any()
+        self.timeouts.any() || self.ratelim.is_some()
     }
 
     /// Arms the deadlines for what is active now and returns the earliest. A read
@@ -613,7 +659,13 @@ impl Core {
         let reading = self.reading() && self.read_open();
         let writing = self.writing() && !self.write_closed() && output_len > 0;
         self.timeouts.update(now, reading, writing);
-        self.timeouts.next_deadline()
+        let refill = self
+            .bandwidth_suspended()
+            .then(|| self.ratelim.as_ref()?.next_refill());
+        match (self.timeouts.next_deadline(), refill.flatten()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires the deadlines that passed by `now`: the direction is disabled and the
@@ -621,7 +673,7 @@ impl Core {
     /// bufferevent. Whether any fired.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
         if self.timeouts.close_expired(now) && self.closing() {
-            self.close_timed_out = true;
+            self.set_flag(flag::CLOSE_TIMED_OUT, true);
             self.lifecycle.free();
             return true;
         }
@@ -635,6 +687,143 @@ impl Core {
             self.event(Events::WRITING | Events::TIMEOUT, None);
         }
         !expired.is_empty()
+    }
+
+    // ---- rate limiting -----------------------------------------------------------------
+
+    fn limiter(&mut self) -> &mut RateLimiter {
+        self.ratelim.get_or_insert_with(Box::default)
+    }
+
+    /// What the buckets allow one direction to move now; `None` without a limit.
+    pub(crate) fn bandwidth(&self, read: bool) -> Option<usize> {
+        self.ratelim.as_ref()?.allowance(read)
+    }
+
+    fn bandwidth_suspended(&self) -> bool {
+        let bits = suspend::BANDWIDTH | suspend::GROUP;
+        (self.read_suspended | self.write_suspended) & bits != 0
+    }
+
+    /// Suspends or resumes each direction by what its buckets hold (B-98): a bucket at
+    /// or below 0 silences the direction until a refill lifts it above 0.
+    fn update_bandwidth_suspension(&mut self) {
+        let state = |read: bool| {
+            let Some(rl) = self.ratelim.as_deref() else {
+                return 0;
+            };
+            let mut bits = 0;
+            if rl.own.as_ref().is_some_and(|b| b.get(read) <= 0) {
+                bits |= suspend::BANDWIDTH;
+            }
+            if rl.allowance(read) == Some(0) && bits == 0 {
+                bits |= suspend::GROUP;
+            }
+            bits
+        };
+        let (read, write) = (state(true), state(false));
+        let mask = !(suspend::BANDWIDTH | suspend::GROUP);
+        self.read_suspended = (self.read_suspended & mask) | read;
+        self.write_suspended = (self.write_suspended & mask) | write;
+    }
+
+    /// `bufferevent_set_rate_limit` (B-100): a new limit starts its buckets at the
+    /// rate; another configuration keeps them, clipped to the new bursts; `None`
+    /// removes the limit and lifts its suspension at once.
+    pub(crate) fn set_rate_limit(&mut self, cfg: Option<RateLimit>) {
+        match cfg {
+            Some(cfg) => match self.limiter().own.as_mut() {
+                Some(own) => own.reconfigure(cfg),
+                None => self.limiter().own = Some(Buckets::new(cfg)),
+            },
+            None => {
+                if let Some(rl) = self.ratelim.as_mut() {
+                    rl.own = None;
+                }
+            }
+        }
+        self.drop_empty_limiter();
+        self.update_bandwidth_suspension();
+    }
+
+    /// The per-bufferevent configuration.
+    pub(crate) fn rate_limit(&self) -> Option<RateLimit> {
+        self.ratelim.as_ref()?.own.as_ref().map(Buckets::cfg)
+    }
+
+    /// Joins `group`, leaving any other (B-102); joining the same group again does
+    /// nothing.
+    pub(crate) fn join_group(&mut self, group: Arc<GroupShared>) {
+        let limiter = self.limiter();
+        if limiter
+            .member
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m.group(), &group))
+        {
+            return;
+        }
+        limiter.member = Some(Member::join(group));
+        self.update_bandwidth_suspension();
+    }
+
+    /// Leaves its group, lifting the group's suspension at once (B-102).
+    pub(crate) fn leave_group(&mut self) {
+        if let Some(rl) = self.ratelim.as_mut() {
+            rl.member = None;
+        }
+        self.drop_empty_limiter();
+        self.update_bandwidth_suspension();
+    }
+
+    /// Whether this bufferevent is in a group, and in which.
+    pub(crate) fn group(&self) -> Option<&Arc<GroupShared>> {
+        self.ratelim.as_ref()?.member.as_ref().map(Member::group)
+    }
+
+    fn drop_empty_limiter(&mut self) {
+        if self.ratelim.as_ref().is_some_and(|rl| rl.is_empty()) {
+            self.ratelim = None;
+        }
+    }
+
+    /// The own bucket of a direction (`bufferevent_get_read_limit`, B-99): may be
+    /// negative; `None` without a per-bufferevent limit. The group is not counted.
+    pub(crate) fn limit(&self, read: bool) -> Option<i64> {
+        Some(self.ratelim.as_ref()?.own.as_ref()?.get(read))
+    }
+
+    /// `bufferevent_decrement_read_limit` (B-99): takes `n` tokens (negative `n` gives
+    /// them back), suspending or resuming on crossing 0. Whether there was a limit.
+    pub(crate) fn decrement_limit(&mut self, read: bool, n: i64) -> bool {
+        let Some(own) = self.ratelim.as_mut().and_then(|rl| rl.own.as_mut()) else {
+            return false;
+        };
+        own.charge(read, n);
+        self.update_bandwidth_suspension();
+        true
+    }
+
+    /// Bytes a transport moved: taken from the buckets (B-98). Without a limit this
+    /// is one test.
+    pub(crate) fn charge(&mut self, read: bool, n: usize) {
+        if let Some(rl) = self.ratelim.as_mut() {
+            rl.charge(read, n);
+            self.update_bandwidth_suspension();
+        }
+    }
+
+    /// Brings the buckets up to `now`; whether a suspension was lifted, so the engine
+    /// knows to move bytes again.
+    pub(crate) fn refill(&mut self, now: Instant) -> bool {
+        let Some(rl) = self.ratelim.as_mut() else {
+            return false;
+        };
+        rl.drop_dissolved();
+        rl.refill(now);
+        self.drop_empty_limiter();
+        let before = (self.read_suspended, self.write_suspended);
+        self.update_bandwidth_suspension();
+        (self.read_suspended, self.write_suspended) != before
     }
 
     // ---- callbacks ---------------------------------------------------------------------
@@ -656,12 +845,12 @@ impl Core {
     /// Whether due callbacks run right after the I/O step that caused them; deferred
     /// ones wait until a pass makes no more progress, so they coalesce (B-59).
     pub(crate) fn dispatch_now(&self, progress: bool) -> bool {
-        !self.defer_callbacks || !progress
+        !self.flag(flag::DEFER) || !progress
     }
 
     /// Whether watermarks, timeouts or limits changed since the last call.
     pub(crate) fn take_settings_changed(&mut self) -> bool {
-        std::mem::take(&mut self.settings_changed)
+        self.take_flag(flag::SETTINGS_CHANGED)
     }
 
     // ---- the end -----------------------------------------------------------------------

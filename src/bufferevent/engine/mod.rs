@@ -153,12 +153,15 @@ where
             return false;
         }
         let now = Instant::now();
+        // Token buckets refill first: a lifted suspension is progress, so the pass
+        // that follows moves bytes again.
+        let resumed = self.inner.core.refill(now.into_std());
         let output_len = self.inner.output.len();
         let Some(deadline) = self.inner.core.poll_timeout(now.into_std(), output_len) else {
             if let Some(rare) = self.rare.as_mut() {
                 rare.timer = None;
             }
-            return false;
+            return resumed;
         };
         let deadline = Instant::from_std(deadline);
         let timer = self
@@ -169,9 +172,11 @@ where
             timer.as_mut().reset(deadline);
         }
         if timer.as_mut().poll(cx).is_pending() {
-            return false;
+            return resumed;
         }
-        self.inner.core.handle_timeout(Instant::now().into_std())
+        let now = Instant::now().into_std();
+        let resumed = resumed | self.inner.core.refill(now);
+        self.inner.core.handle_timeout(now) | resumed
     }
 }
 

@@ -250,12 +250,19 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
             0 => usize::MAX,
             high => high.saturating_sub(dst.input.len()),
         };
+        // Beyond libevent (B-103): rate limits throttle pairs too, so a pair can
+        // stand in for a slow link.
+        let room = room
+            .min(src.core.bandwidth(false).unwrap_or(usize::MAX))
+            .min(dst.core.bandwidth(true).unwrap_or(usize::MAX));
         if room == 0 {
-            return false; // refused by a full destination
+            return false; // refused by a full destination, or an empty bucket
         }
         room.min(src.output.len())
     };
     src.output.move_front_to(dst.input, n);
+    src.core.charge(false, n);
+    dst.core.charge(true, n);
     // B-45: the reader's read timer restarts with each transfer; the writer's write
     // timer restarts too (the fix of B-47's stale-timer bug).
     dst.core.on_read(dst.input.len());

@@ -293,6 +293,7 @@ impl<T: Transport> StreamLink<T> {
             Poll::Ready(Ok(n)) => {
                 self.read_hot = n == asked;
                 io.input.commit_appended(n);
+                io.core.charge(true, n);
                 io.core.on_read(io.input.len());
                 tracing::trace!(bytes = n, "read");
                 true
@@ -361,6 +362,7 @@ impl<T: Transport> StreamLink<T> {
             }
             Poll::Ready(Ok(n)) => {
                 io.output.advance_sent(n);
+                io.core.charge(false, n);
                 io.core.on_written(io.output.len());
                 tracing::trace!(bytes = n, "wrote");
                 true
