@@ -311,6 +311,11 @@ pub(crate) struct GroupShared {
     write: AtomicI64,
     /// The last tick refilled.
     tick: AtomicU64,
+    /// What each member may move in the current tick, per direction: fixed when the
+    /// tick begins (or the membership changes), so the order in which members run
+    /// does not decide who gets what.
+    share_read: AtomicI64,
+    share_write: AtomicI64,
     members: AtomicUsize,
     min_share: AtomicU64,
     total_read: AtomicU64,
@@ -333,6 +338,8 @@ impl GroupShared {
             read: AtomicI64::new(cfg.rate(true)),
             write: AtomicI64::new(cfg.rate(false)),
             tick: AtomicU64::new(0),
+            share_read: AtomicI64::new(0),
+            share_write: AtomicI64::new(0),
             members: AtomicUsize::new(0),
             min_share: AtomicU64::new(clamped_share(DEFAULT_MIN_SHARE, cfg)),
             total_read: AtomicU64::new(0),
@@ -359,14 +366,16 @@ impl GroupShared {
         let share = self.min_share.load(Ordering::Acquire);
         self.min_share
             .store(clamped_share(share, cfg), Ordering::Release);
+        self.reshare(&cfg);
     }
 
     /// The minimum share, clamped to the rates (B-101); 0 means the default.
     pub(crate) fn set_min_share(&self, share: u64) {
-        let cfg = self.cfg();
+        let state = self.state();
         let share = if share == 0 { DEFAULT_MIN_SHARE } else { share };
         self.min_share
-            .store(clamped_share(share, cfg), Ordering::Release);
+            .store(clamped_share(share, state.cfg), Ordering::Release);
+        self.reshare(&state.cfg);
     }
 
     pub(crate) fn min_share(&self) -> u64 {
@@ -400,8 +409,36 @@ impl GroupShared {
                 }
             }
             self.tick.store(tick, Ordering::Release);
+            self.reshare(&state.cfg);
         }
         tick
+    }
+
+    /// Fixes each member's share of the tick: the bucket split evenly, never less
+    /// than the minimum share, nothing while the bucket is empty (B-101). A share is
+    /// not capped by what is left in the bucket as members take theirs: a bucket
+    /// driven below 0 silences the whole group for the ticks its refill takes, so the
+    /// group keeps its rate on average and every member gets the same.
+    fn reshare(&self, cfg: &RateLimit) {
+        let members = self.members().max(1) as i64;
+        let min_share = self.min_share() as i64;
+        for (bucket, share, read) in [
+            (&self.read, &self.share_read, true),
+            (&self.write, &self.share_write, false),
+        ] {
+            let tokens = bucket.load(Ordering::Acquire);
+            let even = if tokens > 0 {
+                (tokens + members - 1) / members
+            } else {
+                0
+            };
+            let value = if tokens > 0 {
+                even.max(min_share).min(cfg.burst(read))
+            } else {
+                0
+            };
+            share.store(value, Ordering::Release);
+        }
     }
 
     pub(crate) fn next_tick(&self, tick: u64) -> Instant {
@@ -455,13 +492,20 @@ impl GroupShared {
         self.dissolved.load(Ordering::Acquire)
     }
 
-    /// Each member's share of a tick: the rate split evenly, never under the minimum
-    /// share (B-101).
+    /// Each member's share of the current tick.
     fn quota(&self, read: bool) -> i64 {
-        let cfg = self.cfg();
-        let members = self.members().max(1) as u64;
-        let even = (if read { cfg.read_rate } else { cfg.write_rate }).div_ceil(members);
-        even.max(self.min_share()) as i64
+        if read {
+            &self.share_read
+        } else {
+            &self.share_write
+        }
+        .load(Ordering::Acquire)
+    }
+
+    /// The membership changed: shares are fixed again from what the buckets hold.
+    fn membership_changed(&self) {
+        let state = self.state();
+        self.reshare(&state.cfg);
     }
 }
 
@@ -482,6 +526,7 @@ pub(crate) struct Member {
 impl Member {
     pub(crate) fn join(group: Arc<GroupShared>) -> Self {
         group.members.fetch_add(1, Ordering::AcqRel);
+        group.membership_changed();
         Self {
             group,
             tick: 0,
@@ -494,8 +539,8 @@ impl Member {
         &self.group
     }
 
-    /// What this member may move now in one direction: its share of the tick,
-    /// less what it moved in it, and never more than the group's bucket holds.
+    /// What this member may move now in one direction: its share of the tick, less
+    /// what it moved in it.
     fn allowance(&self, read: bool) -> i64 {
         if self.group.dissolved() {
             return i64::MAX;
@@ -505,7 +550,8 @@ impl Member {
         } else {
             self.used_write
         };
-        (self.group.quota(read) - used).min(self.group.get(read))
+        // Not capped by what is left in the bucket: see `GroupShared::reshare`.
+        (self.group.quota(read) - used).max(0)
     }
 
     fn charge(&mut self, read: bool, n: usize) {
@@ -540,6 +586,7 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.group.members.fetch_sub(1, Ordering::AcqRel);
+        self.group.membership_changed();
     }
 }
 
@@ -714,15 +761,23 @@ mod tests {
         let g = Arc::new(GroupShared::new(cfg(1000, 1000, 100), t0));
         let mut a = Member::join(Arc::clone(&g));
         let b = Member::join(Arc::clone(&g));
-        assert_eq!(a.allowance(true), 500);
+        assert_eq!(a.allowance(true), 500, "the bucket split evenly");
         a.charge(true, 500);
         assert_eq!(a.allowance(true), 0, "its share of this tick is used");
         assert_eq!(b.allowance(true), 500);
         assert_eq!(g.totals(), (500, 0));
         assert!(a.refill(t0 + Duration::from_millis(100)));
         assert_eq!(a.allowance(true), 500, "a new tick");
+        a.charge(true, 500);
         drop(b);
         assert_eq!(g.members(), 1);
-        assert_eq!(a.allowance(true), 1000);
+        assert_eq!(
+            a.allowance(true),
+            0,
+            "its share: all that was left (500), now used"
+        );
+        g.charge(true, 10_000);
+        assert!(a.refill(t0 + Duration::from_millis(200)));
+        assert_eq!(a.allowance(true), 0, "a bucket below 0 silences the group");
     }
 }
