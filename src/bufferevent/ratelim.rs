@@ -121,9 +121,14 @@ where
 /// is in at most one group. When the last handle of a group is dropped while members
 /// remain, the members leave it (libevent asserts instead).
 ///
-/// Ticks are counted from when the group was made. Members see a refill at their next
-/// pass after the tick, and a group bucket raised by
-/// [`decrement_read_limit`](Self::decrement_read_limit) at their next tick.
+/// Ticks are counted from when the group was made. Each member's share of a tick is
+/// fixed when the tick begins: the bucket split evenly over the members, never less
+/// than the minimum share; a member takes at most its share per tick, and the group's
+/// bucket may go below 0 (then every member waits for the ticks the refill takes), so
+/// the order in which members run decides nothing. Members see a refill at their next
+/// pass after the tick; a bucket that [`decrement_read_limit`](Self::decrement_read_limit)
+/// takes to 0 or below silences them at once, and one it raises above 0 from there
+/// lets them go on at their next pass.
 ///
 /// # Examples
 ///
@@ -244,12 +249,12 @@ impl RateLimitGroup {
 
     /// Takes `n` read tokens from the group (negative `n` gives them back).
     pub fn decrement_read_limit(&self, n: i64) {
-        self.shared.charge(true, n);
+        self.shared.decrement(true, n);
     }
 
     /// Takes `n` write tokens from the group (negative `n` gives them back).
     pub fn decrement_write_limit(&self, n: i64) {
-        self.shared.charge(false, n);
+        self.shared.decrement(false, n);
     }
 
     /// Bytes read and written by members since the group was made or the totals

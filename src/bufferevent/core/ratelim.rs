@@ -457,6 +457,17 @@ impl GroupShared {
         bucket.fetch_sub(n, Ordering::AcqRel);
     }
 
+    /// The user took (or gave back) tokens (B-101): a bucket taken to 0 or below
+    /// silences every member at once; one raised from there above 0 lets them go on.
+    pub(crate) fn decrement(&self, read: bool, n: i64) {
+        let bucket = if read { &self.read } else { &self.write };
+        let before = bucket.fetch_sub(n, Ordering::AcqRel);
+        let after = before.saturating_sub(n);
+        if (before > 0) != (after > 0) {
+            self.membership_changed();
+        }
+    }
+
     fn count(&self, read: bool, n: usize) {
         let total = if read {
             &self.total_read
