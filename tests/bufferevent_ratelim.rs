@@ -273,3 +273,17 @@ async fn b103_a_socket_bufferevent_applies_its_limit() {
     assert_eq!(got, pattern(50_000));
     assert_eq!(started.elapsed(), Duration::from_millis(400));
 }
+
+/// A configuration changed mid-transfer applies from the next tick, on the same tick
+/// boundaries.
+#[tokio::test(start_paused = true)]
+async fn changing_the_configuration_mid_transfer() {
+    let (a, b) = pair();
+    b.set_rate_limit(Some(limit(100, 100)));
+    a.write(vec![3u8; 1000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(b.input_len(), 400, "100 at once, then 100 per tick");
+    b.set_rate_limit(Some(limit(300, 300)));
+    // 300 more at 400 ms and at 500 ms.
+    assert_eq!(time_to_read(&b, 1000).await, Duration::from_millis(150));
+}

@@ -489,3 +489,106 @@ mod model {
         }
     }
 }
+
+/// A bufferevent's own token buckets against a model: random transfers, refills and
+/// decrements (B-95, B-98, B-99).
+mod bucket_model {
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+
+    use super::super::ratelim::RateLimit;
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// The transport moved up to `n` bytes in one direction.
+        Move(bool, usize),
+        /// `decrement_*_limit(n)`; negative gives tokens back.
+        Decrement(bool, i64),
+        /// Time passes, in milliseconds.
+        Wait(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<bool>(), 1..400usize).prop_map(|(r, n)| Op::Move(r, n)),
+            1 => (any::<bool>(), -300..300i64).prop_map(|(r, n)| Op::Decrement(r, n)),
+            2 => (1..250u64).prop_map(Op::Wait),
+        ]
+    }
+
+    fn run(rate: u64, burst: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        const TICK_MS: u64 = 100;
+        let t0 = Instant::now();
+        let cfg = RateLimit::new(
+            rate,
+            burst,
+            rate,
+            burst,
+            Some(Duration::from_millis(TICK_MS)),
+        )
+        .unwrap();
+        let mut core = Core::new(Settings {
+            enabled: Direction::BOTH,
+            ..Settings::default()
+        });
+        core.set_rate_limit(Some(cfg));
+        core.refill(t0);
+        // The model: a bucket per direction, starting at the rate.
+        let (rate, burst) = (rate as i64, burst as i64);
+        let mut buckets = [rate, rate];
+        let (mut now, mut tick) = (0u64, 0u64);
+        for op in ops {
+            match op {
+                Op::Move(read, n) => {
+                    let allowed = if read {
+                        core.read_budget(0)
+                    } else {
+                        core.write_budget()
+                    };
+                    let i = usize::from(!read);
+                    prop_assert_eq!(allowed, buckets[i].max(0) as usize, "allowance");
+                    let moved = n.min(allowed);
+                    if moved > 0 {
+                        core.charge(read, moved);
+                        buckets[i] -= moved as i64;
+                    }
+                }
+                Op::Decrement(read, n) => {
+                    prop_assert!(core.decrement_limit(read, n));
+                    buckets[usize::from(!read)] -= n;
+                }
+                Op::Wait(ms) => {
+                    now += ms;
+                    core.refill(t0 + Duration::from_millis(now));
+                    let ticks = now / TICK_MS - tick;
+                    tick = now / TICK_MS;
+                    for b in &mut buckets {
+                        if *b < burst {
+                            *b = (*b + rate * ticks as i64).min(burst);
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(core.limit(true), Some(buckets[0]));
+            prop_assert_eq!(core.limit(false), Some(buckets[1]));
+            // B-98: a direction is silenced exactly while its bucket is at or below 0.
+            prop_assert_eq!(core.reading(), buckets[0] > 0, "reading");
+            prop_assert_eq!(core.writing(), buckets[1] > 0, "writing");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn buckets_follow_the_model(
+            (rate, burst) in (1..200u64).prop_flat_map(|r| (Just(r), r..600u64)),
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            run(rate, burst, ops)?;
+        }
+    }
+}
