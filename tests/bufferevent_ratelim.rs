@@ -287,3 +287,141 @@ async fn changing_the_configuration_mid_transfer() {
     // 300 more at 400 ms and at 500 ms.
     assert_eq!(time_to_read(&b, 1000).await, Duration::from_millis(150));
 }
+
+/// Readers of `n` pairs, set up (limits, groups) before any data flows, then each fed
+/// `each` bytes at once.
+async fn fed_readers(
+    n: usize,
+    each: usize,
+    setup: impl Fn(&BufferEvent<Pair>),
+) -> Vec<BufferEvent<Pair>> {
+    let pairs: Vec<_> = (0..n).map(|_| pair()).collect();
+    for (_, b) in &pairs {
+        setup(b);
+    }
+    for (_, b) in &pairs {
+        settle_task(b).await;
+    }
+    let mut readers = Vec::new();
+    for (a, b) in pairs {
+        a.write_now(vec![0u8; each]).unwrap();
+        readers.push(b);
+        std::mem::forget(a); // the writers live as long as the test's runtime
+    }
+    readers
+}
+
+/// test-ratelim with both caps: each connection's own, and the group's; the smaller
+/// decides.
+#[tokio::test(start_paused = true)]
+async fn a_per_connection_cap_and_a_group_cap_together() {
+    let group = RateLimitGroup::new(limit(1000, 1000));
+    // Own cap 200 per tick; the group's even share would be 1000 / 4 = 250.
+    let readers = fed_readers(4, 100_000, |b| {
+        b.set_rate_limit(Some(limit(200, 200)));
+        group.add(b);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(950)).await;
+    for b in &readers {
+        assert_eq!(b.input_len(), 2000, "200 a tick, 10 ticks");
+    }
+    let (a, b) = pair();
+    b.set_rate_limit(Some(limit(1000, 1000)));
+    group.add(&b);
+    group.set_config(limit(400, 400));
+    settle_task(&b).await;
+    a.write(vec![0u8; 100_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Now the group decides: 400 a tick over 5 members, 80 each, give or take the
+    // tick in which the configuration changed.
+    let got = b.input_len();
+    assert!((700..=1000).contains(&got), "{got}");
+}
+
+/// The minimum share: with more members than the rate spreads over, each still moves
+/// at least the minimum share when it runs, and the group keeps its rate on average.
+#[tokio::test(start_paused = true)]
+async fn the_min_share_holds_and_the_group_keeps_its_rate() {
+    let group = RateLimitGroup::new(limit(1000, 1000));
+    group.set_min_share(500);
+    let readers = fed_readers(10, 100_000, |b| group.add(b)).await;
+    tokio::time::sleep(Duration::from_millis(1950)).await;
+    let got: Vec<usize> = readers.iter().map(|b| b.input_len()).collect();
+    assert!(got.iter().all(|&n| n % 500 == 0 && n > 0), "{got:?}");
+    let total: usize = got.iter().sum();
+    // 20 ticks of 1000, give or take the one tick of overdraft the shares allow.
+    assert!((19_000..=25_000).contains(&total), "{total}");
+    assert_eq!(
+        got.iter().min(),
+        got.iter().max(),
+        "the same for all: {got:?}"
+    );
+}
+
+/// Group drain (test-ratelim's `-G`): other traffic taking tokens from the group every
+/// tick lowers what the members get, evenly.
+#[tokio::test(start_paused = true)]
+async fn a_group_drained_every_tick_gives_its_members_less() {
+    let group = RateLimitGroup::new(limit(1000, 1000));
+    let readers = fed_readers(4, 100_000, |b| group.add(b)).await;
+    let drain = {
+        let group = group.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(TICK);
+            loop {
+                ticks.tick().await;
+                group.decrement_read_limit(400);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    drain.abort();
+    let got: Vec<usize> = readers.iter().map(|b| b.input_len()).collect();
+    let total: usize = got.iter().sum();
+    // 600 a tick left for the members, over 20 ticks, give or take a tick.
+    assert!((11_000..=14_000).contains(&total), "{total}: {got:?}");
+    assert_eq!(got.iter().min(), got.iter().max(), "{got:?}");
+    assert_eq!(group.totals().0 as usize, total);
+}
+
+/// A filter over a rate-limited bufferevent is limited through it (B-93, B-103).
+#[tokio::test(start_paused = true)]
+async fn a_filter_is_limited_through_the_bufferevent_beneath() {
+    use tokio_bufferevent::bufferevent::PassThrough;
+    let (a, b) = pair();
+    a.set_rate_limit(Some(limit(100, 100)));
+    let filter = BufferEvent::filter(a, PassThrough, PassThrough);
+    filter.write(vec![5u8; 500]).await.unwrap();
+    assert_eq!(time_to_read(&b, 500).await, Duration::from_millis(400));
+}
+
+/// Members on two runtimes (two threads) share one group: together they keep its rate,
+/// and split it evenly.
+#[test]
+fn members_on_different_runtimes_share_a_group() {
+    let group = RateLimitGroup::new(limit(20_000, 20_000));
+    let run = |group: RateLimitGroup| {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (a, b) = pair();
+                group.add(&b);
+                a.write(vec![0u8; 1 << 22]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                b.input_len()
+            })
+        })
+    };
+    let first = run(group.clone());
+    let second = run(group.clone());
+    let (x, y) = (first.join().unwrap(), second.join().unwrap());
+    // About 10 ticks of 20,000 between them: generous bounds, real time on a busy
+    // machine.
+    let total = x + y;
+    assert!((100_000..=260_000).contains(&total), "{x} + {y}");
+    assert!(x * 2 >= y && y * 2 >= x, "{x} vs {y}");
+}
