@@ -122,6 +122,39 @@ impl<S> Context<'_, S> {
         &mut self.inner.state
     }
 
+    /// The input, the output and the user state at once, so a callback can parse
+    /// input into its state, or answer from it, without copying.
+    ///
+    /// # Examples
+    ///
+    /// A read callback that counts lines into its state and acknowledges each:
+    ///
+    /// ```
+    /// use tokio_bufferevent::buffer::EolStyle;
+    /// use tokio_bufferevent::bufferevent::Context;
+    ///
+    /// fn on_read(ctx: &mut Context<'_, Vec<bytes::Bytes>>) {
+    ///     let (mut input, mut output, lines) = ctx.parts();
+    ///     while let Some(line) = input.readln(EolStyle::Lf) {
+    ///         lines.push(line);
+    ///         output.add(b"ok\n");
+    ///     }
+    /// }
+    /// # let _ = on_read;
+    /// ```
+    pub fn parts(&mut self) -> (Input<'_>, Output<'_>, &mut S) {
+        let inner = &mut *self.inner;
+        (
+            Input {
+                buf: &mut inner.input,
+            },
+            Output {
+                buf: &mut inner.output,
+            },
+            &mut inner.state,
+        )
+    }
+
     /// Turns directions on (`bufferevent_enable`). Enabling WRITE with an empty output
     /// yields one write callback (B-14); enabling a direction restarts its timeout;
     /// enabling READ while the input already holds at least the low watermark runs the

@@ -272,6 +272,16 @@ where
         self.shared().settings().max_single_write
     }
 
+    /// Replaces the callbacks without waiting (`bufferevent_setcb`): a command applied
+    /// in order with this handle's others, like [`enable`](Self::enable), so it can be
+    /// issued for another bufferevent from inside a callback, as libevent's `le-proxy`
+    /// does for its partner on EOF. The previous callbacks are dropped on the task;
+    /// use [`set_callbacks`](Self::set_callbacks) to get them back. Nothing happens if
+    /// the bufferevent has ended.
+    pub fn replace_callbacks(&self, callbacks: Callbacks<S>) {
+        self.run(move |ctx| drop(ctx.set_callbacks(callbacks)));
+    }
+
     /// Replaces the callbacks and returns the previous ones (`bufferevent_setcb`;
     /// the returned set is `bufferevent_getcb`).
     ///
