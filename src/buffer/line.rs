@@ -112,6 +112,12 @@ impl EvBuffer {
 
     /// The length of the first line and of its terminator, if one is buffered.
     #[inline]
+    /// The length of the next line and of its terminator, if a whole line is there
+    /// (for readers that take the line with its terminator, and may put it back).
+    pub(crate) fn line_extent(&self, style: EolStyle) -> Option<(usize, usize)> {
+        self.next_line(style).ok().flatten()
+    }
+
     fn next_line(&self, style: EolStyle) -> Result<Option<(usize, usize)>, EvBufferError> {
         // Most lines end inside the first chunk: settle those without the general walk.
         let first = self.seg_data(0)?;

@@ -1011,6 +1011,26 @@ impl EvBuffer {
         n
     }
 
+    /// Puts `data` back in front of the contents of a buffer that is never frozen
+    /// (bytes a cancelled reader had taken).
+    pub(crate) fn unread(&mut self, data: Bytes) {
+        debug_assert!(
+            !self.front_frozen,
+            "the crate never freezes its own buffers"
+        );
+        if data.is_empty() {
+            return;
+        }
+        let n = data.len();
+        if self.chunks.is_empty() && !self.tail.is_empty() {
+            // The tail holds the contents: it becomes a chunk behind the returned data.
+            self.seal_tail();
+        }
+        self.chunks.push_front(Chunk::Mem(data));
+        self.len += n;
+        self.changed(n, 0);
+    }
+
     /// Removes up to `n` bytes from the front of a buffer that is never frozen.
     pub(crate) fn discard(&mut self, n: usize) {
         self.advance_sent(n);

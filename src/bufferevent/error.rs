@@ -44,6 +44,21 @@ pub enum Error {
     /// A buffer handed to the bufferevent could not be taken (its front is frozen);
     /// it is left as it was ([`io::ErrorKind::InvalidInput`]).
     Buffer(EvBufferError),
+    /// The peer finished before what a read asked for arrived; what did arrive is
+    /// still in the input ([`io::ErrorKind::UnexpectedEof`]).
+    Eof,
+    /// Reading failed: the transport's error (its kind).
+    ReadFailed(Arc<io::Error>),
+    /// The read timeout expired, which disabled READ; enable it to read on
+    /// ([`io::ErrorKind::TimedOut`]).
+    TimedOut,
+    /// What a read asked for cannot fit: longer than its limit, or than the read high
+    /// watermark lets the input hold. Nothing was removed
+    /// ([`io::ErrorKind::InvalidData`]).
+    TooLong {
+        /// The most bytes that could be had.
+        max: usize,
+    },
 }
 
 impl Error {
@@ -52,8 +67,11 @@ impl Error {
         match self {
             Self::Ended => io::ErrorKind::NotConnected,
             Self::WriteClosed => io::ErrorKind::BrokenPipe,
-            Self::ConnectFailed(e) => e.kind(),
+            Self::ConnectFailed(e) | Self::ReadFailed(e) => e.kind(),
             Self::Buffer(_) => io::ErrorKind::InvalidInput,
+            Self::Eof => io::ErrorKind::UnexpectedEof,
+            Self::TimedOut => io::ErrorKind::TimedOut,
+            Self::TooLong { .. } => io::ErrorKind::InvalidData,
         }
     }
 }
@@ -65,6 +83,10 @@ impl fmt::Display for Error {
             Self::WriteClosed => f.write_str("the bufferevent's write side is closed"),
             Self::ConnectFailed(e) => write!(f, "the connect failed: {e}"),
             Self::Buffer(e) => write!(f, "the buffer cannot be taken: {e}"),
+            Self::Eof => f.write_str("the peer finished before the data asked for arrived"),
+            Self::ReadFailed(e) => write!(f, "reading failed: {e}"),
+            Self::TimedOut => f.write_str("the read timeout expired"),
+            Self::TooLong { max } => write!(f, "more than {max} bytes would be needed"),
         }
     }
 }
@@ -72,9 +94,11 @@ impl fmt::Display for Error {
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Self::ConnectFailed(e) => Some(&**e),
+            Self::ConnectFailed(e) | Self::ReadFailed(e) => Some(&**e),
             Self::Buffer(e) => Some(e),
-            Self::Ended | Self::WriteClosed => None,
+            Self::Ended | Self::WriteClosed | Self::Eof | Self::TimedOut | Self::TooLong { .. } => {
+                None
+            }
         }
     }
 }

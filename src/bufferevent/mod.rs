@@ -136,6 +136,7 @@ mod info;
 mod mailbox;
 mod pair;
 mod ratelim;
+mod read;
 mod shared;
 mod transport;
 

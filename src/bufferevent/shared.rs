@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) read_closed: AtomicBool,
     /// Writing stopped for good: the write side was shut down, or a write failed.
     pub(crate) write_closed: AtomicBool,
+    /// The read timeout expired, and READ was not enabled again since.
+    pub(crate) read_timed_out: AtomicBool,
     info: Mutex<TransportInfo>,
     /// Conditions whose waiters the next publish wakes (bits of [`Condition`]).
     dirty: AtomicU8,
@@ -246,6 +248,9 @@ impl Shared {
         let mut pending = self.pending();
         let mut settings = self.settings();
         change(&mut settings);
+        if settings.enabled.contains(Direction::READ) {
+            self.read_timed_out.store(false, Ordering::Release);
+        }
         let watermarks_changed = self.store_knob(knob, &settings);
         pending[knob as usize] = pending[knob as usize].saturating_add(1);
         drop(pending);
@@ -506,9 +511,16 @@ impl Shared {
     }
 
     pub(crate) fn record_event(&self, events: Events, error: Option<Arc<io::Error>>) {
+        if events.contains(Events::READING | Events::TIMEOUT) {
+            self.read_timed_out.store(true, Ordering::Release);
+        }
         self.extra_mut(|x| x.last_event = Some(EventRecord { events, error }));
         self.event_seq.fetch_add(1, Ordering::AcqRel);
         self.mark(Condition::Event);
+        if events.contains(Events::READING) {
+            // Readers wait for the input, and learn here that it will not grow.
+            self.mark(Condition::Input);
+        }
     }
 
     pub(crate) fn event_seq(&self) -> u64 {

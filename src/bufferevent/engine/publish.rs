@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::Side;
+use crate::bufferevent::events::Direction;
 use crate::bufferevent::shared::{Closed, Condition, Knob, Settings};
 
 impl<T, S> Side<T, S>
@@ -62,6 +63,9 @@ where
             | flag(&s.write_closed, core.write_closed() && !freed)
         {
             s.mark(Condition::Output);
+        }
+        if core.enabled().contains(Direction::READ) && s.read_timed_out.load(Ordering::Acquire) {
+            s.read_timed_out.store(false, Ordering::Release);
         }
         let settings_changed = core.take_settings_changed();
         if settings_changed || s.enabled() != core.enabled() {

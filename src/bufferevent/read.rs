@@ -1,0 +1,250 @@
+//! Reading without hand-written loops: `read_line`, `read_until`, `read_exact` and
+//! `read_to_end` on the handle, in the manner of `tokio::io::AsyncBufReadExt` but over
+//! the bufferevent's input and its watermarks.
+//!
+//! Each takes what it asks for out of the input in one step on the task, or waits for
+//! more. They are cancel safe: bytes a cancelled call had already taken are put back
+//! at the front of the input, so nothing is lost.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::context::Input;
+use super::error::Error;
+use super::events::Direction;
+use super::handle::{BufferEvent, WeakHandle};
+use super::shared::Condition;
+use crate::buffer::EolStyle;
+
+/// What one look at the input gave.
+enum Look {
+    /// Bytes removed from the input; the first `usize` of them are the caller's (a
+    /// line's terminator is removed with it, and put back with it on cancellation).
+    Got(Bytes, usize),
+    /// Not there yet.
+    More,
+    /// It cannot fit (see [`Error::TooLong`]); nothing was removed.
+    TooLong(usize),
+}
+
+/// Bytes taken from the input on the way to a reader; if the reader is gone before it
+/// takes them (a cancelled call), they go back to the front of the input.
+struct Taken {
+    data: Option<Bytes>,
+    /// How much of `data` the reader gets.
+    keep: usize,
+    put_back: Option<Box<dyn FnOnce(Bytes) + Send>>,
+}
+
+impl Taken {
+    fn take(mut self) -> Bytes {
+        let mut data = self.data.take().unwrap_or_default();
+        data.truncate(self.keep);
+        data
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let (Some(data), Some(put_back)) = (self.data.take(), self.put_back.take()) {
+            put_back(data);
+        }
+    }
+}
+
+/// All of `data` is the reader's.
+fn whole(data: Bytes) -> Look {
+    let keep = data.len();
+    Look::Got(data, keep)
+}
+
+impl<T, S> BufferEvent<T, S>
+where
+    T: Send + 'static,
+    S: Send + 'static,
+{
+    /// Reads one line, ending as `style` says; the line comes without its terminator.
+    /// At EOF a last line without terminator is returned as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLong`] if no terminator comes within `max_len` bytes (nothing is
+    /// removed); [`Error::Eof`] at EOF with nothing left; [`Error::ReadFailed`],
+    /// [`Error::TimedOut`] or [`Error::Ended`] when reading stopped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a line taken by a cancelled call goes back to the front of the
+    /// input.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::buffer::EolStyle;
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Direction};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio_bufferevent::bufferevent::Error> {
+    /// let (a, b) = BufferEvent::pair();
+    /// b.enable(Direction::READ);
+    /// a.write(&b"hello\r\nworld\r\n"[..]).await?;
+    /// assert_eq!(b.read_line(EolStyle::Crlf, 1024).await?, &b"hello"[..]);
+    /// assert_eq!(b.read_line(EolStyle::Crlf, 1024).await?, &b"world"[..]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_line(&self, style: EolStyle, max_len: usize) -> Result<Bytes, Error> {
+        self.read_some(move |input, eof| match input.buffer().line_extent(style) {
+            Some((line, _)) if line > max_len => Look::TooLong(max_len),
+            Some((line, eol)) => Look::Got(input.remove_bytes(line + eol), line),
+            None if input.len() > max_len => Look::TooLong(max_len),
+            None if eof && !input.is_empty() => whole(input.take_all()),
+            None => Look::More,
+        })
+        .await
+    }
+
+    /// Reads up to and including the first `byte`. At EOF what is left is returned
+    /// without it.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_line`](Self::read_line): [`Error::TooLong`] if `byte` does not come
+    /// within `max_len` bytes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`read_line`](Self::read_line).
+    pub async fn read_until(&self, byte: u8, max_len: usize) -> Result<Bytes, Error> {
+        self.read_some(move |input, eof| {
+            let found = input.buffer().search(&[byte], None).ok().flatten();
+            match found {
+                Some(at) if at.pos() < max_len => whole(input.remove_bytes(at.pos() + 1)),
+                Some(_) => Look::TooLong(max_len),
+                None if input.len() >= max_len => Look::TooLong(max_len),
+                None if eof && !input.is_empty() => whole(input.take_all()),
+                None => Look::More,
+            }
+        })
+        .await
+    }
+
+    /// Reads exactly `n` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLong`] at once if `n` is above the read high watermark (the input
+    /// can never hold it); [`Error::Eof`] if the peer finishes first (what arrived
+    /// stays in the input); otherwise as [`read_line`](Self::read_line).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`read_line`](Self::read_line).
+    pub async fn read_exact(&self, n: usize) -> Result<Bytes, Error> {
+        self.read_some(move |input, _| {
+            if input.len() >= n {
+                whole(input.remove_bytes(n))
+            } else {
+                Look::More
+            }
+        })
+        .await
+    }
+
+    /// Reads everything until the peer finishes (EOF), at most `limit` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLong`] if more than `limit` bytes arrive first (they stay in the
+    /// input), or if the read high watermark is below what is still to come;
+    /// otherwise as [`read_line`](Self::read_line), but EOF is the normal end.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`read_line`](Self::read_line).
+    pub async fn read_to_end(&self, limit: usize) -> Result<Bytes, Error> {
+        self.read_some(move |input, eof| {
+            if input.len() > limit {
+                Look::TooLong(limit)
+            } else if eof {
+                whole(input.take_all())
+            } else {
+                Look::More
+            }
+        })
+        .await
+    }
+
+    /// Looks at the input on the task with `look` (told whether reading has ended),
+    /// until it gives the data or no more can come.
+    async fn read_some(
+        &self,
+        look: impl Fn(&mut Input<'_>, bool) -> Look + Clone + Send + 'static,
+    ) -> Result<Bytes, Error> {
+        loop {
+            let seen = self.input_len();
+            let high = self.shared().read_high();
+            let weak = WeakHandle::of(self);
+            let put_back: Box<dyn FnOnce(Bytes) + Send> = Box::new(move |data| {
+                if let Some(bev) = weak.upgrade() {
+                    bev.run(move |ctx| ctx.inner.input.unread(data));
+                }
+            });
+            let look = look.clone();
+            let outcome = self
+                .with(move |ctx| {
+                    let eof = !ctx.inner.core.read_open();
+                    let found = look(&mut ctx.input(), eof);
+                    let len = ctx.input().len();
+                    let full = high != 0 && len >= high;
+                    (
+                        match found {
+                            Look::Got(data, keep) => Ok(Taken {
+                                data: Some(data),
+                                keep,
+                                put_back: Some(put_back),
+                            }),
+                            Look::TooLong(max) => Err(Some(max)),
+                            // The input is full to the high watermark and still not
+                            // enough: it never will be.
+                            Look::More if full => Err(Some(high)),
+                            Look::More => Err(None),
+                        },
+                        eof,
+                    )
+                })
+                .await?;
+            match outcome {
+                (Ok(taken), _) => return Ok(taken.take()),
+                (Err(Some(max)), _) => return Err(Error::TooLong { max }),
+                (Err(None), true) => return Err(self.why_reading_ended()),
+                (Err(None), false) => {}
+            }
+            if self.shared().read_timed_out.load(Ordering::Acquire)
+                && !self.enabled().contains(Direction::READ)
+            {
+                return Err(Error::TimedOut);
+            }
+            // Wait for more input, or for reading to stop.
+            self.shared()
+                .wait_until(Condition::Input, |s| {
+                    s.input_len.load(Ordering::Acquire) != seen
+                        || s.read_closed.load(Ordering::Acquire)
+                        || s.read_timed_out.load(Ordering::Acquire)
+                })
+                .await;
+            if self.is_closed() {
+                return Err(Error::Ended);
+            }
+        }
+    }
+
+    /// Why nothing more can be read.
+    fn why_reading_ended(&self) -> Error {
+        match self.shared().read_error() {
+            Some(e) => Error::ReadFailed(e),
+            None if self.is_closed() => Error::Ended,
+            None => Error::Eof,
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The async read helpers: `read_line`, `read_until`, `read_exact`, `read_to_end`. They
+//! resolve with the data or with a clear end, and lose nothing when cancelled, at any
+//! await point.
+
+mod common;
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::noop_waker;
+use tokio_bufferevent::buffer::EolStyle;
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Error, Pair, Watermarks};
+
+use common::{expect_within, settle_task};
+
+fn pair() -> (BufferEvent<Pair>, BufferEvent<Pair>) {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    (a, b)
+}
+
+#[tokio::test]
+async fn lines_partial_lines_and_the_last_line_at_eof() {
+    let (a, b) = pair();
+    a.write(&b"first\r\nsec"[..]).await.unwrap();
+    assert_eq!(
+        expect_within(b.read_line(EolStyle::Crlf, 100))
+            .await
+            .unwrap(),
+        &b"first"[..]
+    );
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.read_line(EolStyle::Crlf, 100).await }
+    });
+    a.write(&b"ond\r\nlast"[..]).await.unwrap();
+    assert_eq!(
+        expect_within(waiting).await.unwrap().unwrap(),
+        &b"second"[..]
+    );
+    let (c, d) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .partner_end_is_eof(true),
+    );
+    c.write(&b"no terminator"[..]).await.unwrap();
+    c.close().await; // sends what is queued, then EOF to the partner
+    assert_eq!(
+        expect_within(d.read_line(EolStyle::Lf, 100)).await.unwrap(),
+        &b"no terminator"[..],
+        "the last line, as it is"
+    );
+    assert!(matches!(
+        expect_within(d.read_line(EolStyle::Lf, 100)).await,
+        Err(Error::Eof)
+    ));
+}
+
+#[tokio::test]
+async fn a_line_too_long_is_refused_and_kept() {
+    let (a, b) = pair();
+    a.write(&b"0123456789abcdef"[..]).await.unwrap();
+    settle_task(&b).await;
+    assert!(matches!(
+        expect_within(b.read_line(EolStyle::Lf, 8)).await,
+        Err(Error::TooLong { max: 8 })
+    ));
+    assert!(matches!(
+        expect_within(b.read_until(b'\n', 8)).await,
+        Err(Error::TooLong { max: 8 })
+    ));
+    assert_eq!(b.input_len(), 16, "nothing removed");
+}
+
+#[tokio::test]
+async fn until_exact_and_to_end() {
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .partner_end_is_eof(true),
+    );
+    a.write(&b"key=value;rest of it"[..]).await.unwrap();
+    assert_eq!(b.read_until(b'=', 64).await.unwrap(), &b"key="[..]);
+    assert_eq!(b.read_exact(6).await.unwrap(), &b"value;"[..]);
+    assert!(matches!(
+        b.read_to_end(4).await,
+        Err(Error::TooLong { max: 4 })
+    ));
+    let to_end = tokio::spawn({
+        let b = b.clone();
+        async move { b.read_to_end(1024).await }
+    });
+    a.write(&b" and more"[..]).await.unwrap();
+    a.close().await;
+    assert_eq!(
+        expect_within(to_end).await.unwrap().unwrap(),
+        &b"rest of it and more"[..]
+    );
+}
+
+/// `read_exact` past what the read high watermark lets the input hold fails at once,
+/// instead of waiting for ever.
+#[tokio::test]
+async fn read_exact_above_the_high_watermark_fails_at_once() {
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .read_watermarks(Watermarks::new(0, 10)),
+    );
+    a.write(vec![1u8; 100]).await.unwrap();
+    assert!(matches!(
+        expect_within(b.read_exact(50)).await,
+        Err(Error::TooLong { max: 10 })
+    ));
+    assert_eq!(b.read_exact(10).await.unwrap().len(), 10);
+}
+
+/// After a read timeout the helpers say so.
+#[tokio::test(start_paused = true)]
+async fn a_read_timeout_ends_a_wait_with_timed_out() {
+    let (_a, b) = pair();
+    b.set_timeouts(Some(Duration::from_secs(5)), None);
+    assert!(matches!(
+        expect_within(b.read_line(EolStyle::Lf, 10)).await,
+        Err(Error::TimedOut)
+    ));
+    b.enable(Direction::READ);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), b.read_line(EolStyle::Lf, 10))
+            .await
+            .is_err(),
+        "enabled again: it waits for data"
+    );
+}
+
+/// Polls `fut` once.
+fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    let waker = noop_waker();
+    fut.poll(&mut Context::from_waker(&waker))
+}
+
+/// Cancelled at every await point, a read loses nothing: before it sent its request,
+/// while the request waits for the task, and after the task took the line but before
+/// the caller received it.
+#[tokio::test]
+async fn cancelled_at_any_point_nothing_is_lost() {
+    let (a, b) = pair();
+    a.write(&b"one\ntwo\nthree\n"[..]).await.unwrap();
+    settle_task(&b).await;
+
+    // 1. Dropped before the first poll: nothing happened.
+    drop(b.read_line(EolStyle::Lf, 100));
+
+    // 2. The request is sent, the task has not run it yet.
+    {
+        let mut read = pin!(b.read_line(EolStyle::Lf, 100));
+        assert!(poll_once(read.as_mut()).is_pending());
+    }
+    settle_task(&b).await;
+
+    // 3. The task took the line and sent it; the caller never looks.
+    {
+        let mut read = pin!(b.read_line(EolStyle::Lf, 100));
+        assert!(poll_once(read.as_mut()).is_pending());
+        tokio::task::yield_now().await; // the task runs the request
+        settle_task(&b).await;
+    }
+    settle_task(&b).await;
+
+    for line in ["one", "two", "three"] {
+        assert_eq!(
+            expect_within(b.read_line(EolStyle::Lf, 100)).await.unwrap(),
+            line.as_bytes()
+        );
+    }
+    assert_eq!(b.input_len(), 0);
+
+    // The same for read_exact and read_until.
+    a.write(&b"abcdef"[..]).await.unwrap();
+    settle_task(&b).await;
+    for _ in 0..2 {
+        let mut read = pin!(b.read_exact(3));
+        assert!(poll_once(read.as_mut()).is_pending());
+        tokio::task::yield_now().await;
+        settle_task(&b).await;
+    }
+    {
+        let mut read = pin!(b.read_until(b'f', 100));
+        assert!(poll_once(read.as_mut()).is_pending());
+        tokio::task::yield_now().await;
+        settle_task(&b).await;
+    }
+    settle_task(&b).await;
+    assert_eq!(b.read_exact(6).await.unwrap(), &b"abcdef"[..]);
+}
