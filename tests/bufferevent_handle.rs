@@ -14,7 +14,7 @@ use futures::task::{ArcWake, waker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, Error, Events, PassThrough, Watermarks,
+    BufferEvent, Direction, Error, Events, PassThrough, Readiness, Watermarks,
 };
 
 use common::{expect_within, pattern, settle_task, tcp_pair, within};
@@ -184,19 +184,77 @@ async fn b050_enable_then_connect_with_nothing_queued_gives_no_write_callback() 
     assert_eq!(*log.lock().unwrap(), ["Events(CONNECTED)"]);
 }
 
-/// `readable(n)` with `n` above the read high watermark resolves once the input is
-/// full to the mark: reading pauses there, so `n` bytes can never arrive.
+/// `readable(n)` with `n` above the read high watermark resolves at once, saying so:
+/// reading pauses at the mark, so `n` bytes can never be held.
 #[tokio::test]
-async fn readable_above_the_high_watermark_resolves_when_the_input_is_full() {
+async fn readable_above_the_high_watermark_resolves_at_once() {
     let (ours, mut peer) = tcp_pair().await;
     let bev = BufferEvent::builder()
         .enable(Direction::READ)
         .read_watermarks(Watermarks::new(0, 8))
         .tcp(ours)
         .unwrap();
+    assert_eq!(
+        bev.readable(50).now_or_never(),
+        Some(Readiness::AboveHighWatermark { high: 8 })
+    );
     peer.write_all(&[7; 100]).await.unwrap();
-    expect_within(bev.readable(50)).await;
+    assert_eq!(expect_within(bev.readable(8)).await, Readiness::Ready);
     assert_eq!(bev.input_len(), 8);
+}
+
+/// `readable` says why it stopped waiting: EOF, a read error, the read timeout.
+#[tokio::test(start_paused = true)]
+async fn readable_says_why() {
+    let (ours, peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(ours)
+        .unwrap();
+    drop(peer);
+    assert_eq!(expect_within(bev.readable(1)).await, Readiness::Eof);
+
+    let (ours, peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(ours)
+        .unwrap();
+    #[allow(deprecated)] // `set_linger` is deprecated for blocking on drop; zero does not block.
+    peer.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(peer);
+    let why = expect_within(bev.readable(1)).await;
+    assert!(
+        matches!(&why, Readiness::Failed(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{why:?}"
+    );
+
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .timeouts(Some(Duration::from_secs(3)), None)
+        .tcp(ours)
+        .unwrap();
+    assert_eq!(expect_within(bev.readable(1)).await, Readiness::TimedOut);
+}
+
+/// Over the adapters, a read timeout is an `io::ErrorKind::TimedOut` error, also
+/// through `Framed`, as `tokio-io-timeout` users expect.
+#[tokio::test(start_paused = true)]
+async fn framed_over_the_adapter_yields_timed_out() {
+    use futures::StreamExt;
+    use tokio_util::codec::{Framed, LinesCodec};
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .timeouts(Some(Duration::from_secs(3)), None)
+        .tcp(ours)
+        .unwrap();
+    let mut framed = Framed::new(bev.into_io(), LinesCodec::new());
+    match expect_within(framed.next()).await {
+        Some(Err(tokio_util::codec::LinesCodecError::Io(e))) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// `drained()` resolves when the output can no longer drain: the write side failed
@@ -254,7 +312,10 @@ async fn a_waiter_wakes_only_for_its_own_condition() {
         }
     })
     .await;
-    assert_eq!(readable.as_mut().poll(&mut cx), Poll::Ready(()));
+    assert_eq!(
+        readable.as_mut().poll(&mut cx),
+        Poll::Ready(Readiness::Ready)
+    );
 }
 
 /// Once the write side failed, `writable()` says so at once instead of waiting.

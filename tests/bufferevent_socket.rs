@@ -335,7 +335,9 @@ async fn readiness_futures_wake_every_waiter() {
         let bev = bev.clone();
         waiters.spawn(async move {
             match i % 4 {
-                0 => bev.readable(5).await,
+                0 => {
+                    bev.readable(5).await;
+                }
                 1 => {
                     bev.drained().await;
                 }

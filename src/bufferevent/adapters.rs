@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::error::Error;
-use super::events::{Direction, FlushMode, Watermarks};
+use super::events::{Direction, FlushMode, Readiness, Watermarks};
 
 /// The read and write high watermark [`BufferEvent::into_io`] sets when none is set:
 /// 256 KiB, enough to keep a fast link busy, little enough that ten thousand slow
@@ -214,7 +214,10 @@ where
     S: Send + 'static,
 {
     loop {
-        bev.readable(1).await;
+        if bev.readable(1).await == Readiness::TimedOut && bev.input_len() == 0 {
+            // As `tokio-io-timeout` readers expect; enabling READ again reads on.
+            return Err(Error::TimedOut.into());
+        }
         if bev.input_len() > 0 {
             let chunk = bev.read(usize::MAX).await?;
             if !chunk.is_empty() {

@@ -194,6 +194,38 @@ impl fmt::Debug for Direction {
     }
 }
 
+/// Why [`BufferEvent::readable`](super::BufferEvent::readable) stopped waiting.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// The input holds what was asked for.
+    Ready,
+    /// The peer finished (EOF) first.
+    Eof,
+    /// Reading failed first, with this error.
+    Failed(std::sync::Arc<std::io::Error>),
+    /// The read timeout expired first (it disabled READ; enable it to read on).
+    TimedOut,
+    /// The bufferevent ended first.
+    Ended,
+    /// More was asked for than the read high watermark lets the input hold.
+    AboveHighWatermark {
+        /// The read high watermark.
+        high: usize,
+    },
+}
+
+impl PartialEq for Readiness {
+    /// Equal when of the same kind (two `Failed` compare their errors' kinds).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Failed(a), Self::Failed(b)) => a.kind() == b.kind(),
+            (Self::AboveHighWatermark { high: a }, Self::AboveHighWatermark { high: b }) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
 /// How hard [`BufferEvent::flush`](super::BufferEvent::flush) pushes
 /// (`enum bufferevent_flush_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

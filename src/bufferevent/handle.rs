@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::context::{Callbacks, Context};
 use super::core;
 use super::error::Error;
-use super::events::{Direction, Events, FlushMode, Watermarks};
+use super::events::{Direction, Events, FlushMode, Readiness, Watermarks};
 use super::mailbox::{Command, Remote};
 use super::shared::{Closed, Condition, EventRecord, Knob, Shared, TransportInfo};
 use super::transport::{Attach, Transport};
@@ -529,22 +529,57 @@ where
 
     // ---- readiness ---------------------------------------------------------------
 
-    /// Waits until the input holds at least `n` bytes. Resolves early when that can
-    /// no longer happen: no more data can arrive (EOF, error, end), or `n` is above the
-    /// read high watermark and the input is full to it (reading pauses there). Check
-    /// [`input_len`](Self::input_len).
+    /// Waits until the input holds at least `n` bytes, and says why it stopped
+    /// waiting: [`Readiness::Ready`], or, when `n` bytes can no longer come, the reason
+    /// (EOF, a read error, the read timeout, the end of the bufferevent). `n` above
+    /// the read high watermark can never be held: that resolves at once with
+    /// [`Readiness::AboveHighWatermark`]. What did arrive stays in the input
+    /// ([`input_len`](Self::input_len)).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: waiting consumes nothing. Any number of tasks may wait at once.
-    pub async fn readable(&self, n: usize) {
-        self.shared()
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Readiness};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio_bufferevent::bufferevent::Error> {
+    /// let (a, b) = BufferEvent::builder()
+    ///     .pair(BufferEvent::builder().enable(Direction::READ).partner_end_is_eof(true));
+    /// a.write(&b"four"[..]).await?;
+    /// assert_eq!(b.readable(4).await, Readiness::Ready);
+    /// a.close().await;
+    /// assert_eq!(b.readable(100).await, Readiness::Eof);
+    /// assert_eq!(b.input_len(), 4, "kept");
+    /// # Ok(()) }
+    /// ```
+    pub async fn readable(&self, n: usize) -> Readiness {
+        let shared = self.shared();
+        let high = shared.read_high();
+        if high != 0 && n > high {
+            return Readiness::AboveHighWatermark { high };
+        }
+        shared
             .wait_until(Condition::Input, |s| {
-                let len = s.input_len.load(Ordering::Acquire);
-                let high = s.read_high();
-                len >= n || s.read_closed.load(Ordering::Acquire) || (high != 0 && len >= high)
+                s.input_len.load(Ordering::Acquire) >= n
+                    || s.read_closed.load(Ordering::Acquire)
+                    || s.read_timed_out.load(Ordering::Acquire)
             })
             .await;
+        if shared.input_len.load(Ordering::Acquire) >= n {
+            Readiness::Ready
+        } else if shared.read_timed_out.load(Ordering::Acquire) {
+            Readiness::TimedOut
+        } else if let Some(e) = shared.read_error() {
+            Readiness::Failed(e)
+        } else if shared.is_closed() {
+            Readiness::Ended
+        } else {
+            Readiness::Eof
+        }
     }
 
     /// Waits until the output is at or below the write low watermark (empty with the

@@ -147,7 +147,7 @@ pub use self::core::ratelim::{RATE_LIMIT_MAX, RateLimit, RateLimitError};
 #[cfg(feature = "dns")]
 pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::error::Error;
-pub use self::events::{Direction, Events, FlushMode, Watermarks};
+pub use self::events::{Direction, Events, FlushMode, Readiness, Watermarks};
 pub use self::handle::BufferEvent;
 pub use self::ratelim::RateLimitGroup;
 pub use self::shared::{Closed, EventRecord};
