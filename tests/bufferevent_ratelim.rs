@@ -425,3 +425,39 @@ fn members_on_different_runtimes_share_a_group() {
     assert!((100_000..=260_000).contains(&total), "{x} + {y}");
     assert!(x * 2 >= y && y * 2 >= x, "{x} vs {y}");
 }
+
+/// A tick of another length counts afresh (found in review: the old tick count, read
+/// in the new unit, stopped refills for hours).
+#[tokio::test(start_paused = true)]
+async fn a_new_tick_length_counts_ticks_afresh() {
+    let (a, b) = pair();
+    b.set_rate_limit(Some(limit(100, 100)));
+    tokio::time::sleep(Duration::from_secs(60)).await; // 600 ticks of 100 ms
+    b.set_rate_limit(Some(
+        RateLimit::new(100, 100, 100, 100, Some(Duration::from_secs(1))).unwrap(),
+    ));
+    b.decrement_read_limit(100);
+    a.write(vec![1u8; 100]).await.unwrap();
+    let took = time_to_read(&b, 100).await;
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+}
+
+/// With nothing to send, an empty write bucket does not hold a close: the shutdown
+/// spends no tokens.
+#[tokio::test(start_paused = true)]
+async fn an_empty_write_bucket_does_not_hold_a_close() {
+    let (ours, _peer) = tcp_pair().await;
+    let bev = BufferEvent::builder()
+        .rate_limit(limit(10, 10))
+        .tcp(ours)
+        .unwrap();
+    bev.decrement_write_limit(1_000_000);
+    let started = Instant::now();
+    let closed = expect_within(bev.close()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(closed.error.is_none(), "{:?}", closed.error);
+}

@@ -360,6 +360,17 @@ async fn fin_without_close_notify_is_unexpected_eof() {
         event.events
     );
     assert_eq!(event.error.unwrap().kind(), io::ErrorKind::UnexpectedEof);
+    // Readers on the handle see the truncation too, not a clean end.
+    match client.readable(100).await {
+        tokio_bufferevent::bufferevent::Readiness::Failed(e) => {
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client.read_to_end(1 << 20).await,
+        Err(tokio_bufferevent::bufferevent::Error::ReadFailed(_))
+    ));
     within(client.close()).await.unwrap();
     peer.join().unwrap();
 }

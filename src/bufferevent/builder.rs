@@ -174,11 +174,12 @@ impl<S: Send + 'static> Builder<S> {
 
     /// How long a graceful close ([`BufferEvent::close`], [`Context::close`]) may take
     /// before the bufferevent is freed with what is left unsent; `None` waits for
-    /// ever, as libevent would. Default 30 s: long enough for a healthy peer to take
-    /// what is queued over a slow link, short enough that a peer that stopped reading
-    /// cannot hold the connection for long.
+    /// ever, as libevent would; zero frees at once, as `close_within(Duration::ZERO)`
+    /// does. Default 30 s: long enough for a healthy peer to take what is queued over a
+    /// slow link, short enough that a peer that stopped reading cannot hold the
+    /// connection for long. A close already under way keeps its deadline.
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.close_timeout = timeout.filter(|t| !t.is_zero());
+        self.close_timeout = timeout;
         self
     }
 

@@ -126,9 +126,10 @@ where
 /// than the minimum share; a member takes at most its share per tick, and the group's
 /// bucket may go below 0 (then every member waits for the ticks the refill takes), so
 /// the order in which members run decides nothing. Members see a refill at their next
-/// pass after the tick; a bucket that [`decrement_read_limit`](Self::decrement_read_limit)
-/// takes to 0 or below silences them at once, and one it raises above 0 from there
-/// lets them go on at their next pass.
+/// pass after the tick. A member joining or leaving, or a
+/// [`decrement_read_limit`](Self::decrement_read_limit) that takes the bucket across 0,
+/// re-splits what is left among the members (taken to 0 or below, it silences them at
+/// once); members that already took more than the new share wait for the next tick.
 ///
 /// # Examples
 ///
@@ -179,7 +180,8 @@ impl RateLimitGroup {
     /// Replaces the configuration (`bufferevent_rate_limit_group_set_cfg`): the
     /// buckets stay, clipped to the new bursts; the minimum share is clamped again.
     pub fn set_config(&self, limit: RateLimit) {
-        self.shared.set_cfg(limit);
+        self.shared
+            .set_cfg(limit, tokio::time::Instant::now().into_std());
     }
 
     /// The configuration.

@@ -22,6 +22,9 @@ enum Look {
     /// Bytes removed from the input; the first `usize` of them are the caller's (a
     /// line's terminator is removed with it, and put back with it on cancellation).
     Got(Bytes, usize),
+    /// What was left when reading ended: the caller's only if it ended cleanly (a
+    /// stream cut off by an error must not read as complete).
+    Rest(Bytes),
     /// Not there yet.
     More,
     /// It cannot fit (see [`Error::TooLong`]); nothing was removed.
@@ -98,7 +101,7 @@ where
             Some((line, _)) if line > max_len => Look::TooLong(max_len),
             Some((line, eol)) => Look::Got(input.remove_bytes(line + eol), line),
             None if input.len() > max_len => Look::TooLong(max_len),
-            None if eof && !input.is_empty() => whole(input.take_all()),
+            None if eof && !input.is_empty() => Look::Rest(input.take_all()),
             None => Look::More,
         })
         .await
@@ -122,7 +125,7 @@ where
                 Some(at) if at.pos() < max_len => whole(input.remove_bytes(at.pos() + 1)),
                 Some(_) => Look::TooLong(max_len),
                 None if input.len() >= max_len => Look::TooLong(max_len),
-                None if eof && !input.is_empty() => whole(input.take_all()),
+                None if eof && !input.is_empty() => Look::Rest(input.take_all()),
                 None => Look::More,
             }
         })
@@ -167,7 +170,7 @@ where
             if input.len() > limit {
                 Look::TooLong(limit)
             } else if eof {
-                whole(input.take_all())
+                Look::Rest(input.take_all())
             } else {
                 Look::More
             }
@@ -197,25 +200,37 @@ where
                     let found = look(&mut ctx.input(), eof);
                     let len = ctx.input().len();
                     let full = high != 0 && len >= high;
+                    let (found, rest) = match found {
+                        Look::Rest(data) => (whole(data), true),
+                        other => (other, false),
+                    };
                     (
                         match found {
-                            Look::Got(data, keep) => Ok(Taken {
-                                data: Some(data),
-                                keep,
-                                put_back: Some(put_back),
-                            }),
+                            Look::Got(data, keep) => Ok((
+                                Taken {
+                                    data: Some(data),
+                                    keep,
+                                    put_back: Some(put_back),
+                                },
+                                rest,
+                            )),
                             Look::TooLong(max) => Err(Some(max)),
                             // The input is full to the high watermark and still not
                             // enough: it never will be.
                             Look::More if full => Err(Some(high)),
-                            Look::More => Err(None),
+                            Look::More | Look::Rest(_) => Err(None),
                         },
                         eof,
                     )
                 })
                 .await?;
             match outcome {
-                (Ok(taken), _) => return Ok(taken.take()),
+                (Ok((taken, true)), _) if self.shared().read_error().is_some() => {
+                    // Reading failed: the rest goes back, and the failure is the answer.
+                    drop(taken);
+                    return Err(self.why_reading_ended());
+                }
+                (Ok((taken, _)), _) => return Ok(taken.take()),
                 (Err(Some(max)), _) => return Err(Error::TooLong { max }),
                 (Err(None), true) => return Err(self.why_reading_ended()),
                 (Err(None), false) => {}

@@ -302,6 +302,7 @@ impl Filter for Decompress {
             FlushDecompress::Sync
         };
         let mut call = Totals::new(dst_limit);
+        let mut filled = false;
         if self.header(src)? {
             loop {
                 if self.frame != Frame::Body {
@@ -325,6 +326,7 @@ impl Filter for Decompress {
                     },
                 )?;
                 call.add(&step);
+                filled = step.filled;
                 if step.status == Status::StreamEnd {
                     self.frame = Frame::Trailer {
                         got: [0; 4],
@@ -343,7 +345,8 @@ impl Filter for Decompress {
         if self.trailer(src)? && !src.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, TRAILING));
         }
-        self.output_left = self.frame == Frame::Body && call.output_full();
+        // A full output buffer (or the call's limit) means zlib may hold more.
+        self.output_left = self.frame == Frame::Body && (call.output_full() || filled);
         let nothing_more = mode == FlushMode::Finished && src.is_empty() && !self.output_left;
         if nothing_more && self.started() && self.frame != Frame::Ended {
             let part = match self.frame {

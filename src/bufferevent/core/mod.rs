@@ -435,7 +435,7 @@ impl Core {
     /// The graceful end, bounded in time: nothing more is read (READ off at once), what
     /// is queued is sent, the write side shuts down, then the bufferevent ends. If that
     /// takes longer than `within` (default: the builder's close timeout), it is freed
-    /// with what is left unsent.
+    /// with what is left unsent. A close already under way keeps its deadline.
     pub(crate) fn close(&mut self, within: Option<Duration>) {
         if !matches!(self.lifecycle, Lifecycle::Open { .. }) {
             return; // closing already, or over
@@ -635,6 +635,28 @@ impl Core {
     /// Drops flush requests there is nothing to carry them out against (B-73).
     pub(crate) fn clear_flushes(&mut self) {
         self.flushes.clear();
+    }
+
+    /// Whether a transport with nothing to send owes nothing either: no B-14 write
+    /// callback and no shutdown are due, or writing is off or over. A write bucket
+    /// does not count: neither spends tokens.
+    pub(crate) fn writes_nothing_owed(&self) -> bool {
+        let off = self.write_closed()
+            || !self.enabled.contains(Direction::WRITE)
+            || self.write_suspended & !(suspend::BANDWIDTH | suspend::GROUP) != 0;
+        off || (!self.flag(flag::WRITE_READY) && !self.lifecycle.shutdown_pending())
+    }
+
+    /// Whether reading stopped for reasons that can last (the high watermark, a
+    /// filter over this bufferevent, or READ disabled while the input holds data),
+    /// so a peer that hangs up meanwhile is worth watching for. A rate limit's pause
+    /// lasts a tick, and a bufferevent that never reads is not watched.
+    pub(crate) fn paused_for_a_while(&self, input_len: usize) -> bool {
+        if self.enabled.contains(Direction::READ) {
+            self.read_suspended & (suspend::WATERMARK | suspend::FILTER) != 0
+        } else {
+            input_len > 0
+        }
     }
 
     /// Whether everything asked of the write side is done: sent, flushed, shut down.

@@ -253,6 +253,11 @@ impl Buckets {
         if cfg == self.cfg {
             return;
         }
+        if cfg.tick_ms != self.cfg.tick_ms {
+            // Ticks of another length: count them afresh from the next refill.
+            self.origin = None;
+            self.tick = 0;
+        }
         self.cfg = cfg;
         self.read = self.read.min(cfg.burst(true));
         self.write = self.write.min(cfg.burst(false));
@@ -358,8 +363,13 @@ impl GroupShared {
 
     /// Another configuration: the buckets stay, clipped to the new bursts, and the
     /// minimum share is clamped again (B-101).
-    pub(crate) fn set_cfg(&self, cfg: RateLimit) {
+    pub(crate) fn set_cfg(&self, cfg: RateLimit, now: Instant) {
         let mut state = self.state();
+        if cfg.tick_ms != state.cfg.tick_ms {
+            // Ticks of another length: count them afresh from now.
+            state.origin = now;
+            self.tick.store(0, Ordering::Release);
+        }
         state.cfg = cfg;
         self.read.fetch_min(cfg.burst(true), Ordering::AcqRel);
         self.write.fetch_min(cfg.burst(false), Ordering::AcqRel);
@@ -411,7 +421,8 @@ impl GroupShared {
             self.tick.store(tick, Ordering::Release);
             self.reshare(&state.cfg);
         }
-        tick
+        // Another member may have refilled into a later tick than `now` says.
+        tick.max(last)
     }
 
     /// Fixes each member's share of the tick: the bucket split evenly, never less
@@ -428,7 +439,7 @@ impl GroupShared {
         ] {
             let tokens = bucket.load(Ordering::Acquire);
             let even = if tokens > 0 {
-                (tokens + members - 1) / members
+                tokens / members + i64::from(tokens % members != 0)
             } else {
                 0
             };
@@ -441,8 +452,10 @@ impl GroupShared {
         }
     }
 
-    pub(crate) fn next_tick(&self, tick: u64) -> Instant {
+    /// When the tick after the group's current one begins.
+    pub(crate) fn next_tick(&self) -> Instant {
         let state = self.state();
+        let tick = self.tick.load(Ordering::Acquire);
         state.cfg.tick_start(state.origin, tick + 1)
     }
 
@@ -461,7 +474,10 @@ impl GroupShared {
     /// silences every member at once; one raised from there above 0 lets them go on.
     pub(crate) fn decrement(&self, read: bool, n: i64) {
         let bucket = if read { &self.read } else { &self.write };
-        let before = bucket.fetch_sub(n, Ordering::AcqRel);
+        let update = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+            Some(b.saturating_sub(n))
+        });
+        let before = update.unwrap_or_else(|b| b);
         let after = before.saturating_sub(n);
         if (before > 0) != (after > 0) {
             self.membership_changed();
@@ -583,7 +599,7 @@ impl Member {
     /// Catches up with the group's tick; whether a new one began.
     fn refill(&mut self, now: Instant) -> bool {
         let tick = self.group.refill(now);
-        if tick > self.tick {
+        if tick != self.tick {
             self.tick = tick;
             self.used_read = 0;
             self.used_write = 0;
@@ -663,7 +679,7 @@ impl RateLimiter {
             .member
             .as_ref()
             .filter(|m| !m.group.dissolved())
-            .map(|m| m.group.next_tick(m.tick));
+            .map(|m| m.group.next_tick());
         match (own, group) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -760,7 +776,7 @@ mod tests {
     fn b101_the_min_share_is_clamped_to_the_rates() {
         let g = GroupShared::new(cfg(50, 100, 10), Instant::now());
         assert_eq!(g.min_share(), 50, "64 clamped to the rate");
-        g.set_cfg(cfg(1000, 1000, 10));
+        g.set_cfg(cfg(1000, 1000, 10), Instant::now());
         assert_eq!(g.min_share(), 50);
         g.set_min_share(0);
         assert_eq!(g.min_share(), 64, "0 is the default");

@@ -298,7 +298,11 @@ where
     }
 
     fn unsent(&mut self) -> usize {
-        self.underlying.as_mut().map_or(0, |u| u.unsent())
+        match self.underlying.as_mut() {
+            // A released underlying goes on, and sends what it holds.
+            Some(u) if self.close_underlying => u.unsent(),
+            _ => 0,
+        }
     }
 
     fn finish(self, how: Ending) -> Ended {
@@ -310,7 +314,16 @@ where
             underlying.io().core.abort();
             Ended::Gone(end_hosted(underlying))
         } else if self.close_underlying {
-            underlying.io().core.free();
+            {
+                let u = underlying.io();
+                if how == Ending::Closed && u.core.write_closed() {
+                    // The filter's close completed, and so did the underlying's write
+                    // side: it ends as closed too, so a socket beneath lets go gently.
+                    u.core.close(None);
+                } else {
+                    u.core.free();
+                }
+            }
             Ended::Gone(end_hosted(underlying))
         } else {
             // B-92: released, with no callbacks and no filter suspension; it takes
@@ -351,8 +364,12 @@ impl<T, U> FilterLink<T, U> {
     ) {
         let mut events = events;
         if self.input_ended && !events.contains(Events::ERROR) {
-            // The filter already reported its own end of stream.
-            let reported = (Events::READING | Events::EOF).bits();
+            // The filter already reported its own end of stream: not the reading half
+            // again, though a write end that comes with it still counts.
+            let mut reported = Events::READING.bits();
+            if !events.contains(Events::WRITING) {
+                reported |= Events::EOF.bits();
+            }
             events = Events::from_bits(events.bits() & !reported);
             if events.is_empty() {
                 return;
@@ -376,8 +393,13 @@ impl<T, U> FilterLink<T, U> {
                 shared.connect_failed(error.as_ref());
             }
         }
-        if events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR) {
+        if events.contains(Events::READING)
+            && events.intersects(Events::EOF | Events::ERROR)
+            && filter.core.read_open()
+        {
             // Reading is over for the filter too, though its enabled set stays as is.
+            // (If the input filter already ended it with an error of its own, that
+            // error stands: a truncated stream must not read as a clean end.)
             filter.read_closed(error.as_ref());
         }
         if events.contains(Events::WRITING) && events.intersects(Events::EOF | Events::ERROR) {

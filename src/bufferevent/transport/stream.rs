@@ -135,10 +135,16 @@ const MAX_DISCARD: usize = 1 << 20;
 /// Closing a socket with unread data resets it instead, and a reset can destroy our
 /// last bytes in the peer's receive buffer before it reads them.
 fn discard_unread(tcp: &TcpStream) {
+    // Through a duplicate of the descriptor: a plain non-blocking read, not gated by
+    // Tokio's readiness (which may not know of data that came after reading stopped).
+    let Ok(fd) = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned() else {
+        return;
+    };
+    let mut socket = std::net::TcpStream::from(fd);
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
     while discarded < MAX_DISCARD {
-        match tcp.try_read(&mut scratch) {
+        match io::Read::read(&mut socket, &mut scratch) {
             Ok(0) | Err(_) => break,
             Ok(n) => discarded += n,
         }
@@ -159,7 +165,7 @@ impl<T: Transport> StreamLink<T> {
         // Paused by a watermark or a filter, or disabled while the application holds
         // input: a bufferevent that never reads (READ off from the start, as by
         // default) is not watched, so it costs no second descriptor.
-        let paused = io.core.enabled().contains(Direction::READ) || !io.input.is_empty();
+        let paused = io.core.paused_for_a_while(io.input.len());
         if !paused || !io.core.read_open() || io.core.closing() || io.core.freed() {
             if matches!(self.waiting.as_deref(), Some(Waiting::Hangup(_))) {
                 self.waiting = None;
@@ -308,14 +314,15 @@ impl<T: Transport> StreamLink<T> {
     }
 
     fn poll_write(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
-        let max = io.core.write_budget();
-        if max == 0 {
-            return false;
-        }
         let Some(transport) = self.transport.as_mut() else {
             return false;
         };
         let output = &mut *io.output;
+        // With nothing to send, only B-14's callback and a shutdown are due: neither
+        // spends write tokens, so an empty bucket does not hold them.
+        if output.is_empty() && io.core.writes_nothing_owed() {
+            return false;
+        }
         if output.is_empty() {
             if io.core.take_write_ready() {
                 // B-14: a writable transport with nothing to send yields one write
@@ -336,6 +343,10 @@ impl<T: Transport> StreamLink<T> {
                     true
                 }
             };
+        }
+        let max = io.core.write_budget();
+        if max == 0 {
+            return false;
         }
         // Output to send: the write itself reports, not B-14's callback.
         io.core.take_write_ready();
