@@ -85,6 +85,7 @@ impl EvBuffer {
     /// assert_eq!(*log.lock().unwrap(), [(0, 5, 0), (5, 0, 2)]);
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_add_cb")]
     pub fn add_cb<F>(&mut self, callback: F) -> CallbackId
     where
         F: FnMut(&mut EvBuffer, &CallbackInfo) + Send + 'static,
@@ -106,6 +107,8 @@ impl EvBuffer {
     /// # Errors
     ///
     /// [`EvBufferError::CallbackNotFound`] if no callback has this id.
+    #[doc(alias = "evbuffer_remove_cb")]
+    #[doc(alias = "evbuffer_remove_cb_entry")]
     pub fn remove_cb(&mut self, id: CallbackId) -> Result<(), EvBufferError> {
         let cbs = self
             .callbacks
@@ -123,6 +126,8 @@ impl EvBuffer {
     /// # Errors
     ///
     /// [`EvBufferError::CallbackNotFound`] if no callback has this id.
+    #[doc(alias = "evbuffer_cb_clear_flags")]
+    #[doc(alias = "evbuffer_cb_set_flags")]
     pub fn set_cb_enabled(&mut self, id: CallbackId, enabled: bool) -> Result<(), EvBufferError> {
         let cbs = self
             .callbacks
@@ -135,6 +140,7 @@ impl EvBuffer {
 
     /// Removes every callback: the effect of libevent's obsolete
     /// `evbuffer_setcb(buf, NULL, NULL)`.
+    #[doc(alias = "evbuffer_setcb")]
     pub fn clear_callbacks(&mut self) {
         if let Some(cbs) = self.callbacks.as_mut() {
             cbs.entries.clear();
@@ -146,6 +152,7 @@ impl EvBuffer {
     /// counters accumulated across all changes since the last run
     /// (`evbuffer_defer_callbacks`). A bufferevent calls it once per wake-up of its
     /// task.
+    #[doc(alias = "evbuffer_defer_callbacks")]
     pub fn defer_callbacks(&mut self, deferred: bool) {
         self.callbacks_mut().deferred = deferred;
     }

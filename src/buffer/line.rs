@@ -57,6 +57,8 @@ impl EvBuffer {
     /// assert_eq!(buf.readln(EolStyle::Any)?, None); // "c" is not terminated yet
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_readline")]
+    #[doc(alias = "evbuffer_readln")]
     pub fn readln(&mut self, style: EolStyle) -> Result<Option<Bytes>, EvBufferError> {
         self.check_front()?;
         match self.next_line(style)? {
@@ -205,6 +207,7 @@ pub struct LineReader {
 impl LineReader {
     /// A reader of lines ended by `style` and at most `max` bytes long (not counting
     /// the terminator).
+    #[doc(alias = "evbuffer_new")]
     pub fn new(style: EolStyle, max: usize) -> Self {
         Self {
             style,

@@ -72,6 +72,7 @@ const MAX_TAIL: usize = 64 * 1024;
 /// the buffer unchanged. Methods that modify the buffer run its
 /// [callbacks](EvBuffer::add_cb) when the length changed and make every earlier
 /// [`Position`] stale.
+#[doc(alias = "evbuffer")]
 pub struct EvBuffer {
     /// Data before the tail, front first. Never holds an empty chunk.
     chunks: VecDeque<Chunk>,
@@ -99,6 +100,7 @@ impl EvBuffer {
     /// let buf = EvBuffer::new();
     /// assert_eq!(buf.len(), 0);
     /// ```
+    #[doc(alias = "evbuffer_new")]
     pub fn new() -> Self {
         Self {
             chunks: VecDeque::new(),
@@ -114,6 +116,7 @@ impl EvBuffer {
 
     /// The number of bytes in the buffer (`evbuffer_get_length`). O(1).
     #[inline]
+    #[doc(alias = "evbuffer_get_length")]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -140,6 +143,7 @@ impl EvBuffer {
     /// assert_eq!(buf.contiguous_space(), 3);
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_get_contiguous_space")]
     pub fn contiguous_space(&self) -> usize {
         self.seg_len(0)
     }
@@ -165,6 +169,8 @@ impl EvBuffer {
     /// buf.add(b"x")?;
     /// # Ok::<(), EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_freeze")]
+    #[doc(alias = "evbuffer_unfreeze")]
     pub fn freeze(&mut self, at_front: bool) {
         *self.frozen_flag(at_front) = true;
     }
@@ -232,6 +238,7 @@ impl EvBuffer {
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
     #[inline]
+    #[doc(alias = "evbuffer_add")]
     pub fn add(&mut self, data: &[u8]) -> Result<(), EvBufferError> {
         self.check_end()?;
         self.append_copy(data);
@@ -263,6 +270,8 @@ impl EvBuffer {
     /// assert_eq!(buf.remove_bytes(5)?, GREETING); // the same memory, never copied
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_add_reference")]
+    #[doc(alias = "evbuffer_add_reference_with_offset")]
     pub fn add_bytes(&mut self, data: Bytes) -> Result<(), EvBufferError> {
         self.check_end()?;
         self.append_bytes(data);
@@ -289,6 +298,8 @@ impl EvBuffer {
     /// assert_eq!(n, 20);
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_add_printf")]
+    #[doc(alias = "evbuffer_add_vprintf")]
     pub fn add_fmt(&mut self, args: fmt::Arguments<'_>) -> Result<usize, EvBufferError> {
         self.check_end()?;
         let before = self.len;
@@ -320,6 +331,7 @@ impl EvBuffer {
     /// assert_eq!((n, buf.to_vec()?), (4, b"abcd".to_vec()));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_add_iovec")]
     pub fn add_iovec(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize, EvBufferError> {
         self.check_end()?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -352,6 +364,7 @@ impl EvBuffer {
     /// assert_eq!(buf.to_vec()?, b"hello world");
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_prepend")]
     pub fn prepend(&mut self, data: &[u8]) -> Result<(), EvBufferError> {
         if data.is_empty() {
             return Ok(());
@@ -388,6 +401,7 @@ impl EvBuffer {
     /// assert_eq!((a.to_vec()?, b.len()), (b"head tail".to_vec(), 0));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_add_buffer")]
     pub fn add_buffer(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
         if src.len == 0 {
             return Ok(());
@@ -405,6 +419,7 @@ impl EvBuffer {
     ///
     /// [`EvBufferError::FrontFrozen`] if either buffer's front is frozen; nothing moves.
     /// An empty `src` is always a successful no-op.
+    #[doc(alias = "evbuffer_prepend_buffer")]
     pub fn prepend_buffer(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
         if src.len == 0 {
             return Ok(());
@@ -449,6 +464,7 @@ impl EvBuffer {
     /// assert_eq!((src.to_vec()?, view.to_vec()?), (b"red".to_vec(), b"shared".to_vec()));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_add_buffer_reference")]
     pub fn add_buffer_reference(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
         if src.len == 0 {
             return Ok(());
@@ -495,6 +511,7 @@ impl EvBuffer {
     /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[doc(alias = "evbuffer_add_file")]
     pub fn add_file(
         &mut self,
         file: File,
@@ -548,6 +565,7 @@ impl EvBuffer {
     /// assert_eq!((&out, buf.len()), (b"abcd", 2));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_remove")]
     pub fn remove(&mut self, dst: &mut [u8]) -> Result<usize, EvBufferError> {
         if self.len == 0 || dst.is_empty() {
             return Ok(0);
@@ -617,6 +635,7 @@ impl EvBuffer {
     /// assert_eq!((src.to_vec()?, dst.to_vec()?), (b" world".to_vec(), b"hello".to_vec()));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_remove_buffer")]
     pub fn remove_buffer(&mut self, dst: &mut EvBuffer, n: usize) -> Result<usize, EvBufferError> {
         let n = n.min(self.len);
         if n == 0 {
@@ -651,6 +670,7 @@ impl EvBuffer {
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
     #[inline]
+    #[doc(alias = "evbuffer_drain")]
     pub fn drain(&mut self, n: usize) -> Result<(), EvBufferError> {
         if self.len == 0 {
             return Ok(());
@@ -673,6 +693,7 @@ impl EvBuffer {
     ///
     /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
     /// copy; [`EvBufferError::Io`] if a file segment cannot be read.
+    #[doc(alias = "evbuffer_copyout")]
     pub fn copyout(&self, dst: &mut [u8]) -> Result<usize, EvBufferError> {
         if self.len == 0 || dst.is_empty() {
             return Ok(0);
@@ -703,6 +724,7 @@ impl EvBuffer {
     /// assert_eq!(&out[..2], b"ef");
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_copyout_from")]
     pub fn copyout_from(&self, pos: &Position, dst: &mut [u8]) -> Result<usize, EvBufferError> {
         self.check_position(pos)?;
         if pos.pos == self.len || dst.is_empty() {
@@ -749,6 +771,7 @@ impl EvBuffer {
     /// assert_eq!(extents, [&b"abc"[..], &b"def"[..]]);
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_peek")]
     pub fn peek(
         &self,
         start: Option<&Position>,
@@ -813,6 +836,7 @@ impl EvBuffer {
     /// assert_eq!(buf.contiguous_space(), 3);
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_pullup")]
     pub fn pullup(&mut self, n: Option<usize>) -> Result<&[u8], EvBufferError> {
         let n = n.unwrap_or(self.len);
         if n > self.len {
@@ -853,6 +877,7 @@ impl EvBuffer {
     /// assert!(matches!(buf.expand(usize::MAX), Err(EvBufferError::TooLarge { .. })));
     /// # Ok::<(), EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_expand")]
     pub fn expand(&mut self, n: usize) -> Result<(), EvBufferError> {
         if self.tail.capacity() - self.tail.len() >= n {
             return Ok(());
@@ -895,6 +920,8 @@ impl EvBuffer {
     ///
     /// The writer's error, or an [`io::Error`] made from [`EvBufferError`] when the
     /// front is frozen or a file segment cannot be read. Nothing is drained on error.
+    #[doc(alias = "evbuffer_write")]
+    #[doc(alias = "evbuffer_write_atmost")]
     pub fn write_to<W: io::Write + ?Sized>(&mut self, writer: &mut W) -> io::Result<usize> {
         self.check_front()?;
         let mut slices = [IoSlice::new(&[]); 64];
@@ -912,6 +939,7 @@ impl EvBuffer {
     ///
     /// The reader's error, or an [`io::Error`] made from [`EvBufferError`] when the end
     /// is frozen. Nothing is appended on error.
+    #[doc(alias = "evbuffer_read")]
     pub fn read_from<R: io::Read + ?Sized>(
         &mut self,
         reader: &mut R,

@@ -60,6 +60,7 @@ impl EvBuffer {
     /// assert!(buf.position(4).is_err());
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_ptr_set")]
     pub fn position(&self, n: usize) -> Result<Position, EvBufferError> {
         if n > self.len {
             return Err(EvBufferError::OutOfRange {
@@ -84,6 +85,7 @@ impl EvBuffer {
     /// [`EvBufferError::StalePosition`] if the buffer changed since `pos` was made;
     /// [`EvBufferError::OutOfRange`] if the result would lie past the end. `pos` is
     /// unchanged on error.
+    #[doc(alias = "evbuffer_ptr_set")]
     pub fn advance_position(&self, pos: &mut Position, n: usize) -> Result<(), EvBufferError> {
         self.check_position(pos)?;
         let left = self.len - pos.pos;

@@ -45,6 +45,7 @@ impl EvBuffer {
     /// assert_eq!(buf.to_vec()?, b"hello");
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_reserve_space")]
     pub fn reserve(&mut self, n: usize) -> Result<Reservation<'_>, EvBufferError> {
         self.check_end()?;
         self.expand(n)?;

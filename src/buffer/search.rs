@@ -83,6 +83,8 @@ impl EvBuffer {
     /// assert_eq!(buf.search(b"one", Some(&next))?.map(|p| p.pos()), Some(8));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_find")]
+    #[doc(alias = "evbuffer_search")]
     pub fn search(
         &self,
         needle: &[u8],
@@ -110,6 +112,7 @@ impl EvBuffer {
     /// assert!(buf.search_range(b"de", None, Some(&end))?.is_none());
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_search_range")]
     pub fn search_range(
         &self,
         needle: &[u8],
@@ -154,6 +157,7 @@ impl EvBuffer {
     /// assert_eq!((at.pos(), len), (8, 2));
     /// # Ok::<(), tokio_bufferevent::buffer::EvBufferError>(())
     /// ```
+    #[doc(alias = "evbuffer_search_eol")]
     pub fn search_eol(
         &self,
         start: Option<&Position>,

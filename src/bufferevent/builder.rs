@@ -108,12 +108,14 @@ impl<S: Send + 'static> Builder<S> {
     }
 
     /// Enables these directions from the start, in addition to WRITE.
+    #[doc(alias = "bufferevent_enable")]
     pub fn enable(mut self, dirs: Direction) -> Self {
         self.enabled |= dirs;
         self
     }
 
     /// Disables these directions from the start (WRITE is on by default).
+    #[doc(alias = "bufferevent_disable")]
     pub fn disable(mut self, dirs: Direction) -> Self {
         self.enabled = self.enabled.without(dirs);
         self
@@ -143,6 +145,7 @@ impl<S: Send + 'static> Builder<S> {
     /// The most bytes one read asks the transport for
     /// (`bufferevent_set_max_single_read`). Default 16 KiB; 0, or more than 4 GiB,
     /// means the default (B-97).
+    #[doc(alias = "bufferevent_get_max_single_read")]
     pub fn max_single_read(mut self, n: usize) -> Self {
         self.max_single_read = n;
         self
@@ -151,6 +154,7 @@ impl<S: Send + 'static> Builder<S> {
     /// The most bytes one write hands the transport
     /// (`bufferevent_set_max_single_write`). Default 16 KiB; 0, or more than 4 GiB,
     /// means the default (B-97).
+    #[doc(alias = "bufferevent_get_max_single_write")]
     pub fn max_single_write(mut self, n: usize) -> Self {
         self.max_single_write = n;
         self
@@ -185,6 +189,7 @@ impl<S: Send + 'static> Builder<S> {
 
     /// A rate limit of its own from the start (`bufferevent_set_rate_limit`; see
     /// [`BufferEvent::set_rate_limit`]). Default: none.
+    #[doc(alias = "bufferevent_set_rate_limit")]
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limit = Some(limit);
         self
@@ -192,6 +197,7 @@ impl<S: Send + 'static> Builder<S> {
 
     /// The runtime whose threads run the bufferevent's task (libevent's event base).
     /// Default: the runtime of the caller.
+    #[doc(alias = "bufferevent_get_base")]
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
         self
@@ -246,6 +252,7 @@ impl<S: Send + 'static> Builder<S> {
     /// # Panics
     ///
     /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    #[doc(alias = "bufferevent_socket_new")]
     pub fn tcp(self, stream: TcpStream) -> io::Result<BufferEvent<TcpStream, S>> {
         stream.set_nodelay(true)?;
         let info = TransportInfo::of_tcp(&stream);
@@ -257,6 +264,7 @@ impl<S: Send + 'static> Builder<S> {
     /// # Panics
     ///
     /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    #[doc(alias = "bufferevent_socket_new")]
     pub fn stream<T>(self, stream: T) -> BufferEvent<T, S>
     where
         T: Transport,
@@ -292,6 +300,7 @@ impl<S: Send + 'static> Builder<S> {
     /// bev.connected().await?;
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect(self, addr: SocketAddr) -> io::Result<BufferEvent<TcpStream, S>> {
         let bev = self.unconnected::<TcpStream>();
         bev.connect(addr)?;
@@ -304,6 +313,7 @@ impl<S: Send + 'static> Builder<S> {
     /// # Panics
     ///
     /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    #[doc(alias = "bufferevent_socket_new")]
     pub fn unconnected<T>(self) -> BufferEvent<T, S>
     where
         T: Transport,
@@ -384,11 +394,13 @@ impl<S: Send + 'static> Builder<S> {
 
 impl BufferEvent {
     /// A [`Builder`] for a bufferevent without user state.
+    #[doc(alias = "bufferevent_socket_new")]
     pub fn builder() -> Builder<()> {
         Builder::new(())
     }
 
     /// A [`Builder`] for a bufferevent whose callbacks share `state`, owned by its task.
+    #[doc(alias = "bufferevent_socket_new")]
     pub fn builder_with_state<S: Send + 'static>(state: S) -> Builder<S> {
         Builder::new(state)
     }

@@ -35,6 +35,7 @@ where
     ///
     /// An immediate failure, such as a socket that cannot be created; no callback runs
     /// then (B-48). [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
         self.connect_with(start(addr)?)
     }
@@ -68,6 +69,7 @@ where
     /// assert_eq!(bev.peer_addr(), Some(listener.local_addr()?));
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect_any(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> io::Result<()> {
         let addrs = interleave_families(addrs.into_iter().collect());
         if addrs.is_empty() {
@@ -119,6 +121,7 @@ where
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "dns")]
+    #[doc(alias = "bufferevent_socket_connect_hostname")]
     pub fn connect_hostname(
         &self,
         resolver: Option<&Resolver>,
@@ -177,6 +180,7 @@ where
     /// `None` while none has failed since the last
     /// [`connect_hostname`](Self::connect_hostname).
     #[cfg(feature = "dns")]
+    #[doc(alias = "bufferevent_socket_get_dns_error")]
     pub fn dns_error(&self) -> Option<DnsError> {
         self.shared().dns_error()
     }
@@ -188,6 +192,7 @@ where
     /// # Errors
     ///
     /// [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect_with<F>(&self, connecting: F) -> io::Result<()>
     where
         F: Future<Output = io::Result<TcpStream>> + Send + 'static,
@@ -219,6 +224,7 @@ where
 
     /// Gives the bufferevent a connected `TcpStream` (`bufferevent_setfd`), keeping
     /// its descriptor and addresses for [`fd`](Self::fd) and friends.
+    #[doc(alias = "bufferevent_setfd")]
     pub fn set_tcp(&self, stream: TcpStream) {
         let info = TransportInfo::of_tcp(&stream);
         if let Err(e) = stream.set_nodelay(true) {

@@ -78,6 +78,7 @@ pub struct Context<'a, S> {
 
 impl<S> Context<'_, S> {
     /// The input buffer, from which data may only be removed.
+    #[doc(alias = "bufferevent_get_input")]
     pub fn input(&mut self) -> Input<'_> {
         Input {
             buf: &mut self.inner.input,
@@ -85,6 +86,7 @@ impl<S> Context<'_, S> {
     }
 
     /// The output buffer, to which data may only be added.
+    #[doc(alias = "bufferevent_get_output")]
     pub fn output(&mut self) -> Output<'_> {
         Output {
             buf: &mut self.inner.output,
@@ -159,23 +161,27 @@ impl<S> Context<'_, S> {
     /// yields one write callback (B-14); enabling a direction restarts its timeout;
     /// enabling READ while the input already holds at least the low watermark runs the
     /// read callback for that data.
+    #[doc(alias = "bufferevent_enable")]
     pub fn enable(&mut self, dirs: Direction) {
         let (i, o) = (self.inner.input.len(), self.inner.output.len());
         self.inner.core.enable(dirs, i, o);
     }
 
     /// Turns directions off (`bufferevent_disable`).
+    #[doc(alias = "bufferevent_disable")]
     pub fn disable(&mut self, dirs: Direction) {
         self.inner.core.disable(dirs);
     }
 
     /// The directions the user enabled (`bufferevent_get_enabled`); a direction
     /// suspended by a watermark still counts as enabled (B-11).
+    #[doc(alias = "bufferevent_get_enabled")]
     pub fn enabled(&self) -> Direction {
         self.inner.core.enabled()
     }
 
     /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`).
+    #[doc(alias = "bufferevent_setwatermark")]
     pub fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks) {
         let len = self.inner.input.len();
         self.inner.core.set_watermarks(dirs, wm, len);
@@ -183,12 +189,14 @@ impl<S> Context<'_, S> {
 
     /// The watermarks of one direction, or `None` unless `dir` is exactly one
     /// direction (`bufferevent_getwatermark`, B-24).
+    #[doc(alias = "bufferevent_getwatermark")]
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         self.inner.core.watermarks(dir)
     }
 
     /// Sets the read and write timeouts (`bufferevent_set_timeouts`); `None` or zero
     /// means no timeout. A running timer restarts with the new value.
+    #[doc(alias = "bufferevent_set_timeouts")]
     pub fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
         self.inner.core.set_timeouts(read, write);
     }
@@ -201,6 +209,7 @@ impl<S> Context<'_, S> {
     /// Sets the most bytes one read asks the transport for
     /// (`bufferevent_set_max_single_read`); 0, or more than fits in a `u32`, resets
     /// it to the default of 16 KiB (B-97).
+    #[doc(alias = "bufferevent_set_max_single_read")]
     pub fn set_max_single_read(&mut self, n: usize) {
         self.inner.core.set_max_single(Some(n), None);
     }
@@ -208,17 +217,20 @@ impl<S> Context<'_, S> {
     /// Sets the most bytes one write hands the transport
     /// (`bufferevent_set_max_single_write`); 0, or more than fits in a `u32`, resets
     /// it to the default of 16 KiB (B-97).
+    #[doc(alias = "bufferevent_set_max_single_write")]
     pub fn set_max_single_write(&mut self, n: usize) {
         self.inner.core.set_max_single(None, Some(n));
     }
 
     /// The most bytes one read asks for (`bufferevent_get_max_single_read`).
+    #[doc(alias = "bufferevent_get_max_single_read")]
     pub fn max_single_read(&self) -> usize {
         self.inner.core.max_single_read()
     }
 
     /// The most bytes one write hands the transport
     /// (`bufferevent_get_max_single_write`).
+    #[doc(alias = "bufferevent_get_max_single_write")]
     pub fn max_single_write(&self) -> usize {
         self.inner.core.max_single_write()
     }
@@ -227,22 +239,28 @@ impl<S> Context<'_, S> {
     /// (`bufferevent_set_rate_limit`, B-100): a new limit starts its buckets at the
     /// rate; another configuration keeps the current buckets, clipped to the new
     /// bursts; `None` removes it and lifts its suspension at once.
+    #[doc(alias = "bufferevent_set_rate_limit")]
     pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) {
         self.inner.core.set_rate_limit(limit);
     }
 
     /// The own rate limit, if any.
+    #[doc(alias = "bufferevent_get_token_bucket_cfg")]
     pub fn rate_limit(&self) -> Option<RateLimit> {
         self.inner.core.rate_limit()
     }
 
     /// The read bucket (`bufferevent_get_read_limit`, B-99): may be negative; `None`
     /// without an own limit (a group's bucket is not counted).
+    #[doc(alias = "bufferevent_get_read_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_get_read_limit")]
     pub fn read_limit(&self) -> Option<i64> {
         self.inner.core.limit(true)
     }
 
     /// The write bucket (`bufferevent_get_write_limit`), as [`read_limit`](Self::read_limit).
+    #[doc(alias = "bufferevent_get_write_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_get_write_limit")]
     pub fn write_limit(&self) -> Option<i64> {
         self.inner.core.limit(false)
     }
@@ -251,17 +269,22 @@ impl<S> Context<'_, S> {
     /// B-99); a negative `n` gives tokens back. Reading is suspended while the bucket
     /// is at or below 0, and resumes when it rises above. Returns `false` (and does
     /// nothing) without an own limit, where libevent asserts.
+    #[doc(alias = "bufferevent_decrement_read_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_decrement_read")]
     pub fn decrement_read_limit(&mut self, n: i64) -> bool {
         self.inner.core.decrement_limit(true, n)
     }
 
     /// As [`decrement_read_limit`](Self::decrement_read_limit), for writing.
+    #[doc(alias = "bufferevent_decrement_write_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_decrement_write")]
     pub fn decrement_write_limit(&mut self, n: i64) -> bool {
         self.inner.core.decrement_limit(false, n)
     }
 
     /// How many bytes the next read may take now (`bufferevent_get_max_to_read`,
     /// B-97): `max_single_read`, or the rate limits' allowance where one applies.
+    #[doc(alias = "bufferevent_get_max_to_read")]
     pub fn max_to_read(&self) -> usize {
         self.inner
             .core
@@ -271,6 +294,7 @@ impl<S> Context<'_, S> {
 
     /// How many bytes the next write may hand the transport now
     /// (`bufferevent_get_max_to_write`).
+    #[doc(alias = "bufferevent_get_max_to_write")]
     pub fn max_to_write(&self) -> usize {
         self.inner
             .core
@@ -284,6 +308,8 @@ impl<S> Context<'_, S> {
     ///
     /// Inside a callback, the returned set lacks the callback that is running: it
     /// cannot be handed out while it runs. The new set applies once it returns.
+    #[doc(alias = "bufferevent_getcb")]
+    #[doc(alias = "bufferevent_setcb")]
     pub fn set_callbacks(&mut self, callbacks: Callbacks<S>) -> Callbacks<S> {
         self.inner.core.forget(
             callbacks.read.is_none(),
@@ -297,6 +323,7 @@ impl<S> Context<'_, S> {
     /// Runs the read and/or write callback as if data had arrived or drained
     /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`
     /// (B-66). The calls are made once the current callback returns.
+    #[doc(alias = "bufferevent_trigger")]
     pub fn trigger(&mut self, dirs: Direction, ignore_watermarks: bool) {
         let (i, o) = (self.inner.input.len(), self.inner.output.len());
         self.inner.core.trigger(dirs, ignore_watermarks, i, o);
@@ -304,6 +331,7 @@ impl<S> Context<'_, S> {
 
     /// Delivers `events` to the event callback (`bufferevent_trigger_event`), once the
     /// current callback returns.
+    #[doc(alias = "bufferevent_trigger_event")]
     pub fn trigger_event(&mut self, events: Events) {
         self.inner.core.event(events, None);
     }
@@ -311,6 +339,7 @@ impl<S> Context<'_, S> {
     /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards, pending
     /// output is discarded, and the transport is closed when the current callback
     /// returns (B-55).
+    #[doc(alias = "bufferevent_free")]
     pub fn free(&mut self) {
         self.inner.core.free();
     }
@@ -320,6 +349,7 @@ impl<S> Context<'_, S> {
     /// down, then the bufferevent is freed. If that takes longer than the builder's
     /// [`close_timeout`](super::Builder::close_timeout) (30 s by default), it is freed
     /// with the rest unsent. Callbacks keep running until the end.
+    #[doc(alias = "bufferevent_free")]
     pub fn close(&mut self) {
         self.inner.core.close(None);
     }
@@ -343,6 +373,7 @@ impl<S> Context<'_, S> {
     ///   flushes the underlying bufferevent the same way (B-77). A `Normal` flush of
     ///   a disabled direction runs no filter, as in libevent, and is still passed on
     ///   to the underlying bufferevent.
+    #[doc(alias = "bufferevent_flush")]
     pub fn flush(&mut self, dirs: Direction, mode: FlushMode) {
         self.inner.core.flush(dirs, mode);
     }

@@ -54,6 +54,7 @@ impl<S: Send + 'static> Builder<S> {
     /// assert_eq!(b.read(100).await?, &b"through the filter"[..]);
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "bufferevent_filter_new")]
     pub fn filter<T, U>(
         self,
         underlying: BufferEvent<T, U>,
@@ -91,6 +92,7 @@ impl BufferEvent {
     /// # Panics
     ///
     /// Outside a Tokio runtime.
+    #[doc(alias = "bufferevent_filter_new")]
     pub fn filter<T, U>(
         underlying: BufferEvent<T, U>,
         input: impl Filter,
@@ -112,6 +114,7 @@ where
 {
     /// The bufferevent this one filters (`bufferevent_get_underlying`), or `None` once
     /// either has ended.
+    #[doc(alias = "bufferevent_get_underlying")]
     pub fn underlying(&self) -> Option<BufferEvent<T, U>> {
         self.shared()
             .with_relative(|r: &WeakHandle<T, U>| r.upgrade())

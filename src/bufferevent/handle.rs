@@ -55,6 +55,7 @@ use crate::buffer::EvBuffer;
 /// [`is_connected`](Self::is_connected) after a connect, [`is_closed`](Self::is_closed),
 /// [`last_event`](Self::last_event), and a direction the task disabled itself (on EOF,
 /// an error or a timeout). The readiness futures wait for those.
+#[doc(alias = "bufferevent")]
 pub struct BufferEvent<T = TcpStream, S = ()> {
     pub(crate) remote: Arc<Remote<T, S>>,
     pub(crate) runtime: Handle,
@@ -158,6 +159,7 @@ where
     /// Enables directions (`bufferevent_enable`). Enabling WRITE with an empty output
     /// yields one write callback (B-14); enabling restarts the direction's timeout.
     /// [`enabled`](Self::enabled) shows the change at once.
+    #[doc(alias = "bufferevent_enable")]
     pub fn enable(&self, dirs: Direction) {
         self.set(
             Knob::Enabled,
@@ -168,6 +170,7 @@ where
 
     /// Disables directions (`bufferevent_disable`). [`enabled`](Self::enabled) shows
     /// the change at once.
+    #[doc(alias = "bufferevent_disable")]
     pub fn disable(&self, dirs: Direction) {
         self.set(
             Knob::Enabled,
@@ -180,12 +183,14 @@ where
     /// handle) last set, otherwise as last published by the task, which disables a
     /// direction on EOF, errors and timeouts. A direction paused by a watermark
     /// still counts as enabled.
+    #[doc(alias = "bufferevent_get_enabled")]
     pub fn enabled(&self) -> Direction {
         self.shared().enabled()
     }
 
     /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`);
     /// [`watermarks`](Self::watermarks) shows them at once.
+    #[doc(alias = "bufferevent_setwatermark")]
     pub fn set_watermarks(&self, dirs: Direction, wm: Watermarks) {
         self.set(
             Knob::Watermarks,
@@ -203,6 +208,7 @@ where
 
     /// The watermarks of `dir`, or `None` unless `dir` is exactly one direction
     /// (`bufferevent_getwatermark`, B-24).
+    #[doc(alias = "bufferevent_getwatermark")]
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         let s = self.shared().settings();
         if dir == Direction::READ {
@@ -216,6 +222,7 @@ where
 
     /// Sets the read and write timeouts (`bufferevent_set_timeouts`); `None` or zero
     /// means none. [`timeouts`](Self::timeouts) shows them at once.
+    #[doc(alias = "bufferevent_set_timeouts")]
     pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
         let usable = |d: Option<Duration>| {
             d.filter(|d| !d.is_zero())
@@ -241,6 +248,7 @@ where
     /// (`bufferevent_set_max_single_read`, B-97): 0, or more than 4 GiB, resets it to
     /// the default of 16 KiB. [`max_single_read`](Self::max_single_read) shows it at
     /// once.
+    #[doc(alias = "bufferevent_set_max_single_read")]
     pub fn set_max_single_read(&self, n: usize) {
         self.set(
             Knob::MaxSingle,
@@ -252,6 +260,7 @@ where
     /// Sets the most bytes one write hands the transport
     /// (`bufferevent_set_max_single_write`, B-97): 0, or more than 4 GiB, resets it
     /// to the default of 16 KiB.
+    #[doc(alias = "bufferevent_set_max_single_write")]
     pub fn set_max_single_write(&self, n: usize) {
         self.set(
             Knob::MaxSingle,
@@ -262,12 +271,14 @@ where
 
     /// The most bytes one read asks the transport for
     /// (`bufferevent_get_max_single_read`).
+    #[doc(alias = "bufferevent_get_max_single_read")]
     pub fn max_single_read(&self) -> usize {
         self.shared().settings().max_single_read
     }
 
     /// The most bytes one write hands the transport
     /// (`bufferevent_get_max_single_write`).
+    #[doc(alias = "bufferevent_get_max_single_write")]
     pub fn max_single_write(&self) -> usize {
         self.shared().settings().max_single_write
     }
@@ -278,6 +289,7 @@ where
     /// does for its partner on EOF. The previous callbacks are dropped on the task;
     /// use [`set_callbacks`](Self::set_callbacks) to get them back. Nothing happens if
     /// the bufferevent has ended.
+    #[doc(alias = "bufferevent_setcb")]
     pub fn replace_callbacks(&self, callbacks: Callbacks<S>) {
         self.run(move |ctx| drop(ctx.set_callbacks(callbacks)));
     }
@@ -292,6 +304,8 @@ where
     /// # Cancel safety
     ///
     /// If cancelled, the callbacks may or may not have been replaced.
+    #[doc(alias = "bufferevent_getcb")]
+    #[doc(alias = "bufferevent_setcb")]
     pub async fn set_callbacks(&self, callbacks: Callbacks<S>) -> Result<Callbacks<S>, Error> {
         self.with(move |ctx| ctx.set_callbacks(callbacks)).await
     }
@@ -306,6 +320,7 @@ where
     ///
     /// [`Error::WriteClosed`] if the write side was shut down or failed;
     /// [`Error::Ended`] if the bufferevent has ended. Nothing is queued then.
+    #[doc(alias = "bufferevent_write")]
     pub fn write_now(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
         if data.is_empty() {
@@ -332,6 +347,7 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: if cancelled while waiting, nothing was queued.
+    #[doc(alias = "bufferevent_write")]
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
         self.writable().await?;
@@ -373,6 +389,7 @@ where
     /// [`Error::Ended`] if the bufferevent has ended. `buf` is emptied all the same
     /// when the bufferevent cannot take it, as libevent's would be by a failed
     /// write.
+    #[doc(alias = "bufferevent_write_buffer")]
     pub fn write_buffer(&self, buf: &mut EvBuffer) -> Result<(), Error> {
         // A buffer of our own, never frozen: the task appends it without a check.
         let mut moved = EvBuffer::new();
@@ -401,6 +418,7 @@ where
     /// # Cancel safety
     ///
     /// Not cancel safe: if cancelled after the task removed the bytes, they are lost.
+    #[doc(alias = "bufferevent_read")]
     pub async fn read(&self, max: usize) -> Result<Bytes, Error> {
         self.with(move |ctx| ctx.input().remove_bytes(max)).await
     }
@@ -415,6 +433,7 @@ where
     /// # Cancel safety
     ///
     /// Not cancel safe, as [`read`](Self::read).
+    #[doc(alias = "bufferevent_read_buffer")]
     pub async fn read_buffer(&self) -> Result<EvBuffer, Error> {
         self.with(|ctx| ctx.input().take_buffer()).await
     }
@@ -445,6 +464,8 @@ where
     /// # Cancel safety
     ///
     /// If cancelled, `f` may or may not run.
+    #[doc(alias = "bufferevent_lock")]
+    #[doc(alias = "bufferevent_unlock")]
     pub async fn with<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Context<'_, S>) -> R + Send + 'static,
@@ -460,17 +481,20 @@ where
 
     /// Flushes (`bufferevent_flush`); what that means depends on the kind of
     /// bufferevent, see [`Context::flush`].
+    #[doc(alias = "bufferevent_flush")]
     pub fn flush(&self, dirs: Direction, mode: FlushMode) {
         self.run(move |ctx| ctx.flush(dirs, mode));
     }
 
     /// Runs the read and/or write callback as if data had arrived or drained
     /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`.
+    #[doc(alias = "bufferevent_trigger")]
     pub fn trigger(&self, dirs: Direction, ignore_watermarks: bool) {
         self.run(move |ctx| ctx.trigger(dirs, ignore_watermarks));
     }
 
     /// Delivers `events` to the event callback (`bufferevent_trigger_event`).
+    #[doc(alias = "bufferevent_trigger_event")]
     pub fn trigger_event(&self, events: Events) {
         self.run(move |ctx| ctx.trigger_event(events));
     }
@@ -478,6 +502,7 @@ where
     /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards,
     /// pending output is discarded (B-55), and the transport is closed by the task.
     /// Use [`close`](Self::close) to send the output first.
+    #[doc(alias = "bufferevent_free")]
     pub fn free(&self) {
         self.run(|ctx| ctx.free());
     }
@@ -495,6 +520,7 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: the close goes on without the caller.
+    #[doc(alias = "bufferevent_free")]
     pub async fn close(&self) -> Closed {
         self.run(|ctx| ctx.close());
         self.closed().await
@@ -512,6 +538,7 @@ where
     }
 
     /// The runtime the task runs on (`bufferevent_get_base`).
+    #[doc(alias = "bufferevent_get_base")]
     pub fn runtime(&self) -> &Handle {
         &self.runtime
     }
@@ -655,6 +682,7 @@ where
     /// socket (a pair, a stream that is not a `TcpStream`). A filter reports its
     /// underlying bufferevent's (B-93).
     #[cfg(unix)]
+    #[doc(alias = "bufferevent_getfd")]
     pub fn fd(&self) -> Option<std::os::fd::RawFd> {
         self.shared().info().fd
     }
@@ -728,12 +756,14 @@ where
     /// assert!(bev.underlying().is_none());
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "bufferevent_get_underlying")]
     pub fn underlying(&self) -> Option<std::convert::Infallible> {
         None
     }
 
     /// Gives the bufferevent a (new) transport (`bufferevent_setfd`); the previous one
     /// is closed. Reading and writing resume as enabled.
+    #[doc(alias = "bufferevent_setfd")]
     pub fn set_transport(&self, transport: T) {
         self.shared().set_info(TransportInfo::default());
         self.attach_now(transport);

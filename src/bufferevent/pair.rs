@@ -47,6 +47,7 @@ impl<S: Send + 'static> Builder<S> {
     /// assert!(a.partner().is_some());
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "bufferevent_pair_new")]
     pub fn pair(self, other: Builder<S>) -> (BufferEvent<Pair, S>, BufferEvent<Pair, S>) {
         // Pairs always defer their callbacks (libevent forces BEV_OPT_DEFER_CALLBACKS).
         let (first, a) = self
@@ -72,6 +73,7 @@ impl BufferEvent {
     /// # Panics
     ///
     /// Outside a Tokio runtime.
+    #[doc(alias = "bufferevent_pair_new")]
     pub fn pair() -> (BufferEvent<Pair>, BufferEvent<Pair>) {
         Builder::new(()).pair(Builder::new(()))
     }
@@ -81,12 +83,14 @@ impl<S: Send + 'static> BufferEvent<Pair, S> {
     /// The bufferevent under this one (`bufferevent_get_underlying`): always `None`,
     /// as for libevent's pairs; the item type is uninhabited. A pair element's
     /// counterpart is its [`partner`](Self::partner).
+    #[doc(alias = "bufferevent_get_underlying")]
     pub fn underlying(&self) -> Option<std::convert::Infallible> {
         None
     }
 
     /// The other element of the pair (`bufferevent_pair_get_partner`), or `None` once
     /// it has ended.
+    #[doc(alias = "bufferevent_pair_get_partner")]
     pub fn partner(&self) -> Option<BufferEvent<Pair, S>> {
         self.shared()
             .with_relative(|r: &WeakHandle<Pair, S>| r.upgrade())

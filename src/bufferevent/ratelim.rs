@@ -38,6 +38,7 @@ where
     /// assert!(started.elapsed() >= Duration::from_millis(900));
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "bufferevent_set_rate_limit")]
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
         self.run(move |ctx| ctx.set_rate_limit(limit));
     }
@@ -52,6 +53,8 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: it only looks.
+    #[doc(alias = "bufferevent_get_read_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_get_read_limit")]
     pub async fn read_limit(&self) -> Result<Option<i64>, Error> {
         self.with(|ctx| ctx.read_limit()).await
     }
@@ -66,12 +69,16 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: it only looks.
+    #[doc(alias = "bufferevent_get_write_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_get_write_limit")]
     pub async fn write_limit(&self) -> Result<Option<i64>, Error> {
         self.with(|ctx| ctx.write_limit()).await
     }
 
     /// Takes `n` tokens from the read bucket (`bufferevent_decrement_read_limit`,
     /// B-99); negative `n` gives them back. Nothing happens without an own limit.
+    #[doc(alias = "bufferevent_decrement_read_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_decrement_read")]
     pub fn decrement_read_limit(&self, n: i64) {
         self.run(move |ctx| {
             ctx.decrement_read_limit(n);
@@ -79,6 +86,8 @@ where
     }
 
     /// As [`decrement_read_limit`](Self::decrement_read_limit), for writing.
+    #[doc(alias = "bufferevent_decrement_write_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_decrement_write")]
     pub fn decrement_write_limit(&self, n: i64) {
         self.run(move |ctx| {
             ctx.decrement_write_limit(n);
@@ -94,6 +103,7 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: it only looks.
+    #[doc(alias = "bufferevent_get_max_to_read")]
     pub async fn max_to_read(&self) -> Result<usize, Error> {
         self.with(|ctx| ctx.max_to_read()).await
     }
@@ -107,6 +117,7 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: it only looks.
+    #[doc(alias = "bufferevent_get_max_to_write")]
     pub async fn max_to_write(&self) -> Result<usize, Error> {
         self.with(|ctx| ctx.max_to_write()).await
     }
@@ -151,6 +162,7 @@ where
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
+#[doc(alias = "bufferevent_rate_limit_group")]
 pub struct RateLimitGroup {
     shared: Arc<GroupShared>,
     /// Dropped with the last handle: then the group dissolves.
@@ -168,6 +180,7 @@ impl Drop for Dissolve {
 impl RateLimitGroup {
     /// A group (`bufferevent_rate_limit_group_new`); its buckets start at the rate.
     /// The minimum share is 64 bytes, clamped to the rates.
+    #[doc(alias = "bufferevent_rate_limit_group_new")]
     pub fn new(limit: RateLimit) -> Self {
         let now = tokio::time::Instant::now().into_std();
         let shared = Arc::new(GroupShared::new(limit, now));
@@ -179,6 +192,7 @@ impl RateLimitGroup {
 
     /// Replaces the configuration (`bufferevent_rate_limit_group_set_cfg`): the
     /// buckets stay, clipped to the new bursts; the minimum share is clamped again.
+    #[doc(alias = "bufferevent_rate_limit_group_set_cfg")]
     pub fn set_config(&self, limit: RateLimit) {
         self.shared
             .set_cfg(limit, tokio::time::Instant::now().into_std());
@@ -192,6 +206,7 @@ impl RateLimitGroup {
     /// The least a member may move per tick while the group has tokens
     /// (`bufferevent_rate_limit_group_set_min_share`); 0 restores the default of
     /// 64. Clamped to the rates (B-101).
+    #[doc(alias = "bufferevent_rate_limit_group_set_min_share")]
     pub fn set_min_share(&self, bytes: u64) {
         self.shared.set_min_share(bytes);
     }
@@ -204,6 +219,7 @@ impl RateLimitGroup {
     /// Adds `bev` (`bufferevent_add_to_rate_limit_group`), moving it out of any other
     /// group; adding it again does nothing. Applied by its task, in order with its
     /// other commands.
+    #[doc(alias = "bufferevent_add_to_rate_limit_group")]
     pub fn add<T, S>(&self, bev: &BufferEvent<T, S>)
     where
         T: Send + 'static,
@@ -215,6 +231,7 @@ impl RateLimitGroup {
 
     /// Removes `bev` if it is a member (`bufferevent_remove_from_rate_limit_group`),
     /// lifting the group's suspension at once.
+    #[doc(alias = "bufferevent_remove_from_rate_limit_group")]
     pub fn remove<T, S>(&self, bev: &BufferEvent<T, S>)
     where
         T: Send + 'static,
@@ -240,32 +257,42 @@ impl RateLimitGroup {
 
     /// The group's read bucket (`bufferevent_rate_limit_group_get_read_limit`); may be
     /// negative.
+    #[doc(alias = "bufferevent_get_read_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_get_read_limit")]
     pub fn read_limit(&self) -> i64 {
         self.shared.get(true)
     }
 
     /// The group's write bucket.
+    #[doc(alias = "bufferevent_get_write_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_get_write_limit")]
     pub fn write_limit(&self) -> i64 {
         self.shared.get(false)
     }
 
     /// Takes `n` read tokens from the group (negative `n` gives them back).
+    #[doc(alias = "bufferevent_decrement_read_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_decrement_read")]
     pub fn decrement_read_limit(&self, n: i64) {
         self.shared.decrement(true, n);
     }
 
     /// Takes `n` write tokens from the group (negative `n` gives them back).
+    #[doc(alias = "bufferevent_decrement_write_limit")]
+    #[doc(alias = "bufferevent_rate_limit_group_decrement_write")]
     pub fn decrement_write_limit(&self, n: i64) {
         self.shared.decrement(false, n);
     }
 
     /// Bytes read and written by members since the group was made or the totals
     /// reset (`bufferevent_rate_limit_group_get_totals`).
+    #[doc(alias = "bufferevent_rate_limit_group_get_totals")]
     pub fn totals(&self) -> (u64, u64) {
         self.shared.totals()
     }
 
     /// Sets the totals back to 0 (`bufferevent_rate_limit_group_reset_totals`).
+    #[doc(alias = "bufferevent_rate_limit_group_reset_totals")]
     pub fn reset_totals(&self) {
         self.shared.reset_totals();
     }

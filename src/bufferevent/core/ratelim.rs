@@ -34,6 +34,7 @@ pub const RATE_LIMIT_MAX: u64 = i64::MAX as u64 / 2;
 /// # Ok::<(), tokio_bufferevent::bufferevent::RateLimitError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(alias = "ev_token_bucket_cfg")]
 pub struct RateLimit {
     read_rate: u64,
     read_burst: u64,
@@ -119,6 +120,7 @@ impl RateLimit {
     ///
     /// [`RateLimitError`] if a rate is 0 or above its burst, a value is above
     /// [`RATE_LIMIT_MAX`], or the tick is under 1 ms or over `u32::MAX` ms.
+    #[doc(alias = "ev_token_bucket_cfg_new")]
     pub fn new(
         read_rate: u64,
         read_burst: u64,
