@@ -68,7 +68,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
 const BACKLOG: u32 = 1024;
 
 /// Binds `host:port` with `SO_REUSEADDR` and a backlog of [`BACKLOG`].
-fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+pub fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
