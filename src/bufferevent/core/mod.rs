@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use self::flush::FlushRequests;
 pub(crate) use self::lifecycle::Lifecycle;
+use self::lifecycle::ReadHalf;
 use self::ratelim::{Buckets, GroupShared, Member, RateLimit, RateLimiter};
 pub(crate) use self::schedule::{Callback, Due};
 use self::timeouts::Timeouts;
@@ -580,7 +581,16 @@ impl Core {
     /// never more than `max_single_read` (B-23), and 0 when reading must wait. A
     /// transport never issues a 0-byte read: it would look like EOF.
     pub(crate) fn read_budget(&self, input_len: usize) -> usize {
-        if !self.reading() || !self.read_open() || self.closing() {
+        // One look at the lifecycle: open (not closing, not freed) with its read half
+        // open.
+        let open = matches!(
+            self.lifecycle,
+            Lifecycle::Open {
+                read: ReadHalf::Open,
+                ..
+            }
+        );
+        if !open || !self.reading() {
             return 0;
         }
         let room = match self.read_wm.high {
@@ -641,10 +651,13 @@ impl Core {
     /// callback and no shutdown are due, or writing is off or over. A write bucket
     /// does not count: neither spends tokens.
     pub(crate) fn writes_nothing_owed(&self) -> bool {
-        let off = self.write_closed()
+        // The common case first, and cheap: nothing is owed.
+        if !self.flag(flag::WRITE_READY) && !self.lifecycle.shutdown_pending() {
+            return true;
+        }
+        self.write_closed()
             || !self.enabled.contains(Direction::WRITE)
-            || self.write_suspended & !(suspend::BANDWIDTH | suspend::GROUP) != 0;
-        off || (!self.flag(flag::WRITE_READY) && !self.lifecycle.shutdown_pending())
+            || self.write_suspended & !(suspend::BANDWIDTH | suspend::GROUP) != 0
     }
 
     /// Whether reading stopped for reasons that can last (the high watermark, a

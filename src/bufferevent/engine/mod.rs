@@ -204,14 +204,16 @@ where
     fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         for _ in 0..ITERATIONS_PER_POLL {
             let progress = self.pass(cx, true);
-            if self.is_over() {
-                return Poll::Ready(());
-            }
             if !progress {
+                // Nothing changed since the last pass, which found it not over (a first
+                // pass that changes nothing finds a new bufferevent not over either).
                 // Going idle: give back what the buffers no longer need, once per
                 // wake-up rather than after every pass.
                 self.side.release_idle_memory(self.link.streaming());
                 return Poll::Pending;
+            }
+            if self.is_over() {
+                return Poll::Ready(());
             }
         }
         // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
@@ -287,6 +289,8 @@ where
                     progress = true;
                 }
                 Poll::Ready(None) => {
+                    // The last handle going is a change: the end may be due.
+                    progress |= !self.side.handles_gone;
                     self.side.handles_gone = true;
                     break;
                 }
