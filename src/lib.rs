@@ -40,6 +40,52 @@
 //! [filter](bufferevent::BufferEvent::filter). The [`filters`] module ships zlib
 //! (feature `deflate`) and TLS (feature `tls`) filters.
 //!
+//! A server whose connections answer each line in their read callback, and an async
+//! client that writes and reads lines without any callback:
+//!
+//! ```
+//! use tokio::net::{TcpListener, TcpStream};
+//! use tokio_bufferevent::buffer::EolStyle;
+//! use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! // The server: one bufferevent per connection, run by its callbacks.
+//! tokio::spawn(async move {
+//!     while let Ok((stream, _)) = listener.accept().await {
+//!         let served = BufferEvent::builder()
+//!             .enable(Direction::READ)
+//!             .on_read(|ctx| {
+//!                 let (mut input, mut output, ()) = ctx.parts();
+//!                 while let Some(line) = input.readln(EolStyle::Lf) {
+//!                     output.add(b"you said: ");
+//!                     output.add_bytes(line);
+//!                     output.add(b"\n");
+//!                 }
+//!             })
+//!             .on_event(|ctx, events, _| {
+//!                 if events.intersects(Events::EOF | Events::ERROR) {
+//!                     ctx.close();
+//!                 }
+//!             })
+//!             .tcp(stream);
+//!         drop(served); // it runs on without a handle
+//!     }
+//! });
+//!
+//! // The client: awaits instead of callbacks.
+//! let client = BufferEvent::builder()
+//!     .enable(Direction::READ)
+//!     .tcp(TcpStream::connect(addr).await?)?;
+//! client.write(&b"hello\n"[..]).await?;
+//! let answer = client.read_line(EolStyle::Lf, 1024).await?;
+//! assert_eq!(answer, &b"you said: hello"[..]);
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # Features
 //!
 //! What each feature adds to a cold release build of the library alone, measured on

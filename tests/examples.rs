@@ -10,6 +10,8 @@ use std::error::Error;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
+#[path = "../examples/chat_server.rs"]
+mod chat_server;
 #[path = "../examples/pair_test_double.rs"]
 mod pair_test_double;
 #[path = "../examples/seed_connect.rs"]
@@ -187,4 +189,10 @@ fn uppercase_filter() -> Result<(), BoxError> {
 #[test]
 fn pair_test_double() -> Result<(), BoxError> {
     pair_test_double::main()
+}
+
+/// The async line chat server: every member hears the others.
+#[test]
+fn chat_server() -> Result<(), BoxError> {
+    chat_server::main()
 }
