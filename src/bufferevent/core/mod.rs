@@ -100,6 +100,10 @@ mod flag {
     pub(super) const ABORTED: u8 = 0x10;
     /// Freed because a close did not finish by its deadline.
     pub(super) const CLOSE_TIMED_OUT: u8 = 0x20;
+    /// Every handle is gone and none can be made again.
+    pub(super) const HANDLES_GONE: u8 = 0x40;
+    /// A filter above depends on this bufferevent: it lives on without handles.
+    pub(super) const IN_USE: u8 = 0x80;
 }
 
 /// What a new core starts with.
@@ -164,6 +168,10 @@ pub(crate) struct Core {
     /// The builder's close deadline in milliseconds (0: none); small, as every task
     /// carries it.
     close_timeout_ms: u32,
+    /// The events most recently delivered, for `closed()`. Kept here rather than in
+    /// the engine because it fits the core's padding: the task stays within its
+    /// size class (see `a_tcp_bufferevent_task_stays_small`).
+    last_events: Events,
     /// Token buckets; boxed on first use, so unlimited bufferevents pay one pointer
     /// and consult nothing.
     ratelim: Option<Box<RateLimiter>>,
@@ -211,6 +219,7 @@ impl Core {
             close_timeout_ms: settings.close_timeout.map_or(0, |d| {
                 u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
             }),
+            last_events: Events::empty(),
             ratelim: None,
         };
         core.set_watermarks(Direction::READ, settings.read_wm, 0);
@@ -234,6 +243,40 @@ impl Core {
         let was = self.flag(bit);
         self.flags &= !bit;
         was
+    }
+
+    // ---- what keeps the task alive --------------------------------------------------
+
+    /// Whether every handle is gone for good.
+    pub(crate) fn handles_gone(&self) -> bool {
+        self.flag(flag::HANDLES_GONE)
+    }
+
+    /// Records that every handle is gone; returns whether that is news.
+    pub(crate) fn set_handles_gone(&mut self) -> bool {
+        let news = !self.handles_gone();
+        self.set_flag(flag::HANDLES_GONE, true);
+        news
+    }
+
+    /// Whether a filter above depends on this bufferevent.
+    pub(crate) fn in_use(&self) -> bool {
+        self.flag(flag::IN_USE)
+    }
+
+    /// A filter above starts (`true`) or stops depending on this bufferevent.
+    pub(crate) fn set_in_use(&mut self, on: bool) {
+        self.set_flag(flag::IN_USE, on);
+    }
+
+    /// The events most recently delivered to the event callback.
+    pub(crate) fn last_events(&self) -> Events {
+        self.last_events
+    }
+
+    /// Records events as delivered to the event callback.
+    pub(crate) fn record_events(&mut self, events: Events) {
+        self.last_events = events;
     }
 
     // ---- what handles and callbacks see ----------------------------------------------

@@ -58,7 +58,7 @@ where
 
     /// Remembers a delivered event for `closed()`, `last_event()` and `next_event()`.
     fn record_event(&mut self, events: Events, error: Option<Arc<io::Error>>) {
-        self.last_events = events;
+        self.inner.core.record_events(events);
         if error.is_some() {
             self.rare().last_error.clone_from(&error);
         }

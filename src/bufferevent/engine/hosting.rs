@@ -75,7 +75,7 @@ where
     }
 
     fn release(&mut self) {
-        self.side.in_use = false;
+        self.side.inner.core.set_in_use(false);
         self.side.inner.core.unsuspend_read(suspend::FILTER);
         if let Some(shared) = self.side.shared() {
             shared.changed();
@@ -84,7 +84,7 @@ where
 
     fn take_over(&mut self) {
         let side = &mut self.side;
-        side.in_use = true;
+        side.inner.core.set_in_use(true);
         side.inner.callbacks = Callbacks::default();
         side.inner.callbacks_generation += 1;
         side.inner.core.taken_over();

@@ -29,7 +29,6 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::context::Inner;
 use super::core::Core;
-use super::events::Events;
 use super::mailbox::{Command, Remote, Reply};
 use super::shared::Shared;
 use super::transport::{Ended, Hosting, Io, Link, Wrapper};
@@ -44,13 +43,9 @@ const COMMANDS_PER_PASS: usize = 64;
 pub(crate) struct Side<T, S> {
     pub(crate) inner: Inner<S>,
     /// Shared with handles; dropped once none is left and none can be made.
+    /// (Whether every handle is gone, and whether a filter depends on this one,
+    /// live in the core's flags: there they cost the task no bytes.)
     remote: Option<Arc<Remote<T, S>>>,
-    handles_gone: bool,
-    /// Another bufferevent (a filter) depends on this one: it lives on without
-    /// handles.
-    in_use: bool,
-    /// The events most recently delivered, for `closed()`.
-    last_events: Events,
     /// Boxed on first use: most bufferevents never need any of it.
     rare: Option<Box<Rare<T>>>,
 }
@@ -94,9 +89,6 @@ where
         Self {
             inner,
             remote: Some(remote),
-            handles_gone: false,
-            in_use: false,
-            last_events: Events::empty(),
             rare: None,
         }
     }
@@ -140,7 +132,7 @@ where
             .remote
             .as_ref()
             .is_some_and(|r| r.mailbox.has_handles());
-        !self.handles_gone || self.in_use || has_handles
+        !self.inner.core.handles_gone() || self.inner.core.in_use() || has_handles
     }
 
     // ---- timeouts ----------------------------------------------------------------
@@ -290,14 +282,13 @@ where
                 }
                 Poll::Ready(None) => {
                     // The last handle going is a change: the end may be due.
-                    progress |= !self.side.handles_gone;
-                    self.side.handles_gone = true;
+                    progress |= self.side.inner.core.set_handles_gone();
                     break;
                 }
                 Poll::Pending => break,
             }
         }
-        if self.side.handles_gone {
+        if self.side.inner.core.handles_gone() {
             self.side.detach_if_unobserved();
         }
         progress
@@ -337,7 +328,8 @@ where
             Command::Wrap(pending) => {
                 // One filter per bufferevent: a second one would steal the first's
                 // underlying (libevent lets it, and breaks the first).
-                if !side.in_use && side.rare.as_ref().is_none_or(|r| r.wrap.is_none()) {
+                if !side.inner.core.in_use() && side.rare.as_ref().is_none_or(|r| r.wrap.is_none())
+                {
                     side.rare().wrap = Some(pending.take());
                 }
             }

@@ -105,7 +105,7 @@ where
     /// runs holding a reference. From then on nothing is published, so a bufferevent
     /// run only by its callbacks costs no memory or work for handles.
     pub(super) fn detach_if_unobserved(&mut self) {
-        if self.in_use || self.stopping() {
+        if self.inner.core.in_use() || self.stopping() {
             return;
         }
         let Some(remote) = &self.remote else {
@@ -137,7 +137,7 @@ where
             }
             None => drop(transport), // closes it
         }
-        tracing::debug!(events = ?self.last_events, unsent, "bufferevent finished");
+        tracing::debug!(events = ?self.inner.core.last_events(), unsent, "bufferevent finished");
         if self.inner.core.close_timed_out() {
             let error = io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -152,7 +152,7 @@ where
         shared.connected.store(false, Ordering::Release);
         shared.clear_relative();
         shared.set_closed(Closed {
-            events: self.last_events,
+            events: self.inner.core.last_events(),
             error,
             unsent,
         });

@@ -104,12 +104,13 @@ async fn a_weak_handle_keeps_the_shared_state() {
 }
 
 /// With one task per connection, the task's future is most of an idle
-/// connection's memory. Tokio rounds a task to 128 bytes; at most 416 bytes of
-/// future keep a TCP bufferevent's task in 512 (see `docs/PERFORMANCE.md`). A
+/// connection's memory. Tokio aligns a task to 128 bytes; measured, a future of
+/// 408 bytes keeps a TCP bufferevent's task in 512 and one of 416 does not (idle
+/// memory per connection rose by 128 bytes; see `docs/PERFORMANCE.md`). A
 /// field added to the engine should make room elsewhere, or change this figure
 /// knowingly.
 #[test]
 fn a_tcp_bufferevent_task_stays_small() {
     let size = size_of::<Run<StreamLink<tokio::net::TcpStream>, ()>>();
-    assert!(size <= 416, "the task future grew to {size} bytes");
+    assert!(size <= 408, "the task future grew to {size} bytes");
 }
