@@ -59,7 +59,7 @@ impl EvBuffer {
     /// operations that changed nothing), newest callback first, each with the same
     /// [`CallbackInfo`]: the length at the previous invocation and the bytes added and
     /// removed since. The counters restart at every invocation, also for disabled
-    /// callbacks (B-128, B-129).
+    /// callbacks.
     ///
     /// A callback receives the buffer and may modify it, add callbacks, and remove or
     /// disable any callback, itself included. Changes it makes are reported in a new

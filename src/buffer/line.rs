@@ -16,17 +16,17 @@ use super::{EvBuffer, EvBufferError};
 /// | [`Nul`](Self::Nul) | one 0 byte | nothing yet |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EolStyle {
-    /// Any sequence of CR and LF characters; blank lines are swallowed (B-116). A CR
+    /// Any sequence of CR and LF characters; blank lines are swallowed. A CR
     /// at the very end of the buffer ends the line, so a LF arriving later gives an
     /// extra empty line.
     Any,
-    /// A LF, optionally preceded by a single CR (B-117); a lone CR is data.
+    /// A LF, optionally preceded by a single CR; a lone CR is data.
     Crlf,
-    /// Exactly the pair CR LF (B-118); lone CRs and LFs are data.
+    /// Exactly the pair CR LF; lone CRs and LFs are data.
     CrlfStrict,
-    /// A single LF (B-119).
+    /// A single LF.
     Lf,
-    /// A single NUL byte (B-119).
+    /// A single NUL byte.
     Nul,
 }
 

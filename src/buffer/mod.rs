@@ -30,7 +30,7 @@
 //! ```
 //!
 //! The mapping of every libevent `evbuffer_*` function to its counterpart here is in
-//! `docs/evbuffer.md`.
+//! [`docs/evbuffer.md`](https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/evbuffer.md).
 
 mod callbacks;
 mod chunk;
@@ -66,7 +66,7 @@ const MAX_TAIL: usize = 64 * 1024;
 /// A queue of bytes held as a chain of chunks: libevent's `struct evbuffer`.
 ///
 /// See the [module documentation](self) for the layout and an example, and
-/// `docs/evbuffer.md` for the mapping from libevent's functions.
+/// [`docs/evbuffer.md`](https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/evbuffer.md) for the mapping from libevent's functions.
 ///
 /// Operations that libevent reports with `-1` return [`EvBufferError`] here and leave
 /// the buffer unchanged. Methods that modify the buffer run its
@@ -155,7 +155,7 @@ impl EvBuffer {
     /// [`EvBufferError::FrontFrozen`]; while the end is frozen, everything that appends
     /// fails with [`EvBufferError::EndFrozen`]. Inspection ([`len`](Self::len),
     /// [`peek`](Self::peek), [`pullup`](Self::pullup), [`search`](Self::search),
-    /// positions) is unaffected. The exact matrix is libevent's (B-127).
+    /// positions) is unaffected. The exact matrix is libevent's.
     ///
     /// # Examples
     ///

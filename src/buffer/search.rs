@@ -139,7 +139,7 @@ impl EvBuffer {
     /// CR LF pair, the length of the whole CR/LF run for [`EolStyle::Any`], else 1.
     ///
     /// With [`EolStyle::Crlf`], a search that starts exactly on a LF does not look
-    /// back at a CR before it (B-120).
+    /// back at a CR before it.
     ///
     /// # Errors
     ///

@@ -24,7 +24,7 @@ use super::transport::Transport;
 use super::transport::stream::StreamLink;
 use crate::buffer::EvBuffer;
 
-/// The default of `max_single_read` and `max_single_write`, as libevent's (B-2).
+/// The default of `max_single_read` and `max_single_write`, as libevent's.
 pub const DEFAULT_MAX_SINGLE_IO: usize = core::DEFAULT_MAX_SINGLE_IO;
 
 /// Settings for a new [`BufferEvent`] (`bufferevent_socket_new` plus the calls made
@@ -36,8 +36,8 @@ pub const DEFAULT_MAX_SINGLE_IO: usize = core::DEFAULT_MAX_SINGLE_IO;
 ///
 /// | setting | default |
 /// |---|---|
-/// | enabled directions | WRITE only (B-1) |
-/// | read and write watermarks | 0, 0 (B-2) |
+/// | enabled directions | WRITE only |
+/// | read and write watermarks | 0, 0 |
 /// | read and write timeouts | none |
 /// | `max_single_read`, `max_single_write` | 16 KiB |
 /// | deferred callbacks | off |
@@ -144,7 +144,7 @@ impl<S: Send + 'static> Builder<S> {
 
     /// The most bytes one read asks the transport for
     /// (`bufferevent_set_max_single_read`). Default 16 KiB; 0, or more than 4 GiB,
-    /// means the default (B-97).
+    /// means the default.
     #[doc(alias = "bufferevent_get_max_single_read")]
     pub fn max_single_read(mut self, n: usize) -> Self {
         self.max_single_read = n;
@@ -153,7 +153,7 @@ impl<S: Send + 'static> Builder<S> {
 
     /// The most bytes one write hands the transport
     /// (`bufferevent_set_max_single_write`). Default 16 KiB; 0, or more than 4 GiB,
-    /// means the default (B-97).
+    /// means the default.
     #[doc(alias = "bufferevent_get_max_single_write")]
     pub fn max_single_write(mut self, n: usize) -> Self {
         self.max_single_write = n;
@@ -205,7 +205,7 @@ impl<S: Send + 'static> Builder<S> {
 
     /// For a pair element or a filter: whether this bufferevent hears `READING | EOF`
     /// when its partner (or underlying bufferevent) ends, freed or closed. Default
-    /// off, as in libevent, where the survivor hears nothing (B-81, libevent issue
+    /// off, as in libevent, where the survivor hears nothing (libevent issue
     /// #93) and its `partner()` just becomes `None`. No effect on stream bufferevents.
     pub fn partner_end_is_eof(mut self, eof: bool) -> Self {
         self.partner_end_is_eof = eof;
@@ -215,7 +215,7 @@ impl<S: Send + 'static> Builder<S> {
     /// For a filter: whether ending it frees the underlying bufferevent too
     /// (libevent's `BEV_OPT_CLOSE_ON_FREE` on a filter). Default `true`: the filter
     /// took the underlying's handle and owns it. With `false`, the underlying runs on
-    /// alone once the filter ends (B-92). No effect on other bufferevents.
+    /// alone once the filter ends. No effect on other bufferevents.
     pub fn close_underlying(mut self, close: bool) -> Self {
         self.close_underlying = close;
         self
@@ -281,7 +281,7 @@ impl<S: Send + 'static> Builder<S> {
     ///
     /// # Errors
     ///
-    /// An immediate failure (the socket cannot be created); no callback runs then (B-48).
+    /// An immediate failure (the socket cannot be created); no callback runs then.
     ///
     /// # Panics
     ///
@@ -307,7 +307,7 @@ impl<S: Send + 'static> Builder<S> {
         Ok(bev)
     }
 
-    /// Creates a bufferevent with no transport yet (libevent's fd `-1`, B-5): writes
+    /// Creates a bufferevent with no transport yet (libevent's fd `-1`): writes
     /// queue, timers run, and [`BufferEvent::set_transport`] gives it one later.
     ///
     /// # Panics

@@ -27,14 +27,14 @@ where
     ///
     /// Returns at once. Writes made before the connect completes are sent after it, in
     /// order. Success delivers `CONNECTED` alone, then the queued data goes out, then
-    /// the write callback runs if the output drained (B-50); a later failure delivers
+    /// the write callback runs if the output drained; a later failure delivers
     /// `ERROR` (plus `TIMEOUT` when the builder's connect timeout expired) with the
-    /// error and no direction bit, leaving the enabled directions as they were (B-33).
+    /// error and no direction bit, leaving the enabled directions as they were.
     ///
     /// # Errors
     ///
     /// An immediate failure, such as a socket that cannot be created; no callback runs
-    /// then (B-48). [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    /// then. [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
     #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
         self.connect_with(start(addr)?)
@@ -87,14 +87,14 @@ where
     /// Address literals (`127.0.0.1`, `::1`, `[::1]`) skip DNS. Otherwise `resolver`
     /// (or, with `None`, a process-wide one built from the system configuration on a
     /// blocking thread) looks the name up without blocking; reading and writing wait
-    /// meanwhile, and data written goes out after the connect (B-53). The addresses
+    /// meanwhile, and data written goes out after the connect. The addresses
     /// are tried in turn as in [`connect_any`](Self::connect_any), where libevent tries
     /// only the first. A failed lookup delivers `ERROR` with the error, and
     /// [`dns_error`](Self::dns_error) says what went wrong.
     ///
     /// # Errors
     ///
-    /// Returned at once, with no callback (B-53): port 0, an empty host, or a literal
+    /// Returned at once, with no callback: port 0, an empty host, or a literal
     /// of the wrong family ([`io::ErrorKind::InvalidInput`]); a socket that cannot be
     /// created; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
     ///
@@ -186,7 +186,7 @@ where
     }
 
     /// Takes over a connect the caller already started (`bufferevent_socket_connect`
-    /// with an fd that is connecting and a null address, B-49): `connecting` is, for
+    /// with an fd that is connecting and a null address): `connecting` is, for
     /// example, `TcpSocket::connect`'s future. Events as for [`connect`](Self::connect).
     ///
     /// # Errors
@@ -236,8 +236,8 @@ where
     }
 }
 
-/// Starts a connect to `addr` on a new socket. Creating the socket can fail at once
-/// (B-48); the connect itself completes when the returned future does.
+/// Starts a connect to `addr` on a new socket. Creating the socket can fail at once;
+/// the connect itself completes when the returned future does.
 pub(crate) fn start(
     addr: SocketAddr,
 ) -> io::Result<impl Future<Output = io::Result<TcpStream>> + Send + 'static> {

@@ -158,7 +158,7 @@ impl<S> Context<'_, S> {
     }
 
     /// Turns directions on (`bufferevent_enable`). Enabling WRITE with an empty output
-    /// yields one write callback (B-14); enabling a direction restarts its timeout;
+    /// yields one write callback; enabling a direction restarts its timeout;
     /// enabling READ while the input already holds at least the low watermark runs the
     /// read callback for that data.
     #[doc(alias = "bufferevent_enable")]
@@ -174,7 +174,7 @@ impl<S> Context<'_, S> {
     }
 
     /// The directions the user enabled (`bufferevent_get_enabled`); a direction
-    /// suspended by a watermark still counts as enabled (B-11).
+    /// suspended by a watermark still counts as enabled.
     #[doc(alias = "bufferevent_get_enabled")]
     pub fn enabled(&self) -> Direction {
         self.inner.core.enabled()
@@ -188,7 +188,7 @@ impl<S> Context<'_, S> {
     }
 
     /// The watermarks of one direction, or `None` unless `dir` is exactly one
-    /// direction (`bufferevent_getwatermark`, B-24).
+    /// direction (`bufferevent_getwatermark`).
     #[doc(alias = "bufferevent_getwatermark")]
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         self.inner.core.watermarks(dir)
@@ -208,7 +208,7 @@ impl<S> Context<'_, S> {
 
     /// Sets the most bytes one read asks the transport for
     /// (`bufferevent_set_max_single_read`); 0, or more than fits in a `u32`, resets
-    /// it to the default of 16 KiB (B-97).
+    /// it to the default of 16 KiB.
     #[doc(alias = "bufferevent_set_max_single_read")]
     pub fn set_max_single_read(&mut self, n: usize) {
         self.inner.core.set_max_single(Some(n), None);
@@ -216,7 +216,7 @@ impl<S> Context<'_, S> {
 
     /// Sets the most bytes one write hands the transport
     /// (`bufferevent_set_max_single_write`); 0, or more than fits in a `u32`, resets
-    /// it to the default of 16 KiB (B-97).
+    /// it to the default of 16 KiB.
     #[doc(alias = "bufferevent_set_max_single_write")]
     pub fn set_max_single_write(&mut self, n: usize) {
         self.inner.core.set_max_single(None, Some(n));
@@ -236,7 +236,7 @@ impl<S> Context<'_, S> {
     }
 
     /// Sets, replaces or removes this bufferevent's own rate limit
-    /// (`bufferevent_set_rate_limit`, B-100): a new limit starts its buckets at the
+    /// (`bufferevent_set_rate_limit`): a new limit starts its buckets at the
     /// rate; another configuration keeps the current buckets, clipped to the new
     /// bursts; `None` removes it and lifts its suspension at once.
     #[doc(alias = "bufferevent_set_rate_limit")]
@@ -250,7 +250,7 @@ impl<S> Context<'_, S> {
         self.inner.core.rate_limit()
     }
 
-    /// The read bucket (`bufferevent_get_read_limit`, B-99): may be negative; `None`
+    /// The read bucket (`bufferevent_get_read_limit`): may be negative; `None`
     /// without an own limit (a group's bucket is not counted).
     #[doc(alias = "bufferevent_get_read_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_get_read_limit")]
@@ -265,8 +265,8 @@ impl<S> Context<'_, S> {
         self.inner.core.limit(false)
     }
 
-    /// Takes `n` tokens from the read bucket (`bufferevent_decrement_read_limit`,
-    /// B-99); a negative `n` gives tokens back. Reading is suspended while the bucket
+    /// Takes `n` tokens from the read bucket (`bufferevent_decrement_read_limit`);
+    /// a negative `n` gives tokens back. Reading is suspended while the bucket
     /// is at or below 0, and resumes when it rises above. Returns `false` (and does
     /// nothing) without an own limit, where libevent asserts.
     #[doc(alias = "bufferevent_decrement_read_limit")]
@@ -282,8 +282,8 @@ impl<S> Context<'_, S> {
         self.inner.core.decrement_limit(false, n)
     }
 
-    /// How many bytes the next read may take now (`bufferevent_get_max_to_read`,
-    /// B-97): `max_single_read`, or the rate limits' allowance where one applies.
+    /// How many bytes the next read may take now (`bufferevent_get_max_to_read`):
+    /// `max_single_read`, or the rate limits' allowance where one applies.
     #[doc(alias = "bufferevent_get_max_to_read")]
     pub fn max_to_read(&self) -> usize {
         self.inner
@@ -321,8 +321,8 @@ impl<S> Context<'_, S> {
     }
 
     /// Runs the read and/or write callback as if data had arrived or drained
-    /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`
-    /// (B-66). The calls are made once the current callback returns.
+    /// (`bufferevent_trigger`), honouring the watermarks unless `ignore_watermarks`.
+    /// The calls are made once the current callback returns.
     #[doc(alias = "bufferevent_trigger")]
     pub fn trigger(&mut self, dirs: Direction, ignore_watermarks: bool) {
         let (i, o) = (self.inner.input.len(), self.inner.output.len());
@@ -338,7 +338,7 @@ impl<S> Context<'_, S> {
 
     /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards, pending
     /// output is discarded, and the transport is closed when the current callback
-    /// returns (B-55).
+    /// returns.
     #[doc(alias = "bufferevent_free")]
     pub fn free(&mut self) {
         self.inner.core.free();
@@ -362,15 +362,15 @@ impl<S> Context<'_, S> {
 
     /// Flushes (`bufferevent_flush`), once the current callback returns.
     ///
-    /// - Socket or stream: `Normal` and `Flush` do nothing beyond ordinary operation
-    ///   (B-72); `Finished` with WRITE shuts down the write side once the queued output
+    /// - Socket or stream: `Normal` and `Flush` do nothing beyond ordinary operation;
+    ///   `Finished` with WRITE shuts down the write side once the queued output
     ///   is sent.
-    /// - Pair: `Normal` does nothing (B-73); `Flush` and `Finished` move everything
+    /// - Pair: `Normal` does nothing; `Flush` and `Finished` move everything
     ///   across regardless of watermarks and enabled directions (READ pulls the
     ///   partner's output, WRITE pushes ours), and `Finished` then delivers `EOF` to the
-    ///   partner (B-74..B-76).
+    ///   partner.
     /// - Filter: runs the input (READ) and/or output (WRITE) filter in `mode`, then
-    ///   flushes the underlying bufferevent the same way (B-77). A `Normal` flush of
+    ///   flushes the underlying bufferevent the same way. A `Normal` flush of
     ///   a disabled direction runs no filter, as in libevent, and is still passed on
     ///   to the underlying bufferevent.
     #[doc(alias = "bufferevent_flush")]
@@ -396,7 +396,7 @@ impl<S: fmt::Debug> fmt::Debug for Context<'_, S> {
 }
 
 /// A bufferevent's input buffer, seen by user code: data may only be removed
-/// (libevent freezes the end of a socket bufferevent's input, B-70).
+/// (libevent freezes the end of a socket bufferevent's input).
 pub struct Input<'a> {
     buf: &'a mut EvBuffer,
 }
@@ -539,7 +539,7 @@ impl fmt::Debug for Input<'_> {
 }
 
 /// A bufferevent's output buffer, seen by user code: data may only be added
-/// (libevent freezes the front of a socket bufferevent's output, B-70).
+/// (libevent freezes the front of a socket bufferevent's output).
 pub struct Output<'a> {
     buf: &'a mut EvBuffer,
 }

@@ -14,14 +14,14 @@ impl<S: Send + 'static> Builder<S> {
     /// bytes the underlying receives pass through `input` into this bufferevent's
     /// input; bytes written here pass through `output` into the underlying's output.
     ///
-    /// The filter takes the underlying over (B-84): the underlying's callbacks are
+    /// The filter takes the underlying over: the underlying's callbacks are
     /// removed and its events are delivered to this bufferevent's event callback
-    /// unchanged (B-36); both its directions are enabled, and it reads only while this
+    /// unchanged; both its directions are enabled, and it reads only while this
     /// bufferevent's READ is enabled and under its high watermark, so a slow reader
     /// holds the peer back. The underlying's handle keeps working, and
     /// [`underlying`](BufferEvent::underlying) returns one.
     ///
-    /// Ordinary operation follows B-85..B-90: `dst_limit` is the room under the
+    /// Ordinary operation, as in libevent: `dst_limit` is the room under the
     /// destination's high watermark (the filter's read high watermark for input; the
     /// underlying's write high watermark for output); the output filter waits while
     /// the underlying's output is at its write high watermark and resumes once it

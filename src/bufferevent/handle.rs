@@ -40,7 +40,7 @@ use crate::buffer::EvBuffer;
 /// that a pair partner or a filter could hand out, the bufferevent drops it and
 /// publishes nothing more, so a server that keeps no handles (as libevent servers keep
 /// only the callbacks' context) pays for the task alone: about 1.1 KiB per idle TCP
-/// connection, see `docs/PERFORMANCE.md`.
+/// connection, see [`docs/PERFORMANCE.md`](https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/PERFORMANCE.md).
 ///
 /// Operations on a bufferevent that has ended do nothing; those that return a result
 /// report it with [`Error::Ended`].
@@ -157,7 +157,7 @@ where
     // ---- settings ----------------------------------------------------------------
 
     /// Enables directions (`bufferevent_enable`). Enabling WRITE with an empty output
-    /// yields one write callback (B-14); enabling restarts the direction's timeout.
+    /// yields one write callback; enabling restarts the direction's timeout.
     /// [`enabled`](Self::enabled) shows the change at once.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(&self, dirs: Direction) {
@@ -207,7 +207,7 @@ where
     }
 
     /// The watermarks of `dir`, or `None` unless `dir` is exactly one direction
-    /// (`bufferevent_getwatermark`, B-24).
+    /// (`bufferevent_getwatermark`).
     #[doc(alias = "bufferevent_getwatermark")]
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         let s = self.shared().settings();
@@ -245,7 +245,7 @@ where
     }
 
     /// Sets the most bytes one read asks the transport for
-    /// (`bufferevent_set_max_single_read`, B-97): 0, or more than 4 GiB, resets it to
+    /// (`bufferevent_set_max_single_read`): 0, or more than 4 GiB, resets it to
     /// the default of 16 KiB. [`max_single_read`](Self::max_single_read) shows it at
     /// once.
     #[doc(alias = "bufferevent_set_max_single_read")]
@@ -258,7 +258,7 @@ where
     }
 
     /// Sets the most bytes one write hands the transport
-    /// (`bufferevent_set_max_single_write`, B-97): 0, or more than 4 GiB, resets it
+    /// (`bufferevent_set_max_single_write`): 0, or more than 4 GiB, resets it
     /// to the default of 16 KiB.
     #[doc(alias = "bufferevent_set_max_single_write")]
     pub fn set_max_single_write(&self, n: usize) {
@@ -359,8 +359,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::WriteClosed`] if the write side was shut down or failed (at once, or
-    /// while waiting); [`Error::Ended`] if the bufferevent has ended.
+    /// [`Error::WriteClosed`] (kind [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) if the write side
+    /// was shut down or failed, at once or while waiting; [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -500,7 +501,7 @@ where
     }
 
     /// Frees the bufferevent (`bufferevent_free`): no callback runs afterwards,
-    /// pending output is discarded (B-55), and the transport is closed by the task.
+    /// pending output is discarded, and the transport is closed by the task.
     /// Use [`close`](Self::close) to send the output first.
     #[doc(alias = "bufferevent_free")]
     pub fn free(&self) {
@@ -680,7 +681,7 @@ where
 
     /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
     /// socket (a pair, a stream that is not a `TcpStream`). A filter reports its
-    /// underlying bufferevent's (B-93).
+    /// underlying bufferevent's.
     #[cfg(unix)]
     #[doc(alias = "bufferevent_getfd")]
     pub fn fd(&self) -> Option<std::os::fd::RawFd> {

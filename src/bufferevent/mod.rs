@@ -117,8 +117,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Differences from libevent are listed in `docs/DIVERGENCES.md`; pairs and filters
-//! are described in `docs/pairs-and-filters.md`.
+//! Differences from libevent are listed in [`docs/DIVERGENCES.md`][divergences]; pairs
+//! and filters are described in [`docs/pairs-and-filters.md`][pairs-and-filters].
+//!
+//! [divergences]: https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/DIVERGENCES.md
+//! [pairs-and-filters]: https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/pairs-and-filters.md
 
 mod adapters;
 mod builder;

@@ -17,11 +17,11 @@ impl<S: Send + 'static> Builder<S> {
     /// Data written to one appears in the other's input without any socket, moving
     /// chunks, never copying bytes. A transfer happens when the writer's WRITE and
     /// the reader's READ are enabled; the reader's read high watermark caps it at the
-    /// exact byte, and the rest waits in the writer's output until the reader drains
-    /// (B-78..B-80). Callbacks are always deferred. Flushing with `Flush` or
+    /// exact byte, and the rest waits in the writer's output until the reader drains.
+    /// Callbacks are always deferred. Flushing with `Flush` or
     /// `Finished` moves everything at once, and `Finished` delivers `EOF` to the
-    /// partner (B-74..B-76). Timeouts are plain timers; a write timeout is armed only
-    /// while there is something to send (a divergence, see `docs/DIVERGENCES.md`).
+    /// partner. Timeouts are plain timers; a write timeout is armed only
+    /// while there is something to send (a divergence, see [`docs/DIVERGENCES.md`](https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/DIVERGENCES.md)).
     ///
     /// When one element ends, the other's [`partner`](BufferEvent::partner) becomes
     /// `None` and data it writes stays in its output; it hears `READING | EOF` only

@@ -43,7 +43,7 @@ where
         self.run(move |ctx| ctx.set_rate_limit(limit));
     }
 
-    /// The read bucket (`bufferevent_get_read_limit`, B-99): may be negative; `None`
+    /// The read bucket (`bufferevent_get_read_limit`): may be negative; `None`
     /// without an own limit.
     ///
     /// # Errors
@@ -75,8 +75,8 @@ where
         self.with(|ctx| ctx.write_limit()).await
     }
 
-    /// Takes `n` tokens from the read bucket (`bufferevent_decrement_read_limit`,
-    /// B-99); negative `n` gives them back. Nothing happens without an own limit.
+    /// Takes `n` tokens from the read bucket (`bufferevent_decrement_read_limit`);
+    /// negative `n` gives them back. Nothing happens without an own limit.
     #[doc(alias = "bufferevent_decrement_read_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_decrement_read")]
     pub fn decrement_read_limit(&self, n: i64) {
@@ -205,7 +205,7 @@ impl RateLimitGroup {
 
     /// The least a member may move per tick while the group has tokens
     /// (`bufferevent_rate_limit_group_set_min_share`); 0 restores the default of
-    /// 64. Clamped to the rates (B-101).
+    /// 64. Clamped to the rates.
     #[doc(alias = "bufferevent_rate_limit_group_set_min_share")]
     pub fn set_min_share(&self, bytes: u64) {
         self.shared.set_min_share(bytes);

@@ -5,8 +5,8 @@
 //! answers what the engine must do. Everything a bufferevent *decides* lives here:
 //! enabled directions and suspension reasons, watermarks, which callbacks are due
 //! and in which order, what a timeout, EOF, error or connect outcome becomes, the
-//! write callback after `enable(WRITE)` (B-14), the read re-announcement that
-//! replaces libevent's callback storm (B-22), flush requests, the lifecycle, and
+//! write callback after `enable(WRITE)`, the read re-announcement that
+//! replaces libevent's callback storm, flush requests, the lifecycle, and
 //! when the bufferevent is over.
 //!
 //! # Call protocol
@@ -18,7 +18,7 @@
 //!    [`flush`](Core::flush), [`close`](Core::close), ... (also what callbacks do
 //!    through their `Context`).
 //! 2. After the user removed input, [`on_input_removed`](Core::on_input_removed)
-//!    re-evaluates the high-watermark pause (B-20).
+//!    re-evaluates the high-watermark pause.
 //! 3. Move bytes in: ask [`read_budget`](Core::read_budget) (0: do not read; never a
 //!    0-byte read), then report [`on_read`](Core::on_read),
 //!    [`on_read_end`](Core::on_read_end), [`on_connected`](Core::on_connected) or
@@ -58,14 +58,14 @@ use self::timeouts::Timeouts;
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use std::sync::Arc;
 
-/// The default of `max_single_read` and `max_single_write`, as libevent's (B-2).
+/// The default of `max_single_read` and `max_single_write`, as libevent's.
 pub(crate) const DEFAULT_MAX_SINGLE_IO: usize = 16 * 1024;
 
 /// Why a direction is suspended (besides being disabled). Bit flags.
 pub(crate) mod suspend {
     /// The input reached the read high watermark.
     pub(crate) const WATERMARK: u8 = 0x01;
-    /// A filtering bufferevent over this one does not take input now (B-84).
+    /// A filtering bufferevent over this one does not take input now.
     pub(crate) const FILTER: u8 = 0x02;
     /// Its own token bucket is empty (libevent's `BEV_SUSPEND_BW`).
     pub(crate) const BANDWIDTH: u8 = 0x04;
@@ -87,7 +87,7 @@ pub(crate) enum Ending {
 
 /// The bits of `Core::flags`.
 mod flag {
-    /// `enable(WRITE)` asked for one write callback while the output is empty (B-14).
+    /// `enable(WRITE)` asked for one write callback while the output is empty.
     pub(super) const WRITE_READY: u8 = 0x01;
     /// `BEV_OPT_DEFER_CALLBACKS` (always on for pairs).
     pub(super) const DEFER: u8 = 0x02;
@@ -285,7 +285,7 @@ impl Core {
         self.enabled
     }
 
-    /// Reading runs only when enabled and not suspended (B-11, B-12).
+    /// Reading runs only when enabled and not suspended.
     pub(crate) fn reading(&self) -> bool {
         self.enabled.contains(Direction::READ) && self.read_suspended == 0
     }
@@ -302,7 +302,7 @@ impl Core {
         self.write_wm
     }
 
-    /// The watermarks of exactly one direction (B-24).
+    /// The watermarks of exactly one direction.
     pub(crate) fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         if dir == Direction::READ {
             Some(self.read_wm)
@@ -369,7 +369,7 @@ impl Core {
     // ---- user commands -----------------------------------------------------------------
 
     /// `bufferevent_enable`. Enabling WRITE with an empty output asks for one write
-    /// callback (B-14); enabling restarts the direction's timeout (B-13); enabling
+    /// callback; enabling restarts the direction's timeout; enabling
     /// READ while the input holds at least the low watermark announces that data
     /// again (the crate's answer to libevent's read-callback storm, B-22: no
     /// repeats, but no stall either).
@@ -395,7 +395,7 @@ impl Core {
     }
 
     /// Sets watermarks and re-evaluates the high-watermark suspension at once, both
-    /// ways (B-21, B-24).
+    /// ways.
     pub(crate) fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks, input_len: usize) {
         if dirs.contains(Direction::READ) {
             self.read_wm = wm;
@@ -407,14 +407,14 @@ impl Core {
         self.set_flag(flag::SETTINGS_CHANGED, true);
     }
 
-    /// `bufferevent_set_timeouts`; `None` or zero means none (B-39). A running timer
+    /// `bufferevent_set_timeouts`; `None` or zero means none. A running timer
     /// restarts with the new value.
     pub(crate) fn set_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
         self.timeouts.set(read, write);
         self.set_flag(flag::SETTINGS_CHANGED, true);
     }
 
-    /// `bufferevent_set_max_single_read` / `_write` (B-97): 0, or more than a
+    /// `bufferevent_set_max_single_read` / `_write`: 0, or more than a
     /// single I/O can carry, resets to the default of 16 KiB.
     pub(crate) fn set_max_single(&mut self, read: Option<usize>, write: Option<usize>) {
         if let Some(n) = read {
@@ -426,7 +426,7 @@ impl Core {
         self.set_flag(flag::SETTINGS_CHANGED, true);
     }
 
-    /// `bufferevent_trigger` (B-66): honours the watermarks unless told not to;
+    /// `bufferevent_trigger`: honours the watermarks unless told not to;
     /// ignores `enabled`.
     pub(crate) fn trigger(
         &mut self,
@@ -444,7 +444,7 @@ impl Core {
         }
     }
 
-    /// Queues an event; bits accumulate until delivered (B-60). `CONNECTED` on its own
+    /// Queues an event; bits accumulate until delivered. `CONNECTED` on its own
     /// is kept apart so it is delivered alone and first.
     pub(crate) fn event(&mut self, events: Events, error: Option<io::Error>) {
         if events == Events::CONNECTED {
@@ -464,7 +464,7 @@ impl Core {
         }
     }
 
-    /// `bufferevent_free`: over at once, pending output discarded (B-55).
+    /// `bufferevent_free`: over at once, pending output discarded.
     pub(crate) fn free(&mut self) {
         self.lifecycle.free();
     }
@@ -505,7 +505,7 @@ impl Core {
         }
     }
 
-    /// A filter took this bufferevent over (B-84): both directions on, so the filter
+    /// A filter took this bufferevent over: both directions on, so the filter
     /// alone decides (through `suspend::FILTER`) when it reads.
     pub(crate) fn taken_over(&mut self) {
         self.enabled |= Direction::BOTH;
@@ -521,8 +521,7 @@ impl Core {
 
     // ---- what the transport reports --------------------------------------------------
 
-    /// The user removed input: any removal below the high watermark resumes reading
-    /// (B-20).
+    /// The user removed input: any removal below the high watermark resumes reading.
     pub(crate) fn on_input_removed(&mut self, input_len: usize) {
         let high = self.read_wm.high;
         if high != 0 && input_len >= high {
@@ -533,7 +532,7 @@ impl Core {
     }
 
     /// New data arrived: the read callback is due iff the input reached the low
-    /// watermark (B-17); the read timeout starts over (B-42).
+    /// watermark; the read timeout starts over.
     pub(crate) fn on_read(&mut self, input_len: usize) {
         if input_len >= self.read_wm.low {
             self.due.read = true;
@@ -542,7 +541,7 @@ impl Core {
         self.timeouts.restart(Direction::READ);
     }
 
-    /// Reading is over for good: EOF or an error (B-30, B-31). The direction is
+    /// Reading is over for good: EOF or an error. The direction is
     /// disabled and the event queued.
     pub(crate) fn on_read_end(&mut self, events: Events, error: Option<io::Error>) {
         self.lifecycle.close_read();
@@ -557,7 +556,7 @@ impl Core {
     }
 
     /// Data left: the write callback is due iff the output fell to the low watermark
-    /// (B-25); the write timeout starts over (B-42).
+    ///; the write timeout starts over.
     pub(crate) fn on_written(&mut self, output_len: usize) {
         if output_len <= self.write_wm.low {
             self.due.write = true;
@@ -565,7 +564,7 @@ impl Core {
         self.timeouts.restart(Direction::WRITE);
     }
 
-    /// Writing is over for good (B-32): the direction is disabled and the event
+    /// Writing is over for good: the direction is disabled and the event
     /// queued. Queued output stays where it is, reported at the end.
     pub(crate) fn on_write_end(&mut self, events: Events, error: Option<io::Error>) {
         self.lifecycle.close_write();
@@ -581,7 +580,7 @@ impl Core {
 
     /// A transport was installed (`bufferevent_setfd`): both halves open again, and,
     /// as libevent re-registers the write event, a writable transport with nothing
-    /// to send yields one write callback (B-6, B-14).
+    /// to send yields one write callback.
     pub(crate) fn on_transport(&mut self) {
         self.lifecycle.reopen();
         if self.enabled.contains(Direction::WRITE) {
@@ -591,7 +590,7 @@ impl Core {
 
     /// A connect succeeded: `CONNECTED` alone, the timeouts restart, and queued
     /// output goes out after it. With nothing queued, no write callback follows
-    /// (B-50), even if WRITE was enabled while there was no transport.
+    ///, even if WRITE was enabled while there was no transport.
     pub(crate) fn on_connected(&mut self) {
         self.lifecycle.reopen();
         self.set_flag(flag::WRITE_READY, false);
@@ -600,7 +599,7 @@ impl Core {
     }
 
     /// A connect failed: `ERROR` (with `TIMEOUT` for a connect timeout) and no
-    /// direction bit, leaving `enabled` as it was (B-33).
+    /// direction bit, leaving `enabled` as it was.
     pub(crate) fn on_connect_failed(&mut self, error: io::Error) {
         let events = if error.kind() == io::ErrorKind::TimedOut {
             Events::ERROR | Events::TIMEOUT
@@ -611,7 +610,7 @@ impl Core {
     }
 
     /// The partner of a pair element (or a filter's underlying bufferevent) ended:
-    /// `READING | EOF` if this bufferevent asked for it (B-81).
+    /// `READING | EOF` if this bufferevent asked for it.
     pub(crate) fn on_partner_gone(&mut self) {
         if self.flag(flag::PARTNER_EOF) && self.read_open() {
             self.on_read_end(Events::READING | Events::EOF, None);
@@ -620,8 +619,8 @@ impl Core {
 
     // ---- what the transport asks -------------------------------------------------------
 
-    /// How many bytes the next read may ask for: never past the high watermark (B-19),
-    /// never more than `max_single_read` (B-23), and 0 when reading must wait. A
+    /// How many bytes the next read may ask for: never past the high watermark,
+    /// never more than `max_single_read`, and 0 when reading must wait. A
     /// transport never issues a 0-byte read: it would look like EOF.
     pub(crate) fn read_budget(&self, input_len: usize) -> usize {
         // One look at the lifecycle: open (not closing, not freed) with its read half
@@ -658,7 +657,7 @@ impl Core {
     }
 
     /// Whether a transport that can write and has nothing to send owes the write
-    /// callback `enable(WRITE)` asked for (B-14); asking consumes it.
+    /// callback `enable(WRITE)` asked for; asking consumes it.
     pub(crate) fn take_write_ready(&mut self) -> bool {
         self.take_flag(flag::WRITE_READY)
     }
@@ -670,7 +669,7 @@ impl Core {
     }
 
     /// Asks for the write side to be shut down once the output is sent (a stream's
-    /// `FINISHED` flush, B-72).
+    /// `FINISHED` flush).
     pub(crate) fn request_shutdown(&mut self) {
         self.lifecycle.request_shutdown();
     }
@@ -685,7 +684,7 @@ impl Core {
         self.flushes.take()
     }
 
-    /// Drops flush requests there is nothing to carry them out against (B-73).
+    /// Drops flush requests there is nothing to carry them out against.
     pub(crate) fn clear_flushes(&mut self) {
         self.flushes.clear();
     }
@@ -731,7 +730,7 @@ impl Core {
 
     /// Arms the deadlines for what is active now and returns the earliest. A read
     /// deadline runs while reading is enabled, unsuspended and open; a write
-    /// deadline while writing is, with something to write (B-40; for pairs and
+    /// deadline while writing is, with something to write (for pairs and
     /// filters this also fixes B-46 and B-47).
     pub(crate) fn poll_timeout(&mut self, now: Instant, output_len: usize) -> Option<Instant> {
         let reading = self.reading() && self.read_open();
@@ -747,7 +746,7 @@ impl Core {
     }
 
     /// Fires the deadlines that passed by `now`: the direction is disabled and the
-    /// event names it (B-34, B-41); a close that ran out of time frees the
+    /// event names it; a close that ran out of time frees the
     /// bufferevent. Whether any fired.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
         if self.timeouts.close_expired(now) && self.closing() {
@@ -783,7 +782,7 @@ impl Core {
         (self.read_suspended | self.write_suspended) & bits != 0
     }
 
-    /// Suspends or resumes each direction by what its buckets hold (B-98): a bucket at
+    /// Suspends or resumes each direction by what its buckets hold: a bucket at
     /// or below 0 silences the direction until a refill lifts it above 0.
     fn update_bandwidth_suspension(&mut self) {
         let state = |read: bool| {
@@ -805,7 +804,7 @@ impl Core {
         self.write_suspended = (self.write_suspended & mask) | write;
     }
 
-    /// `bufferevent_set_rate_limit` (B-100): a new limit starts its buckets at the
+    /// `bufferevent_set_rate_limit`: a new limit starts its buckets at the
     /// rate; another configuration keeps them, clipped to the new bursts; `None`
     /// removes the limit and lifts its suspension at once.
     pub(crate) fn set_rate_limit(&mut self, cfg: Option<RateLimit>) {
@@ -829,7 +828,7 @@ impl Core {
         self.ratelim.as_ref()?.own.as_ref().map(Buckets::cfg)
     }
 
-    /// Joins `group`, leaving any other (B-102); joining the same group again does
+    /// Joins `group`, leaving any other; joining the same group again does
     /// nothing.
     pub(crate) fn join_group(&mut self, group: Arc<GroupShared>) {
         let limiter = self.limiter();
@@ -844,7 +843,7 @@ impl Core {
         self.update_bandwidth_suspension();
     }
 
-    /// Leaves its group, lifting the group's suspension at once (B-102).
+    /// Leaves its group, lifting the group's suspension at once.
     pub(crate) fn leave_group(&mut self) {
         if let Some(rl) = self.ratelim.as_mut() {
             rl.member = None;
@@ -864,13 +863,13 @@ impl Core {
         }
     }
 
-    /// The own bucket of a direction (`bufferevent_get_read_limit`, B-99): may be
+    /// The own bucket of a direction (`bufferevent_get_read_limit`): may be
     /// negative; `None` without a per-bufferevent limit. The group is not counted.
     pub(crate) fn limit(&self, read: bool) -> Option<i64> {
         Some(self.ratelim.as_ref()?.own.as_ref()?.get(read))
     }
 
-    /// `bufferevent_decrement_read_limit` (B-99): takes `n` tokens (negative `n` gives
+    /// `bufferevent_decrement_read_limit`: takes `n` tokens (negative `n` gives
     /// them back), suspending or resuming on crossing 0. Whether there was a limit.
     pub(crate) fn decrement_limit(&mut self, read: bool, n: i64) -> bool {
         let Some(own) = self.ratelim.as_mut().and_then(|rl| rl.own.as_mut()) else {
@@ -881,7 +880,7 @@ impl Core {
         true
     }
 
-    /// Bytes a transport moved: taken from the buckets (B-98). Without a limit this
+    /// Bytes a transport moved: taken from the buckets. Without a limit this
     /// is one test.
     pub(crate) fn charge(&mut self, read: bool, n: usize) {
         if let Some(rl) = self.ratelim.as_mut() {
@@ -921,7 +920,7 @@ impl Core {
     }
 
     /// Whether due callbacks run right after the I/O step that caused them; deferred
-    /// ones wait until a pass makes no more progress, so they coalesce (B-59).
+    /// ones wait until a pass makes no more progress, so they coalesce.
     pub(crate) fn dispatch_now(&self, progress: bool) -> bool {
         !self.flag(flag::DEFER) || !progress
     }

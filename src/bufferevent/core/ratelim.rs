@@ -216,7 +216,7 @@ impl RateLimit {
     }
 }
 
-/// Adds `ticks` ticks' worth of `rate` to `bucket`, capped at `burst` (B-95). A
+/// Adds `ticks` ticks' worth of `rate` to `bucket`, capped at `burst`. A
 /// bucket above its burst (after a smaller burst was configured) is not raised.
 fn refilled(bucket: i64, rate: i64, burst: i64, ticks: u64) -> i64 {
     if bucket >= burst {
@@ -238,7 +238,7 @@ pub(crate) struct Buckets {
 }
 
 impl Buckets {
-    /// Buckets start at the rate, not the burst (B-95); ticks count from the first
+    /// Buckets start at the rate, not the burst; ticks count from the first
     /// refill, in the pass that set the limit.
     pub(crate) fn new(cfg: RateLimit) -> Self {
         Self {
@@ -250,7 +250,7 @@ impl Buckets {
         }
     }
 
-    /// Another configuration: the buckets stay, clipped to the new bursts (B-100).
+    /// Another configuration: the buckets stay, clipped to the new bursts.
     pub(crate) fn reconfigure(&mut self, cfg: RateLimit) {
         if cfg == self.cfg {
             return;
@@ -290,7 +290,7 @@ impl Buckets {
         if read { self.read } else { self.write }
     }
 
-    /// Takes `n` tokens (negative `n` gives them back, B-99).
+    /// Takes `n` tokens (negative `n` gives them back).
     pub(crate) fn charge(&mut self, read: bool, n: i64) {
         let bucket = if read {
             &mut self.read
@@ -305,7 +305,7 @@ impl Buckets {
     }
 }
 
-/// The default of a group's minimum share (B-101).
+/// The default of a group's minimum share.
 pub(crate) const DEFAULT_MIN_SHARE: u64 = 64;
 
 /// What the members of a group share: the group's buckets, its configuration, its
@@ -338,7 +338,7 @@ struct GroupConfig {
 }
 
 impl GroupShared {
-    /// A group starting at `now`, with its buckets at the rate (B-101).
+    /// A group starting at `now`, with its buckets at the rate.
     pub(crate) fn new(cfg: RateLimit, now: Instant) -> Self {
         Self {
             state: Mutex::new(GroupConfig { cfg, origin: now }),
@@ -364,7 +364,7 @@ impl GroupShared {
     }
 
     /// Another configuration: the buckets stay, clipped to the new bursts, and the
-    /// minimum share is clamped again (B-101).
+    /// minimum share is clamped again.
     pub(crate) fn set_cfg(&self, cfg: RateLimit, now: Instant) {
         let mut state = self.state();
         if cfg.tick_ms != state.cfg.tick_ms {
@@ -381,7 +381,7 @@ impl GroupShared {
         self.reshare(&cfg);
     }
 
-    /// The minimum share, clamped to the rates (B-101); 0 means the default.
+    /// The minimum share, clamped to the rates; 0 means the default.
     pub(crate) fn set_min_share(&self, share: u64) {
         let state = self.state();
         let share = if share == 0 { DEFAULT_MIN_SHARE } else { share };
@@ -428,7 +428,7 @@ impl GroupShared {
     }
 
     /// Fixes each member's share of the tick: the bucket split evenly, never less
-    /// than the minimum share, nothing while the bucket is empty (B-101). A share is
+    /// than the minimum share, nothing while the bucket is empty. A share is
     /// not capped by what is left in the bucket as members take theirs: a bucket
     /// driven below 0 silences the whole group for the ticks its refill takes, so the
     /// group keeps its rate on average and every member gets the same.
@@ -472,7 +472,7 @@ impl GroupShared {
         bucket.fetch_sub(n, Ordering::AcqRel);
     }
 
-    /// The user took (or gave back) tokens (B-101): a bucket taken to 0 or below
+    /// The user took (or gave back) tokens: a bucket taken to 0 or below
     /// silences every member at once; one raised from there above 0 lets them go on.
     pub(crate) fn decrement(&self, read: bool, n: i64) {
         let bucket = if read { &self.read } else { &self.write };
@@ -495,7 +495,7 @@ impl GroupShared {
         total.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Bytes read and written by members since the last reset (B-102).
+    /// Bytes read and written by members since the last reset.
     pub(crate) fn totals(&self) -> (u64, u64) {
         (
             self.total_read.load(Ordering::Relaxed),
@@ -631,7 +631,7 @@ impl RateLimiter {
         self.own.is_none() && self.member.is_none()
     }
 
-    /// What may move now in one direction (B-96): the own bucket (which replaces
+    /// What may move now in one direction: the own bucket (which replaces
     /// `max_single`) and the group share, whichever is smaller; `None` when neither
     /// limits it. Never negative.
     pub(crate) fn allowance(&self, read: bool) -> Option<usize> {

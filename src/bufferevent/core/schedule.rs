@@ -1,5 +1,5 @@
-//! Which callbacks are due, coalesced until they run (B-59, B-60), and the order in
-//! which they run (B-61).
+//! Which callbacks are due, coalesced until they run, and the order in
+//! which they run.
 
 use std::io;
 
@@ -9,7 +9,7 @@ use crate::bufferevent::events::Events;
 /// together until delivered.
 #[derive(Debug, Default)]
 pub(crate) struct Due {
-    /// A connect completed: delivered alone, before everything else (B-61).
+    /// A connect completed: delivered alone, before everything else.
     pub(crate) connected: bool,
     pub(crate) read: bool,
     pub(crate) write: bool,
@@ -41,8 +41,8 @@ impl Due {
     }
 
     /// The next call to make, removed from what is due, in the order they run:
-    /// `CONNECTED` alone, then read, then write, then the other event bits (B-61).
-    /// `deferred` (B-59) also splits `CONNECTED` off a mask given to
+    /// `CONNECTED` alone, then read, then write, then the other event bits.
+    /// `deferred` also splits `CONNECTED` off a mask given to
     /// `trigger_event`, as libevent's deferred run does; an immediate run delivers
     /// such a mask whole.
     ///

@@ -339,7 +339,7 @@ mod model {
     }
 
     impl Model {
-        /// The input is full: reading pauses at the high watermark (B-19, B-20).
+        /// The input is full: reading pauses at the high watermark.
         fn full(&self) -> bool {
             self.read_wm.high != 0 && self.input >= self.read_wm.high
         }
@@ -360,7 +360,7 @@ mod model {
         }
 
         /// Arms the read deadline while reading, a full interval after the last
-        /// restart (B-40, B-42).
+        /// restart.
         fn arm(&mut self) {
             if !self.reading() {
                 self.read_deadline = None;
@@ -491,7 +491,7 @@ mod model {
 }
 
 /// A bufferevent's own token buckets against a model: random transfers, refills and
-/// decrements (B-95, B-98, B-99).
+/// decrements.
 mod bucket_model {
     use std::time::{Duration, Instant};
 

@@ -9,9 +9,9 @@ use crate::bufferevent::events::Direction;
 /// Timeout settings and the deadlines they arm.
 ///
 /// A deadline is armed only while its direction is actively doing I/O: reading
-/// enabled and not suspended; writing enabled with something to write (B-40). Progress
-/// (a read, a write) pushes the deadline back (B-42); enabling a direction or changing
-/// the timeouts restarts it from now (B-13, B-43).
+/// enabled and not suspended; writing enabled with something to write. Progress
+/// (a read, a write) pushes the deadline back; enabling a direction or changing
+/// the timeouts restarts it from now.
 ///
 /// Every bufferevent carries one and most never set a timeout, so the state is boxed
 /// the first time one is set: without timeouts this is one null pointer.
@@ -41,7 +41,7 @@ fn capped(d: Duration) -> Duration {
 }
 
 impl Timeouts {
-    /// `None` or zero means no timeout (B-39); longer than 584 years (what handles see,
+    /// `None` or zero means no timeout; longer than 584 years (what handles see,
     /// in nanoseconds) counts as 584 years, so deadlines never overflow the clock.
     pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
         let usable = |d: Option<Duration>| d.filter(|d| !d.is_zero()).map(capped);

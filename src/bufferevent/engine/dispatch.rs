@@ -17,7 +17,7 @@ where
     T: Send + 'static,
     S: Send + 'static,
 {
-    /// Runs the callbacks that are due, once each, in the core's order (B-61).
+    /// Runs the callbacks that are due, once each, in the core's order.
     /// Callbacks these callbacks schedule run in a later round, so a callback that
     /// keeps triggering itself cannot monopolize the thread. Returns whether anything
     /// ran.

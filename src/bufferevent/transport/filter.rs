@@ -2,7 +2,7 @@
 //! is another bufferevent, with a [`Filter`] transforming the bytes each way.
 //!
 //! The filter's task adopts the underlying bufferevent's engine and runs it itself:
-//! the underlying's callbacks are replaced by the filter's processing (B-84), its
+//! the underlying's callbacks are replaced by the filter's processing, its
 //! input is read by the input filter and its output written by the output filter,
 //! with no channel in between. The underlying's handle keeps working. Filters stack:
 //! a filter over a filter over a socket is a chain of adopted engines.
@@ -50,7 +50,7 @@ pub enum FilterResult {
 /// in tokio-util's `Decoder`.
 ///
 /// `dst_limit` is how many more bytes the destination wants (`None`: no limit); it is
-/// advisory (B-86). `mode` is `Normal` in ordinary operation, and the mode of a
+/// advisory. `mode` is `Normal` in ordinary operation, and the mode of a
 /// [`flush`](crate::bufferevent::BufferEvent::flush) otherwise; `Finished` asks the
 /// filter to emit everything it holds (a compressor's trailer).
 ///
@@ -117,7 +117,7 @@ where
     }
 }
 
-/// The filter libevent uses for a missing filter function (B-83): moves up to
+/// The filter libevent uses for a missing filter function: moves up to
 /// `dst_limit` bytes (everything without a limit) unchanged, without copying.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PassThrough;
@@ -155,7 +155,7 @@ pub(crate) struct FilterLink<T, U> {
     output: Box<dyn Filter>,
     close_underlying: bool,
     /// The underlying's output reached its write high watermark; the output filter
-    /// waits until it drains to the low one (B-87).
+    /// waits until it drains to the low one.
     throttled: bool,
     /// Buffer lengths when a filter last said `NeedMore`: nothing to do until they
     /// change.
@@ -193,7 +193,7 @@ impl<T, U> FilterLink<T, U> {
         }
     }
 
-    /// Puts `underlying` under this filter and takes it over (B-84); says what
+    /// Puts `underlying` under this filter and takes it over; says what
     /// handles may know of the transport.
     pub(crate) fn set_underlying(
         &mut self,
@@ -353,8 +353,8 @@ impl<T, U> Hosts for FilterLink<T, U> {
 }
 
 impl<T, U> FilterLink<T, U> {
-    /// Forwards the underlying's events (B-36). EOF first runs the input filter with
-    /// `Finished`, so a decoder emits what it holds (beyond libevent, B-91).
+    /// Forwards the underlying's events. EOF first runs the input filter with
+    /// `Finished`, so a decoder emits what it holds (beyond libevent).
     fn forward(
         &mut self,
         filter: &mut Io<'_>,
@@ -408,7 +408,7 @@ impl<T, U> FilterLink<T, U> {
         filter.core.event(events, error);
     }
 
-    /// Carries out the filter's flush requests (B-77): each direction's filter runs at
+    /// Carries out the filter's flush requests: each direction's filter runs at
     /// least once in the given mode, without limits, then the underlying is flushed
     /// the same way. For WRITE, the underlying is flushed only once the output filter
     /// has emitted everything (a TLS filter mid-handshake emits its close later).
@@ -464,7 +464,7 @@ impl<T, U> FilterLink<T, U> {
 
     /// Runs the input filter from the underlying's input into the filter's input.
     /// `forced` (a flush, or EOF) runs it at least once, ignoring enabled directions
-    /// and watermarks (B-77).
+    /// and watermarks.
     fn run_input(
         &mut self,
         filter: &mut Io<'_>,
@@ -595,8 +595,7 @@ impl<T, U> FilterLink<T, U> {
         }
     }
 
-    /// Runs the output filter from the filter's output into the underlying's output
-    /// (B-86..B-89).
+    /// Runs the output filter from the filter's output into the underlying's output.
     fn run_output(
         &mut self,
         filter: &mut Io<'_>,

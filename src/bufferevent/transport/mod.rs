@@ -172,10 +172,10 @@ pub(crate) trait Hosted: Send + 'static {
     fn end_into(self: Box<Self>) -> Ended;
     /// Runs this bufferevent on its own until it ends.
     fn run_alone(self: Box<Self>) -> Hosting;
-    /// A filter takes this bufferevent over (B-84): its callbacks are removed, both
+    /// A filter takes this bufferevent over: its callbacks are removed, both
     /// directions enabled, and it lives on without handles.
     fn take_over(&mut self);
-    /// The filter let go (B-92): no more filter suspension, and handles matter again.
+    /// The filter let go: no more filter suspension, and handles matter again.
     fn release(&mut self);
 }
 
@@ -234,7 +234,7 @@ impl Io<'_> {
         }
     }
 
-    /// Reading stops for good: EOF or an error (B-30, B-31).
+    /// Reading stops for good: EOF or an error.
     pub(crate) fn end_reading(&mut self, events: Events, error: Option<io::Error>) {
         tracing::debug!(?events, ?error, "reading ended");
         self.publish_read_error(error.as_ref());
@@ -256,7 +256,7 @@ impl Io<'_> {
         }
     }
 
-    /// Writing stops for good (B-32). Queued output stays in the output buffer and is
+    /// Writing stops for good. Queued output stays in the output buffer and is
     /// reported by `closed()`.
     pub(crate) fn end_writing(&mut self, events: Events, error: Option<io::Error>) {
         tracing::debug!(?events, ?error, unsent = self.output.len(), "writing ended");

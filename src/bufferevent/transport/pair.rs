@@ -191,7 +191,7 @@ fn in_place_of(mut partner: Box<dyn Hosted>) -> (Box<dyn Hosted>, bool) {
     }
 }
 
-/// Carries out `from`'s flush requests against its partner `to` (B-73..B-76).
+/// Carries out `from`'s flush requests against its partner `to`.
 fn flush_requests(from: &mut Io<'_>, to: &mut Io<'_>) -> bool {
     if !from.core.has_flushes() {
         return false;
@@ -231,9 +231,9 @@ fn flush_requests(from: &mut Io<'_>, to: &mut Io<'_>) -> bool {
 
 /// Moves bytes from `src`'s output to `dst`'s input. A normal transfer needs `src`
 /// writing and `dst` reading and stops at `dst`'s read high watermark, at the exact
-/// byte (B-78, B-80); a forced one (a flush) moves everything (B-74). Either
+/// byte; a forced one (a flush) moves everything. Either
 /// schedules `dst`'s read callback and `src`'s write callback as their low
-/// watermarks allow, even when nothing moved (B-75). Returns whether it happened.
+/// watermarks allow, even when nothing moved. Returns whether it happened.
 fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
     let n = if force {
         src.output.len()

@@ -224,7 +224,7 @@ impl<T: Transport> StreamLink<T> {
         }
     }
 
-    /// Drives a connect and reports its outcome to the core (B-33, B-35, B-50).
+    /// Drives a connect and reports its outcome to the core.
     fn poll_connect(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
         let Some(Waiting::Connect(connecting)) = self.waiting.as_deref_mut() else {
             return false;
