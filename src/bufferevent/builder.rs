@@ -87,20 +87,22 @@ pub struct Builder<S = ()> {
 
 impl<S: Send + 'static> Builder<S> {
     pub(crate) fn new(state: S) -> Self {
+        // The core's defaults are libevent's; the builder starts from them.
+        let defaults = core::Settings::default();
         Self {
-            enabled: Direction::WRITE,
-            read_wm: Watermarks::default(),
-            write_wm: Watermarks::default(),
-            read_timeout: None,
-            write_timeout: None,
-            max_single_read: DEFAULT_MAX_SINGLE_IO,
-            max_single_write: DEFAULT_MAX_SINGLE_IO,
-            defer_callbacks: false,
+            enabled: defaults.enabled,
+            read_wm: defaults.read_wm,
+            write_wm: defaults.write_wm,
+            read_timeout: defaults.read_timeout,
+            write_timeout: defaults.write_timeout,
+            max_single_read: defaults.max_single_read,
+            max_single_write: defaults.max_single_write,
+            defer_callbacks: defaults.defer_callbacks,
             connect_timeout: None,
-            close_timeout: Some(core::DEFAULT_CLOSE_TIMEOUT),
+            close_timeout: defaults.close_timeout,
             rate_limit: None,
             runtime: None,
-            partner_end_is_eof: false,
+            partner_end_is_eof: defaults.partner_end_is_eof,
             close_underlying: true,
             state,
             callbacks: Callbacks::default(),
@@ -364,16 +366,7 @@ impl<S: Send + 'static> Builder<S> {
             core.set_rate_limit(self.rate_limit);
         }
         // Visible to handles at once, before the task first runs.
-        let (read_timeout, write_timeout) = core.timeouts();
-        let shared = Shared::new(&Settings {
-            enabled: core.enabled(),
-            read_wm: core.read_watermarks(),
-            write_wm: core.write_watermarks(),
-            read_timeout,
-            write_timeout,
-            max_single_read: core.max_single_read(),
-            max_single_write: core.max_single_write(),
-        });
+        let shared = Shared::new(&Settings::of(&core));
         shared.connected.store(connected, Ordering::Release);
         shared.set_info(info);
         shared.set_connect_timeout(self.connect_timeout);

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use std::time::Duration;
 
+use super::core::Core;
 use super::events::{Direction, Events, Watermarks};
 pub(crate) use super::info::TransportInfo;
 
@@ -159,6 +160,22 @@ pub(crate) struct Settings {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) max_single_read: usize,
     pub(crate) max_single_write: usize,
+}
+
+impl Settings {
+    /// The settings as `core` has them, in the form handles read.
+    pub(crate) fn of(core: &Core) -> Self {
+        let (read_timeout, write_timeout) = core.timeouts();
+        Self {
+            enabled: core.enabled(),
+            read_wm: core.read_watermarks(),
+            write_wm: core.write_watermarks(),
+            read_timeout,
+            write_timeout,
+            max_single_read: core.max_single_read(),
+            max_single_write: core.max_single_write(),
+        }
+    }
 }
 
 impl Settings {

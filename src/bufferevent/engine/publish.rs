@@ -14,25 +14,10 @@ where
     T: Send + 'static,
     S: Send + 'static,
 {
-    /// The settings as the core has them, in the form handles read.
-    fn settings(&self) -> Settings {
-        let core = &self.inner.core;
-        let (read_timeout, write_timeout) = core.timeouts();
-        Settings {
-            enabled: core.enabled(),
-            read_wm: core.read_watermarks(),
-            write_wm: core.write_watermarks(),
-            read_timeout,
-            write_timeout,
-            max_single_read: core.max_single_read(),
-            max_single_write: core.max_single_write(),
-        }
-    }
-
     /// A handle's change of `knob` was applied: handles may see the task's value
     /// again.
     pub(super) fn applied_setting(&mut self, knob: Knob) {
-        let settings = self.settings();
+        let settings = Settings::of(&self.inner.core);
         if let Some(shared) = self.shared() {
             shared.applied_setting(knob, &settings);
         }
@@ -74,7 +59,7 @@ where
             } else {
                 &[Knob::Enabled]
             };
-            let settings = self.settings();
+            let settings = Settings::of(&self.inner.core);
             s.publish_settings(knobs, &settings);
         }
         // Answers to `with` go out only now, so the caller sees lengths that include
