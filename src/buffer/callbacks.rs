@@ -106,7 +106,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::CallbackNotFound`] if no callback has this id.
+    /// [`EvBufferError::CallbackNotFound`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if no callback has this id.
     #[doc(alias = "evbuffer_remove_cb")]
     #[doc(alias = "evbuffer_remove_cb_entry")]
     pub fn remove_cb(&mut self, id: CallbackId) -> Result<(), EvBufferError> {
@@ -125,7 +126,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::CallbackNotFound`] if no callback has this id.
+    /// [`EvBufferError::CallbackNotFound`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if no callback has this id.
     #[doc(alias = "evbuffer_cb_clear_flags")]
     #[doc(alias = "evbuffer_cb_set_flags")]
     pub fn set_cb_enabled(&mut self, id: CallbackId, enabled: bool) -> Result<(), EvBufferError> {

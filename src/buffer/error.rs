@@ -11,49 +11,59 @@ use std::io;
 /// was before the call.
 ///
 /// The type converts into [`io::Error`] with a deliberate [`io::ErrorKind`], so it can
-/// travel through `std::io` and `tokio::io` interfaces.
+/// travel through `std::io` and `tokio::io` interfaces; each variant below names its
+/// kind, as do the methods' `# Errors` sections.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EvBufferError {
     /// The front of the buffer is frozen: nothing may be removed or prepended
-    /// (see [`EvBuffer::freeze`](super::EvBuffer::freeze)).
+    /// (see [`EvBuffer::freeze`](super::EvBuffer::freeze)). Kind
+    /// [`io::ErrorKind::WouldBlock`].
     FrontFrozen,
     /// The end of the buffer is frozen: nothing may be appended
-    /// (see [`EvBuffer::freeze`](super::EvBuffer::freeze)).
+    /// (see [`EvBuffer::freeze`](super::EvBuffer::freeze)). Kind
+    /// [`io::ErrorKind::WouldBlock`].
     EndFrozen,
-    /// A position or length points past the data the buffer holds.
+    /// A position or length points past the data the buffer holds (for
+    /// [`add_file`](super::EvBuffer::add_file), the file). Kind
+    /// [`io::ErrorKind::InvalidInput`].
     OutOfRange {
         /// The offset or length that was asked for.
         requested: usize,
         /// How many bytes the buffer held (from the position used, where one was used).
         available: usize,
     },
-    /// A [`Position`](super::Position) was made before the buffer was last modified.
+    /// A [`Position`](super::Position) was made before the buffer was last modified
+    /// (or belongs to another buffer). Kind [`io::ErrorKind::InvalidInput`].
     StalePosition,
     /// A line is longer than the limit given to
     /// [`readln_max`](super::EvBuffer::readln_max) or a [`LineReader`](super::LineReader).
+    /// Kind [`io::ErrorKind::InvalidData`].
     LineTooLong {
         /// The limit, in bytes, not counting the terminator.
         max: usize,
         /// The length of the line found so far (at least this long).
         len: usize,
     },
-    /// A size so large that the memory for it cannot be had.
+    /// A size so large that the memory for it cannot be had. Kind
+    /// [`io::ErrorKind::OutOfMemory`].
     TooLarge {
         /// The number of bytes that was asked for.
         requested: usize,
     },
     /// [`Reservation::commit`](super::Reservation::commit) was asked to commit more
-    /// bytes than were reserved.
+    /// bytes than were reserved. Kind [`io::ErrorKind::InvalidInput`].
     CommitTooLarge {
         /// The number of bytes passed to `commit`.
         requested: usize,
         /// The number of bytes that had been reserved.
         reserved: usize,
     },
-    /// No callback with this id is registered.
+    /// No callback with this id is registered. Kind [`io::ErrorKind::InvalidInput`].
     CallbackNotFound,
-    /// Reading a file segment added with [`add_file`](super::EvBuffer::add_file) failed.
+    /// Reading a file segment added with [`add_file`](super::EvBuffer::add_file) failed
+    /// (or, in `add_file` itself, reading the file's size or first byte). Kind: the
+    /// read error's.
     Io(io::Error),
 }
 

@@ -42,8 +42,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen (libevent returns `NULL`);
-    /// [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen (libevent
+    /// returns `NULL`); [`EvBufferError::Io`] (the read error's kind) if a file segment
+    /// cannot be read.
     ///
     /// # Examples
     ///
@@ -76,9 +78,11 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::LineTooLong`] for a line over the limit; the buffer is left
-    /// unchanged. To skip the long line and go on, drain through its terminator, or
-    /// let a [`LineReader`] do so. Otherwise as [`readln`](Self::readln).
+    /// [`EvBufferError::LineTooLong`] (kind
+    /// [`InvalidData`](std::io::ErrorKind::InvalidData)) for a line over the limit; the
+    /// buffer is left unchanged. To skip the long line and go on, drain through its
+    /// terminator, or let a [`LineReader`] do so. Otherwise as
+    /// [`readln`](Self::readln).
     ///
     /// # Examples
     ///
@@ -231,9 +235,12 @@ impl LineReader {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::LineTooLong`] once for each line over the limit (its bytes are
-    /// discarded by the following calls); [`EvBufferError::FrontFrozen`] if `buf`'s
-    /// front is frozen; [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::LineTooLong`] (kind
+    /// [`InvalidData`](std::io::ErrorKind::InvalidData)) once for each line over the
+    /// limit (its bytes are discarded by the following calls);
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if `buf`'s front is frozen;
+    /// [`EvBufferError::Io`] (the read error's kind) if a file segment cannot be read.
     pub fn read_line(&mut self, buf: &mut EvBuffer) -> Result<Option<Bytes>, EvBufferError> {
         buf.check_front()?;
         if self.discarding {

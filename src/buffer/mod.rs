@@ -224,7 +224,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if the end is frozen, even for empty `data`.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the end is frozen, even for
+    /// empty `data`.
     ///
     /// # Examples
     ///
@@ -255,8 +257,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if the end is frozen; `data` is dropped (so its
-    /// owner's `Drop` runs when no other handle to it remains).
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the end is frozen; `data` is
+    /// dropped (so its owner's `Drop` runs when no other handle to it remains).
     ///
     /// # Examples
     ///
@@ -286,7 +289,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if the end is frozen.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the end is frozen.
     ///
     /// # Examples
     ///
@@ -318,7 +322,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if the end is frozen.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the end is frozen.
     ///
     /// # Examples
     ///
@@ -351,7 +356,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen and `data` is not empty.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen and
+    /// `data` is not empty.
     ///
     /// # Examples
     ///
@@ -385,9 +392,11 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if this buffer's end is frozen, or
-    /// [`EvBufferError::FrontFrozen`] if `src`'s front is; nothing moves. An empty `src`
-    /// is always a successful no-op.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if this buffer's end is frozen,
+    /// or [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if `src`'s front is; nothing
+    /// moves. An empty `src` is always a successful no-op.
     ///
     /// # Examples
     ///
@@ -417,8 +426,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if either buffer's front is frozen; nothing moves.
-    /// An empty `src` is always a successful no-op.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if either buffer's front is
+    /// frozen; nothing moves. An empty `src` is always a successful no-op.
     #[doc(alias = "evbuffer_prepend_buffer")]
     pub fn prepend_buffer(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
         if src.len == 0 {
@@ -450,7 +460,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if this buffer's end is frozen and `src` is not empty.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if this buffer's end is frozen
+    /// and `src` is not empty.
     ///
     /// # Examples
     ///
@@ -492,10 +504,15 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if the end is frozen; [`EvBufferError::OutOfRange`]
-    /// if the range lies past the end of the file; [`EvBufferError::Io`] if the file's
-    /// size cannot be read or the file cannot be read at `offset` (opened write-only,
-    /// say). The buffer is unchanged and `file` is closed.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the end is frozen;
+    /// [`EvBufferError::Io`] (the read error's kind) if the file's size cannot be read
+    /// (`fstat`) or the file cannot be read at `offset` (opened write-only, say);
+    /// [`EvBufferError::OutOfRange`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if the range lies past the
+    /// end of the file; [`EvBufferError::TooLarge`] (kind
+    /// [`OutOfMemory`](std::io::ErrorKind::OutOfMemory)) if `len` does not fit in a
+    /// `usize` (on 32-bit targets). The buffer is unchanged and `file` is closed.
     ///
     /// # Examples
     ///
@@ -550,8 +567,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
-    /// remove; [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen and there
+    /// is something to remove; [`EvBufferError::Io`] (the read error's kind) if a file
+    /// segment cannot be read.
     ///
     /// # Examples
     ///
@@ -587,8 +606,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
-    /// remove; [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen and there
+    /// is something to remove; [`EvBufferError::Io`] (the read error's kind) if a file
+    /// segment cannot be read.
     ///
     /// # Examples
     ///
@@ -620,9 +641,11 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if this buffer's front is frozen, or
-    /// [`EvBufferError::EndFrozen`] if `dst`'s end is; nothing moves. `n == 0` or an
-    /// empty buffer moves nothing and succeeds.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if this buffer's front is
+    /// frozen, or [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if `dst`'s end is; nothing
+    /// moves. `n == 0` or an empty buffer moves nothing and succeeds.
     ///
     /// # Examples
     ///
@@ -654,7 +677,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen and the buffer is not empty.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen and the
+    /// buffer is not empty.
     ///
     /// # Examples
     ///
@@ -691,8 +716,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
-    /// copy; [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen and there
+    /// is something to copy; [`EvBufferError::Io`] (the read error's kind) if a file
+    /// segment cannot be read.
     #[doc(alias = "evbuffer_copyout")]
     pub fn copyout(&self, dst: &mut [u8]) -> Result<usize, EvBufferError> {
         if self.len == 0 || dst.is_empty() {
@@ -707,9 +734,12 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if the front is frozen and there is something to
-    /// copy; [`EvBufferError::StalePosition`] if the buffer changed since `pos` was made;
-    /// [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::FrontFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the front is frozen and there
+    /// is something to copy; [`EvBufferError::StalePosition`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if the buffer changed since
+    /// `pos` was made; [`EvBufferError::Io`] (the read error's kind) if a file segment
+    /// cannot be read.
     ///
     /// # Examples
     ///
@@ -738,7 +768,7 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::Io`] (the read error's kind) if a file segment cannot be read.
     pub fn to_vec(&self) -> Result<Vec<u8>, EvBufferError> {
         let mut out = vec![0; self.len];
         self.copy_from(0, 0, &mut out)?;
@@ -755,8 +785,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::StalePosition`] for a stale `start`; [`EvBufferError::Io`] if a
-    /// file segment in the range cannot be read.
+    /// [`EvBufferError::StalePosition`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) for a stale `start`;
+    /// [`EvBufferError::Io`] (the read error's kind) if a file segment in the range
+    /// cannot be read.
     ///
     /// # Examples
     ///
@@ -805,7 +837,7 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::Io`] (the read error's kind) if a file segment cannot be read.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> Result<usize, EvBufferError> {
         self.io_slices_max(out, usize::MAX)
     }
@@ -820,8 +852,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::OutOfRange`] if `n` exceeds the length (the buffer is
-    /// unchanged); [`EvBufferError::Io`] if a file segment cannot be read.
+    /// [`EvBufferError::OutOfRange`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if `n` exceeds the length
+    /// (the buffer is unchanged); [`EvBufferError::Io`] (the read error's kind) if a
+    /// file segment cannot be read.
     ///
     /// # Examples
     ///
@@ -864,8 +898,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::TooLarge`] if that much memory cannot be allocated; the buffer is
-    /// unchanged and nothing panics or aborts.
+    /// [`EvBufferError::TooLarge`] (kind
+    /// [`OutOfMemory`](std::io::ErrorKind::OutOfMemory)) if that much memory cannot be
+    /// allocated; the buffer is unchanged and nothing panics or aborts.
     ///
     /// # Examples
     ///
@@ -918,8 +953,10 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// The writer's error, or an [`io::Error`] made from [`EvBufferError`] when the
-    /// front is frozen or a file segment cannot be read. Nothing is drained on error.
+    /// The writer's error; an [`io::Error`] made from [`EvBufferError::FrontFrozen`]
+    /// (kind [`io::ErrorKind::WouldBlock`]) if the front is frozen, even when the buffer
+    /// is empty; one made from [`EvBufferError::Io`] (the read error's kind) if a file
+    /// segment cannot be read. Nothing is drained on error.
     #[doc(alias = "evbuffer_write")]
     #[doc(alias = "evbuffer_write_atmost")]
     pub fn write_to<W: io::Write + ?Sized>(&mut self, writer: &mut W) -> io::Result<usize> {
@@ -937,8 +974,12 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// The reader's error, or an [`io::Error`] made from [`EvBufferError`] when the end
-    /// is frozen. Nothing is appended on error.
+    /// The reader's error; an [`io::Error`] made from [`EvBufferError::EndFrozen`]
+    /// (kind [`io::ErrorKind::WouldBlock`]) if the end is frozen, from
+    /// [`EvBufferError::TooLarge`] (kind [`io::ErrorKind::OutOfMemory`]) if `max` bytes
+    /// of room cannot be allocated, or from [`EvBufferError::CommitTooLarge`] (kind
+    /// [`io::ErrorKind::InvalidInput`]) if `reader` claims to have read more than
+    /// `max` bytes. Nothing is appended on error.
     #[doc(alias = "evbuffer_read")]
     pub fn read_from<R: io::Read + ?Sized>(
         &mut self,
@@ -1329,7 +1370,8 @@ impl fmt::Write for EvBuffer {
     }
 }
 
-/// Writing appends; it fails only when the end is frozen.
+/// Writing appends; it fails only when the end is frozen
+/// ([`EvBufferError::EndFrozen`], kind [`io::ErrorKind::WouldBlock`]).
 impl io::Write for EvBuffer {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.add(data)?;
@@ -1345,8 +1387,10 @@ impl io::Write for EvBuffer {
     }
 }
 
-/// Reading removes from the front; it fails only when the front is frozen or a file
-/// segment cannot be read.
+/// Reading removes from the front; it fails only when the front is frozen
+/// ([`EvBufferError::FrontFrozen`], kind [`io::ErrorKind::WouldBlock`]) and the
+/// buffer is not empty, or a file segment cannot be read ([`EvBufferError::Io`], the
+/// read error's kind).
 impl io::Read for EvBuffer {
     fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         Ok(self.remove(dst)?)

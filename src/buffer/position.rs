@@ -47,7 +47,8 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::OutOfRange`] if `n > len()`.
+    /// [`EvBufferError::OutOfRange`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if `n > len()`.
     ///
     /// # Examples
     ///
@@ -82,9 +83,11 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::StalePosition`] if the buffer changed since `pos` was made;
-    /// [`EvBufferError::OutOfRange`] if the result would lie past the end. `pos` is
-    /// unchanged on error.
+    /// [`EvBufferError::StalePosition`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if the buffer changed since
+    /// `pos` was made; [`EvBufferError::OutOfRange`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if the result would lie past
+    /// the end. `pos` is unchanged on error.
     #[doc(alias = "evbuffer_ptr_set")]
     pub fn advance_position(&self, pos: &mut Position, n: usize) -> Result<(), EvBufferError> {
         self.check_position(pos)?;

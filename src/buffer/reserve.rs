@@ -30,8 +30,11 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if the end is frozen; [`EvBufferError::TooLarge`] if
-    /// `n` bytes cannot be allocated.
+    /// [`EvBufferError::EndFrozen`] (kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if the end is frozen;
+    /// [`EvBufferError::TooLarge`] (kind
+    /// [`OutOfMemory`](std::io::ErrorKind::OutOfMemory)) if `n` bytes cannot be
+    /// allocated.
     ///
     /// # Examples
     ///
@@ -71,8 +74,9 @@ impl Reservation<'_> {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::CommitTooLarge`] if `n` exceeds the reservation; nothing is
-    /// added.
+    /// [`EvBufferError::CommitTooLarge`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if `n` exceeds the
+    /// reservation; nothing is added.
     pub fn commit(self, n: usize) -> Result<(), EvBufferError> {
         if n > self.reserved {
             return Err(EvBufferError::CommitTooLarge {

@@ -67,8 +67,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::StalePosition`] for a stale `start`; [`EvBufferError::Io`] if a
-    /// file segment cannot be read.
+    /// [`EvBufferError::StalePosition`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) for a stale `start`;
+    /// [`EvBufferError::Io`] (the read error's kind) if a file segment cannot be read.
     ///
     /// # Examples
     ///
@@ -143,8 +144,9 @@ impl EvBuffer {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::StalePosition`] for a stale `start`; [`EvBufferError::Io`] if a
-    /// file segment cannot be read.
+    /// [`EvBufferError::StalePosition`] (kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) for a stale `start`;
+    /// [`EvBufferError::Io`] (the read error's kind) if a file segment cannot be read.
     ///
     /// # Examples
     ///

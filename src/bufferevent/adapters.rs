@@ -33,6 +33,26 @@ use super::shared::Condition;
 /// output is empty; `poll_close` / `poll_shutdown` flush, then shut down the write
 /// side.
 ///
+/// # Errors
+///
+/// Every operation fails with an [`io::Error`]:
+///
+/// - Reading (`poll_next`, `poll_read`): [`io::ErrorKind::TimedOut`]
+///   ([`Error::TimedOut`]) while the read timeout has expired with the input empty
+///   (enabling READ reads on); the read error, with its kind, once reading failed and
+///   the input is empty; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
+///   bufferevent ended with input left unread. The peer's EOF, or the end of the
+///   bufferevent with nothing left, ends the stream (`None`, or a read of 0 bytes).
+/// - Writing (`poll_ready`, `start_send`, `poll_write`): as
+///   [`BufferEvent::writable`] and [`BufferEvent::write_now`]:
+///   [`io::ErrorKind::BrokenPipe`] ([`Error::WriteClosed`]) if the write side was
+///   shut down or failed; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
+///   bufferevent has ended.
+/// - Flushing and closing (`poll_flush`, `poll_close`, `poll_shutdown`): only if
+///   output is left unsent: [`io::ErrorKind::BrokenPipe`] if the write side closed
+///   first, [`io::ErrorKind::NotConnected`] if the bufferevent ended first. The
+///   shutdown itself does not fail.
+///
 /// # Examples
 ///
 /// Lines over a bufferevent with `tokio_util::codec::Framed`:

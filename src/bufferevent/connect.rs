@@ -33,8 +33,11 @@ where
     ///
     /// # Errors
     ///
-    /// An immediate failure, such as a socket that cannot be created; no callback runs
-    /// then. [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    /// Returned at once, with no callback: the OS's error (as [`io::Error`]) from
+    /// creating the socket (`socket(2)`) or setting `TCP_NODELAY` on it
+    /// (`setsockopt(2)`); [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
+    /// bufferevent has ended. A failure of the connect itself is reported later, to
+    /// the event callback and [`connected`](Self::connected).
     #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
         self.connect_with(start(addr)?)
@@ -50,8 +53,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] if `addrs` is empty (no callback runs);
-    /// [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    /// Returned at once, with no callback: [`io::ErrorKind::InvalidInput`] if `addrs`
+    /// is empty; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
+    /// bufferevent has ended. Sockets are created as the attempts are made, so their
+    /// failures, like those of the connects, are reported later.
     ///
     /// # Examples
     ///
@@ -94,9 +99,12 @@ where
     ///
     /// # Errors
     ///
-    /// Returned at once, with no callback: port 0, an empty host, or a literal
-    /// of the wrong family ([`io::ErrorKind::InvalidInput`]); a socket that cannot be
-    /// created; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    /// Returned at once, with no callback: [`io::ErrorKind::InvalidInput`] for port 0,
+    /// an empty host, or an address literal not of `family`; for an address literal,
+    /// the OS's errors as for [`connect`](Self::connect) (`socket(2)`,
+    /// `setsockopt(2)`); [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
+    /// bufferevent has ended. A failed lookup is reported later, to the event
+    /// callback, [`connected`](Self::connected) and [`dns_error`](Self::dns_error).
     ///
     /// # Examples
     ///
@@ -191,7 +199,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended.
+    /// Only [`io::ErrorKind::NotConnected`] ([`Error::Ended`]), if the bufferevent has
+    /// ended (`connecting` is dropped then). An error `connecting` resolves to is
+    /// reported later, to the event callback and [`connected`](Self::connected).
     #[doc(alias = "bufferevent_socket_connect")]
     pub fn connect_with<F>(&self, connecting: F) -> io::Result<()>
     where

@@ -189,6 +189,10 @@ impl<S> Context<'_, S> {
 
     /// The watermarks of one direction, or `None` unless `dir` is exactly one
     /// direction (`bufferevent_getwatermark`).
+    ///
+    /// # Errors
+    ///
+    /// `None` if `dir` is empty or both directions (libevent returns -1).
     #[doc(alias = "bufferevent_getwatermark")]
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         self.inner.core.watermarks(dir)
@@ -269,6 +273,11 @@ impl<S> Context<'_, S> {
     /// a negative `n` gives tokens back. Reading is suspended while the bucket
     /// is at or below 0, and resumes when it rises above. Returns `false` (and does
     /// nothing) without an own limit, where libevent asserts.
+    ///
+    /// # Errors
+    ///
+    /// `false` if the bufferevent has no own rate limit (a group's bucket is never
+    /// touched here).
     #[doc(alias = "bufferevent_decrement_read_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_decrement_read")]
     pub fn decrement_read_limit(&mut self, n: i64) -> bool {
@@ -276,6 +285,10 @@ impl<S> Context<'_, S> {
     }
 
     /// As [`decrement_read_limit`](Self::decrement_read_limit), for writing.
+    ///
+    /// # Errors
+    ///
+    /// `false` if the bufferevent has no own rate limit.
     #[doc(alias = "bufferevent_decrement_write_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_decrement_write")]
     pub fn decrement_write_limit(&mut self, n: i64) -> bool {
@@ -397,6 +410,13 @@ impl<S: fmt::Debug> fmt::Debug for Context<'_, S> {
 
 /// A bufferevent's input buffer, seen by user code: data may only be removed
 /// (libevent freezes the end of a socket bufferevent's input).
+///
+/// The methods that copy bytes out without returning a `Result`
+/// ([`remove_bytes`](Self::remove_bytes), [`take_all`](Self::take_all),
+/// [`remove`](Self::remove), [`readln`](Self::readln), [`copyout`](Self::copyout))
+/// give nothing, and remove nothing, when the bytes lie in a file segment (see
+/// [`EvBuffer::add_file`]) that cannot be read; the `Result`-returning methods report
+/// it as [`EvBufferError::Io`].
 pub struct Input<'a> {
     buf: &'a mut EvBuffer,
 }
@@ -451,7 +471,8 @@ impl Input<'_> {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if `dst`'s end is frozen.
+    /// [`EvBufferError::EndFrozen`] (kind [`io::ErrorKind::WouldBlock`]) if `dst`'s end
+    /// is frozen and the input is not empty; nothing moves.
     pub fn remove_into(&mut self, dst: &mut EvBuffer) -> Result<(), EvBufferError> {
         dst.add_buffer(self.buf)
     }
@@ -467,12 +488,19 @@ impl Input<'_> {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::EndFrozen`] if `dst`'s end is frozen.
+    /// [`EvBufferError::EndFrozen`] (kind [`io::ErrorKind::WouldBlock`]) if `dst`'s end
+    /// is frozen, `n > 0` and the input is not empty; nothing moves.
     pub fn remove_buffer(&mut self, dst: &mut EvBuffer, n: usize) -> Result<usize, EvBufferError> {
         self.buf.remove_buffer(dst, n)
     }
 
     /// Removes the next line (see [`EvBuffer::readln`]).
+    ///
+    /// # Errors
+    ///
+    /// `None`, with nothing removed, when no whole line is buffered, and also when a
+    /// file segment in the input cannot be read (use
+    /// [`readln_max`](Self::readln_max) to see that error).
     pub fn readln(&mut self, style: EolStyle) -> Option<Bytes> {
         self.buf.readln(style).ok().flatten()
     }
@@ -481,7 +509,10 @@ impl Input<'_> {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::LineTooLong`] for a longer line; nothing is removed.
+    /// [`EvBufferError::LineTooLong`] (kind [`io::ErrorKind::InvalidData`]) for a
+    /// longer line, also one not terminated yet; [`EvBufferError::Io`] (the read
+    /// error's kind) if a file segment in the input cannot be read. Nothing is
+    /// removed.
     pub fn readln_max(
         &mut self,
         style: EolStyle,
@@ -494,7 +525,9 @@ impl Input<'_> {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::LineTooLong`] once per over-long line.
+    /// [`EvBufferError::LineTooLong`] (kind [`io::ErrorKind::InvalidData`]) once per
+    /// over-long line; [`EvBufferError::Io`] (the read error's kind) if a file
+    /// segment in the input cannot be read. See [`LineReader::read_line`].
     pub fn read_line(&mut self, reader: &mut LineReader) -> Result<Option<Bytes>, EvBufferError> {
         reader.read_line(self.buf)
     }
@@ -503,7 +536,9 @@ impl Input<'_> {
     ///
     /// # Errors
     ///
-    /// As [`EvBuffer::search`].
+    /// As [`EvBuffer::search`]: [`EvBufferError::StalePosition`] (kind
+    /// [`io::ErrorKind::InvalidInput`]) for a stale `start`; [`EvBufferError::Io`]
+    /// (the read error's kind) if a file segment cannot be read.
     pub fn search(
         &self,
         needle: &[u8],
@@ -523,7 +558,9 @@ impl Input<'_> {
     }
 }
 
-/// Reading removes what it reads, as `bufferevent_read` does.
+/// Reading removes what it reads, as `bufferevent_read` does. It fails only when a
+/// file segment in the input cannot be read ([`EvBufferError::Io`], with the read
+/// error's kind); nothing is removed then.
 impl io::Read for Input<'_> {
     fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         self.buf.remove(dst).map_err(io::Error::from)
@@ -587,7 +624,8 @@ impl Output<'_> {
     ///
     /// # Errors
     ///
-    /// [`EvBufferError::FrontFrozen`] if `src`'s front is frozen.
+    /// [`EvBufferError::FrontFrozen`] (kind [`io::ErrorKind::WouldBlock`]) if `src`'s
+    /// front is frozen and `src` is not empty; nothing moves.
     pub fn add_buffer(&mut self, src: &mut EvBuffer) -> Result<(), EvBufferError> {
         self.buf.add_buffer(src)
     }

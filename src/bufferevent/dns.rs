@@ -54,7 +54,8 @@ impl Resolver {
     ///
     /// # Errors
     ///
-    /// The configuration cannot be read or parsed.
+    /// An [`io::Error`] of kind [`io::ErrorKind::Other`], with hickory-resolver's
+    /// message, if the configuration cannot be read or parsed.
     pub fn from_system_conf() -> io::Result<Self> {
         let inner = TokioResolver::builder_tokio()
             .and_then(|b| b.build())
@@ -68,7 +69,9 @@ impl Resolver {
     ///
     /// # Errors
     ///
-    /// The resolver cannot be built (an empty server list, for example).
+    /// [`io::ErrorKind::InvalidInput`] if `servers` is empty;
+    /// [`io::ErrorKind::Other`], with hickory-resolver's message, if the resolver
+    /// cannot be built.
     ///
     /// # Examples
     ///
@@ -92,7 +95,9 @@ impl Resolver {
     ///
     /// # Errors
     ///
-    /// The resolver cannot be built (an empty server list, for example).
+    /// As [`with_name_servers`](Self::with_name_servers):
+    /// [`io::ErrorKind::InvalidInput`] if `servers` is empty;
+    /// [`io::ErrorKind::Other`] if the resolver cannot be built.
     pub fn with_tcp_name_servers(servers: &[SocketAddr], timeout: Duration) -> io::Result<Self> {
         Self::build(servers, timeout, NameServerConfig::tcp)
     }

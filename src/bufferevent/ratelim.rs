@@ -48,7 +48,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// Only [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)), if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -64,7 +66,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// Only [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)), if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -98,7 +102,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// Only [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)), if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -112,7 +118,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// Only [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)), if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///

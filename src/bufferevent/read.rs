@@ -72,9 +72,20 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::TooLong`] if no terminator comes within `max_len` bytes (nothing is
-    /// removed); [`Error::Eof`] at EOF with nothing left; [`Error::ReadFailed`],
-    /// [`Error::TimedOut`] or [`Error::Ended`] when reading stopped.
+    /// Nothing is removed from the input on error.
+    ///
+    /// - [`Error::TooLong`] (kind [`InvalidData`](std::io::ErrorKind::InvalidData)),
+    ///   `max` = `max_len`, if the line is longer than `max_len` bytes, or more than
+    ///   `max_len` bytes are buffered without a terminator; `max` = the read high
+    ///   watermark if the input fills up to it without a terminator.
+    /// - [`Error::Eof`] (kind [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof))
+    ///   if the peer finished with nothing left (a last unterminated line is returned).
+    /// - [`Error::ReadFailed`] (the transport's error's kind) if reading failed and
+    ///   no whole line is left (an unterminated rest stays in the input).
+    /// - [`Error::TimedOut`] (kind [`TimedOut`](std::io::ErrorKind::TimedOut)) if the
+    ///   read timeout expired and READ was not enabled again.
+    /// - [`Error::Ended`] (kind [`NotConnected`](std::io::ErrorKind::NotConnected))
+    ///   if the bufferevent has ended, at once or while waiting.
     ///
     /// # Cancel safety
     ///
@@ -112,8 +123,9 @@ where
     ///
     /// # Errors
     ///
-    /// As [`read_line`](Self::read_line): [`Error::TooLong`] if `byte` does not come
-    /// within `max_len` bytes.
+    /// As [`read_line`](Self::read_line), but [`Error::TooLong`] with `max` =
+    /// `max_len` comes when `byte` is not among the first `max_len` bytes (so at
+    /// most `max_len` bytes, `byte` included, are returned).
     ///
     /// # Cancel safety
     ///
@@ -136,9 +148,13 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::TooLong`] at once if `n` is above the read high watermark (the input
-    /// can never hold it); [`Error::Eof`] if the peer finishes first (what arrived
-    /// stays in the input); otherwise as [`read_line`](Self::read_line).
+    /// [`Error::TooLong`] (kind [`InvalidData`](std::io::ErrorKind::InvalidData)),
+    /// `max` = the read high watermark, if `n` is above it: once the input is full to
+    /// the watermark (at once if it already is), since the input can never hold `n`
+    /// bytes; [`Error::Eof`] (kind
+    /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof)) if the peer finishes
+    /// first; [`Error::ReadFailed`], [`Error::TimedOut`] and [`Error::Ended`] as for
+    /// [`read_line`](Self::read_line). What arrived stays in the input.
     ///
     /// # Cancel safety
     ///
@@ -158,9 +174,18 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::TooLong`] if more than `limit` bytes arrive first (they stay in the
-    /// input), or if the read high watermark is below what is still to come;
-    /// otherwise as [`read_line`](Self::read_line), but EOF is the normal end.
+    /// What arrived stays in the input on error.
+    ///
+    /// - [`Error::TooLong`] (kind [`InvalidData`](std::io::ErrorKind::InvalidData)):
+    ///   `max` = `limit` if more than `limit` bytes arrive; `max` = the read high
+    ///   watermark if the input fills up to it before EOF.
+    /// - [`Error::ReadFailed`] (the transport's error's kind) if reading failed
+    ///   instead of ending with EOF.
+    /// - [`Error::TimedOut`] and [`Error::Ended`] as for
+    ///   [`read_line`](Self::read_line).
+    ///
+    /// EOF is the normal end: [`Error::Eof`] is never returned, and EOF with an empty
+    /// input gives empty bytes.
     ///
     /// # Cancel safety
     ///

@@ -46,6 +46,15 @@ const DEFAULT_OUTPUT_PER_CALL: usize = 256 * 1024;
 const MIN_OUTPUT_CHUNK: usize = 4 * 1024;
 
 /// A zlib compressor, as an output filter.
+///
+/// # Errors
+///
+/// As a [`Filter`], it fails (ending writing with `WRITING | ERROR`) with an
+/// [`io::Error`] of kind [`io::ErrorKind::InvalidInput`] for data written after the
+/// stream was finished (a `Finished` flush, or a close); of kind
+/// [`io::ErrorKind::Other`] if zlib reports an error; with the read error if a file
+/// segment written (see [`EvBuffer::add_file`](crate::buffer::EvBuffer::add_file))
+/// cannot be read.
 pub struct Compress {
     stream: flate2::Compress,
     /// `Finished` was processed: the stream is over.
@@ -156,13 +165,17 @@ impl Filter for Compress {
 
 /// A zlib decompressor, as an input filter.
 ///
-/// Errors say what was wrong, all of kind [`io::ErrorKind::InvalidData`] but a
-/// truncation: "bad header" (not a zlib stream, or one that needs a preset
-/// dictionary), "bad data" (the compressed blocks are invalid), "bad checksum" (the
-/// data decoded, but its Adler-32 does not match the trailer), and data after the end
-/// of the stream. A stream cut off before its trailer, followed by the end of the
-/// transport (the filter's `Finished` call), is an [`io::ErrorKind::UnexpectedEof`]
-/// error: a truncated stream never looks like a clean end.
+/// # Errors
+///
+/// As a [`Filter`], it fails (ending reading with `READING | ERROR`) with an
+/// [`io::Error`] that says what was wrong, all of kind
+/// [`io::ErrorKind::InvalidData`] but a truncation: "bad header" (not a zlib
+/// stream, or one that needs a preset dictionary), "bad data" (the compressed blocks
+/// are invalid), "bad checksum" (the data decoded, but its Adler-32 does not match
+/// the trailer), and data after the end of the stream. A stream cut off before its
+/// trailer, followed by the end of the transport (the filter's `Finished` call), is
+/// an [`io::ErrorKind::UnexpectedEof`] error: a truncated stream never looks like a
+/// clean end.
 pub struct Decompress {
     /// Raw deflate: the zlib header and trailer are read here, so that each kind of
     /// damage can be named.

@@ -96,7 +96,10 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Session> {
 ///
 /// # Errors
 ///
-/// rustls refuses the configuration.
+/// The [`rustls::Error`] of `ClientConnection::new`, which starts the handshake:
+/// [`rustls::Error::BadMaxFragmentSize`] for a `max_fragment_size` out of range,
+/// [`rustls::Error::FailedToGetRandomBytes`] if the crypto provider's random source
+/// fails, or the provider's error when the key share or ECH cannot be set up.
 pub fn client(
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
@@ -109,7 +112,9 @@ pub fn client(
 ///
 /// # Errors
 ///
-/// rustls refuses the configuration.
+/// The [`rustls::Error`] of `ServerConnection::new`:
+/// [`rustls::Error::BadMaxFragmentSize`] if `config`'s `max_fragment_size` is out of
+/// range.
 pub fn server(config: Arc<ServerConfig>) -> Result<(TlsInput, TlsOutput), rustls::Error> {
     let conn = ServerConnection::new(config)?;
     Ok(halves(conn.into()))
@@ -134,12 +139,29 @@ fn halves(conn: Connection) -> (TlsInput, TlsOutput) {
 
 /// The input half of a TLS connection: decrypts records from the underlying
 /// bufferevent's input into the filter's input.
+///
+/// # Errors
+///
+/// As a [`Filter`], it fails (ending reading with `READING | ERROR`) with an
+/// [`io::Error`] of kind [`io::ErrorKind::InvalidData`] wrapping the
+/// [`rustls::Error`] for a failed handshake or a corrupt record, also one found when
+/// the transport ends; of kind [`io::ErrorKind::UnexpectedEof`] if the transport
+/// ends without the peer's `close_notify`.
 pub struct TlsInput {
     session: Shared,
 }
 
 /// The output half of a TLS connection: encrypts the filter's output into records in
 /// the underlying bufferevent's output, and sends the handshake's messages.
+///
+/// # Errors
+///
+/// As a [`Filter`], it fails (ending writing with `WRITING | ERROR`) with an
+/// [`io::Error`] of kind [`io::ErrorKind::BrokenPipe`] for data written once the
+/// output was finished (`close_notify` queued by a `Finished` flush or a close, or
+/// a `Finished` flush after the connection failed); with the read error if a file
+/// segment written (see [`EvBuffer::add_file`](crate::buffer::EvBuffer::add_file))
+/// cannot be read.
 pub struct TlsOutput {
     session: Shared,
 }

@@ -118,8 +118,11 @@ impl RateLimit {
     ///
     /// # Errors
     ///
-    /// [`RateLimitError`] if a rate is 0 or above its burst, a value is above
-    /// [`RATE_LIMIT_MAX`], or the tick is under 1 ms or over `u32::MAX` ms.
+    /// The first problem found, reading before writing:
+    /// [`RateLimitError::ZeroRate`] if a rate is 0; [`RateLimitError::TooLarge`] if a
+    /// rate or burst is above [`RATE_LIMIT_MAX`]; [`RateLimitError::RateAboveBurst`]
+    /// if a rate is above its burst; then [`RateLimitError::BadTick`] if `tick` is
+    /// under 1 ms or over `u32::MAX` ms.
     #[doc(alias = "ev_token_bucket_cfg_new")]
     pub fn new(
         read_rate: u64,

@@ -83,7 +83,9 @@ pub trait Filter: Send + 'static {
     ///
     /// # Errors
     ///
-    /// Data that cannot be processed; the direction stops with `ERROR`.
+    /// Any [`io::Error`], for data that cannot be processed: the filtering
+    /// bufferevent delivers it with `READING | ERROR` (input filter) or
+    /// `WRITING | ERROR` (output filter), and that direction stops.
     fn filter(
         &mut self,
         src: &mut Input<'_>,
@@ -118,7 +120,8 @@ where
 }
 
 /// The filter libevent uses for a missing filter function: moves up to
-/// `dst_limit` bytes (everything without a limit) unchanged, without copying.
+/// `dst_limit` bytes (everything without a limit) unchanged, without copying. It
+/// never fails.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PassThrough;
 
