@@ -263,7 +263,10 @@ impl DnsError {
     }
 
     /// This error as an `io::Error` (kind `NotFound` for names without addresses,
-    /// `TimedOut`, `ConnectionRefused`, or `Other`), for the event callback.
+    /// `ConnectionRefused`, or `Other`), for the event callback. A lookup that timed
+    /// out is `Other`, not `TimedOut`: the event callback derives `TIMEOUT` from that
+    /// kind, and libevent reports a failed lookup as `ERROR` alone.
+    /// `BufferEvent::dns_error` tells the timeout.
     pub(crate) fn to_io_error(&self) -> io::Error {
         let kind = match self.kind {
             DnsErrorKind::NoSuchHost | DnsErrorKind::NoAddresses => io::ErrorKind::NotFound,
