@@ -114,3 +114,4 @@
 pub mod buffer;
 pub mod bufferevent;
 pub mod filters;
+pub mod listener;

@@ -109,6 +109,51 @@ impl<S: Send + 'static> Builder<S> {
         }
     }
 
+    /// Gives the bufferevent `state` for its callbacks, keeping every setting made
+    /// so far: how a [`Listener`](crate::listener::Listener)'s template, which
+    /// receives a `Builder<()>`, gives each connection its own state.
+    ///
+    /// # Panics
+    ///
+    /// If a callback was set: callbacks take the state's type, so set the state first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::BufferEvent;
+    ///
+    /// let builder = BufferEvent::builder().with_state(0u64).on_read(|ctx| {
+    ///     let n = ctx.input().take_all().len();
+    ///     *ctx.state() += n as u64;
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn with_state<S2: Send + 'static>(self, state: S2) -> Builder<S2> {
+        let c = &self.callbacks;
+        assert!(
+            c.read.is_none() && c.write.is_none() && c.event.is_none(),
+            "Builder::with_state after a callback was set: set the state first"
+        );
+        Builder {
+            enabled: self.enabled,
+            read_wm: self.read_wm,
+            write_wm: self.write_wm,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            max_single_read: self.max_single_read,
+            max_single_write: self.max_single_write,
+            defer_callbacks: self.defer_callbacks,
+            connect_timeout: self.connect_timeout,
+            close_timeout: self.close_timeout,
+            rate_limit: self.rate_limit,
+            runtime: self.runtime,
+            partner_end_is_eof: self.partner_end_is_eof,
+            close_underlying: self.close_underlying,
+            state,
+            callbacks: Callbacks::default(),
+        }
+    }
+
     /// Enables these directions from the start, in addition to WRITE.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(mut self, dirs: Direction) -> Self {
@@ -249,7 +294,8 @@ impl<S: Send + 'static> Builder<S> {
     ///
     /// # Errors
     ///
-    /// Setting `TCP_NODELAY` fails (the stream is dropped).
+    /// The OS's error (as [`io::Error`]) from setting `TCP_NODELAY`
+    /// (`setsockopt(2)`); the stream is dropped and no bufferevent is made.
     ///
     /// # Panics
     ///
@@ -283,7 +329,9 @@ impl<S: Send + 'static> Builder<S> {
     ///
     /// # Errors
     ///
-    /// An immediate failure (the socket cannot be created); no callback runs then.
+    /// Returned at once, with no callback, as for [`BufferEvent::connect`]: the OS's
+    /// error (as [`io::Error`]) from creating the socket (`socket(2)`) or setting
+    /// `TCP_NODELAY` on it (`setsockopt(2)`). The bufferevent made for it ends then.
     ///
     /// # Panics
     ///

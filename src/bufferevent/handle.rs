@@ -117,6 +117,11 @@ where
     T: Send + 'static,
     S: Send + 'static,
 {
+    /// Runs `hook` on the bufferevent's task once it has ended (at once if it has).
+    pub(crate) fn on_end(&self, hook: impl FnOnce() + Send + 'static) {
+        self.shared().on_end(super::shared::EndHook(Box::new(hook)));
+    }
+
     pub(crate) fn send(&self, command: Command<T, S>) -> bool {
         self.remote.mailbox.send(command)
     }
@@ -208,6 +213,10 @@ where
 
     /// The watermarks of `dir`, or `None` unless `dir` is exactly one direction
     /// (`bufferevent_getwatermark`).
+    ///
+    /// # Errors
+    ///
+    /// `None` if `dir` is empty or both directions (libevent returns -1).
     #[doc(alias = "bufferevent_getwatermark")]
     pub fn watermarks(&self, dir: Direction) -> Option<Watermarks> {
         let s = self.shared().settings();
@@ -299,7 +308,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended; `callbacks` are dropped then.
     ///
     /// # Cancel safety
     ///
@@ -318,8 +329,11 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::WriteClosed`] if the write side was shut down or failed;
-    /// [`Error::Ended`] if the bufferevent has ended. Nothing is queued then.
+    /// [`Error::WriteClosed`] (kind
+    /// [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) if the write side
+    /// was shut down or failed; [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended. Nothing is queued then. Empty `data` always succeeds.
     #[doc(alias = "bufferevent_write")]
     pub fn write_now(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
@@ -385,11 +399,17 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Buffer`] if `buf`'s front is frozen (nothing moves);
-    /// [`Error::WriteClosed`] if the write side was shut down or failed;
-    /// [`Error::Ended`] if the bufferevent has ended. `buf` is emptied all the same
-    /// when the bufferevent cannot take it, as libevent's would be by a failed
-    /// write.
+    /// [`Error::Buffer`] with
+    /// [`EvBufferError::FrontFrozen`](crate::buffer::EvBufferError::FrontFrozen) (kind
+    /// [`io::ErrorKind::InvalidInput`](std::io::ErrorKind::InvalidInput)) if
+    /// `buf`'s front is frozen and `buf` is not empty (nothing moves);
+    /// [`Error::WriteClosed`] (kind
+    /// [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) if the write side
+    /// was shut down or failed; [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended. `buf` is emptied all the same when the bufferevent cannot
+    /// take it, as libevent's would be by a failed write. An empty `buf` always
+    /// succeeds.
     #[doc(alias = "bufferevent_write_buffer")]
     pub fn write_buffer(&self, buf: &mut EvBuffer) -> Result<(), Error> {
         // A buffer of our own, never frozen: the task appends it without a check.
@@ -414,7 +434,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -429,7 +451,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -460,7 +484,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Ended`] if the bufferevent has ended.
+    /// [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended before `f` ran (`f` is dropped then), or if `f` panicked
+    /// (which ends it).
     ///
     /// # Cancel safety
     ///
@@ -518,6 +545,15 @@ where
     /// bytes were left; [`Closed::error`] is then of kind
     /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut).
     ///
+    /// # Errors
+    ///
+    /// None as such: failures show in the [`Closed`] it resolves with.
+    /// [`Closed::error`] is of kind
+    /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut) when the close
+    /// timeout expired; otherwise it is the last error delivered to the event
+    /// callback, if any (such as the transport's error when a write failed during
+    /// the close, the rest then counted in [`Closed::unsent`]).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the close goes on without the caller.
@@ -529,6 +565,12 @@ where
 
     /// As [`close`](Self::close), giving up after `within` instead of the builder's
     /// close timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`close`](Self::close): [`Closed::error`] is of kind
+    /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut) when `within`
+    /// passed first.
     ///
     /// # Cancel safety
     ///
@@ -563,6 +605,16 @@ where
     /// the read high watermark can never be held: that resolves at once with
     /// [`Readiness::AboveHighWatermark`]. What did arrive stays in the input
     /// ([`input_len`](Self::input_len)).
+    ///
+    /// # Errors
+    ///
+    /// A failure is a [`Readiness`] other than [`Readiness::Ready`]:
+    /// [`Readiness::AboveHighWatermark`] at once if `n` is above the read high
+    /// watermark; otherwise, once fewer than `n` bytes can come, the first that
+    /// applies of [`Readiness::TimedOut`] (the read timeout expired and READ was
+    /// not enabled again), [`Readiness::Failed`] (reading failed; the transport's
+    /// error), [`Readiness::Ended`] (the bufferevent ended, also after an EOF) and
+    /// [`Readiness::Eof`] (the peer finished).
     ///
     /// # Cancel safety
     ///
@@ -633,9 +685,18 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::ConnectFailed`] with the reason when the connect failed (also for a
-    /// filter whose underlying bufferevent failed to connect); [`Error::Ended`] if
-    /// the bufferevent ended first.
+    /// [`Error::ConnectFailed`] with the reason when the last connect failed (also for
+    /// a filter whose underlying bufferevent failed to connect), even if the
+    /// bufferevent ended since. Its kind is the connect's: the OS's (such as
+    /// [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)),
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut) when the builder's
+    /// [`connect_timeout`](super::Builder::connect_timeout) expired, and for a failed
+    /// hostname lookup [`NotFound`](std::io::ErrorKind::NotFound) (no such host, no
+    /// address), [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused) (the name
+    /// server refused) or [`Other`](std::io::ErrorKind::Other) (a timeout included;
+    /// `BufferEvent::dns_error` tells which). [`Error::Ended`] (kind
+    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent ended with no connect failed.
     ///
     /// # Cancel safety
     ///
@@ -658,6 +719,11 @@ where
     }
 
     /// Waits until the bufferevent has ended and says how.
+    ///
+    /// # Errors
+    ///
+    /// None as such: how it ended, errors included, is in the [`Closed`] it resolves
+    /// with (see [`Closed::error`]).
     ///
     /// # Cancel safety
     ///
@@ -701,6 +767,11 @@ where
     /// Waits for the next event delivered after the call; `None` if the bufferevent
     /// ended without one.
     ///
+    /// # Errors
+    ///
+    /// `None` if the bufferevent ended (or had ended) with no event delivered after
+    /// the call. An event's own error is in [`EventRecord::error`].
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe. Any number of tasks may wait at once; each sees the event.
@@ -725,6 +796,11 @@ where
 {
     /// Stops the bufferevent and returns its transport, or `None` if it has none or
     /// has already ended. Pending output is not sent.
+    ///
+    /// # Errors
+    ///
+    /// `None` if the bufferevent has no transport (none was given, or a connect is
+    /// still under way: it is dropped) or has already ended.
     ///
     /// # Cancel safety
     ///

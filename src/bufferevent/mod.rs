@@ -152,6 +152,7 @@ pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::error::Error;
 pub use self::events::{Direction, Events, FlushMode, Readiness, Watermarks};
 pub use self::handle::BufferEvent;
+pub(crate) use self::handle::WeakHandle;
 pub use self::ratelim::RateLimitGroup;
 pub use self::shared::{Closed, EventRecord};
 pub use self::transport::Transport;

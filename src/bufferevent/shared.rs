@@ -31,8 +31,12 @@ pub struct Closed {
     /// The last events delivered before the end (empty when the bufferevent was
     /// freed or closed by its user without any event).
     pub events: Events,
-    /// The error that ended it, if one did: a transport error, or a callback that
-    /// panicked.
+    /// The last error delivered to the event callback, even one the bufferevent went
+    /// on after (a transport's read or write error, a failed connect, a filter's
+    /// error), or the error of a callback or a [`with`](super::BufferEvent::with)
+    /// closure that panicked (kind [`io::ErrorKind::Other`]); replaced by one of kind
+    /// [`io::ErrorKind::TimedOut`] when a close ran out of time. `None` if there was
+    /// none.
     pub error: Option<Arc<io::Error>>,
     /// Bytes still in the output that were never sent (discarded by `free`, left
     /// behind by a write error, or by a close that ran out of time). For a filter
@@ -148,6 +152,17 @@ struct Extra {
     /// A pair's partner or a filter's underlying bufferevent, as weak references
     /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
     relative: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Runs once when the bufferevent ends (a listener counting its connections).
+    on_end: Option<EndHook>,
+}
+
+/// What runs when a bufferevent ends; see [`Shared::on_end`].
+pub(crate) struct EndHook(pub(crate) Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for EndHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndHook")
+    }
 }
 
 /// Settings handles can read without a round trip.
@@ -551,13 +566,33 @@ impl Shared {
     pub(crate) fn set_closed(&self, closed: Closed) {
         self.read_closed.store(true, Ordering::Release);
         self.write_closed.store(true, Ordering::Release);
-        self.extra_mut(|x| {
+        let hook = self.extra_mut(|x| {
             if x.closed.is_none() {
                 x.closed = Some(closed);
             }
+            x.on_end.take()
         });
         self.ended.store(true, Ordering::SeqCst);
         self.wake_all();
+        if let Some(EndHook(hook)) = hook {
+            hook();
+        }
+    }
+
+    /// Runs `hook` once when the bufferevent ends, or now if it has ended; it replaces
+    /// a hook set before. The hook runs on the bufferevent's task with no lock held.
+    pub(crate) fn on_end(&self, hook: EndHook) {
+        let now = self.extra_mut(|x| {
+            if x.closed.is_some() {
+                Some(hook)
+            } else {
+                x.on_end = Some(hook);
+                None
+            }
+        });
+        if let Some(EndHook(hook)) = now {
+            hook();
+        }
     }
 
     pub(crate) fn closed(&self) -> Option<Closed> {

@@ -1,0 +1,473 @@
+//! The listener (libevent's `evconnlistener`) over real loopback sockets: templates,
+//! refusals, limits, enable/disable, shutdown, drop, and back-off when the process
+//! runs out of file descriptors (in a child process with a low `RLIMIT_NOFILE`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_bufferevent::bufferevent::{Builder, Direction, Events};
+use tokio_bufferevent::listener::{Listener, ListenerCounts};
+
+/// Generous bound for things that happen at once on loopback.
+const SOON: Duration = Duration::from_secs(10);
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// An echo connection that closes at EOF.
+fn echo(builder: Builder) -> Builder {
+    builder
+        .enable(Direction::READ)
+        .on_read(|ctx| {
+            let (mut input, mut output) = ctx.io();
+            output.append_input(&mut input);
+        })
+        .on_event(|ctx, events, _| {
+            if events.intersects(Events::EOF | Events::ERROR) {
+                ctx.close();
+            }
+        })
+}
+
+/// Writes `message`, half-closes, and reads everything back.
+async fn round_trip(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
+    let mut stream = timeout(SOON, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    stream.write_all(message).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    timeout(SOON, stream.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    back
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    timeout(SOON, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("condition within the time limit");
+}
+
+#[tokio::test]
+async fn each_connection_is_a_bufferevent_from_the_template() {
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&peers);
+    let listener = Listener::bind(any_port(), move |builder, peer| {
+        seen.lock().unwrap().push(*peer);
+        Some(echo(builder))
+    })
+    .unwrap();
+    let addr = *listener.local_addr();
+    for i in 0..3u8 {
+        assert_eq!(round_trip(addr, &[i; 1000]).await, vec![i; 1000]);
+    }
+    wait_for(|| listener.counts().live == 0).await;
+    let counts: ListenerCounts = listener.counts();
+    assert_eq!(
+        (counts.accepted, counts.live, counts.refused, counts.failed),
+        (3, 0, 0, 0)
+    );
+    let peers = peers.lock().unwrap();
+    assert_eq!(peers.len(), 3);
+    assert!(peers.iter().all(|p| p.ip().is_loopback()));
+}
+
+#[tokio::test]
+async fn ipv6_and_state_per_connection() {
+    let addr: SocketAddr = "[::1]:0".parse().unwrap();
+    let listener = match Listener::builder().bind_tcp(addr, |builder, _| {
+        Some(
+            builder
+                .with_state(0usize)
+                .enable(Direction::READ)
+                .on_read(|ctx| {
+                    let (mut input, mut output, total) = ctx.parts();
+                    *total += input.len();
+                    output.add_fmt(format_args!("{total}\n"));
+                    input.drain(input.len());
+                }),
+        )
+    }) {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+            eprintln!("no IPv6 loopback on this machine: {e}");
+            return;
+        }
+        Err(e) => panic!("bind [::1]: {e}"),
+    };
+    assert!(listener.local_addr().is_ipv6());
+    let mut stream = TcpStream::connect(*listener.local_addr()).await.unwrap();
+    stream.write_all(b"abc").await.unwrap();
+    let mut line = [0u8; 2];
+    timeout(SOON, stream.read_exact(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&line, b"3\n");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn unix_domain_sockets() {
+    let dir = std::env::temp_dir().join(format!("bev-listener-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = Listener::builder()
+        .bind_unix(&path, |builder, _| Some(echo(builder)))
+        .unwrap();
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    stream.write_all(b"over a unix socket").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    timeout(SOON, stream.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, b"over a unix socket");
+    assert_eq!(listener.counts().accepted, 1);
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_existing_std_listener_is_served() {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let socket = tokio::net::TcpListener::from_std(std_listener).unwrap();
+    let listener = Listener::builder()
+        .serve(socket, |builder, _| Some(echo(builder)))
+        .unwrap();
+    assert_eq!(*listener.local_addr(), addr);
+    assert_eq!(round_trip(addr, b"wrapped").await, b"wrapped");
+}
+
+#[tokio::test]
+async fn refused_and_panicking_templates_are_counted_and_the_listener_goes_on() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::clone(&n);
+    let listener = Listener::bind(any_port(), move |builder, _| {
+        match calls.fetch_add(1, Ordering::SeqCst) {
+            0 => None,
+            1 => panic!("a template bug"),
+            _ => Some(echo(builder)),
+        }
+    })
+    .unwrap();
+    let addr = *listener.local_addr();
+    // Refused and failed connections are closed at once: the peer reads EOF.
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        timeout(SOON, stream.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty());
+    }
+    assert_eq!(round_trip(addr, b"served").await, b"served");
+    let counts = listener.counts();
+    assert_eq!((counts.accepted, counts.refused, counts.failed), (3, 1, 1));
+}
+
+#[tokio::test]
+async fn at_the_limit_accepting_waits_until_a_connection_ends() {
+    let listener = Listener::builder()
+        .max_connections(2)
+        .bind_tcp(any_port(), |builder, _| Some(echo(builder)))
+        .unwrap();
+    let addr = *listener.local_addr();
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    wait_for(|| listener.counts().live == 2).await;
+    // The third completes its handshake in the backlog but is not served.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(b"waiting").await.unwrap();
+    let mut buf = [0u8; 7];
+    assert!(
+        timeout(Duration::from_millis(300), third.read_exact(&mut buf))
+            .await
+            .is_err(),
+        "served above the limit"
+    );
+    assert_eq!(listener.counts().accepted, 2);
+    // One ends: the third is accepted and echoes what it sent while waiting.
+    first.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    timeout(SOON, first.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(SOON, third.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"waiting");
+    assert_eq!(listener.counts().accepted, 3);
+    assert_eq!(listener.counts().live, 2);
+    // Raising the limit takes effect at once.
+    listener.set_max_connections(None);
+    assert_eq!(round_trip(addr, b"free").await, b"free");
+}
+
+#[tokio::test]
+async fn disabled_listeners_leave_connections_in_the_backlog() {
+    let listener = Listener::builder()
+        .enabled(false)
+        .bind_tcp(any_port(), |builder, _| Some(echo(builder)))
+        .unwrap();
+    assert!(!listener.is_enabled());
+    let addr = *listener.local_addr();
+    let mut waiting = TcpStream::connect(addr).await.unwrap();
+    waiting.write_all(b"x").await.unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        timeout(Duration::from_millis(300), waiting.read_exact(&mut buf))
+            .await
+            .is_err()
+    );
+    assert_eq!(listener.counts().accepted, 0);
+    listener.enable();
+    timeout(SOON, waiting.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"x");
+    listener.disable();
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    next.write_all(b"y").await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), next.read_exact(&mut buf))
+            .await
+            .is_err()
+    );
+    assert_eq!(listener.counts().accepted, 1);
+}
+
+/// The default backlog is 1024: 300 connects complete while nothing accepts (with
+/// 128, those past the backlog would wait for SYN retries).
+#[tokio::test]
+async fn the_default_backlog_holds_bursts_of_connects() {
+    let listener = Listener::builder()
+        .enabled(false)
+        .bind_tcp(any_port(), |builder, _| Some(echo(builder)))
+        .unwrap();
+    let addr = *listener.local_addr();
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        connects.spawn(async move {
+            timeout(Duration::from_millis(900), TcpStream::connect(addr)).await
+        });
+    }
+    let mut held = Vec::new();
+    while let Some(done) = connects.join_next().await {
+        held.push(
+            done.unwrap()
+                .expect("connect finished before a SYN retry")
+                .unwrap(),
+        );
+    }
+    assert_eq!(held.len(), 300);
+}
+
+#[tokio::test]
+async fn shutdown_sends_what_is_queued_and_cuts_what_misses_the_deadline() {
+    let listener = Listener::bind(any_port(), |builder, peer: &SocketAddr| {
+        let _ = peer;
+        Some(builder.enable(Direction::READ).on_read(|ctx| {
+            // A request "big" queues 32 MiB; anything else a short answer.
+            let request = ctx.input().take_all();
+            if &request[..] == b"big" {
+                ctx.output()
+                    .add_bytes(bytes::Bytes::from(vec![7u8; 32 << 20]));
+            } else {
+                ctx.output().add(b"answer");
+            }
+        }))
+    })
+    .unwrap();
+    let addr = *listener.local_addr();
+    let mut reader = TcpStream::connect(addr).await.unwrap();
+    reader.write_all(b"small").await.unwrap();
+    let mut answer = [0u8; 6];
+    timeout(SOON, reader.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer, b"answer");
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    stuck.write_all(b"big").await.unwrap();
+    // The stuck connection's answer fills the socket and stays queued.
+    wait_for(|| {
+        listener
+            .connections()
+            .iter()
+            .map(|c| c.output_len())
+            .sum::<usize>()
+            > 1 << 20
+    })
+    .await;
+    let report = timeout(SOON, listener.shutdown(Duration::from_millis(500)))
+        .await
+        .expect("shutdown is bounded by its deadline");
+    assert_eq!((report.closed, report.cut), (1, 1), "{report:?}");
+    assert_eq!(report.counts.live, 0);
+    // The reader's connection was closed cleanly: EOF after its answer.
+    let mut rest = Vec::new();
+    timeout(SOON, reader.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+    // The listener no longer accepts.
+    assert!(TcpStream::connect(addr).await.is_err());
+    drop(stuck);
+}
+
+#[tokio::test]
+async fn dropping_the_listener_stops_accepting_and_keeps_connections() {
+    let listener = Listener::bind(any_port(), |builder, _| Some(echo(builder))).unwrap();
+    let addr = *listener.local_addr();
+    let mut live = TcpStream::connect(addr).await.unwrap();
+    wait_for(|| listener.counts().live == 1).await;
+    drop(listener);
+    // The socket closes once the accept task sees the drop.
+    timeout(SOON, async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the listening socket closes");
+    live.write_all(b"still served").await.unwrap();
+    live.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    timeout(SOON, live.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, b"still served");
+}
+
+/// Out of descriptors, the listener backs off instead of spinning, reports the error,
+/// and serves again once descriptors are free. The listener runs in a child process
+/// (this test, run again with `LISTENER_EMFILE_CHILD` set) under `ulimit -n 64`; this
+/// process opens the connections and measures the child's CPU time.
+#[cfg(target_os = "linux")]
+#[test]
+fn out_of_descriptors_the_listener_backs_off_without_spinning() {
+    if std::env::var_os("LISTENER_EMFILE_CHILD").is_some() {
+        return emfile_child();
+    }
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" --exact out_of_descriptors_the_listener_backs_off_without_spinning --nocapture --test-threads 1")
+        .arg(&exe)
+        .env("LISTENER_EMFILE_CHILD", "1")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("the child prints its port").unwrap();
+        // libtest may print the test's name on the same line first.
+        if let Some((_, port)) = line.split_once("port=") {
+            break port.trim().parse().unwrap();
+        }
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // More connections than the child has descriptors: the kernel completes them all
+    // (the backlog is 1024), the child accepts until EMFILE.
+    let held: Vec<_> = (0..120)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu_before = cpu_seconds(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = cpu_seconds(child.id()) - cpu_before;
+    assert!(
+        busy < 0.4,
+        "the saturated listener used {busy:.2} s of CPU in 2 s"
+    );
+    // Descriptors free again: a new connection is served (within the 1 s pause).
+    drop(held);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(SOON)).unwrap();
+    stream.write_all(b"served again").unwrap();
+    let mut buf = [0u8; 12];
+    stream.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"served again");
+    // Closing stdin ends the child, which reports what its error callback saw.
+    drop(child.stdin.take());
+    let mut report = String::new();
+    for line in lines {
+        report.push_str(&line.unwrap());
+        report.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "child failed:\n{report}");
+    let errors: usize = report
+        .lines()
+        .find_map(|l| l.split_once("resource_errors=").map(|(_, n)| n.trim()))
+        .expect("the child's report")
+        .parse()
+        .unwrap();
+    assert!(errors >= 1, "{report}");
+    // Back-off, not a spin: at most about one attempt per pause (1, 2, 4 ... 1000 ms).
+    assert!(errors < 40, "{errors} errors in about 3 s:\n{report}");
+}
+
+#[cfg(target_os = "linux")]
+fn emfile_child() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let errors = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&errors);
+        let listener = Listener::builder()
+            .on_error(move |error, pause| {
+                if error.raw_os_error() == Some(24) {
+                    assert!(pause >= Duration::from_millis(1));
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .bind_tcp(any_port(), |builder, _| Some(echo(builder)))
+            .unwrap();
+        println!("port={}", listener.local_addr().port());
+        // Runs until the parent closes stdin.
+        let mut stdin = tokio::io::stdin();
+        let mut sink = Vec::new();
+        let _ = stdin.read_to_end(&mut sink).await;
+        println!("resource_errors={}", errors.load(Ordering::SeqCst));
+    });
+}
+
+/// User plus system CPU time of process `pid`, from `/proc/PID/stat`.
+#[cfg(target_os = "linux")]
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
