@@ -1,0 +1,414 @@
+//! [`pipe`]: forwarding between two bufferevents in both directions, with watermark
+//! backpressure and half-close, as every libevent proxy writes it by hand.
+//!
+//! Each side's read callback moves its input to the other side's output without
+//! copying. When the other side's output (what it has not sent yet, including
+//! writes still on their way to its task) is above its write high watermark, the
+//! reader disables READ and asks the other side to run its write callback once its
+//! output is at or below its write low watermark; that callback enables READ again.
+//! Asking is what makes this safe on a multi-threaded runtime: the other side may
+//! have drained before the reader paused, and the request, queued after the data,
+//! then runs the callback at once.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use super::context::{Callbacks, Context};
+use super::events::{Direction, Events, FlushMode, Watermarks};
+use super::handle::BufferEvent;
+use super::shared::{Condition, copy_error};
+
+/// The write watermarks [`pipe`] gives a side whose write high watermark is unset:
+/// forwarding into it stops above 1 MiB queued and resumes at 256 KiB.
+pub const PIPE_WATERMARKS: Watermarks = Watermarks::new(256 << 10, 1 << 20);
+
+/// Which bufferevent of a [`pipe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeSide {
+    /// The first argument of [`pipe`].
+    A,
+    /// The second argument of [`pipe`].
+    B,
+}
+
+/// How a [`pipe`] ended.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum PipeEnd {
+    /// Both directions finished: each side's EOF was passed on as a shut-down write
+    /// side of the other, after everything before it was sent. Both sides were then
+    /// freed.
+    Finished,
+    /// A side failed (an error, or a read or write timeout). That side was freed;
+    /// the other was closed (what it had queued sent within its close deadline).
+    Failed {
+        /// The side that failed.
+        side: PipeSide,
+        /// What its event callback received.
+        events: Events,
+        /// The error, if the failure came with one.
+        error: Option<Arc<io::Error>>,
+    },
+    /// A side ended without the pipe (freed or closed through a handle). The other
+    /// was closed.
+    Ended(PipeSide),
+}
+
+/// What a [`pipe`] moved and how it ended.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Piped {
+    /// Bytes moved from A's input to B's output.
+    pub a_to_b: u64,
+    /// Bytes moved from B's input to A's output.
+    pub b_to_a: u64,
+    /// How it ended.
+    pub end: PipeEnd,
+}
+
+/// Forwards everything `a` reads to `b` and everything `b` reads to `a`, until both
+/// directions finish or either side fails; resolves with the bytes moved each way
+/// and how it ended.
+///
+/// - **Backpressure**: reading from one side stops while the other's output is above
+///   its write high watermark and resumes once it drains to its write low watermark.
+///   A side whose write high watermark is unset gets [`PIPE_WATERMARKS`]. Memory is
+///   bounded by the watermarks plus one read per side, whatever the speeds of the
+///   two peers.
+/// - **Half-close**: EOF on one side becomes, once everything read before it is
+///   sent, a shut-down write side of the other (a FIN for TCP, a `close_notify` for
+///   TLS, the end of a zlib stream, `EOF` for a pair partner); the other direction
+///   goes on.
+/// - **End**: when both directions finished, both sides are freed. When one side
+///   fails, it is freed and the other is closed: what it had queued is sent within
+///   its close deadline.
+///
+/// It works for any two bufferevents: sockets, pairs, and filters (a TLS-terminating
+/// or a compressing proxy is a pipe between a filter and a socket). READ is enabled on
+/// both. The pipe takes over both sides' callbacks; their user state is left alone.
+///
+/// # Cancel safety
+///
+/// Dropping the future stops forwarding: both sides lose the pipe's callbacks (and
+/// with them their references to each other) and are left running as they are.
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use tokio::net::{TcpListener, TcpStream};
+/// use tokio_bufferevent::bufferevent::{BufferEvent, PipeEnd, pipe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// // An upstream that answers "pong" and closes.
+/// let upstream = TcpListener::bind("127.0.0.1:0").await?;
+/// let upstream_addr = upstream.local_addr()?;
+/// tokio::spawn(async move {
+///     let (mut s, _) = upstream.accept().await?;
+///     s.write_all(b"pong").await?;
+///     s.shutdown().await
+/// });
+/// // A proxy for one connection.
+/// let front = TcpListener::bind("127.0.0.1:0").await?;
+/// let front_addr = front.local_addr()?;
+/// let proxy = tokio::spawn(async move {
+///     let (client, _) = front.accept().await?;
+///     let client = BufferEvent::builder().tcp(client)?;
+///     let server = BufferEvent::builder().connect(upstream_addr)?;
+///     std::io::Result::Ok(pipe(&client, &server).await)
+/// });
+/// let mut client = TcpStream::connect(front_addr).await?;
+/// client.shutdown().await?;
+/// let mut answer = Vec::new();
+/// client.read_to_end(&mut answer).await?;
+/// assert_eq!(answer, b"pong");
+/// let piped = proxy.await.unwrap()?;
+/// assert_eq!((piped.a_to_b, piped.b_to_a), (0, 4));
+/// assert!(matches!(piped.end, PipeEnd::Finished));
+/// # Ok(()) }
+/// ```
+pub async fn pipe<T1, S1, T2, S2>(a: &BufferEvent<T1, S1>, b: &BufferEvent<T2, S2>) -> Piped
+where
+    T1: Send + 'static,
+    S1: Send + 'static,
+    T2: Send + 'static,
+    S2: Send + 'static,
+{
+    let state = Arc::new(PipeState::default());
+    for_destination(a);
+    for_destination(b);
+    a.replace_callbacks(forwarding(PipeSide::A, b.clone(), Arc::clone(&state)));
+    b.replace_callbacks(forwarding(PipeSide::B, a.clone(), Arc::clone(&state)));
+    a.enable(Direction::READ);
+    b.enable(Direction::READ);
+    let guard = Unhook { a, b };
+    // What arrived before the callbacks did (data, an EOF, an error) is not lost.
+    catch_up(PipeSide::A, a, b, &state).await;
+    catch_up(PipeSide::B, b, a, &state).await;
+
+    let finished =
+        async { tokio::join!(pass_on_eof(&state.eof[0], b), pass_on_eof(&state.eof[1], a)) };
+    let end = tokio::select! {
+        biased;
+        () = state.failed.wait() => state.failure(),
+        () = ended(a) => PipeEnd::Ended(PipeSide::A),
+        () = ended(b) => PipeEnd::Ended(PipeSide::B),
+        _ = finished => PipeEnd::Finished,
+    };
+    drop(guard);
+    match &end {
+        PipeEnd::Finished => {
+            // Everything was passed on; closing sends what a filter still holds
+            // beneath (a TLS close_notify, the end of a zlib stream).
+            tokio::join!(a.close(), b.close());
+        }
+        PipeEnd::Failed { side, .. } | PipeEnd::Ended(side) => {
+            // The failed side goes at once; the other sends what it has queued.
+            if *side == PipeSide::A {
+                a.free();
+                b.close().await;
+            } else {
+                b.free();
+                a.close().await;
+            }
+        }
+    }
+    Piped {
+        a_to_b: state.moved[0].load(Ordering::Relaxed),
+        b_to_a: state.moved[1].load(Ordering::Relaxed),
+        end,
+    }
+}
+
+/// Forwards what `from` holds already, and notes an end it reached before the
+/// pipe's callbacks were in place.
+async fn catch_up<T1, S1, T2, S2>(
+    side: PipeSide,
+    from: &BufferEvent<T1, S1>,
+    to: &BufferEvent<T2, S2>,
+    state: &Arc<PipeState>,
+) where
+    T1: Send + 'static,
+    S1: Send + 'static,
+    T2: Send + 'static,
+    S2: Send + 'static,
+{
+    let (to, shared) = (to.clone(), Arc::clone(state));
+    let index = side as usize;
+    let caught_up = from.with(move |ctx| {
+        shared.forward(index, ctx, &to);
+        let core = &ctx.inner.core;
+        if core.read_open() {
+            return Ok(());
+        }
+        let events = core.last_events();
+        if events.intersects(Events::ERROR | Events::TIMEOUT) {
+            Err(events)
+        } else {
+            shared.eof[index].set();
+            Ok(())
+        }
+    });
+    // An ended side is the pipe's end, seen by its future.
+    if let Ok(Err(events)) = caught_up.await {
+        let error = from.last_event().and_then(|record| record.error);
+        state.fail(side, events, error.as_deref());
+    }
+}
+
+/// Once `eof` is set, finishes `to`'s output (the end of the stream follows what
+/// was forwarded) and waits until it has all left.
+async fn pass_on_eof<T: Send + 'static, S: Send + 'static>(eof: &Flag, to: &BufferEvent<T, S>) {
+    eof.wait().await;
+    to.flush(Direction::WRITE, FlushMode::Finished);
+    // In order after the flush: once this returns, the flush was applied.
+    if to.with(|_| ()).await.is_err() {
+        return std::future::pending().await; // ended: the pipe's future sees that
+    }
+    to.shared()
+        .wait_until(Condition::Output, |s| {
+            s.write_closed.load(Ordering::Acquire) || s.output_total() == 0
+        })
+        .await;
+}
+
+/// Resolves once `bev` ended.
+async fn ended<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+    bev.shared()
+        .wait_until(Condition::Event, |s| s.is_closed())
+        .await;
+}
+
+/// Gives `bev` the pipe's write watermarks unless it has a write high watermark.
+fn for_destination<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+    if bev
+        .watermarks(Direction::WRITE)
+        .is_none_or(|wm| wm.high == 0)
+    {
+        bev.set_watermarks(Direction::WRITE, PIPE_WATERMARKS);
+    }
+}
+
+/// The callbacks of one side; `to` is the other side.
+fn forwarding<S, T2, S2>(
+    side: PipeSide,
+    to: BufferEvent<T2, S2>,
+    state: Arc<PipeState>,
+) -> Callbacks<S>
+where
+    S: Send + 'static,
+    T2: Send + 'static,
+    S2: Send + 'static,
+{
+    let index = side as usize;
+    let other = 1 - index;
+    let (read_state, write_state) = (Arc::clone(&state), Arc::clone(&state));
+    let (read_to, event_to) = (to.clone(), to.clone());
+    Callbacks {
+        read: Some(Box::new(move |ctx: &mut Context<'_, S>| {
+            read_state.forward(index, ctx, &read_to);
+        })),
+        // This side's output drained to its low watermark: the other side may read
+        // again if it paused for us.
+        write: Some(Box::new(move |_ctx: &mut Context<'_, S>| {
+            if write_state.paused[other].swap(false, Ordering::AcqRel) {
+                to.enable(Direction::READ);
+            }
+        })),
+        event: Some(Box::new(move |ctx, events, error| {
+            if events.intersects(Events::ERROR | Events::TIMEOUT) {
+                state.fail(side, events, error);
+            } else if events.contains(Events::EOF) {
+                // What arrived with the EOF goes first; the pipe's future then
+                // finishes the other side's output.
+                state.forward(index, ctx, &event_to);
+                state.eof[index].set();
+            }
+        })),
+    }
+}
+
+/// What both sides' callbacks and the pipe's future share.
+#[derive(Debug, Default)]
+struct PipeState {
+    /// Bytes moved out of A's input (`[0]`) and B's input (`[1]`).
+    moved: [AtomicU64; 2],
+    /// A side stopped reading because the other's output was full.
+    paused: [AtomicBool; 2],
+    /// A side's EOF was passed on.
+    eof: [Flag; 2],
+    failed: Flag,
+    failure: Mutex<Option<PipeEnd>>,
+}
+
+impl PipeState {
+    /// Moves side `index`'s input to `to`'s output; pauses reading while `to`'s
+    /// output is above its high watermark.
+    fn forward<S, T2, S2>(&self, index: usize, ctx: &mut Context<'_, S>, to: &BufferEvent<T2, S2>)
+    where
+        T2: Send + 'static,
+        S2: Send + 'static,
+    {
+        let mut data = ctx.input().take_buffer();
+        let n = data.len();
+        if n == 0 {
+            return;
+        }
+        if to.write_buffer(&mut data).is_err() {
+            // The other side can take nothing more; its own event callback, or its
+            // end, says why. Reading on here would only pile up input.
+            ctx.disable(Direction::READ);
+            return;
+        }
+        self.moved[index].fetch_add(n as u64, Ordering::Relaxed);
+        let high = to.watermarks(Direction::WRITE).map_or(0, |wm| wm.high);
+        if high == 0 {
+            return;
+        }
+        // Flagged before looking, so a write callback of `to` that runs from here on
+        // sees it and enables us again.
+        self.paused[index].store(true, Ordering::Release);
+        if to.output_len() > high {
+            ctx.disable(Direction::READ);
+            // Runs `to`'s write callback after this data if its output is already at
+            // or below its low watermark; otherwise draining to it will.
+            to.trigger(Direction::WRITE, false);
+        } else {
+            self.paused[index].store(false, Ordering::Release);
+        }
+    }
+
+    fn fail(&self, side: PipeSide, events: Events, error: Option<&io::Error>) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            *failure = Some(PipeEnd::Failed {
+                side,
+                events,
+                error: error.map(copy_error),
+            });
+        }
+        drop(failure);
+        self.failed.set();
+    }
+
+    fn failure(&self) -> PipeEnd {
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.clone().expect("set before the flag")
+    }
+}
+
+/// A one-way flag a task can wait for.
+#[derive(Debug, Default)]
+struct Flag {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Flag {
+    fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        loop {
+            let mut notified = std::pin::pin!(self.notify.notified());
+            // Registered before the check, so a `set` after it wakes this.
+            notified.as_mut().enable();
+            if self.set.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Takes the pipe's callbacks off both sides, and with them the handles each holds
+/// of the other.
+struct Unhook<'a, T1, S1, T2, S2>
+where
+    T1: Send + 'static,
+    S1: Send + 'static,
+    T2: Send + 'static,
+    S2: Send + 'static,
+{
+    a: &'a BufferEvent<T1, S1>,
+    b: &'a BufferEvent<T2, S2>,
+}
+
+impl<T1, S1, T2, S2> Drop for Unhook<'_, T1, S1, T2, S2>
+where
+    T1: Send + 'static,
+    S1: Send + 'static,
+    T2: Send + 'static,
+    S2: Send + 'static,
+{
+    fn drop(&mut self) {
+        self.a.replace_callbacks(Callbacks::default());
+        self.b.replace_callbacks(Callbacks::default());
+    }
+}

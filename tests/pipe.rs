@@ -1,0 +1,326 @@
+//! `pipe`: forwarding between two bufferevents with backpressure and half-close, over
+//! real loopback sockets, pairs and filters.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_bufferevent::bufferevent::{
+    BufferEvent, Direction, FlushMode, PIPE_WATERMARKS, PipeEnd, PipeSide, Piped, pipe,
+};
+
+use common::{expect_within, pattern, tcp_pair};
+
+/// An upstream that echoes each connection until EOF, then closes.
+async fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A proxy for one client connection to `upstream`; the pipe's outcome.
+async fn proxy_one(upstream: SocketAddr) -> (TcpStream, JoinHandle<Piped>) {
+    let (client, accepted) = tcp_pair().await;
+    let proxy = tokio::spawn(async move {
+        let front = BufferEvent::builder().tcp(accepted).unwrap();
+        let back = BufferEvent::builder().connect(upstream).unwrap();
+        pipe(&front, &back).await
+    });
+    (client, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_moves_8_mib_each_way_byte_for_byte_and_ends_on_both_eofs() {
+    let upstream = echo_upstream().await;
+    let (client, proxy) = proxy_one(upstream).await;
+    let data = pattern(8 << 20);
+    let (mut r, mut w) = client.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w.shutdown().await.unwrap(); // the EOF travels through the proxy
+    });
+    let mut back = Vec::new();
+    expect_within(r.read_to_end(&mut back)).await.unwrap();
+    writer.await.unwrap();
+    assert!(back == data, "echoed bytes differ");
+    let piped = expect_within(proxy).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+    assert_eq!((piped.a_to_b, piped.b_to_a), (8 << 20, 8 << 20));
+}
+
+#[tokio::test]
+async fn a_half_close_keeps_the_other_direction_open() {
+    // The upstream reads the whole request, then answers after the client's EOF.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        s.read_to_end(&mut request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(format!("got {} bytes", request.len()).as_bytes())
+            .await
+            .unwrap();
+        s.shutdown().await.unwrap();
+    });
+    let (mut client, proxy) = proxy_one(upstream).await;
+    client.write_all(b"request").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut answer = String::new();
+    expect_within(client.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    assert_eq!(answer, "got 7 bytes");
+    let piped = expect_within(proxy).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+    assert_eq!((piped.a_to_b, piped.b_to_a), (7, 11));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_never_reads_bounds_the_memory_of_a_fast_sender() {
+    // The upstream accepts and never reads.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let stalled = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+    let (client_side, accepted) = tcp_pair().await;
+    let front = BufferEvent::builder().tcp(accepted).unwrap();
+    let back = BufferEvent::builder().connect(upstream).unwrap();
+    let (f, b) = (front.clone(), back.clone());
+    let proxy = tokio::spawn(async move { pipe(&f, &b).await });
+    let (_r, mut w) = client_side.into_split();
+    let sender = tokio::spawn(async move {
+        let chunk = vec![1u8; 1 << 20];
+        let mut sent = 0usize;
+        loop {
+            if w.write_all(&chunk).await.is_err() {
+                return sent;
+            }
+            sent += chunk.len();
+        }
+    });
+    // Let the sender fill everything that can fill, then watch the proxy's buffers.
+    let mut held_max = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        held_max = held_max.max(front.input_len() + back.output_len());
+    }
+    let bound = PIPE_WATERMARKS.high + 2 * front.max_single_read();
+    assert!(
+        held_max <= bound,
+        "the proxy held {held_max} bytes, above {bound}"
+    );
+    assert!(
+        back.output_len() > PIPE_WATERMARKS.low,
+        "the output filled to its watermark"
+    );
+    assert!(!sender.is_finished(), "the sender is held back, not failed");
+    sender.abort();
+    proxy.abort();
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_reset_upstream_fails_the_pipe_and_closes_the_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 5];
+        s.read_exact(&mut first).await.unwrap();
+        // SO_LINGER 0 (deprecated for blocking on drop; zero does not block).
+        #[allow(deprecated)]
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s); // RST
+    });
+    let (mut client, proxy) = proxy_one(upstream).await;
+    client.write_all(b"hello").await.unwrap();
+    let piped = expect_within(proxy).await.unwrap();
+    match &piped.end {
+        PipeEnd::Failed { side, error, .. } => {
+            assert_eq!(*side, PipeSide::B);
+            assert!(error.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut rest = Vec::new();
+    // The client's side was closed: EOF (or a reset, if bytes were in flight).
+    let _ = expect_within(client.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn a_pair_element_and_a_socket() {
+    let upstream = echo_upstream().await;
+    let (near, far) = BufferEvent::pair();
+    let back = BufferEvent::builder().connect(upstream).unwrap();
+    let proxy = tokio::spawn(async move { pipe(&far, &back).await });
+    near.enable(Direction::READ);
+    near.write(&b"through a pair"[..]).await.unwrap();
+    let echoed = expect_within(near.read_exact(14)).await.unwrap();
+    assert_eq!(&echoed[..], b"through a pair");
+    // A finishing flush is the far element's EOF; the upstream's EOF comes back.
+    near.flush(Direction::WRITE, FlushMode::Finished);
+    let rest = expect_within(near.read_to_end(1024)).await.unwrap();
+    assert!(rest.is_empty());
+    let piped = expect_within(proxy).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+    assert_eq!(piped.a_to_b, 14);
+}
+
+#[cfg(feature = "deflate")]
+#[tokio::test]
+async fn a_compressing_proxy_is_a_pipe_to_a_zlib_filter() {
+    use tokio_bufferevent::filters::deflate::{Compress, Compression, Decompress};
+    // client --plain--> proxy --zlib--> decompressor --plain--> the test.
+    let (client, accepted) = tcp_pair().await;
+    let (zipped_near, zipped_far) = tcp_pair().await;
+    let front = BufferEvent::builder().tcp(accepted).unwrap();
+    let compressed = BufferEvent::builder().filter(
+        BufferEvent::builder().tcp(zipped_near).unwrap(),
+        Decompress::new(),
+        Compress::new(Compression::default()),
+    );
+    let proxy = tokio::spawn(async move { pipe(&front, &compressed).await });
+    let reader = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(zipped_far).unwrap(),
+        Decompress::new(),
+        Compress::new(Compression::default()),
+    );
+    let data = pattern(1 << 20);
+    let (mut r, mut w) = client.into_split();
+    w.write_all(&data).await.unwrap();
+    w.shutdown().await.unwrap();
+    let got = expect_within(reader.read_to_end(4 << 20)).await.unwrap();
+    assert!(got == data, "decompressed bytes differ");
+    reader.close().await; // the other direction ends too
+    let mut rest = Vec::new();
+    expect_within(r.read_to_end(&mut rest)).await.unwrap();
+    let piped = expect_within(proxy).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+    assert_eq!(piped.a_to_b, 1 << 20);
+}
+
+#[tokio::test]
+async fn cancelling_the_pipe_leaves_both_sides_running_without_its_callbacks() {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (b_near, b_far) = BufferEvent::pair();
+    let piping = {
+        let (a, b) = (a_far.clone(), b_far.clone());
+        tokio::spawn(async move { pipe(&a, &b).await })
+    };
+    b_near.enable(Direction::READ);
+    a_near.write(&b"before"[..]).await.unwrap();
+    assert_eq!(
+        &expect_within(b_near.read_exact(6)).await.unwrap()[..],
+        b"before"
+    );
+    piping.abort();
+    let _ = piping.await;
+    a_near.write(&b"after"[..]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Nothing forwards any more: it waits in the far element's input.
+    assert_eq!(b_near.input_len(), 0);
+    assert_eq!(a_far.input_len(), 5);
+    assert!(!a_far.is_closed() && !b_far.is_closed());
+}
+
+#[tokio::test]
+async fn data_and_eof_that_arrived_before_the_pipe_are_passed_on() {
+    let upstream = echo_upstream().await;
+    let (mut client, accepted) = tcp_pair().await;
+    client.write_all(b"early").await.unwrap();
+    client.shutdown().await.unwrap();
+    // Reading from the start: the data and the EOF are in before the pipe.
+    let front = BufferEvent::builder()
+        .enable(Direction::READ)
+        .tcp(accepted)
+        .unwrap();
+    expect_within(front.readable(5)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let back = BufferEvent::builder().connect(upstream).unwrap();
+    let piped = tokio::spawn(async move { pipe(&front, &back).await });
+    let mut echoed = Vec::new();
+    expect_within(client.read_to_end(&mut echoed))
+        .await
+        .unwrap();
+    assert_eq!(echoed, b"early");
+    let piped = expect_within(piped).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+}
+
+/// A TLS-terminating proxy: TLS from the client, plain text to the upstream.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_terminating_proxy_is_a_pipe_from_a_tls_filter() {
+    use std::sync::Arc;
+    use tokio_bufferevent::filters::tls::{
+        self,
+        rustls::{
+            self, ClientConfig, RootCertStore, ServerConfig,
+            pki_types::{PrivatePkcs8KeyDer, ServerName},
+        },
+    };
+    let provider = || Arc::new(rustls::crypto::ring::default_provider());
+    let key = rcgen::generate_simple_self_signed(vec!["proxy.test".to_owned()]).unwrap();
+    let cert = key.cert.der().clone();
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.clone()],
+            PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()).into(),
+        )
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client_config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let upstream = echo_upstream().await;
+    let (client_socket, accepted) = tcp_pair().await;
+    let (input, output) = tls::server(Arc::new(server)).unwrap();
+    let front =
+        BufferEvent::builder().filter(BufferEvent::builder().tcp(accepted).unwrap(), input, output);
+    let back = BufferEvent::builder().connect(upstream).unwrap();
+    let proxy = tokio::spawn(async move { pipe(&front, &back).await });
+
+    let name = ServerName::try_from("proxy.test").unwrap();
+    let (input, output) = tls::client(Arc::new(client_config), name).unwrap();
+    let client = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(client_socket).unwrap(),
+        input,
+        output,
+    );
+    let data = pattern(2 << 20);
+    client
+        .write(bytes::Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let echoed = expect_within(client.read_exact(data.len())).await.unwrap();
+    assert!(echoed[..] == data[..], "echoed bytes differ");
+    // close_notify from the client ends the stream both ways.
+    client.flush(Direction::WRITE, FlushMode::Finished);
+    let rest = expect_within(client.read_to_end(1024)).await.unwrap();
+    assert!(rest.is_empty());
+    let piped = expect_within(proxy).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+    assert_eq!((piped.a_to_b, piped.b_to_a), (2 << 20, 2 << 20));
+}
