@@ -20,7 +20,7 @@ use super::core;
 use super::error::Error;
 use super::events::{Direction, Events, FlushMode, Readiness, Watermarks};
 use super::mailbox::{Command, Remote};
-use super::shared::{Closed, Condition, EventRecord, Knob, Shared, TransportInfo};
+use super::shared::{Closed, Condition, EventRecord, Knob, Shared, Stats, TransportInfo};
 use super::transport::{Attach, Transport};
 use crate::buffer::EvBuffer;
 
@@ -471,6 +471,37 @@ where
     /// Bytes waiting to be sent, including writes the task has not applied yet.
     pub fn output_len(&self) -> usize {
         self.shared().output_total()
+    }
+
+    /// What the bufferevent has done: bytes read and written, callbacks run by kind,
+    /// buffer lengths now and at their peak, and when bytes last moved each way.
+    ///
+    /// Read without a lock or a round trip, as the task last published it (it may lag
+    /// by one pass). The counters are kept from the start, and for as long as any
+    /// handle exists; a bufferevent that no handle can reach stops keeping them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Direction};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio_bufferevent::bufferevent::Error> {
+    /// let (a, b) = BufferEvent::pair();
+    /// b.enable(Direction::READ);
+    /// a.write(&b"twelve bytes"[..]).await?;
+    /// b.read_exact(12).await?;
+    /// assert_eq!(a.stats().bytes_written, 12);
+    /// assert_eq!(b.stats().bytes_read, 12);
+    /// assert!(b.stats().last_read.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let shared = self.shared();
+        shared.counters.snapshot(
+            shared.input_len.load(Ordering::Acquire),
+            shared.output_total(),
+        )
     }
 
     // ---- control -------------------------------------------------------------------

@@ -156,7 +156,7 @@ pub use self::handle::BufferEvent;
 pub(crate) use self::handle::WeakHandle;
 pub use self::pipe::{PIPE_WATERMARKS, PipeEnd, PipeSide, Piped, pipe};
 pub use self::ratelim::RateLimitGroup;
-pub use self::shared::{Closed, EventRecord};
+pub use self::shared::{Closed, EventRecord, Stats};
 pub use self::transport::Transport;
 pub use self::transport::filter::{Filter, FilterResult, Filtered, PassThrough};
 pub use self::transport::pair::Pair;

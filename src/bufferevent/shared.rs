@@ -129,6 +129,150 @@ pub(crate) struct Shared {
     /// connection never pays for it.
     extra: Mutex<Option<Box<Extra>>>,
     waiters: [Waiters; CONDITIONS],
+    /// Statistics, kept by the task while handles can read them.
+    pub(crate) counters: Counters,
+}
+
+/// What a bufferevent has done, as [`BufferEvent::stats`](super::BufferEvent::stats)
+/// reports it.
+///
+/// The task keeps these counters while any handle (or a listener) can read them, at
+/// the cost of a few plain stores per read or write and one clock reading per pass
+/// that moved bytes; a bufferevent no handle can reach keeps none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes read into the input: from the transport, the pair partner, or (for a
+    /// filter) out of its input filter.
+    pub bytes_read: u64,
+    /// Bytes taken out of the output: sent, moved to the partner, or passed to the
+    /// output filter.
+    pub bytes_written: u64,
+    /// Read callbacks run.
+    pub read_callbacks: u64,
+    /// Write callbacks run.
+    pub write_callbacks: u64,
+    /// Event callbacks run.
+    pub event_callbacks: u64,
+    /// The input's length now, as last published.
+    pub input_len: usize,
+    /// The output's length now, counting writes on their way to the task.
+    pub output_len: usize,
+    /// The longest the input has been.
+    pub peak_input: usize,
+    /// The longest the output has been.
+    pub peak_output: usize,
+    /// When bytes were last read, to the task's pass (`None`: never).
+    pub last_read: Option<tokio::time::Instant>,
+    /// When bytes were last written, to the task's pass (`None`: never).
+    pub last_write: Option<tokio::time::Instant>,
+}
+
+/// Counters only the task writes and handles read, each on its own without a lock:
+/// plain loads and stores, as there is one writer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    bytes: [AtomicU64; 2],
+    /// Read, write and event callbacks run.
+    callbacks: [AtomicU64; 3],
+    peak_input: AtomicUsize,
+    peak_output: AtomicUsize,
+    /// When bytes last moved each way: nanoseconds after [`epoch`] plus one; 0 is
+    /// never.
+    last: [AtomicU64; 2],
+    /// `bytes` when `last` was last stamped.
+    stamped: [AtomicU64; 2],
+}
+
+/// Which callback ran, for [`Counters::callback`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CallbackKind {
+    Read = 0,
+    Write = 1,
+    Event = 2,
+}
+
+const READ: usize = 0;
+const WRITE: usize = 1;
+
+fn bump(cell: &AtomicU64, n: u64) {
+    cell.store(
+        cell.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+fn raise(cell: &AtomicUsize, value: usize) {
+    if value > cell.load(Ordering::Relaxed) {
+        cell.store(value, Ordering::Relaxed);
+    }
+}
+
+/// The instant time stamps count from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+impl Counters {
+    /// `n` bytes were read; the input now holds `input_len`.
+    pub(crate) fn read(&self, n: usize, input_len: usize) {
+        bump(&self.bytes[READ], n as u64);
+        raise(&self.peak_input, input_len);
+    }
+
+    /// `n` bytes left an output that held `output_len` before.
+    pub(crate) fn written(&self, n: usize, output_len: usize) {
+        bump(&self.bytes[WRITE], n as u64);
+        raise(&self.peak_output, output_len);
+    }
+
+    pub(crate) fn callback(&self, kind: CallbackKind) {
+        bump(&self.callbacks[kind as usize], 1);
+    }
+
+    /// After a pass: the peaks, and the time of any read or write since the last.
+    pub(crate) fn after_pass(&self, input_len: usize, output_len: usize) {
+        raise(&self.peak_input, input_len);
+        raise(&self.peak_output, output_len);
+        let mut now = None;
+        for way in [READ, WRITE] {
+            let bytes = self.bytes[way].load(Ordering::Relaxed);
+            if bytes != self.stamped[way].load(Ordering::Relaxed) {
+                self.stamped[way].store(bytes, Ordering::Relaxed);
+                let now = *now.get_or_insert_with(|| {
+                    let since = tokio::time::Instant::now()
+                        .into_std()
+                        .saturating_duration_since(epoch());
+                    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1
+                });
+                self.last[way].store(now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self, input_len: usize, output_len: usize) -> Stats {
+        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        let when = |cell: &AtomicU64| match load(cell) {
+            0 => None,
+            nanos => Some(tokio::time::Instant::from_std(
+                epoch() + Duration::from_nanos(nanos - 1),
+            )),
+        };
+        Stats {
+            bytes_read: load(&self.bytes[READ]),
+            bytes_written: load(&self.bytes[WRITE]),
+            read_callbacks: load(&self.callbacks[0]),
+            write_callbacks: load(&self.callbacks[1]),
+            event_callbacks: load(&self.callbacks[2]),
+            input_len,
+            output_len,
+            peak_input: self.peak_input.load(Ordering::Relaxed).max(input_len),
+            peak_output: self.peak_output.load(Ordering::Relaxed).max(output_len),
+            last_read: when(&self.last[READ]),
+            last_write: when(&self.last[WRITE]),
+        }
+    }
 }
 
 /// A copy of `error` for handles: `io::Error` is not `Clone`, so kind and message.

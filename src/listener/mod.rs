@@ -50,7 +50,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use self::accept::Accept;
 use self::backoff::{AcceptFailure, Backoff};
-use crate::bufferevent::{BufferEvent, Builder, WeakHandle};
+use crate::bufferevent::{BufferEvent, Builder, Stats, WeakHandle};
 
 /// The listen backlog unless [`ListenerBuilder::backlog`] says otherwise. Tokio's and
 /// the standard library's 128 overflows under bursts of connects.
@@ -79,6 +79,23 @@ pub struct ListenerCounts {
     /// Connections that failed: an accept error of one connection, a bufferevent
     /// that could not be set up, or a template that panicked.
     pub failed: u64,
+}
+
+/// A listener's counts and the sums of its live connections' [`Stats`], as
+/// [`Listener::stats`] reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStats {
+    /// Accepted, live, refused and failed connections.
+    pub counts: ListenerCounts,
+    /// Bytes read by the live connections.
+    pub bytes_read: u64,
+    /// Bytes written by the live connections.
+    pub bytes_written: u64,
+    /// What the live connections' inputs hold now.
+    pub input_len: usize,
+    /// What the live connections' outputs hold now.
+    pub output_len: usize,
 }
 
 /// How a [`Listener::shutdown`] went.
@@ -421,6 +438,25 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
     /// Counts of accepted, live, refused and failed connections.
     pub fn counts(&self) -> ListenerCounts {
         self.control.counts()
+    }
+
+    /// The counts, and the [`Stats`] of the live connections summed.
+    ///
+    /// Takes the registry's lock once and reads each live connection's counters
+    /// without a lock: linear in the number of live connections.
+    pub fn stats(&self) -> ListenerStats {
+        let mut stats = ListenerStats {
+            counts: self.counts(),
+            ..ListenerStats::default()
+        };
+        for bev in self.control.handles() {
+            let one = bev.stats();
+            stats.bytes_read += one.bytes_read;
+            stats.bytes_written += one.bytes_written;
+            stats.input_len += one.input_len;
+            stats.output_len += one.output_len;
+        }
+        stats
     }
 
     /// Handles to the live bufferevents of this listener, in no particular order.

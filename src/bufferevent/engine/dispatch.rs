@@ -11,6 +11,7 @@ use super::Side;
 use crate::bufferevent::context::{Context, DataCallback, Inner};
 use crate::bufferevent::core::{Callback, Due};
 use crate::bufferevent::events::Events;
+use crate::bufferevent::shared::CallbackKind;
 
 impl<T, S> Side<T, S>
 where
@@ -83,6 +84,14 @@ where
         let Some(mut callback) = slot(&mut self.inner, read).take() else {
             return;
         };
+        if let Some(shared) = self.shared() {
+            let kind = if read {
+                CallbackKind::Read
+            } else {
+                CallbackKind::Write
+            };
+            shared.counters.callback(kind);
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             callback(&mut Context {
                 inner: &mut self.inner,
@@ -110,6 +119,9 @@ where
         let Some(mut callback) = self.inner.callbacks.event.take() else {
             return;
         };
+        if let Some(shared) = self.shared() {
+            shared.counters.callback(CallbackKind::Event);
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             callback(
                 &mut Context {

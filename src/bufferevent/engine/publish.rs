@@ -49,6 +49,8 @@ where
         {
             s.mark(Condition::Output);
         }
+        s.counters
+            .after_pass(self.inner.input.len(), self.inner.output.len());
         if core.enabled().contains(Direction::READ) && s.read_timed_out.load(Ordering::Acquire) {
             s.read_timed_out.store(false, Ordering::Release);
         }

@@ -546,6 +546,7 @@ impl<T, U> FilterLink<T, U> {
             }
         }
         if filter.input.len() > before {
+            filter.count_read(filter.input.len() - before);
             self.input_stalled = None;
             filter.core.on_read(filter.input.len()); // the read timeout restarts (B-46)
             filter.changed();
@@ -644,6 +645,9 @@ impl<T, U> FilterLink<T, U> {
                 Ok(FilterResult::Ok | FilterResult::EndOfStream) => {
                     progress = true;
                     let now = (filter.output.len(), u.output.len());
+                    if now.0 < lengths.0 {
+                        filter.count_written(lengths.0 - now.0, lengths.0);
+                    }
                     if now == lengths || (filter.output.is_empty() && !output.has_pending()) {
                         break;
                     }

@@ -227,6 +227,21 @@ pub(crate) struct Io<'a> {
 }
 
 impl Io<'_> {
+    /// `n` bytes were appended to the input: counted for handles, if any can look.
+    pub(crate) fn count_read(&self, n: usize) {
+        if let Some(shared) = self.shared {
+            shared.counters.read(n, self.input.len());
+        }
+    }
+
+    /// `n` bytes left an output that held `before`: counted for handles, if any can
+    /// look.
+    pub(crate) fn count_written(&self, n: usize, before: usize) {
+        if let Some(shared) = self.shared {
+            shared.counters.written(n, before);
+        }
+    }
+
     /// Wakes the handles' waiters (if any handle can still wait).
     pub(crate) fn changed(&self) {
         if let Some(shared) = self.shared {

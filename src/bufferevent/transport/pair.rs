@@ -260,7 +260,9 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
         }
         room.min(src.output.len())
     };
+    src.count_written(n, src.output.len());
     src.output.move_front_to(dst.input, n);
+    dst.count_read(n);
     src.core.charge(false, n);
     dst.core.charge(true, n);
     // B-45: the reader's read timer restarts with each transfer; the writer's write

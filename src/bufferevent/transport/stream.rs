@@ -299,6 +299,7 @@ impl<T: Transport> StreamLink<T> {
             Poll::Ready(Ok(n)) => {
                 self.read_hot = n == asked;
                 io.input.commit_appended(n);
+                io.count_read(n);
                 io.core.charge(true, n);
                 io.core.on_read(io.input.len());
                 tracing::trace!(bytes = n, "read");
@@ -372,6 +373,7 @@ impl<T: Transport> StreamLink<T> {
                 true
             }
             Poll::Ready(Ok(n)) => {
+                io.count_written(n, io.output.len());
                 io.output.advance_sent(n);
                 io.core.charge(false, n);
                 io.core.on_written(io.output.len());
