@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
 
 const CLIENTS: usize = 200;
@@ -49,10 +49,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let accepted = Arc::new(AtomicU64::new(0));
-    tokio::spawn(echo_server::accept_loop(listener, Arc::clone(&accepted)));
+    let listener = echo_server::listen("127.0.0.1", 0)?;
+    let addr = *listener.local_addr();
     println!(
         "echo server on {addr}; {CLIENTS} clients x ({PINGS_PER_CLIENT} ping-pongs + {} KiB bulk)",
         BULK_PER_CLIENT >> 10
@@ -75,10 +73,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = stats.bytes_echoed.load(Ordering::Relaxed);
     let trips = stats.round_trips.load(Ordering::Relaxed);
     println!("summary:");
-    println!(
-        "  connections accepted  {}",
-        accepted.load(Ordering::Relaxed)
-    );
+    println!("  connections accepted  {}", listener.counts().accepted);
     println!(
         "  round trips           {trips} ({:.0}/s)",
         trips as f64 / elapsed

@@ -5,20 +5,19 @@
 //! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread]
 //! ```
 //!
-//! Every connection is one bufferevent whose read callback moves the input to the
-//! output without copying. Reading stops while more than 1 MiB waits to be sent and
+//! A [`Listener`] accepts; every connection is one bufferevent whose read callback
+//! moves the input to the output without copying. Reading stops while more than 1 MiB waits to be sent and
 //! resumes once it drains to 256 KiB (the write low watermark), so a client that does
 //! not read cannot make the server buffer without bound. At the peer's EOF the server
 //! sends what is queued, shuts down its write side and frees the connection; on an
 //! error it frees at once. SIGINT or SIGTERM prints `accepted=N` and exits.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
+use tokio::net::TcpListener;
+use tokio_bufferevent::bufferevent::{Builder, Direction, Events, Watermarks};
+use tokio_bufferevent::listener::Listener;
 
 /// Stop reading above this much queued output...
 const STOP_READING_ABOVE: usize = 1 << 20;
@@ -27,14 +26,15 @@ const RESUME_READING_AT: usize = 256 << 10;
 
 /// Per-connection state, owned by the connection's task.
 #[derive(Debug, Default)]
-struct Echo {
+pub struct Echo {
     /// Reading was paused because the output was full.
     paused: bool,
 }
 
-/// Serves the echo protocol on one accepted connection.
-fn serve(stream: TcpStream) -> std::io::Result<()> {
-    BufferEvent::builder_with_state(Echo::default())
+/// The listener's template: one accepted connection's bufferevent.
+pub fn echo(builder: Builder) -> Builder<Echo> {
+    builder
+        .with_state(Echo::default())
         .enable(Direction::READ)
         .write_watermarks(Watermarks::new(RESUME_READING_AT, 0))
         .on_read(|ctx| {
@@ -58,47 +58,17 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                 ctx.close(); // send the rest, FIN, then free
             }
         })
-        .tcp(stream)?;
-    Ok(())
 }
 
-/// The listen backlog: 1024, as the anchors' other servers use. `TcpListener::bind`'s
-/// 128 overflows under bursts of connects (8,000 connects with 512 in flight cost
-/// 1,300 SYN overflows and fifteen times the connect time).
-const BACKLOG: u32 = 1024;
-
-/// Binds `host:port` with `SO_REUSEADDR` and a backlog of [`BACKLOG`].
-pub fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+/// Serves the echo protocol on `host:port`: the listener binds with `SO_REUSEADDR`
+/// and a backlog of 1024 (as the anchors' other servers; 128 overflows under bursts
+/// of connects), and backs off on accept errors such as running out of descriptors.
+pub fn listen(host: &str, port: u16) -> std::io::Result<Listener<TcpListener, Echo>> {
+    let addr: SocketAddr = (host, port)
+        .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
-
-/// Accepts connections until the listener fails for good.
-pub async fn accept_loop(listener: TcpListener, accepted: Arc<AtomicU64>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                accepted.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = serve(stream) {
-                    eprintln!("connection setup failed: {e}");
-                }
-            }
-            // Out of descriptors or similar: back off rather than spin, as the C server.
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    Listener::bind(addr, |builder, _peer| Some(echo(builder)))
 }
 
 fn main() -> ExitCode {
@@ -149,13 +119,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!("listening on {}", listener.local_addr().expect("bound"));
-        let accepted = Arc::new(AtomicU64::new(0));
-        tokio::select! {
-            () = accept_loop(listener, Arc::clone(&accepted)) => {}
-            () = shutdown_signal() => {}
-        }
-        println!("accepted={}", accepted.load(Ordering::Relaxed));
+        println!("listening on {}", listener.local_addr());
+        shutdown_signal().await;
+        println!("accepted={}", listener.counts().accepted);
         ExitCode::SUCCESS
     })
 }

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-/// 300 connects at once, none accepted yet: with a backlog of 128 the kernel would drop
-/// the SYNs beyond it, and those connects would wait a second for a retransmission.
+/// 300 connects at once, faster than one task accepts them: with a backlog of 128 the
+/// kernel would drop the SYNs beyond it, and those connects would wait a second for a
+/// retransmission.
 #[tokio::test]
 async fn a_burst_of_connects_fits_the_backlog() {
     let listener = echo_server::listen("127.0.0.1", 0).unwrap();
-    let addr = listener.local_addr().unwrap();
+    let addr = *listener.local_addr();
     let connects = (0..300)
         .map(|_| tokio::time::timeout(Duration::from_millis(800), TcpStream::connect(addr)));
     let results = futures::future::join_all(connects).await;

@@ -43,14 +43,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use self::accept::Accept;
 use self::backoff::{AcceptFailure, Backoff};
-use crate::bufferevent::{BufferEvent, Builder, Stats, WeakHandle};
+use crate::bufferevent::{BufferEvent, Builder, WeakHandle};
 
 /// The listen backlog unless [`ListenerBuilder::backlog`] says otherwise. Tokio's and
 /// the standard library's 128 overflows under bursts of connects.
@@ -61,6 +61,10 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// connection (it is closed at once).
 pub type Template<A, S> =
     Box<dyn FnMut(Builder, &<A as Accept>::Addr) -> Option<Builder<S>> + Send>;
+
+/// Runs on the accept task with the handle of each bufferevent the listener started
+/// (see [`ListenerBuilder::serve_then`]).
+pub type Started<A, S> = Box<dyn FnMut(BufferEvent<<A as Accept>::Stream, S>) + Send>;
 
 /// What an accept error callback receives: the error, and how long the listener
 /// waits before accepting again (zero for an error of one connection).
@@ -81,7 +85,7 @@ pub struct ListenerCounts {
     pub failed: u64,
 }
 
-/// A listener's counts and the sums of its live connections' [`Stats`], as
+/// A listener's counts and the sums of its live connections' [`Stats`](crate::bufferevent::Stats), as
 /// [`Listener::stats`] reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -296,6 +300,90 @@ impl ListenerBuilder {
         S: Send + 'static,
         F: FnMut(Builder, &A::Addr) -> Option<Builder<S>> + Send + 'static,
     {
+        self.start(acceptor, Box::new(template), None)
+    }
+
+    /// As [`serve`](Self::serve), and runs `started` with a handle to each bufferevent
+    /// once it is running: where a proxy connects the upstream side and starts a
+    /// [`pipe`](crate::bufferevent::pipe). It runs on the accept task, so it should
+    /// spawn anything long.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, pipe};
+    /// use tokio_bufferevent::listener::Listener;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let upstream: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    /// // A TCP proxy.
+    /// let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let proxy = Listener::builder().serve_then(
+    ///     socket,
+    ///     |builder, _peer| Some(builder),
+    ///     move |client| {
+    ///         let Ok(server) = BufferEvent::builder().connect(upstream) else { return };
+    ///         tokio::spawn(async move { pipe(&client, &server).await });
+    ///     },
+    /// )?;
+    /// # drop(proxy);
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_then<A, S, F, G>(
+        &mut self,
+        acceptor: A,
+        template: F,
+        started: G,
+    ) -> io::Result<Listener<A, S>>
+    where
+        A: Accept,
+        S: Send + 'static,
+        F: FnMut(Builder, &A::Addr) -> Option<Builder<S>> + Send + 'static,
+        G: FnMut(BufferEvent<A::Stream, S>) + Send + 'static,
+    {
+        self.start(acceptor, Box::new(template), Some(Box::new(started)))
+    }
+
+    /// As [`bind_tcp`](Self::bind_tcp), with [`serve_then`](Self::serve_then)'s
+    /// `started`.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_tcp`](Self::bind_tcp).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    pub fn bind_tcp_then<S, F, G>(
+        &mut self,
+        addr: SocketAddr,
+        template: F,
+        started: G,
+    ) -> io::Result<Listener<TcpListener, S>>
+    where
+        S: Send + 'static,
+        F: FnMut(Builder, &SocketAddr) -> Option<Builder<S>> + Send + 'static,
+        G: FnMut(BufferEvent<TcpStream, S>) + Send + 'static,
+    {
+        let listener = self.in_runtime(|| accept::bind_tcp(addr, self.backlog, self.reuse_port))?;
+        self.serve_then(listener, template, started)
+    }
+
+    fn start<A: Accept, S: Send + 'static>(
+        &mut self,
+        acceptor: A,
+        template: Template<A, S>,
+        started: Option<Started<A, S>>,
+    ) -> io::Result<Listener<A, S>> {
         let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
         let shared = Arc::new(Control {
             local_addr: acceptor.local_addr()?,
@@ -312,7 +400,8 @@ impl ListenerBuilder {
         let task = AcceptLoop {
             control: Arc::clone(&shared),
             acceptor,
-            template: Box::new(template),
+            template,
+            started,
             on_error: self.on_error.take(),
             runtime: runtime.clone(),
         };
@@ -440,7 +529,7 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
         self.control.counts()
     }
 
-    /// The counts, and the [`Stats`] of the live connections summed.
+    /// The counts, and the [`Stats`](crate::bufferevent::Stats) of the live connections summed.
     ///
     /// Takes the registry's lock once and reads each live connection's counters
     /// without a lock: linear in the number of live connections.
@@ -608,6 +697,7 @@ struct AcceptLoop<A: Accept, S> {
     control: Arc<Control<A, S>>,
     acceptor: A,
     template: Template<A, S>,
+    started: Option<Started<A, S>>,
     on_error: Option<ErrorCallback>,
     runtime: Handle,
 }
@@ -694,7 +784,14 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
             }
         };
         match A::build(configured, stream) {
-            Ok(bev) => self.register(&bev),
+            Ok(bev) => {
+                self.register(&bev);
+                if let Some(started) = &mut self.started {
+                    if catch_unwind(AssertUnwindSafe(|| started(bev))).is_err() {
+                        tracing::error!(?peer, "the listener's started callback panicked");
+                    }
+                }
+            }
             Err(error) => {
                 self.control.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?peer, %error, "could not set up an accepted connection");
