@@ -313,15 +313,7 @@ async fn shutdown_sends_what_is_queued_and_cuts_what_misses_the_deadline() {
     let mut stuck = TcpStream::connect(addr).await.unwrap();
     stuck.write_all(b"big").await.unwrap();
     // The stuck connection's answer fills the socket and stays queued.
-    wait_for(|| {
-        listener
-            .connections()
-            .iter()
-            .map(|c| c.output_len())
-            .sum::<usize>()
-            > 1 << 20
-    })
-    .await;
+    wait_for(|| listener.stats().output_len > 1 << 20).await;
     let report = timeout(SOON, listener.shutdown(Duration::from_millis(500)))
         .await
         .expect("shutdown is bounded by its deadline");

@@ -127,8 +127,8 @@ fn proxy_child_process() {
 }
 
 /// Downloads `url` with curl `TRANSFERS` times at once; checks every file.
-fn download_all(url: &str, proxy_pid: u32) -> u64 {
-    let dir = std::env::temp_dir().join(format!("bev-proxy-{}", std::process::id()));
+fn download_all(tag: &str, url: &str, proxy_pid: u32) -> u64 {
+    let dir = std::env::temp_dir().join(format!("bev-proxy-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut curls: Vec<_> = (0..TRANSFERS)
         .map(|i| {
@@ -184,7 +184,7 @@ async fn curl_downloads_50_mib_8_times_at_once_through_the_proxy_in_bounded_memo
     let (proxy_addr, mut child) = spawn_proxy(upstream_addr, &["--max-conns", "64"]);
     let pid = child.id();
     let url = format!("http://{proxy_addr}/file");
-    let peak_rss = tokio::task::spawn_blocking(move || download_all(&url, pid))
+    let peak_rss = tokio::task::spawn_blocking(move || download_all("plain", &url, pid))
         .await
         .unwrap();
     drop(child.stdin.take());
@@ -243,7 +243,7 @@ async fn curl_through_the_proxy_to_a_tls_upstream() {
     );
     let pid = child.id();
     let url = format!("http://{proxy_addr}/file");
-    tokio::task::spawn_blocking(move || download_all(&url, pid))
+    tokio::task::spawn_blocking(move || download_all("tls", &url, pid))
         .await
         .unwrap();
     drop(child.stdin.take());

@@ -19,6 +19,7 @@ use super::events::{Direction, Events, Watermarks};
 use super::handle::BufferEvent;
 use super::info::TransportInfo;
 use super::mailbox::Remote;
+use super::membership::Membership;
 use super::shared::{Settings, Shared};
 use super::transport::Transport;
 use super::transport::stream::StreamLink;
@@ -83,6 +84,8 @@ pub struct Builder<S = ()> {
     pub(crate) close_underlying: bool,
     state: S,
     callbacks: Callbacks<S>,
+    /// Set by a listener for the bufferevents it accepts.
+    pub(crate) membership: Option<Arc<Membership>>,
 }
 
 impl<S: Send + 'static> Builder<S> {
@@ -106,6 +109,7 @@ impl<S: Send + 'static> Builder<S> {
             close_underlying: true,
             state,
             callbacks: Callbacks::default(),
+            membership: None,
         }
     }
 
@@ -151,6 +155,7 @@ impl<S: Send + 'static> Builder<S> {
             close_underlying: self.close_underlying,
             state,
             callbacks: Callbacks::default(),
+            membership: None,
         }
     }
 
@@ -424,10 +429,13 @@ impl<S: Send + 'static> Builder<S> {
             core,
             state: self.state,
             callbacks: self.callbacks,
-            callbacks_generation: 0,
         };
+        if let Some(member) = &self.membership {
+            let _ = shared.member.set(Arc::clone(member));
+        }
         let remote = Remote::new(shared);
-        let side = Side::new(inner, Arc::clone(&remote));
+        let mut side = Side::new(inner, Arc::clone(&remote));
+        side.member = self.membership;
         let bev = BufferEvent { remote, runtime };
         (side, bev)
     }

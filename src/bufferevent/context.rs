@@ -55,9 +55,6 @@ pub(crate) struct Inner<S> {
     pub(crate) core: Core,
     pub(crate) state: S,
     pub(crate) callbacks: Callbacks<S>,
-    /// Bumped whenever the callbacks are replaced, so a running callback is not put
-    /// back over its replacement.
-    pub(crate) callbacks_generation: u64,
 }
 
 impl<S> Inner<S> {
@@ -329,7 +326,7 @@ impl<S> Context<'_, S> {
             callbacks.write.is_none(),
             callbacks.event.is_none(),
         );
-        self.inner.callbacks_generation += 1;
+        self.inner.core.callbacks_replaced();
         std::mem::replace(&mut self.inner.callbacks, callbacks)
     }
 

@@ -117,11 +117,6 @@ where
     T: Send + 'static,
     S: Send + 'static,
 {
-    /// Runs `hook` on the bufferevent's task once it has ended (at once if it has).
-    pub(crate) fn on_end(&self, hook: impl FnOnce() + Send + 'static) {
-        self.shared().on_end(super::shared::EndHook(Box::new(hook)));
-    }
-
     pub(crate) fn send(&self, command: Command<T, S>) -> bool {
         self.remote.mailbox.send(command)
     }

@@ -129,8 +129,11 @@ pub(crate) struct Shared {
     /// connection never pays for it.
     extra: Mutex<Option<Box<Extra>>>,
     waiters: [Waiters; CONDITIONS],
-    /// Statistics, kept by the task while handles can read them.
+    /// Statistics, kept by the task while handles can read them...
     pub(crate) counters: Counters,
+    /// ...unless a listener accepted the bufferevent: then they are kept in its
+    /// membership, for as long as the bufferevent lives.
+    pub(crate) member: std::sync::OnceLock<Arc<super::membership::Membership>>,
 }
 
 /// What a bufferevent has done, as [`BufferEvent::stats`](super::BufferEvent::stats)
@@ -177,6 +180,8 @@ pub(crate) struct Counters {
     callbacks: [AtomicU64; 3],
     peak_input: AtomicUsize,
     peak_output: AtomicUsize,
+    /// The input's and the output's lengths after the last pass.
+    lengths: [AtomicUsize; 2],
     /// When bytes last moved each way: nanoseconds after [`epoch`] plus one; 0 is
     /// never.
     last: [AtomicU64; 2],
@@ -235,6 +240,8 @@ impl Counters {
     pub(crate) fn after_pass(&self, input_len: usize, output_len: usize) {
         raise(&self.peak_input, input_len);
         raise(&self.peak_output, output_len);
+        self.lengths[READ].store(input_len, Ordering::Relaxed);
+        self.lengths[WRITE].store(output_len, Ordering::Relaxed);
         let mut now = None;
         for way in [READ, WRITE] {
             let bytes = self.bytes[way].load(Ordering::Relaxed);
@@ -249,6 +256,14 @@ impl Counters {
                 self.last[way].store(now, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The statistics with the lengths as of the last pass.
+    pub(crate) fn snapshot_as_tallied(&self) -> Stats {
+        self.snapshot(
+            self.lengths[READ].load(Ordering::Relaxed),
+            self.lengths[WRITE].load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn snapshot(&self, input_len: usize, output_len: usize) -> Stats {
@@ -296,17 +311,6 @@ struct Extra {
     /// A pair's partner or a filter's underlying bufferevent, as weak references
     /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
     relative: Option<Box<dyn std::any::Any + Send + Sync>>,
-    /// Runs once when the bufferevent ends (a listener counting its connections).
-    on_end: Option<EndHook>,
-}
-
-/// What runs when a bufferevent ends; see [`Shared::on_end`].
-pub(crate) struct EndHook(pub(crate) Box<dyn FnOnce() + Send>);
-
-impl std::fmt::Debug for EndHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EndHook")
-    }
 }
 
 /// Settings handles can read without a round trip.
@@ -710,33 +714,13 @@ impl Shared {
     pub(crate) fn set_closed(&self, closed: Closed) {
         self.read_closed.store(true, Ordering::Release);
         self.write_closed.store(true, Ordering::Release);
-        let hook = self.extra_mut(|x| {
+        self.extra_mut(|x| {
             if x.closed.is_none() {
                 x.closed = Some(closed);
             }
-            x.on_end.take()
         });
         self.ended.store(true, Ordering::SeqCst);
         self.wake_all();
-        if let Some(EndHook(hook)) = hook {
-            hook();
-        }
-    }
-
-    /// Runs `hook` once when the bufferevent ends, or now if it has ended; it replaces
-    /// a hook set before. The hook runs on the bufferevent's task with no lock held.
-    pub(crate) fn on_end(&self, hook: EndHook) {
-        let now = self.extra_mut(|x| {
-            if x.closed.is_some() {
-                Some(hook)
-            } else {
-                x.on_end = Some(hook);
-                None
-            }
-        });
-        if let Some(EndHook(hook)) = now {
-            hook();
-        }
     }
 
     pub(crate) fn closed(&self) -> Option<Closed> {

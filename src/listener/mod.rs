@@ -40,17 +40,18 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub use self::accept::Accept;
 use self::backoff::{AcceptFailure, Backoff};
-use crate::bufferevent::{BufferEvent, Builder, WeakHandle};
+use crate::bufferevent::membership::Membership;
+use crate::bufferevent::{BufferEvent, Builder};
 
 /// The listen backlog unless [`ListenerBuilder::backlog`] says otherwise. Tokio's and
 /// the standard library's 128 overflows under bursts of connects.
@@ -396,6 +397,10 @@ impl ListenerBuilder {
             failed: AtomicU64::new(0),
             changed: Notify::new(),
             connections: Mutex::new(Registry::default()),
+            shutting_down: AtomicBool::new(false),
+            closed: AtomicUsize::new(0),
+            cut: AtomicUsize::new(0),
+            _stream: std::marker::PhantomData,
         });
         let task = AcceptLoop {
             control: Arc::clone(&shared),
@@ -446,9 +451,12 @@ impl ListenerBuilder {
 ///
 /// # Memory
 ///
-/// The listener keeps a weak reference to each live bufferevent, so it can close them
-/// on shutdown: each connection keeps the state its handles would share (about 350
-/// bytes) for its whole life, where a bufferevent no handle can reach drops it.
+/// For each live connection the listener keeps a membership (about 200 bytes: the
+/// connection's statistics and a slot for a close request) rather than a handle, so
+/// a connection no handle reaches still drops the state handles would share and
+/// publishes nothing: a listener's connection costs that much more than a bare
+/// bufferevent, see
+/// [`docs/PERFORMANCE.md`](https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/PERFORMANCE.md).
 #[doc(alias = "evconnlistener")]
 pub struct Listener<A: Accept = TcpListener, S = ()> {
     control: Arc<Control<A, S>>,
@@ -538,8 +546,8 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
             counts: self.counts(),
             ..ListenerStats::default()
         };
-        for bev in self.control.handles() {
-            let one = bev.stats();
+        for member in self.control.members() {
+            let one = member.counters.snapshot_as_tallied();
             stats.bytes_read += one.bytes_read;
             stats.bytes_written += one.bytes_written;
             stats.input_len += one.input_len;
@@ -548,16 +556,11 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
         stats
     }
 
-    /// Handles to the live bufferevents of this listener, in no particular order.
-    pub fn connections(&self) -> Vec<BufferEvent<A::Stream, S>> {
-        self.control.handles()
-    }
-
     /// Stops accepting, closes every live bufferevent of this listener (each sends
     /// what is queued, then shuts down its write side and ends), and frees those that
-    /// have not finished within `deadline`. Resolves once every connection has ended.
-    ///
-    /// Connections keep their own close deadline if it is shorter.
+    /// have not finished within `deadline`. Resolves once every connection has ended,
+    /// or at the latest one second after `deadline` (connections still live then are
+    /// reported as cut; they are being freed).
     ///
     /// # Cancel safety
     ///
@@ -570,21 +573,37 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
             // connection can be registered.
             drop(task.await);
         }
-        let mut closing = JoinSet::new();
-        for bev in self.control.handles() {
-            closing.spawn(async move { bev.close_within(deadline).await });
+        let control = &self.control;
+        control.shutting_down.store(true, Ordering::SeqCst);
+        for member in control.members() {
+            member.request_close(deadline);
         }
-        let mut report = ShutdownReport::default();
-        while let Some(done) = closing.join_next().await {
-            match done {
-                Ok(closed) if closed.unsent == 0 && closed.error.is_none() => report.closed += 1,
-                _ => report.cut += 1,
+        // Each close ends by its deadline; the margin covers the last tasks' final
+        // pass on a busy machine.
+        let all_ended = async {
+            loop {
+                let mut changed = pin!(control.changed.notified());
+                changed.as_mut().enable();
+                if control.live.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                changed.await;
             }
+        };
+        let _ = tokio::time::timeout(deadline + SHUTDOWN_MARGIN, all_ended).await;
+        let counts = control.counts();
+        ShutdownReport {
+            counts,
+            closed: control.closed.load(Ordering::SeqCst),
+            // Connections still live now are being freed: cut.
+            cut: control.cut.load(Ordering::SeqCst) + counts.live,
         }
-        report.counts = self.control.counts();
-        report
     }
 }
+
+/// How long [`Listener::shutdown`] waits past its deadline for the last connections
+/// to report their end.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
 
 impl<A: Accept, S> Drop for Listener<A, S> {
     fn drop(&mut self) {
@@ -612,9 +631,15 @@ struct Control<A: Accept, S> {
     accepted: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
-    /// Wakes the accept task: enabled, the limit or `live` changed, or stopping.
+    /// Wakes the accept task and `shutdown`: enabled, the limit or `live` changed,
+    /// or stopping.
     changed: Notify,
-    connections: Mutex<Registry<A::Stream, S>>,
+    connections: Mutex<Registry>,
+    /// Ends from now on are counted as `closed` or `cut`.
+    shutting_down: AtomicBool,
+    closed: AtomicUsize,
+    cut: AtomicUsize,
+    _stream: std::marker::PhantomData<fn() -> S>,
 }
 
 impl<A: Accept, S> Control<A, S> {
@@ -638,57 +663,60 @@ impl<A: Accept, S> Control<A, S> {
             && self.live.load(Ordering::SeqCst) < self.max_connections.load(Ordering::SeqCst)
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<A::Stream, S>> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-impl<A: Accept, S: Send + 'static> Control<A, S> {
-    fn handles(&self) -> Vec<BufferEvent<A::Stream, S>> {
+    /// The memberships of the live connections.
+    fn members(&self) -> Vec<Arc<Membership>> {
         self.registry()
             .slots
             .iter()
             .flatten()
-            .filter_map(WeakHandle::upgrade)
+            .filter_map(Weak::upgrade)
             .collect()
+    }
+
+    /// A connection's task ended (its membership was dropped).
+    fn connection_ended(&self, slot: usize, cut: bool) {
+        drop(self.registry().remove(slot));
+        if self.shutting_down.load(Ordering::SeqCst) {
+            let tally = if cut { &self.cut } else { &self.closed };
+            tally.fetch_add(1, Ordering::SeqCst);
+        }
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 }
 
-/// The live bufferevents, by slot; a slot is reused once its bufferevent ended.
-struct Registry<T, S> {
-    slots: Vec<Option<WeakHandle<T, S>>>,
+/// The live connections' memberships, by slot; a slot is reused once its connection
+/// ended. Weak: a membership lives as long as its connection's task.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<Weak<Membership>>>,
     free: Vec<usize>,
 }
 
-impl<T, S> Default for Registry<T, S> {
-    fn default() -> Self {
-        Self {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-}
-
-impl<T, S> Registry<T, S> {
-    fn insert(&mut self, handle: WeakHandle<T, S>) -> usize {
+impl Registry {
+    fn insert(&mut self, member: Weak<Membership>) -> usize {
         match self.free.pop() {
             Some(slot) => {
-                self.slots[slot] = Some(handle);
+                self.slots[slot] = Some(member);
                 slot
             }
             None => {
-                self.slots.push(Some(handle));
+                self.slots.push(Some(member));
                 self.slots.len() - 1
             }
         }
     }
 
-    fn remove(&mut self, slot: usize) -> Option<WeakHandle<T, S>> {
-        let handle = self.slots.get_mut(slot)?.take();
-        if handle.is_some() {
+    fn remove(&mut self, slot: usize) -> Option<Weak<Membership>> {
+        let member = self.slots.get_mut(slot)?.take();
+        if member.is_some() {
             self.free.push(slot);
         }
-        handle
+        member
     }
 }
 
@@ -783,9 +811,10 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
                 return;
             }
         };
+        let mut configured = configured;
+        configured.membership = Some(self.register());
         match A::build(configured, stream) {
             Ok(bev) => {
-                self.register(&bev);
                 if let Some(started) = &mut self.started {
                     if catch_unwind(AssertUnwindSafe(|| started(bev))).is_err() {
                         tracing::error!(?peer, "the listener's started callback panicked");
@@ -793,21 +822,21 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
                 }
             }
             Err(error) => {
+                // The membership went with the builder: the connection counts as ended.
                 self.control.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?peer, %error, "could not set up an accepted connection");
             }
         }
     }
 
-    fn register(&self, bev: &BufferEvent<A::Stream, S>) {
-        let slot = self.control.registry().insert(WeakHandle::of(bev));
+    /// A live connection from now on: its membership, which tells the listener when
+    /// its task ends.
+    fn register(&self) -> Arc<Membership> {
+        let member = Arc::new(Membership::new());
+        let slot = self.control.registry().insert(Arc::downgrade(&member));
         self.control.live.fetch_add(1, Ordering::SeqCst);
         let control = Arc::clone(&self.control);
-        bev.on_end(move || {
-            let handle = control.registry().remove(slot);
-            control.live.fetch_sub(1, Ordering::SeqCst);
-            control.changed.notify_waiters();
-            drop(handle);
-        });
+        member.on_end(move |cut| control.connection_ended(slot, cut));
+        member
     }
 }

@@ -175,6 +175,9 @@ pub(crate) struct Core {
     /// Token buckets; boxed on first use, so unlimited bufferevents pay one pointer
     /// and consult nothing.
     ratelim: Option<Box<RateLimiter>>,
+    /// The callbacks were replaced since the running callback started, so it is not
+    /// put back over its replacement.
+    callbacks_replaced: bool,
 }
 
 impl Default for Core {
@@ -221,6 +224,7 @@ impl Core {
             }),
             last_events: Events::empty(),
             ratelim: None,
+            callbacks_replaced: false,
         };
         core.set_watermarks(Direction::READ, settings.read_wm, 0);
         core.set_flag(flag::SETTINGS_CHANGED, false);
@@ -270,6 +274,21 @@ impl Core {
     }
 
     /// The events most recently delivered to the event callback.
+    /// The callbacks were replaced (`setcb`).
+    pub(crate) fn callbacks_replaced(&mut self) {
+        self.callbacks_replaced = true;
+    }
+
+    /// A callback is about to run: whether it is replaced from now on is what counts.
+    pub(crate) fn callback_starts(&mut self) {
+        self.callbacks_replaced = false;
+    }
+
+    /// Whether the callbacks were replaced since the running callback started.
+    pub(crate) fn replaced_since_callback_started(&self) -> bool {
+        self.callbacks_replaced
+    }
+
     pub(crate) fn last_events(&self) -> Events {
         self.last_events
     }

@@ -73,7 +73,7 @@ where
         if self.inner.core.freed() {
             return;
         }
-        let generation = self.inner.callbacks_generation;
+        self.inner.core.callback_starts();
         fn slot<S>(inner: &mut Inner<S>, read: bool) -> &mut Option<DataCallback<S>> {
             if read {
                 &mut inner.callbacks.read
@@ -84,13 +84,13 @@ where
         let Some(mut callback) = slot(&mut self.inner, read).take() else {
             return;
         };
-        if let Some(shared) = self.shared() {
+        if let Some(counters) = self.counters() {
             let kind = if read {
                 CallbackKind::Read
             } else {
                 CallbackKind::Write
             };
-            shared.counters.callback(kind);
+            counters.callback(kind);
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             callback(&mut Context {
@@ -98,7 +98,7 @@ where
             })
         }));
         // A callback that replaced the callbacks is not put back over its replacement.
-        if self.inner.callbacks_generation == generation {
+        if !self.inner.core.replaced_since_callback_started() {
             *slot(&mut self.inner, read) = Some(callback);
         }
         if let Err(panic) = outcome {
@@ -115,12 +115,12 @@ where
         if self.inner.core.freed() {
             return;
         }
-        let generation = self.inner.callbacks_generation;
+        self.inner.core.callback_starts();
         let Some(mut callback) = self.inner.callbacks.event.take() else {
             return;
         };
-        if let Some(shared) = self.shared() {
-            shared.counters.callback(CallbackKind::Event);
+        if let Some(counters) = self.counters() {
+            counters.callback(CallbackKind::Event);
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             callback(
@@ -131,7 +131,7 @@ where
                 error.as_deref(),
             )
         }));
-        if self.inner.callbacks_generation == generation {
+        if !self.inner.core.replaced_since_callback_started() {
             self.inner.callbacks.event = Some(callback);
         }
         if let Err(panic) = outcome {

@@ -86,7 +86,7 @@ where
         let side = &mut self.side;
         side.inner.core.set_in_use(true);
         side.inner.callbacks = Callbacks::default();
-        side.inner.callbacks_generation += 1;
+        side.inner.core.callbacks_replaced();
         side.inner.core.taken_over();
     }
 }

@@ -30,7 +30,8 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use super::context::Inner;
 use super::core::Core;
 use super::mailbox::{Command, Remote, Reply};
-use super::shared::Shared;
+use super::membership::Membership;
+use super::shared::{Counters, Shared};
 use super::transport::{Ended, Hosting, Io, Link, Wrapper};
 
 /// Loop iterations before the task yields to the scheduler, so one busy connection
@@ -48,6 +49,8 @@ pub(crate) struct Side<T, S> {
     remote: Option<Arc<Remote<T, S>>>,
     /// Boxed on first use: most bufferevents never need any of it.
     rare: Option<Box<Rare<T>>>,
+    /// Its listener's view of it, for a bufferevent a listener accepted.
+    pub(crate) member: Option<Arc<Membership>>,
 }
 
 /// The parts of a [`Side`] most bufferevents never use: a timer, the last error, a
@@ -90,6 +93,7 @@ where
             inner,
             remote: Some(remote),
             rare: None,
+            member: None,
         }
     }
 
@@ -100,6 +104,33 @@ where
             output: &mut self.inner.output,
             core: &mut self.inner.core,
             shared: self.remote.as_deref().map(|r| &r.shared),
+            counters: match &self.member {
+                Some(member) => Some(&member.counters),
+                None => self.remote.as_deref().map(|r| &r.shared.counters),
+            },
+        }
+    }
+
+    /// Where statistics go: the listener's membership, or what handles read; `None`
+    /// when nobody can read them.
+    pub(crate) fn counters(&self) -> Option<&Counters> {
+        match &self.member {
+            Some(member) => Some(&member.counters),
+            None => self.remote.as_deref().map(|r| &r.shared.counters),
+        }
+    }
+
+    /// A close the listener asked for; registers the task's waker with it once.
+    fn poll_membership(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let Some(member) = &self.member else {
+            return false;
+        };
+        match member.poll(cx.waker()) {
+            Some(within) => {
+                self.inner.core.close(Some(within));
+                true
+            }
+            None => false,
         }
     }
 
@@ -226,6 +257,7 @@ where
     /// whether anything happened.
     pub(crate) fn pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
         let mut progress = self.poll_commands(cx);
+        progress |= self.side.poll_membership(cx);
         if !self.side.stopping() {
             // Removals by callbacks and handles may have lifted the watermark pause
             // (B-20).
@@ -372,6 +404,9 @@ where
     fn forget_wakers(&mut self) {
         if let Some(remote) = &self.side.remote {
             remote.mailbox.forget_waker();
+        }
+        if let Some(member) = &self.side.member {
+            member.forget_waker();
         }
         if let Some(hosted) = self.link.hosted() {
             hosted.forget_wakers();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::Side;
-use crate::bufferevent::events::Direction;
+use crate::bufferevent::events::{Direction, Events};
 use crate::bufferevent::shared::{Closed, Condition, Knob, Settings};
 
 impl<T, S> Side<T, S>
@@ -25,6 +25,9 @@ where
 
     /// Publishes the cheap facts handles read, waking the waiters of what changed.
     pub(super) fn publish(&mut self) {
+        if let Some(counters) = self.counters() {
+            counters.after_pass(self.inner.input.len(), self.inner.output.len());
+        }
         let Some(remote) = self.remote.as_deref() else {
             // Nobody waits for these any more; dropping them drops what they hold.
             if let Some(rare) = self.rare.as_mut() {
@@ -49,8 +52,6 @@ where
         {
             s.mark(Condition::Output);
         }
-        s.counters
-            .after_pass(self.inner.input.len(), self.inner.output.len());
         if core.enabled().contains(Direction::READ) && s.read_timed_out.load(Ordering::Acquire) {
             s.read_timed_out.store(false, Ordering::Release);
         }
@@ -133,6 +134,10 @@ where
             self.rare().last_error = Some(Arc::new(error));
         }
         let error = self.rare.as_ref().and_then(|r| r.last_error.clone());
+        if let Some(member) = &self.member {
+            let failed = self.inner.core.last_events().contains(Events::ERROR);
+            member.ended(unsent > 0 || failed || self.inner.core.close_timed_out());
+        }
         let Some(shared) = self.shared() else {
             return;
         };

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::core::{Core, Due, Ending};
 use super::events::Events;
 use super::info::TransportInfo;
-use super::shared::{Shared, copy_error};
+use super::shared::{Counters, Shared, copy_error};
 use crate::buffer::EvBuffer;
 
 /// What a bufferevent can run over: any byte stream a Tokio task can own.
@@ -224,21 +224,23 @@ pub(crate) struct Io<'a> {
     pub(crate) core: &'a mut Core,
     /// What handles read; `None` once no handle can (see `shared.rs`).
     pub(crate) shared: Option<&'a Shared>,
+    /// Where statistics go; `None` when nobody can read them.
+    pub(crate) counters: Option<&'a Counters>,
 }
 
 impl Io<'_> {
     /// `n` bytes were appended to the input: counted for handles, if any can look.
     pub(crate) fn count_read(&self, n: usize) {
-        if let Some(shared) = self.shared {
-            shared.counters.read(n, self.input.len());
+        if let Some(counters) = self.counters {
+            counters.read(n, self.input.len());
         }
     }
 
     /// `n` bytes left an output that held `before`: counted for handles, if any can
     /// look.
     pub(crate) fn count_written(&self, n: usize, before: usize) {
-        if let Some(shared) = self.shared {
-            shared.counters.written(n, before);
+        if let Some(counters) = self.counters {
+            counters.written(n, before);
         }
     }
 
