@@ -815,10 +815,10 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
         configured.membership = Some(self.register());
         match A::build(configured, stream) {
             Ok(bev) => {
-                if let Some(started) = &mut self.started {
-                    if catch_unwind(AssertUnwindSafe(|| started(bev))).is_err() {
-                        tracing::error!(?peer, "the listener's started callback panicked");
-                    }
+                if let Some(started) = &mut self.started
+                    && catch_unwind(AssertUnwindSafe(|| started(bev))).is_err()
+                {
+                    tracing::error!(?peer, "the listener's started callback panicked");
                 }
             }
             Err(error) => {
