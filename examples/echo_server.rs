@@ -2,8 +2,14 @@
 //! bufferevents with callbacks, the way libevent's `le_echo_server.c` is:
 //!
 //! ```text
-//! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread]
+//! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread | --per-core N]
 //! ```
+//!
+//! `--per-core N` is the thread-per-core layout: `N` threads, each with a
+//! current-thread runtime and a listener of its own on the same port (`SO_REUSEPORT`),
+//! so the kernel spreads connections over the threads and a connection never moves
+//! between them. The default is one listener on a multi-thread runtime, whose workers
+//! share the connections.
 //!
 //! A [`Listener`] accepts; every connection is one bufferevent whose read callback
 //! moves the input to the output without copying. Reading stops while more than 1 MiB waits to be sent and
@@ -77,8 +83,13 @@ fn main() -> ExitCode {
     let mut bind = "127.0.0.1".to_owned();
     let mut workers = 2;
     let mut current_thread = false;
+    let mut per_core = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--per-core" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => per_core = Some(n),
+                _ => return usage("--per-core needs a positive number"),
+            },
             "--workers" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => workers = n,
                 _ => return usage("--workers needs a positive number"),
@@ -94,6 +105,9 @@ fn main() -> ExitCode {
     let Some(port) = port else {
         return usage("missing PORT");
     };
+    if let Some(threads) = per_core {
+        return serve_per_core(&bind, port, threads);
+    }
     let runtime = if current_thread {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -126,8 +140,69 @@ fn main() -> ExitCode {
     })
 }
 
+/// One thread, current-thread runtime and listener per core, sharing the port.
+fn serve_per_core(bind: &str, port: u16, threads: usize) -> ExitCode {
+    let addr = match (bind, port).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr,
+        _ => return usage(&format!("bad address {bind}:{port}")),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut port = addr.port();
+    let mut servers = Vec::new();
+    for _ in 0..threads {
+        let (ready, bound) = std::sync::mpsc::channel();
+        let mut stopped = stopped.clone();
+        let addr = SocketAddr::new(addr.ip(), port);
+        servers.push(std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = Listener::builder()
+                    .reuse_port(true)
+                    .bind_tcp(addr, |builder, _peer| Some(echo(builder)));
+                let listener = match listener {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return 0;
+                    }
+                };
+                let _ = ready.send(Ok(*listener.local_addr()));
+                let _ = stopped.wait_for(|stop| *stop).await;
+                listener.counts().accepted
+            })
+        }));
+        match bound.recv() {
+            // Port 0 gives the first listener a port; the others share it.
+            Ok(Ok(bound)) => port = bound.port(),
+            Ok(Err(e)) => {
+                eprintln!("bind {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => return ExitCode::FAILURE,
+        }
+    }
+    println!(
+        "listening on {} ({threads} threads, one listener each, SO_REUSEPORT)",
+        SocketAddr::new(addr.ip(), port)
+    );
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    signals.block_on(shutdown_signal());
+    let _ = stop.send(true);
+    let accepted: u64 = servers.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    println!("accepted={accepted}");
+    ExitCode::SUCCESS
+}
+
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread]");
+    eprintln!(
+        "{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread | --per-core N]"
+    );
     ExitCode::from(2)
 }
 

@@ -463,3 +463,30 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
 }
+
+/// `SO_REUSEPORT`: several listeners (one per runtime, for thread-per-core servers)
+/// share a port, and the kernel spreads connections over them.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn reuse_port_lets_listeners_share_a_port_and_spreads_connections() {
+    let first = Listener::builder()
+        .reuse_port(true)
+        .bind_tcp(any_port(), |builder, _| Some(echo(builder)))
+        .unwrap();
+    let addr = *first.local_addr();
+    let second = Listener::builder()
+        .reuse_port(true)
+        .bind_tcp(addr, |builder, _| Some(echo(builder)))
+        .unwrap();
+    // Without it, the port is taken.
+    let taken = Listener::builder().bind_tcp(addr, |builder, _| Some(echo(builder)));
+    assert_eq!(taken.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    for i in 0..64u8 {
+        assert_eq!(round_trip(addr, &[i; 10]).await, vec![i; 10]);
+    }
+    let (a, b) = (first.counts().accepted, second.counts().accepted);
+    assert_eq!(a + b, 64);
+    // Spread by a hash of each connection's addresses: each listener gets some (all
+    // 64 on one would happen about once in 2^63 runs).
+    assert!(a > 0 && b > 0, "{a} + {b}");
+}

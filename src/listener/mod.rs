@@ -443,6 +443,16 @@ impl ListenerBuilder {
 /// success. Each is reported to the [error callback](ListenerBuilder::on_error) and
 /// through `tracing`; the listener never spins.
 ///
+/// # Across cores
+///
+/// On a multi-thread runtime the accept task spawns each connection's task from the
+/// worker it runs on, and idle workers steal from it, so connections spread over the
+/// workers. For thread-per-core servers, give each thread a current-thread runtime and
+/// a listener of its own bound to the same port with
+/// [`reuse_port`](ListenerBuilder::reuse_port): the kernel spreads connections over the
+/// listeners, and a connection never moves between threads (`examples/echo_server.rs
+/// --per-core N` does this).
+///
 /// # Ending
 ///
 /// [`shutdown`](Self::shutdown) stops accepting and closes every live connection
