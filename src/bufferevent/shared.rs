@@ -165,9 +165,9 @@ pub struct Stats {
     pub peak_input: usize,
     /// The longest the output has been.
     pub peak_output: usize,
-    /// When bytes were last read, to the task's pass (`None`: never).
+    /// When bytes were last read, to the task's wake-up (`None`: never).
     pub last_read: Option<tokio::time::Instant>,
-    /// When bytes were last written, to the task's pass (`None`: never).
+    /// When bytes were last written, to the task's wake-up (`None`: never).
     pub last_write: Option<tokio::time::Instant>,
 }
 
@@ -236,7 +236,8 @@ impl Counters {
         bump(&self.callbacks[kind as usize], 1);
     }
 
-    /// After a pass: the peaks, and the time of any read or write since the last.
+    /// After the passes of a wake-up: the peaks, the lengths, and the time of any read
+    /// or write since the last call.
     pub(crate) fn after_pass(&self, input_len: usize, output_len: usize) {
         raise(&self.peak_input, input_len);
         raise(&self.peak_output, output_len);

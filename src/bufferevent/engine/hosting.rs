@@ -20,9 +20,12 @@ where
     S: Send + 'static,
 {
     fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
+        self.side.poll_membership(cx);
         let progress = self.pass(cx, dispatch);
         if !progress {
+            // The host goes idle too: what going idle does in `poll_run`.
             self.side.release_idle_memory(self.link.streaming());
+            self.side.tally();
         }
         progress
     }

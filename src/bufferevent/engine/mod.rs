@@ -121,16 +121,11 @@ where
     }
 
     /// A close the listener asked for; registers the task's waker with it once.
-    fn poll_membership(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        let Some(member) = &self.member else {
-            return false;
-        };
-        match member.poll(cx.waker()) {
-            Some(within) => {
-                self.inner.core.close(Some(within));
-                true
-            }
-            None => false,
+    fn poll_membership(&mut self, cx: &mut TaskContext<'_>) {
+        if let Some(member) = &self.member
+            && let Some(within) = member.poll(cx.waker())
+        {
+            self.inner.core.close(Some(within));
         }
     }
 
@@ -225,6 +220,8 @@ where
     }
 
     fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // Once per wake-up: a close request wakes the task.
+        self.side.poll_membership(cx);
         for _ in 0..ITERATIONS_PER_POLL {
             let progress = self.pass(cx, true);
             if !progress {
@@ -233,6 +230,7 @@ where
                 // Going idle: give back what the buffers no longer need, once per
                 // wake-up rather than after every pass.
                 self.side.release_idle_memory(self.link.streaming());
+                self.side.tally();
                 return Poll::Pending;
             }
             if self.is_over() {
@@ -249,6 +247,7 @@ where
             }
         }
         // Let other tasks run, then go on.
+        self.side.tally();
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -257,7 +256,6 @@ where
     /// whether anything happened.
     pub(crate) fn pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
         let mut progress = self.poll_commands(cx);
-        progress |= self.side.poll_membership(cx);
         if !self.side.stopping() {
             // Removals by callbacks and handles may have lifted the watermark pause
             // (B-20).

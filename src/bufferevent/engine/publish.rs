@@ -25,9 +25,6 @@ where
 
     /// Publishes the cheap facts handles read, waking the waiters of what changed.
     pub(super) fn publish(&mut self) {
-        if let Some(counters) = self.counters() {
-            counters.after_pass(self.inner.input.len(), self.inner.output.len());
-        }
         let Some(remote) = self.remote.as_deref() else {
             // Nobody waits for these any more; dropping them drops what they hold.
             if let Some(rare) = self.rare.as_mut() {
@@ -75,6 +72,15 @@ where
         s.wake_dirty();
     }
 
+    /// Brings the statistics up to date: peaks, lengths, and when bytes last moved.
+    /// Once per wake-up of the task (as it goes idle or yields), not per pass: one
+    /// clock reading covers every pass of the wake-up.
+    pub(crate) fn tally(&mut self) {
+        if let Some(counters) = self.counters() {
+            counters.after_pass(self.inner.input.len(), self.inner.output.len());
+        }
+    }
+
     /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
     /// idle connection holds no buffers (as libevent frees drained chains).
     pub(super) fn release_idle_memory(&mut self, streaming: bool) {
@@ -113,6 +119,7 @@ where
     /// `beneath` is what the transport still held unsent (a filter's underlying
     /// bufferevents), counted in `Closed::unsent` with the output.
     pub(crate) fn finish(&mut self, transport: Option<T>, beneath: usize) {
+        self.tally();
         self.publish();
         if let Some(remote) = &self.remote {
             remote.mailbox.close();
