@@ -490,3 +490,73 @@ async fn reuse_port_lets_listeners_share_a_port_and_spreads_connections() {
     // 64 on one would happen about once in 2^63 runs).
     assert!(a > 0 && b > 0, "{a} + {b}");
 }
+
+#[tokio::test]
+async fn handles_kept_from_serve_then_do_not_keep_connections_live_and_show_their_stats() {
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = Arc::clone(&kept);
+    let listener = Listener::builder()
+        .bind_tcp_then(
+            any_port(),
+            |builder, _| Some(echo(builder)),
+            move |bev| {
+                keep.lock().unwrap().push(bev);
+            },
+        )
+        .unwrap();
+    let addr = *listener.local_addr();
+    assert_eq!(round_trip(addr, b"counted").await, b"counted");
+    // The connection ended although a handle to it is still held.
+    wait_for(|| listener.counts().live == 0).await;
+    let bev = kept.lock().unwrap().pop().unwrap();
+    assert!(bev.is_closed());
+    let stats = bev.stats();
+    assert_eq!((stats.bytes_read, stats.bytes_written), (7, 7), "{stats:?}");
+    assert!(stats.read_callbacks >= 1 && stats.event_callbacks >= 1);
+}
+
+#[tokio::test]
+async fn shutdown_brings_forward_the_deadline_of_a_connection_already_closing() {
+    let listener = Listener::bind(any_port(), |builder, _| {
+        Some(
+            builder
+                .close_timeout(Some(Duration::from_secs(600)))
+                .enable(Direction::READ)
+                .on_read(|ctx| {
+                    // Queue 32 MiB for a peer that never reads, and close: the close
+                    // waits for the output with a deadline of ten minutes.
+                    ctx.input().take_all();
+                    ctx.output()
+                        .add_bytes(bytes::Bytes::from(vec![1u8; 32 << 20]));
+                    ctx.close();
+                }),
+        )
+    })
+    .unwrap();
+    let addr = *listener.local_addr();
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    stuck.write_all(b"go").await.unwrap();
+    wait_for(|| listener.stats().output_len > 1 << 20).await;
+    let started = tokio::time::Instant::now();
+    let report = listener.shutdown(Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (report.closed, report.cut, report.counts.live),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    drop(stuck);
+}
+
+#[tokio::test]
+async fn shutdown_accepts_any_deadline() {
+    let listener = Listener::bind(any_port(), |builder, _| Some(echo(builder))).unwrap();
+    let report = timeout(SOON, listener.shutdown(Duration::MAX))
+        .await
+        .unwrap();
+    assert_eq!((report.closed, report.cut), (0, 0));
+}

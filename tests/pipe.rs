@@ -324,3 +324,30 @@ async fn a_tls_terminating_proxy_is_a_pipe_from_a_tls_filter() {
     assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
     assert_eq!((piped.a_to_b, piped.b_to_a), (2 << 20, 2 << 20));
 }
+
+#[tokio::test]
+async fn a_destination_that_can_take_nothing_more_fails_the_pipe() {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (_peer, stream) = tcp_pair().await;
+    let b_far = BufferEvent::builder().tcp(stream).unwrap();
+    // B's write side is shut (a FIN sent) before anything arrives.
+    b_far.flush(Direction::WRITE, FlushMode::Finished);
+    expect_within(async {
+        // A probe byte is taken until the shutdown has happened.
+        while b_far.write_now(&b"."[..]).is_ok() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let (a, b) = (a_far.clone(), b_far.clone());
+    let piping = tokio::spawn(async move { pipe(&a, &b).await });
+    a_near.write(&b"nowhere to go"[..]).await.unwrap();
+    let piped = expect_within(piping).await.unwrap();
+    match piped.end {
+        PipeEnd::Failed { side, error, .. } => {
+            assert_eq!(side, PipeSide::B);
+            assert!(error.unwrap().to_string().contains("13 bytes"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

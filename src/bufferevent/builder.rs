@@ -431,7 +431,7 @@ impl<S: Send + 'static> Builder<S> {
             callbacks: self.callbacks,
         };
         if let Some(member) = &self.membership {
-            let _ = shared.member.set(Arc::clone(member));
+            let _ = shared.member.set(Arc::downgrade(member));
         }
         let remote = Remote::new(shared);
         let mut side = Side::new(inner, Arc::clone(&remote));

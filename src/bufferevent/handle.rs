@@ -493,10 +493,19 @@ where
     /// ```
     pub fn stats(&self) -> Stats {
         let shared = self.shared();
-        shared.counters.snapshot(
+        let lengths = (
             shared.input_len.load(Ordering::Acquire),
             shared.output_total(),
-        )
+        );
+        match shared.member.get() {
+            // A listener's connection counts into its membership while it lives...
+            Some(member) => match member.upgrade() {
+                Some(member) => member.counters.snapshot(lengths.0, lengths.1),
+                // ...and leaves a copy here when it ends.
+                None => shared.counters.snapshot(lengths.0, lengths.1),
+            },
+            None => shared.counters.snapshot(lengths.0, lengths.1),
+        }
     }
 
     // ---- control -------------------------------------------------------------------

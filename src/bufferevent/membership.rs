@@ -3,8 +3,8 @@
 //! the work of publishing it, alive for every connection).
 //!
 //! The task holds the membership; the listener holds a weak reference. The task
-//! counts its statistics into it, looks once per pass for a close the listener asked
-//! for, and dropping it (the task ended) tells the listener how the connection ended.
+//! counts its statistics into it, looks once per wake-up for a close the listener
+//! asked for, and dropping it (the task ended) tells the listener how the connection ended.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

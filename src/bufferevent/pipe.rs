@@ -93,7 +93,8 @@ pub struct Piped {
 /// # Cancel safety
 ///
 /// Dropping the future stops forwarding: both sides lose the pipe's callbacks (and
-/// with them their references to each other) and are left running as they are.
+/// with them their references to each other) and are left running as they are (a
+/// side that had stopped reading for backpressure stays so until enabled).
 ///
 /// # Examples
 ///
@@ -280,9 +281,12 @@ where
             }
         })),
         event: Some(Box::new(move |ctx, events, error| {
-            if events.intersects(Events::ERROR | Events::TIMEOUT) {
+            // A write that returned 0 (`WRITING | EOF`) is a failure of this side, not
+            // the end of what it reads.
+            let write_ended = events.contains(Events::WRITING | Events::EOF);
+            if events.intersects(Events::ERROR | Events::TIMEOUT) || write_ended {
                 state.fail(side, events, error);
-            } else if events.contains(Events::EOF) {
+            } else if events.contains(Events::READING | Events::EOF) {
                 // What arrived with the EOF goes first; the pipe's future then
                 // finishes the other side's output.
                 state.forward(index, ctx, &event_to);
@@ -318,10 +322,16 @@ impl PipeState {
         if n == 0 {
             return;
         }
-        if to.write_buffer(&mut data).is_err() {
-            // The other side can take nothing more; its own event callback, or its
-            // end, says why. Reading on here would only pile up input.
+        if let Err(error) = to.write_buffer(&mut data) {
+            // The other side can take nothing more: the pipe fails there, with the
+            // bytes that were on their way.
             ctx.disable(Direction::READ);
+            let other = if index == 0 { PipeSide::B } else { PipeSide::A };
+            let error = io::Error::new(
+                error.kind(),
+                format!("{n} bytes could not be passed on: {error}"),
+            );
+            self.fail(other, Events::WRITING | Events::ERROR, Some(&error));
             return;
         }
         self.moved[index].fetch_add(n as u64, Ordering::Relaxed);

@@ -133,15 +133,19 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// ...unless a listener accepted the bufferevent: then they are kept in its
     /// membership, for as long as the bufferevent lives.
-    pub(crate) member: std::sync::OnceLock<Arc<super::membership::Membership>>,
+    /// Weak: the task alone keeps it, so that its end reaches the listener however
+    /// long handles live.
+    pub(crate) member: std::sync::OnceLock<std::sync::Weak<super::membership::Membership>>,
 }
 
 /// What a bufferevent has done, as [`BufferEvent::stats`](super::BufferEvent::stats)
 /// reports it.
 ///
 /// The task keeps these counters while any handle (or a listener) can read them, at
-/// the cost of a few plain stores per read or write and one clock reading per pass
-/// that moved bytes; a bufferevent no handle can reach keeps none.
+/// the cost of a few plain stores per read or write and one clock reading per wake-up
+/// that moved bytes; a bufferevent that neither a handle nor a listener can reach
+/// keeps none. Lengths, peaks and times are brought up to date once per wake-up of
+/// the task, so they may lag by that much.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -257,6 +261,28 @@ impl Counters {
                 self.last[way].store(now, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Takes `other`'s values: a membership's counters, kept for handles once the
+    /// bufferevent ends.
+    pub(crate) fn copy_from(&self, other: &Counters) {
+        let copy64 = |to: &AtomicU64, from: &AtomicU64| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        let copy = |to: &AtomicUsize, from: &AtomicUsize| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        for i in 0..2 {
+            copy64(&self.bytes[i], &other.bytes[i]);
+            copy64(&self.last[i], &other.last[i]);
+            copy64(&self.stamped[i], &other.stamped[i]);
+            copy(&self.lengths[i], &other.lengths[i]);
+        }
+        for i in 0..3 {
+            copy64(&self.callbacks[i], &other.callbacks[i]);
+        }
+        copy(&self.peak_input, &other.peak_input);
+        copy(&self.peak_output, &other.peak_output);
     }
 
     /// The statistics with the lengths as of the last pass.

@@ -75,7 +75,9 @@ pub type ErrorCallback = Box<dyn FnMut(&io::Error, Duration) + Send>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListenerCounts {
-    /// Connections accepted, including those then refused or failed.
+    /// Connections accepted, including those the template then refused or that
+    /// could not be set up (accept errors are not accepted connections: see
+    /// `failed`).
     pub accepted: u64,
     /// Bufferevents of this listener that have not ended.
     pub live: usize,
@@ -570,12 +572,18 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
     /// what is queued, then shuts down its write side and ends), and frees those that
     /// have not finished within `deadline`. Resolves once every connection has ended,
     /// or at the latest one second after `deadline` (connections still live then are
-    /// reported as cut; they are being freed).
+    /// reported as cut; they are being freed). A connection already closing keeps its
+    /// own deadline if that is sooner.
+    ///
+    /// A connection that was put under a filter after it started (a TLS filter over
+    /// the accepted socket) is closed beneath the filter, so what the filter still
+    /// holds is not sent: close such filters yourself first.
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: dropping the future leaves the listener stopped and the
-    /// connections closing, each bounded by `deadline`.
+    /// Not cancel safe: dropping the future leaves the listener stopped; the
+    /// connections were asked to close (each bounded by `deadline`) only if it had
+    /// got that far.
     pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.control.stop();
         if let Some(task) = self.accept_task.take() {
@@ -600,13 +608,13 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
                 changed.await;
             }
         };
-        let _ = tokio::time::timeout(deadline + SHUTDOWN_MARGIN, all_ended).await;
-        let counts = control.counts();
+        let _ = tokio::time::timeout(deadline.saturating_add(SHUTDOWN_MARGIN), all_ended).await;
+        let (closed, cut, counts) = control.ending_counts();
         ShutdownReport {
             counts,
-            closed: control.closed.load(Ordering::SeqCst),
+            closed,
             // Connections still live now are being freed: cut.
-            cut: control.cut.load(Ordering::SeqCst) + counts.live,
+            cut: cut + counts.live,
         }
     }
 }
@@ -687,15 +695,29 @@ impl<A: Accept, S> Control<A, S> {
             .collect()
     }
 
-    /// A connection's task ended (its membership was dropped).
+    /// A connection's task ended (its membership was dropped). Counted under the
+    /// registry's lock, so that [`ending_counts`](Self::ending_counts) sees each
+    /// connection once.
     fn connection_ended(&self, slot: usize, cut: bool) {
-        drop(self.registry().remove(slot));
+        let mut registry = self.registry();
+        drop(registry.remove(slot));
         if self.shutting_down.load(Ordering::SeqCst) {
             let tally = if cut { &self.cut } else { &self.closed };
             tally.fetch_add(1, Ordering::SeqCst);
         }
         self.live.fetch_sub(1, Ordering::SeqCst);
+        drop(registry);
         self.changed.notify_waiters();
+    }
+
+    /// Closed, cut and live connections, in one consistent reading.
+    fn ending_counts(&self) -> (usize, usize, ListenerCounts) {
+        let _registry = self.registry();
+        (
+            self.closed.load(Ordering::SeqCst),
+            self.cut.load(Ordering::SeqCst),
+            self.counts(),
+        )
     }
 }
 
@@ -780,8 +802,10 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
                             pause
                         }
                     };
-                    if let Some(on_error) = &mut self.on_error {
-                        on_error(&error, pause);
+                    if let Some(on_error) = &mut self.on_error
+                        && catch_unwind(AssertUnwindSafe(|| on_error(&error, pause))).is_err()
+                    {
+                        tracing::error!("the listener's error callback panicked");
                     }
                     if !pause.is_zero() {
                         let mut stopped = pin!(control.changed.notified());
@@ -843,8 +867,10 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
     /// its task ends.
     fn register(&self) -> Arc<Membership> {
         let member = Arc::new(Membership::new());
-        let slot = self.control.registry().insert(Arc::downgrade(&member));
+        let mut registry = self.control.registry();
+        let slot = registry.insert(Arc::downgrade(&member));
         self.control.live.fetch_add(1, Ordering::SeqCst);
+        drop(registry);
         let control = Arc::clone(&self.control);
         member.on_end(move |cut| control.connection_ended(slot, cut));
         member

@@ -273,7 +273,6 @@ impl Core {
         self.set_flag(flag::IN_USE, on);
     }
 
-    /// The events most recently delivered to the event callback.
     /// The callbacks were replaced (`setcb`).
     pub(crate) fn callbacks_replaced(&mut self) {
         self.callbacks_replaced = true;
@@ -289,6 +288,7 @@ impl Core {
         self.callbacks_replaced
     }
 
+    /// The events most recently delivered to the event callback.
     pub(crate) fn last_events(&self) -> Events {
         self.last_events
     }
@@ -509,6 +509,19 @@ impl Core {
         self.enabled |= Direction::WRITE;
         if let Some(within) = within.or_else(|| self.close_timeout()) {
             self.timeouts.close_within(within);
+        }
+    }
+
+    /// Closes within `within` at the latest: as [`close`](Self::close) when open (or
+    /// sooner, with a shorter close timeout of its own); a close under way keeps its
+    /// deadline if that is sooner and gets this one otherwise. What a listener's
+    /// shutdown asks of each connection.
+    pub(crate) fn close_at_most(&mut self, within: Duration) {
+        if matches!(self.lifecycle, Lifecycle::Open { .. }) {
+            let own = self.close_timeout().unwrap_or(Duration::MAX);
+            self.close(Some(within.min(own)));
+        } else if self.closing() {
+            self.timeouts.close_within_at_most(within);
         }
     }
 

@@ -32,6 +32,8 @@ struct Armed {
     close_after: Option<Duration>,
     /// When a close under way gives up.
     close_deadline: Option<Instant>,
+    /// A deadline from the next update that replaces a later one.
+    close_sooner: Option<Duration>,
 }
 
 /// Longer than 584 years (what handles see, in nanoseconds) counts as 584 years, so
@@ -46,10 +48,9 @@ impl Timeouts {
     pub(crate) fn set(&mut self, read: Option<Duration>, write: Option<Duration>) {
         let usable = |d: Option<Duration>| d.filter(|d| !d.is_zero()).map(capped);
         let (read, write) = (usable(read), usable(write));
-        let closing = self
-            .set
-            .as_ref()
-            .is_some_and(|a| a.close_after.is_some() || a.close_deadline.is_some());
+        let closing = self.set.as_ref().is_some_and(|a| {
+            a.close_after.is_some() || a.close_deadline.is_some() || a.close_sooner.is_some()
+        });
         if read.is_none() && write.is_none() && !closing {
             self.set = None;
             return;
@@ -83,6 +84,10 @@ impl Timeouts {
         if let Some(after) = a.close_after.take() {
             a.close_deadline = Some(now + after);
         }
+        if let Some(after) = a.close_sooner.take() {
+            let sooner = now + after;
+            a.close_deadline = Some(a.close_deadline.map_or(sooner, |d| d.min(sooner)));
+        }
         a.restart_read = false;
         a.restart_write = false;
     }
@@ -93,6 +98,14 @@ impl Timeouts {
         if armed.close_deadline.is_none() {
             armed.close_after = Some(capped(within));
         }
+    }
+
+    /// A close under way must end within `within` from the next update, or by the
+    /// deadline it has if that is sooner: a deadline is only ever brought forward.
+    pub(crate) fn close_within_at_most(&mut self, within: Duration) {
+        let armed = self.set.get_or_insert_with(Box::default);
+        let within = capped(within);
+        armed.close_sooner = Some(armed.close_sooner.map_or(within, |w| w.min(within)));
     }
 
     /// Whether the close deadline has passed by `now`; disarms it.
@@ -228,5 +241,32 @@ mod close_tests {
         assert!(!t.close_expired(t0 + Duration::from_millis(1999)));
         assert!(t.close_expired(t0 + Duration::from_secs(2)));
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_close_deadline_is_only_ever_brought_forward_by_at_most() {
+        let t0 = Instant::now();
+        let mut t = Timeouts::default();
+        t.close_within(Duration::from_secs(30));
+        t.update(t0, false, false);
+        t.close_within_at_most(Duration::from_secs(60));
+        t.update(t0 + Duration::from_secs(1), false, false);
+        assert_eq!(
+            t.next_deadline(),
+            Some(t0 + Duration::from_secs(30)),
+            "later: kept"
+        );
+        t.close_within_at_most(Duration::from_secs(2));
+        t.update(t0 + Duration::from_secs(1), false, false);
+        assert_eq!(
+            t.next_deadline(),
+            Some(t0 + Duration::from_secs(3)),
+            "sooner: taken"
+        );
+        // A close with no deadline at all gets one.
+        let mut none = Timeouts::default();
+        none.close_within_at_most(Duration::from_millis(500));
+        none.update(t0, false, false);
+        assert_eq!(none.next_deadline(), Some(t0 + Duration::from_millis(500)));
     }
 }

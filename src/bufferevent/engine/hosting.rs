@@ -20,13 +20,14 @@ where
     S: Send + 'static,
 {
     fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
+        // The host's passes are this engine's wake-ups: what `poll_run` does once per
+        // wake-up is done here on each.
         self.side.poll_membership(cx);
         let progress = self.pass(cx, dispatch);
         if !progress {
-            // The host goes idle too: what going idle does in `poll_run`.
             self.side.release_idle_memory(self.link.streaming());
-            self.side.tally();
         }
+        self.side.tally();
         progress
     }
 

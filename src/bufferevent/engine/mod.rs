@@ -125,7 +125,7 @@ where
         if let Some(member) = &self.member
             && let Some(within) = member.poll(cx.waker())
         {
-            self.inner.core.close(Some(within));
+            self.inner.core.close_at_most(within);
         }
     }
 

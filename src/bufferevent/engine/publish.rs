@@ -148,6 +148,9 @@ where
         let Some(shared) = self.shared() else {
             return;
         };
+        if let Some(member) = &self.member {
+            shared.counters.copy_from(&member.counters);
+        }
         shared.connected.store(false, Ordering::Release);
         shared.clear_relative();
         shared.set_closed(Closed {

@@ -539,6 +539,10 @@ impl<T, U> FilterLink<T, U> {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "input filter failed");
+                    // What earlier rounds produced did arrive.
+                    if filter.input.len() > before {
+                        filter.count_read(filter.input.len() - before);
+                    }
                     filter.end_reading(Events::READING | Events::ERROR, Some(e));
                     u.core.suspend_read(suspend::FILTER);
                     return true;
@@ -629,6 +633,7 @@ impl<T, U> FilterLink<T, U> {
             }
         }
         let mut progress = false;
+        let before = filter.output.len();
         loop {
             let limit = match (mode, high) {
                 (FlushMode::Normal, high) if high != 0 => Some(high.saturating_sub(u.output.len())),
@@ -645,9 +650,6 @@ impl<T, U> FilterLink<T, U> {
                 Ok(FilterResult::Ok | FilterResult::EndOfStream) => {
                     progress = true;
                     let now = (filter.output.len(), u.output.len());
-                    if now.0 < lengths.0 {
-                        filter.count_written(lengths.0 - now.0, lengths.0);
-                    }
                     if now == lengths || (filter.output.is_empty() && !output.has_pending()) {
                         break;
                     }
@@ -661,10 +663,17 @@ impl<T, U> FilterLink<T, U> {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "output filter failed");
+                    if filter.output.len() < before {
+                        filter.count_written(before - filter.output.len(), before);
+                    }
                     filter.end_writing(Events::WRITING | Events::ERROR, Some(e));
                     return true;
                 }
             }
+        }
+        // Whatever the filter took, whichever way the rounds ended.
+        if filter.output.len() < before {
+            filter.count_written(before - filter.output.len(), before);
         }
         if progress {
             *stalled = None;
