@@ -36,12 +36,20 @@ fn echo(builder: Builder) -> Builder {
         })
 }
 
-/// Writes `message`, half-closes, and reads everything back.
+/// Connects, writes `message`, half-closes, and reads everything back.
 async fn round_trip(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
-    let mut stream = timeout(SOON, TcpStream::connect(addr))
+    let stream = timeout(SOON, TcpStream::connect(addr))
         .await
         .unwrap()
         .unwrap();
+    exchange(stream, message).await
+}
+
+/// Writes `message` on `stream`, half-closes, and reads everything back.
+async fn exchange<S>(mut stream: S, message: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     stream.write_all(message).await.unwrap();
     stream.shutdown().await.unwrap();
     let mut back = Vec::new();
@@ -130,15 +138,11 @@ async fn unix_domain_sockets() {
     let listener = Listener::builder()
         .bind_unix(&path, |builder, _| Some(echo(builder)))
         .unwrap();
-    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
-    stream.write_all(b"over a unix socket").await.unwrap();
-    stream.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    timeout(SOON, stream.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(back, b"over a unix socket");
+    let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    assert_eq!(
+        exchange(stream, b"over a unix socket").await,
+        b"over a unix socket"
+    );
     assert_eq!(listener.counts().accepted, 1);
     drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
@@ -335,7 +339,7 @@ async fn shutdown_sends_what_is_queued_and_cuts_what_misses_the_deadline() {
 async fn dropping_the_listener_stops_accepting_and_keeps_connections() {
     let listener = Listener::bind(any_port(), |builder, _| Some(echo(builder))).unwrap();
     let addr = *listener.local_addr();
-    let mut live = TcpStream::connect(addr).await.unwrap();
+    let live = TcpStream::connect(addr).await.unwrap();
     wait_for(|| listener.counts().live == 1).await;
     drop(listener);
     // The socket closes once the accept task sees the drop.
@@ -346,14 +350,7 @@ async fn dropping_the_listener_stops_accepting_and_keeps_connections() {
     })
     .await
     .expect("the listening socket closes");
-    live.write_all(b"still served").await.unwrap();
-    live.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    timeout(SOON, live.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(back, b"still served");
+    assert_eq!(exchange(live, b"still served").await, b"still served");
 }
 
 /// Out of descriptors, the listener backs off instead of spinning, reports the error,

@@ -68,19 +68,11 @@ pub const DEFAULT_MAX_SINGLE_IO: usize = core::DEFAULT_MAX_SINGLE_IO;
 /// # Ok(()) }
 /// ```
 pub struct Builder<S = ()> {
-    enabled: Direction,
-    read_wm: Watermarks,
-    write_wm: Watermarks,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    max_single_read: usize,
-    max_single_write: usize,
-    pub(crate) defer_callbacks: bool,
+    /// What the core starts from; libevent's defaults unless set.
+    settings: core::Settings,
     connect_timeout: Option<Duration>,
-    close_timeout: Option<Duration>,
     rate_limit: Option<RateLimit>,
     runtime: Option<Handle>,
-    pub(crate) partner_end_is_eof: bool,
     pub(crate) close_underlying: bool,
     state: S,
     callbacks: Callbacks<S>,
@@ -90,22 +82,12 @@ pub struct Builder<S = ()> {
 
 impl<S: Send + 'static> Builder<S> {
     pub(crate) fn new(state: S) -> Self {
-        // The core's defaults are libevent's; the builder starts from them.
-        let defaults = core::Settings::default();
         Self {
-            enabled: defaults.enabled,
-            read_wm: defaults.read_wm,
-            write_wm: defaults.write_wm,
-            read_timeout: defaults.read_timeout,
-            write_timeout: defaults.write_timeout,
-            max_single_read: defaults.max_single_read,
-            max_single_write: defaults.max_single_write,
-            defer_callbacks: defaults.defer_callbacks,
+            // The core's defaults are libevent's; the builder starts from them.
+            settings: core::Settings::default(),
             connect_timeout: None,
-            close_timeout: defaults.close_timeout,
             rate_limit: None,
             runtime: None,
-            partner_end_is_eof: defaults.partner_end_is_eof,
             close_underlying: true,
             state,
             callbacks: Callbacks::default(),
@@ -139,58 +121,49 @@ impl<S: Send + 'static> Builder<S> {
             "Builder::with_state after a callback was set: set the state first"
         );
         Builder {
-            enabled: self.enabled,
-            read_wm: self.read_wm,
-            write_wm: self.write_wm,
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
-            max_single_read: self.max_single_read,
-            max_single_write: self.max_single_write,
-            defer_callbacks: self.defer_callbacks,
+            settings: self.settings,
             connect_timeout: self.connect_timeout,
-            close_timeout: self.close_timeout,
             rate_limit: self.rate_limit,
             runtime: self.runtime,
-            partner_end_is_eof: self.partner_end_is_eof,
             close_underlying: self.close_underlying,
             state,
             callbacks: Callbacks::default(),
-            membership: None,
+            membership: self.membership,
         }
     }
 
     /// Enables these directions from the start, in addition to WRITE.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(mut self, dirs: Direction) -> Self {
-        self.enabled |= dirs;
+        self.settings.enabled |= dirs;
         self
     }
 
     /// Disables these directions from the start (WRITE is on by default).
     #[doc(alias = "bufferevent_disable")]
     pub fn disable(mut self, dirs: Direction) -> Self {
-        self.enabled = self.enabled.without(dirs);
+        self.settings.enabled = self.settings.enabled.without(dirs);
         self
     }
 
     /// Read watermarks: the read callback runs once `low` bytes are buffered; reading
     /// pauses at `high` (0 = unlimited). Default 0, 0.
     pub fn read_watermarks(mut self, wm: Watermarks) -> Self {
-        self.read_wm = wm;
+        self.settings.read_wm = wm;
         self
     }
 
     /// Write watermarks: the write callback runs once the output drains to `low`; async
     /// writers wait while it is above `high` (0 = unlimited). Default 0, 0.
     pub fn write_watermarks(mut self, wm: Watermarks) -> Self {
-        self.write_wm = wm;
+        self.settings.write_wm = wm;
         self
     }
 
     /// Read and write timeouts; `None` or zero means none (the default).
     pub fn timeouts(mut self, read: Option<Duration>, write: Option<Duration>) -> Self {
-        self.read_timeout = read;
-        self.write_timeout = write;
+        self.settings.read_timeout = read;
+        self.settings.write_timeout = write;
         self
     }
 
@@ -199,7 +172,7 @@ impl<S: Send + 'static> Builder<S> {
     /// means the default.
     #[doc(alias = "bufferevent_get_max_single_read")]
     pub fn max_single_read(mut self, n: usize) -> Self {
-        self.max_single_read = n;
+        self.settings.max_single_read = n;
         self
     }
 
@@ -208,7 +181,7 @@ impl<S: Send + 'static> Builder<S> {
     /// means the default.
     #[doc(alias = "bufferevent_get_max_single_write")]
     pub fn max_single_write(mut self, n: usize) -> Self {
-        self.max_single_write = n;
+        self.settings.max_single_write = n;
         self
     }
 
@@ -216,7 +189,7 @@ impl<S: Send + 'static> Builder<S> {
     /// one write and one OR-ed event call, in the order CONNECTED, read, write, event)
     /// instead of running them right after the I/O step that caused them. Default off.
     pub fn defer_callbacks(mut self, defer: bool) -> Self {
-        self.defer_callbacks = defer;
+        self.settings.defer_callbacks = defer;
         self
     }
 
@@ -235,7 +208,7 @@ impl<S: Send + 'static> Builder<S> {
     /// slow link, short enough that a peer that stopped reading cannot hold the
     /// connection for long. A close already under way keeps its deadline.
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.close_timeout = timeout;
+        self.settings.close_timeout = timeout;
         self
     }
 
@@ -260,7 +233,7 @@ impl<S: Send + 'static> Builder<S> {
     /// off, as in libevent, where the survivor hears nothing (libevent issue
     /// #93) and its `partner()` just becomes `None`. No effect on stream bufferevents.
     pub fn partner_end_is_eof(mut self, eof: bool) -> Self {
-        self.partner_end_is_eof = eof;
+        self.settings.partner_end_is_eof = eof;
         self
     }
 
@@ -403,18 +376,7 @@ impl<S: Send + 'static> Builder<S> {
         T: Send + 'static,
     {
         let runtime = self.runtime.unwrap_or_else(Handle::current);
-        let mut core = Core::new(core::Settings {
-            enabled: self.enabled,
-            read_wm: self.read_wm,
-            write_wm: self.write_wm,
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
-            max_single_read: self.max_single_read,
-            max_single_write: self.max_single_write,
-            defer_callbacks: self.defer_callbacks,
-            partner_end_is_eof: self.partner_end_is_eof,
-            close_timeout: self.close_timeout,
-        });
+        let mut core = Core::new(self.settings);
         if self.rate_limit.is_some() {
             core.set_rate_limit(self.rate_limit);
         }
@@ -458,14 +420,14 @@ impl BufferEvent {
 impl<S> fmt::Debug for Builder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("enabled", &self.enabled)
-            .field("read_wm", &self.read_wm)
-            .field("write_wm", &self.write_wm)
-            .field("read_timeout", &self.read_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("max_single_read", &self.max_single_read)
-            .field("max_single_write", &self.max_single_write)
-            .field("defer_callbacks", &self.defer_callbacks)
+            .field("enabled", &self.settings.enabled)
+            .field("read_wm", &self.settings.read_wm)
+            .field("write_wm", &self.settings.write_wm)
+            .field("read_timeout", &self.settings.read_timeout)
+            .field("write_timeout", &self.settings.write_timeout)
+            .field("max_single_read", &self.settings.max_single_read)
+            .field("max_single_write", &self.settings.max_single_write)
+            .field("defer_callbacks", &self.settings.defer_callbacks)
             .field("callbacks", &self.callbacks)
             .finish_non_exhaustive()
     }
