@@ -557,3 +557,42 @@ async fn shutdown_accepts_any_deadline() {
         .unwrap();
     assert_eq!((report.closed, report.cut), (0, 0));
 }
+
+/// On a multi-thread runtime the connections' tasks run on every worker: the accept
+/// task spawns them on its worker and idle workers take them over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_multi_thread_runtime_connections_run_on_every_worker() {
+    let threads = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let seen = Arc::clone(&threads);
+    let listener = Listener::bind(any_port(), move |builder, _| {
+        let seen = Arc::clone(&seen);
+        Some(builder.enable(Direction::READ).on_read(move |ctx| {
+            seen.lock().unwrap().insert(std::thread::current().id());
+            let (mut input, mut output) = ctx.io();
+            output.append_input(&mut input);
+        }))
+    })
+    .unwrap();
+    let addr = *listener.local_addr();
+    // 64 connections at once, each echoing 100 messages.
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        clients.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 64];
+            for i in 0..100u8 {
+                stream.write_all(&[i; 64]).await.unwrap();
+                timeout(SOON, stream.read_exact(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(buf, [i; 64]);
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    let workers = threads.lock().unwrap().len();
+    assert_eq!(workers, 2, "callbacks ran on {workers} worker thread(s)");
+}
