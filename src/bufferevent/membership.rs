@@ -6,16 +6,18 @@
 //! counts its statistics into it, looks once per wake-up for a close the listener
 //! asked for, and dropping it (the task ended) tells the listener how the connection ended.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
 use super::shared::Counters;
 
-/// What runs when the membership ends; receives whether the connection was cut (ended
-/// by an error, or with output unsent).
-type OnEnd = Box<dyn FnOnce(bool) + Send>;
+/// Who hears of a membership's end: its listener.
+pub(crate) trait EndSink: Send + Sync {
+    /// The connection in `slot` ended; `cut`: by an error, or with output unsent.
+    fn ended(&self, slot: usize, cut: bool);
+}
 
 pub(crate) struct Membership {
     pub(crate) counters: Counters,
@@ -25,7 +27,8 @@ pub(crate) struct Membership {
     registered: AtomicBool,
     waker: Mutex<Option<Waker>>,
     cut: AtomicBool,
-    on_end: Mutex<Option<OnEnd>>,
+    /// Set once by the listener: no closure to allocate per connection.
+    sink: OnceLock<(Arc<dyn EndSink>, usize)>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -44,13 +47,13 @@ impl Membership {
             registered: AtomicBool::new(false),
             waker: Mutex::new(None),
             cut: AtomicBool::new(false),
-            on_end: Mutex::new(None),
+            sink: OnceLock::new(),
         }
     }
 
-    /// Sets what runs when the task ends (and drops the membership).
-    pub(crate) fn on_end(&self, f: impl FnOnce(bool) + Send + 'static) {
-        *self.on_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+    /// Tells `sink` of the end (the task ended and dropped the membership), as `slot`.
+    pub(crate) fn report_to(&self, sink: Arc<dyn EndSink>, slot: usize) {
+        let _ = self.sink.set((sink, slot));
     }
 
     /// Asks the task to close within `within` (sending what is queued), and wakes it.
@@ -93,13 +96,21 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let on_end = self
-            .on_end
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(on_end) = on_end {
-            on_end(*self.cut.get_mut());
+        if let Some((sink, slot)) = self.sink.take() {
+            sink.ended(slot, *self.cut.get_mut());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection a listener accepts pays for one; the idle-memory figures in
+    /// docs/PERFORMANCE.md depend on it.
+    #[test]
+    fn a_membership_stays_small() {
+        let size = size_of::<Membership>();
+        assert!(size <= 168, "the membership grew to {size} bytes");
     }
 }

@@ -189,8 +189,8 @@ pub(crate) struct Counters {
     /// When bytes last moved each way: nanoseconds after [`epoch`] plus one; 0 is
     /// never.
     last: [AtomicU64; 2],
-    /// `bytes` when `last` was last stamped.
-    stamped: [AtomicU64; 2],
+    /// Bytes moved since `last` was stamped: bit 0 read, bit 1 written.
+    moved: AtomicU8,
 }
 
 /// Which callback ran, for [`Counters::callback`].
@@ -228,12 +228,22 @@ impl Counters {
     pub(crate) fn read(&self, n: usize, input_len: usize) {
         bump(&self.bytes[READ], n as u64);
         raise(&self.peak_input, input_len);
+        self.mark_moved(READ);
+    }
+
+    fn mark_moved(&self, way: usize) {
+        let bit = 1 << way;
+        let moved = self.moved.load(Ordering::Relaxed);
+        if moved & bit == 0 {
+            self.moved.store(moved | bit, Ordering::Relaxed);
+        }
     }
 
     /// `n` bytes left an output that held `output_len` before.
     pub(crate) fn written(&self, n: usize, output_len: usize) {
         bump(&self.bytes[WRITE], n as u64);
         raise(&self.peak_output, output_len);
+        self.mark_moved(WRITE);
     }
 
     pub(crate) fn callback(&self, kind: CallbackKind) {
@@ -247,17 +257,17 @@ impl Counters {
         raise(&self.peak_output, output_len);
         self.lengths[READ].store(input_len, Ordering::Relaxed);
         self.lengths[WRITE].store(output_len, Ordering::Relaxed);
-        let mut now = None;
+        let moved = self.moved.load(Ordering::Relaxed);
+        if moved == 0 {
+            return;
+        }
+        self.moved.store(0, Ordering::Relaxed);
+        let since = tokio::time::Instant::now()
+            .into_std()
+            .saturating_duration_since(epoch());
+        let now = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1;
         for way in [READ, WRITE] {
-            let bytes = self.bytes[way].load(Ordering::Relaxed);
-            if bytes != self.stamped[way].load(Ordering::Relaxed) {
-                self.stamped[way].store(bytes, Ordering::Relaxed);
-                let now = *now.get_or_insert_with(|| {
-                    let since = tokio::time::Instant::now()
-                        .into_std()
-                        .saturating_duration_since(epoch());
-                    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1
-                });
+            if moved & (1 << way) != 0 {
                 self.last[way].store(now, Ordering::Relaxed);
             }
         }
@@ -275,7 +285,6 @@ impl Counters {
         for i in 0..2 {
             copy64(&self.bytes[i], &other.bytes[i]);
             copy64(&self.last[i], &other.last[i]);
-            copy64(&self.stamped[i], &other.stamped[i]);
             copy(&self.lengths[i], &other.lengths[i]);
         }
         for i in 0..3 {

@@ -50,7 +50,7 @@ use tokio::task::JoinHandle;
 
 pub use self::accept::Accept;
 use self::backoff::{AcceptFailure, Backoff};
-use crate::bufferevent::membership::Membership;
+use crate::bufferevent::membership::{EndSink, Membership};
 use crate::bufferevent::{BufferEvent, Builder};
 
 /// The listen backlog unless [`ListenerBuilder::backlog`] says otherwise. Tokio's and
@@ -721,6 +721,12 @@ impl<A: Accept, S> Control<A, S> {
     }
 }
 
+impl<A: Accept, S: Send + 'static> EndSink for Control<A, S> {
+    fn ended(&self, slot: usize, cut: bool) {
+        self.connection_ended(slot, cut);
+    }
+}
+
 /// The live connections' memberships, by slot; a slot is reused once its connection
 /// ended. Weak: a membership lives as long as its connection's task.
 #[derive(Default)]
@@ -871,8 +877,7 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
         let slot = registry.insert(Arc::downgrade(&member));
         self.control.live.fetch_add(1, Ordering::SeqCst);
         drop(registry);
-        let control = Arc::clone(&self.control);
-        member.on_end(move |cut| control.connection_ended(slot, cut));
+        member.report_to(Arc::clone(&self.control) as Arc<dyn EndSink>, slot);
         member
     }
 }
