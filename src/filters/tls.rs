@@ -56,7 +56,7 @@
 //! ```
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustls::pki_types::ServerName;
@@ -249,22 +249,27 @@ impl Filter for TlsInput {
             }
         }
         let limit = dst_limit.unwrap_or(usize::MAX);
-        let mut chunk = [0u8; READ_CHUNK];
         session.plaintext_left = false;
         let mut clean_end = false;
         loop {
-            if dst.len() - dst_before >= limit {
+            let room = limit.saturating_sub(dst.len() - dst_before);
+            if room == 0 {
                 session.plaintext_left = true;
                 break;
             }
-            let want = READ_CHUNK.min(limit - (dst.len() - dst_before));
-            match conn.reader().read(&mut chunk[..want]) {
-                Ok(0) => {
+            // Straight from rustls's plaintext into the input buffer: one copy.
+            let mut reader = conn.reader();
+            match reader.fill_buf() {
+                Ok([]) => {
                     // The peer's close_notify, and every byte before it is out.
                     clean_end = true;
                     break;
                 }
-                Ok(n) => dst.add(&chunk[..n]),
+                Ok(plaintext) => {
+                    let n = plaintext.len().min(room);
+                    dst.add(&plaintext[..n]);
+                    reader.consume(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && session.peer_closed => break,
                 Err(e) => return Err(e),
