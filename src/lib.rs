@@ -115,3 +115,4 @@ pub mod buffer;
 pub mod bufferevent;
 pub mod filters;
 pub mod listener;
+mod wait;

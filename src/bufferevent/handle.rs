@@ -497,15 +497,11 @@ where
             shared.input_len.load(Ordering::Acquire),
             shared.output_total(),
         );
-        match shared.member.get() {
-            // A listener's connection counts into its membership while it lives...
-            Some(member) => match member.upgrade() {
-                Some(member) => member.counters.snapshot(lengths.0, lengths.1),
-                // ...and leaves a copy here when it ends.
-                None => shared.counters.snapshot(lengths.0, lengths.1),
-            },
-            None => shared.counters.snapshot(lengths.0, lengths.1),
-        }
+        // A listener's connection counts into its membership while it lives, and
+        // leaves a copy here when it ends.
+        let member = shared.member.get().and_then(std::sync::Weak::upgrade);
+        let counters = member.as_deref().map_or(&shared.counters, |m| &m.counters);
+        counters.snapshot(lengths.0, lengths.1)
     }
 
     // ---- control -------------------------------------------------------------------

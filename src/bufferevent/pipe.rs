@@ -385,15 +385,7 @@ impl Flag {
     }
 
     async fn wait(&self) {
-        loop {
-            let mut notified = std::pin::pin!(self.notify.notified());
-            // Registered before the check, so a `set` after it wakes this.
-            notified.as_mut().enable();
-            if self.set.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        crate::wait::until(&self.notify, || self.set.load(Ordering::Acquire)).await;
     }
 }
 

@@ -598,16 +598,9 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
         }
         // Each close ends by its deadline; the margin covers the last tasks' final
         // pass on a busy machine.
-        let all_ended = async {
-            loop {
-                let mut changed = pin!(control.changed.notified());
-                changed.as_mut().enable();
-                if control.live.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                changed.await;
-            }
-        };
+        let all_ended = crate::wait::until(&control.changed, || {
+            control.live.load(Ordering::SeqCst) == 0
+        });
         let _ = tokio::time::timeout(deadline.saturating_add(SHUTDOWN_MARGIN), all_ended).await;
         let (closed, cut, counts) = control.ending_counts();
         ShutdownReport {
@@ -695,21 +688,6 @@ impl<A: Accept, S> Control<A, S> {
             .collect()
     }
 
-    /// A connection's task ended (its membership was dropped). Counted under the
-    /// registry's lock, so that [`ending_counts`](Self::ending_counts) sees each
-    /// connection once.
-    fn connection_ended(&self, slot: usize, cut: bool) {
-        let mut registry = self.registry();
-        drop(registry.remove(slot));
-        if self.shutting_down.load(Ordering::SeqCst) {
-            let tally = if cut { &self.cut } else { &self.closed };
-            tally.fetch_add(1, Ordering::SeqCst);
-        }
-        self.live.fetch_sub(1, Ordering::SeqCst);
-        drop(registry);
-        self.changed.notify_waiters();
-    }
-
     /// Closed, cut and live connections, in one consistent reading.
     fn ending_counts(&self) -> (usize, usize, ListenerCounts) {
         let _registry = self.registry();
@@ -722,8 +700,19 @@ impl<A: Accept, S> Control<A, S> {
 }
 
 impl<A: Accept, S: Send + 'static> EndSink for Control<A, S> {
+    /// A connection's task ended (its membership was dropped). Counted under the
+    /// registry's lock, so that [`ending_counts`](Control::ending_counts) sees each
+    /// connection once.
     fn ended(&self, slot: usize, cut: bool) {
-        self.connection_ended(slot, cut);
+        let mut registry = self.registry();
+        drop(registry.remove(slot));
+        if self.shutting_down.load(Ordering::SeqCst) {
+            let tally = if cut { &self.cut } else { &self.closed };
+            tally.fetch_add(1, Ordering::SeqCst);
+        }
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        drop(registry);
+        self.changed.notify_waiters();
     }
 }
 

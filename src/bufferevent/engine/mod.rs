@@ -77,6 +77,19 @@ impl<T> Default for Rare<T> {
     }
 }
 
+/// Where statistics go: the listener's membership, or what handles read; `None` when
+/// nobody can read them. (A function of the two fields, so that `Side::io` can use it
+/// while it lends out the buffers.)
+fn counters_of<'a, T, S>(
+    member: Option<&'a Membership>,
+    remote: Option<&'a Remote<T, S>>,
+) -> Option<&'a Counters> {
+    match member {
+        Some(member) => Some(&member.counters),
+        None => remote.map(|r| &r.shared.counters),
+    }
+}
+
 /// A bufferevent: its state and its link.
 pub(crate) struct Engine<L: Link, S> {
     pub(crate) link: L,
@@ -104,20 +117,13 @@ where
             output: &mut self.inner.output,
             core: &mut self.inner.core,
             shared: self.remote.as_deref().map(|r| &r.shared),
-            counters: match &self.member {
-                Some(member) => Some(&member.counters),
-                None => self.remote.as_deref().map(|r| &r.shared.counters),
-            },
+            counters: counters_of(self.member.as_deref(), self.remote.as_deref()),
         }
     }
 
-    /// Where statistics go: the listener's membership, or what handles read; `None`
-    /// when nobody can read them.
+    /// Where statistics go; see [`counters_of`].
     pub(crate) fn counters(&self) -> Option<&Counters> {
-        match &self.member {
-            Some(member) => Some(&member.counters),
-            None => self.remote.as_deref().map(|r| &r.shared.counters),
-        }
+        counters_of(self.member.as_deref(), self.remote.as_deref())
     }
 
     /// A close the listener asked for; registers the task's waker with it once.
