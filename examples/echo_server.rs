@@ -25,6 +25,10 @@ use tokio::net::TcpListener;
 use tokio_bufferevent::bufferevent::{Builder, Direction, Events, Watermarks};
 use tokio_bufferevent::listener::Listener;
 
+#[path = "shutdown_signal.rs"]
+mod shutdown_signal;
+use shutdown_signal::shutdown_signal;
+
 /// Stop reading above this much queued output...
 const STOP_READING_ABOVE: usize = 1 << 20;
 /// ...and resume once it has drained to this much.
@@ -204,25 +208,4 @@ fn usage(problem: &str) -> ExitCode {
         "{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread | --per-core N]"
     );
     ExitCode::from(2)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -32,6 +32,10 @@ use tokio_bufferevent::filters::tls::{
 };
 use tokio_bufferevent::listener::Listener;
 
+#[path = "shutdown_signal.rs"]
+mod shutdown_signal;
+use shutdown_signal::shutdown_signal;
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub struct Options {
@@ -223,25 +227,4 @@ fn main() -> ExitCode {
         );
         ExitCode::SUCCESS
     })
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
