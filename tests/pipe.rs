@@ -351,3 +351,43 @@ async fn a_destination_that_can_take_nothing_more_fails_the_pipe() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A side that can never send what it holds (its peer reads nothing) and has no close
+/// timeout of its own still lets the pipe end, after `PIPE_CLOSE_TIMEOUT`.
+#[tokio::test(start_paused = true)]
+async fn the_end_of_a_pipe_is_bounded_even_without_a_close_timeout() {
+    use tokio_bufferevent::bufferevent::{Events, PIPE_CLOSE_TIMEOUT};
+    let (_a_near, a_far) = BufferEvent::pair();
+    let (_peer, stream) = tcp_pair().await; // never reads
+    let b_far = BufferEvent::builder()
+        .close_timeout(None)
+        .tcp(stream)
+        .unwrap();
+    let (a, b) = (a_far.clone(), b_far.clone());
+    let piping = tokio::spawn(async move { pipe(&a, &b).await });
+    tokio::task::yield_now().await;
+    b_far
+        .write(bytes::Bytes::from(vec![5u8; 32 << 20]))
+        .await
+        .unwrap();
+    // A fails: the pipe frees A and closes B, which cannot send all of its 32 MiB.
+    a_far.trigger_event(Events::ERROR);
+    let started = tokio::time::Instant::now();
+    let piped = piping.await.unwrap();
+    assert!(
+        matches!(
+            piped.end,
+            PipeEnd::Failed {
+                side: PipeSide::A,
+                ..
+            }
+        ),
+        "{piped:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        PIPE_CLOSE_TIMEOUT <= waited && waited < PIPE_CLOSE_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert!(b_far.closed().await.unsent > 0);
+}

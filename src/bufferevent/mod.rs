@@ -154,7 +154,7 @@ pub use self::dns::{DnsError, DnsErrorKind, Family, Resolver};
 pub use self::error::Error;
 pub use self::events::{Direction, Events, FlushMode, Readiness, Watermarks};
 pub use self::handle::BufferEvent;
-pub use self::pipe::{PIPE_WATERMARKS, PipeEnd, PipeSide, Piped, pipe};
+pub use self::pipe::{PIPE_CLOSE_TIMEOUT, PIPE_WATERMARKS, PipeEnd, PipeSide, Piped, pipe};
 pub use self::ratelim::RateLimitGroup;
 pub use self::shared::{Closed, EventRecord, Stats};
 pub use self::transport::Transport;

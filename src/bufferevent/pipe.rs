@@ -13,6 +13,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -24,6 +25,11 @@ use super::shared::{Condition, copy_error};
 /// The write watermarks [`pipe`] gives a side whose write high watermark is unset:
 /// forwarding into it stops above 1 MiB queued and resumes at 256 KiB.
 pub const PIPE_WATERMARKS: Watermarks = Watermarks::new(256 << 10, 1 << 20);
+
+/// The longest a [`pipe`] waits, at its end, for a side to send what it has queued: a
+/// side's own close timeout applies if it is shorter (also when it has none, this
+/// bounds the pipe's end).
+pub const PIPE_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which bufferevent of a [`pipe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +46,7 @@ pub enum PipeSide {
 pub enum PipeEnd {
     /// Both directions finished: each side's EOF was passed on as a shut-down write
     /// side of the other, after everything before it was sent. Both sides were then
-    /// freed.
+    /// closed.
     Finished,
     /// A side failed (an error, or a read or write timeout). That side was freed;
     /// the other was closed (what it had queued sent within its close deadline).
@@ -82,9 +88,13 @@ pub struct Piped {
 ///   sent, a shut-down write side of the other (a FIN for TCP, a `close_notify` for
 ///   TLS, the end of a zlib stream, `EOF` for a pair partner); the other direction
 ///   goes on.
-/// - **End**: when both directions finished, both sides are freed. When one side
-///   fails, it is freed and the other is closed: what it had queued is sent within
-///   its close deadline.
+/// - **End**: when both directions finished, both sides are closed (what a filter
+///   still holds beneath is sent). When one side fails, it is freed and the other is
+///   closed: what it had queued is sent within [`PIPE_CLOSE_TIMEOUT`] (or the side's
+///   own close timeout, if sooner), so the pipe's end is bounded.
+/// - A pair element hears nothing when its partner is freed unless it was built with
+///   [`partner_end_is_eof(true)`](super::Builder::partner_end_is_eof); finish a
+///   partner with `flush(Direction::WRITE, FlushMode::Finished)` to end its direction.
 ///
 /// It works for any two bufferevents: sockets, pairs, and filters (a TLS-terminating
 /// or a compressing proxy is a pipe between a filter and a socket). READ is enabled on
@@ -165,16 +175,16 @@ where
         PipeEnd::Finished => {
             // Everything was passed on; closing sends what a filter still holds
             // beneath (a TLS close_notify, the end of a zlib stream).
-            tokio::join!(a.close(), b.close());
+            tokio::join!(close_bounded(a), close_bounded(b));
         }
         PipeEnd::Failed { side, .. } | PipeEnd::Ended(side) => {
             // The failed side goes at once; the other sends what it has queued.
             if *side == PipeSide::A {
                 a.free();
-                b.close().await;
+                close_bounded(b).await;
             } else {
                 b.free();
-                a.close().await;
+                close_bounded(a).await;
             }
         }
     }
@@ -235,6 +245,13 @@ async fn pass_on_eof<T: Send + 'static, S: Send + 'static>(eof: &Flag, to: &Buff
             s.write_closed.load(Ordering::Acquire) || s.output_total() == 0
         })
         .await;
+}
+
+/// Closes `bev` (sending what is queued) within [`PIPE_CLOSE_TIMEOUT`], or its own
+/// close timeout if that is sooner; resolves once it ended.
+async fn close_bounded<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+    bev.run(|ctx| ctx.inner.core.close_at_most(PIPE_CLOSE_TIMEOUT));
+    bev.closed().await;
 }
 
 /// Resolves once `bev` ended.
