@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::error::Error;
-use super::events::{Direction, FlushMode, Readiness, Watermarks};
+use super::events::{Direction, FlushMode, Watermarks};
 
 /// The read and write high watermark [`BufferEvent::into_io`] sets when none is set:
 /// 256 KiB, enough to keep a fast link busy, little enough that ten thousand slow
@@ -228,34 +228,46 @@ where
 }
 
 /// The next chunk of input; `None` at EOF; the read error if reading failed.
+/// The next chunk of input, handed over by the task as it arrives (see
+/// `takeout.rs`): no command per chunk.
 async fn next_chunk<T, S>(bev: BufferEvent<T, S>) -> io::Result<Option<Bytes>>
 where
     T: Send + 'static,
     S: Send + 'static,
 {
+    let shared = bev.shared();
     loop {
-        if bev.readable(1).await == Readiness::TimedOut && bev.input_len() == 0 {
+        if let Some(chunk) = shared.takeout.take_everything() {
+            return Ok(Some(chunk));
+        }
+        if shared.takeout.want(usize::MAX, &shared.input_len) {
+            // Bytes wait in the task's input, and the task may be idle.
+            bev.remote.mailbox.nudge();
+        }
+        let task_empty = |s: &super::shared::Shared| s.input_len.load(Ordering::Acquire) == 0;
+        shared
+            .wait_until(Condition::Input, |s| {
+                s.takeout.len() > 0
+                    || (task_empty(s)
+                        && (s.read_closed.load(Ordering::Acquire)
+                            || s.read_timed_out.load(Ordering::Acquire)))
+            })
+            .await;
+        if shared.takeout.len() > 0 {
+            continue;
+        }
+        if !task_empty(shared) && !bev.is_closed() {
+            // The task still holds input: ask again.
+            continue;
+        }
+        if shared.read_timed_out.load(Ordering::Acquire) {
             // As `tokio-io-timeout` readers expect; enabling READ again reads on.
             return Err(Error::TimedOut.into());
         }
-        if bev.input_len() > 0 {
-            let chunk = bev.read(usize::MAX).await?;
-            if !chunk.is_empty() {
-                return Ok(Some(chunk));
-            }
-            continue;
-        }
-        if bev.shared().read_closed.load(Ordering::Acquire) || bev.is_closed() {
-            // Data may have landed between the length check and the end.
-            let rest = bev.read(usize::MAX).await.unwrap_or_default();
-            if !rest.is_empty() {
-                return Ok(Some(rest));
-            }
-            return match bev.shared().read_error() {
-                Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                None => Ok(None),
-            };
-        }
+        return match shared.read_error() {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(None),
+        };
     }
 }
 

@@ -438,6 +438,14 @@ where
     /// Not cancel safe: if cancelled after the task removed the bytes, they are lost.
     #[doc(alias = "bufferevent_read")]
     pub async fn read(&self, max: usize) -> Result<Bytes, Error> {
+        // Input already handed to readers answers without a round trip.
+        if let Some(taken) = self
+            .shared()
+            .takeout
+            .take_up_to(max, &self.shared().input_len)
+        {
+            return Ok(taken);
+        }
         self.with(move |ctx| ctx.input().remove_bytes(max)).await
     }
 
@@ -455,12 +463,15 @@ where
     /// Not cancel safe, as [`read`](Self::read).
     #[doc(alias = "bufferevent_read_buffer")]
     pub async fn read_buffer(&self) -> Result<EvBuffer, Error> {
+        if let Some(taken) = self.shared().takeout.take_all(&self.shared().input_len) {
+            return Ok(taken);
+        }
         self.with(|ctx| ctx.input().take_buffer()).await
     }
 
     /// Bytes in the input, as last published by the task.
     pub fn input_len(&self) -> usize {
-        self.shared().input_len.load(Ordering::Acquire)
+        self.shared().input_total()
     }
 
     /// Bytes waiting to be sent, including writes the task has not applied yet.
@@ -493,10 +504,7 @@ where
     /// ```
     pub fn stats(&self) -> Stats {
         let shared = self.shared();
-        let lengths = (
-            shared.input_len.load(Ordering::Acquire),
-            shared.output_total(),
-        );
+        let lengths = (shared.input_total(), shared.output_total());
         // A listener's connection counts into its membership while it lives, and
         // leaves a copy here when it ends.
         let member = shared.member.get().and_then(std::sync::Weak::upgrade);
@@ -675,12 +683,12 @@ where
         }
         shared
             .wait_until(Condition::Input, |s| {
-                s.input_len.load(Ordering::Acquire) >= n
+                s.input_total() >= n
                     || s.read_closed.load(Ordering::Acquire)
                     || s.read_timed_out.load(Ordering::Acquire)
             })
             .await;
-        if shared.input_len.load(Ordering::Acquire) >= n {
+        if shared.input_total() >= n {
             Readiness::Ready
         } else if shared.read_timed_out.load(Ordering::Acquire) {
             Readiness::TimedOut
@@ -892,7 +900,7 @@ where
 impl<T, S> fmt::Debug for BufferEvent<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferEvent")
-            .field("input", &self.shared().input_len.load(Ordering::Relaxed))
+            .field("input", &self.shared().input_total())
             .field("output", &self.shared().output_total())
             .field("enabled", &self.shared().enabled())
             .field("closed", &self.shared().is_closed())

@@ -136,6 +136,12 @@ impl<T, S> Mailbox<T, S> {
         }
     }
 
+    /// Wakes the task with no command: it has something to look at in the state it
+    /// shares with handles (a reader's request, see `takeout.rs`).
+    pub(crate) fn nudge(&self) {
+        self.wake();
+    }
+
     fn wake(&self) {
         // Clear the flag before waking, so the poll this wake causes registers again.
         let waker = {

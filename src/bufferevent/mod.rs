@@ -143,6 +143,7 @@ mod pipe;
 mod ratelim;
 mod read;
 mod shared;
+mod takeout;
 mod transport;
 
 pub use self::adapters::{ADAPTER_HIGH_WATERMARK, BufferEventIo};

@@ -268,7 +268,7 @@ where
             // Wait for more input, or for reading to stop.
             self.shared()
                 .wait_until(Condition::Input, |s| {
-                    s.input_len.load(Ordering::Acquire) != seen
+                    s.input_total() != seen
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
                 })

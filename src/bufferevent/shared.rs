@@ -90,7 +90,10 @@ struct Waiters {
 
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// Bytes in the task's input, as last published; handles add the takeout's.
     pub(crate) input_len: AtomicUsize,
+    /// Input handed to a waiting reader (see `takeout.rs`).
+    pub(crate) takeout: super::takeout::Takeout,
     /// Bytes in the output buffer, as last published by the task.
     pub(crate) output_len: AtomicUsize,
     /// Bytes written by handles that the task has not applied yet.
@@ -677,6 +680,15 @@ impl Shared {
         self.output_len.fetch_add(n, Ordering::AcqRel);
         self.in_flight.fetch_sub(n, Ordering::AcqRel);
         self.mark(Condition::Output);
+    }
+
+    /// Input bytes as a handle sees them: in the task's input plus handed over to a
+    /// reader and not yet taken.
+    pub(crate) fn input_total(&self) -> usize {
+        // The task adds to the takeout before it publishes the smaller input, so this
+        // order can only count a moving byte twice, never miss it.
+        let input = self.input_len.load(Ordering::Acquire);
+        input + self.takeout.len()
     }
 
     /// Output bytes as a handle sees them: buffered plus still on the way.

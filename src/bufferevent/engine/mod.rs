@@ -247,6 +247,7 @@ where
         // which a peer that never stops sending would never allow.
         if self.side.dispatch() {
             self.side.release_idle_memory(self.link.streaming());
+            // The wake-up below comes back for anything this hands to a reader.
             self.side.publish();
             if self.is_over() {
                 return Poll::Ready(());
@@ -281,7 +282,7 @@ where
             // coalesced: one read, one write and one event call (B-59).
             progress |= self.side.dispatch();
         }
-        self.side.publish();
+        progress |= self.side.publish();
         progress
     }
 
@@ -332,6 +333,12 @@ where
 
     fn apply(&mut self, command: Command<L::Transport, S>) {
         let side = &mut self.side;
+        if !matches!(command, Command::Write(_) | Command::WriteBuffer(_))
+            && let Some(remote) = side.remote.as_deref()
+        {
+            // Whatever runs next sees the whole input, in order.
+            remote.shared.takeout.restore(&mut side.inner.input);
+        }
         match command {
             Command::Run(f) => {
                 side.run_closure("a handle's command", f);

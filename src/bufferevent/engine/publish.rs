@@ -23,14 +23,16 @@ where
         }
     }
 
-    /// Publishes the cheap facts handles read, waking the waiters of what changed.
-    pub(super) fn publish(&mut self) {
+    /// Publishes the cheap facts handles read, waking the waiters of what changed, and
+    /// hands input to a waiting reader. Returns whether it handed any: the input
+    /// shrank, which may lift a watermark pause.
+    pub(super) fn publish(&mut self) -> bool {
         let Some(remote) = self.remote.as_deref() else {
             // Nobody waits for these any more; dropping them drops what they hold.
             if let Some(rare) = self.rare.as_mut() {
                 rare.replies.clear();
             }
-            return;
+            return false;
         };
         let s = &remote.shared;
         let core = &mut self.inner.core;
@@ -42,6 +44,12 @@ where
         if store(&s.input_len, self.inner.input.len())
             | flag(&s.read_closed, !core.read_open() && !freed)
         {
+            s.mark(Condition::Input);
+        }
+        // After the length is published: see `Takeout::want`.
+        let handed = s.takeout.fill(&mut self.inner.input) > 0;
+        if handed {
+            s.input_len.store(self.inner.input.len(), Ordering::Release);
             s.mark(Condition::Input);
         }
         if store(&s.output_len, self.inner.output.len())
@@ -70,6 +78,7 @@ where
             }
         }
         s.wake_dirty();
+        handed
     }
 
     /// Brings the statistics up to date: peaks, lengths, and when bytes last moved.
@@ -120,6 +129,7 @@ where
     /// bufferevents), counted in `Closed::unsent` with the output.
     pub(crate) fn finish(&mut self, transport: Option<T>, beneath: usize) {
         self.tally();
+        // A reader may still take what was handed over, not what is left in the input.
         self.publish();
         if let Some(remote) = &self.remote {
             remote.mailbox.close();
