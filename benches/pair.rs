@@ -20,7 +20,9 @@
 //! - **callback throughput**: the writer's write callback copies a 64 KiB chunk into
 //!   the output whenever it falls to 128 KiB; the reader's read callback drains.
 //!
-//! Each measurement runs `SECONDS` (default 1) of wall clock; runs alternate crate,
+//! `PAIR_ONLY=ping` (a substring of the test's name) and `PAIR_RUNTIME=current` (of the
+//! runtime's) select, for profiling; `PAIR_CRATE_ONLY=1` skips the duplex runs. Each measurement runs `SECONDS` (default 1) of
+//! wall clock; runs alternate crate,
 //! duplex, crate, duplex, ...; the ratio is taken pair by pair and summarised by its
 //! median.
 
@@ -105,11 +107,22 @@ fn main() {
                 .unwrap(),
         ),
     ] {
+        let selected = |name: &str, var: &str| std::env::var(var).is_ok_and(|v| !name.contains(&v));
+        if selected(flavor, "PAIR_RUNTIME") {
+            continue;
+        }
         for test in Test::ALL {
+            if selected(test.name(), "PAIR_ONLY") {
+                continue;
+            }
             let mut runs = Vec::new();
             for _ in 0..reps {
                 let ours = measure(&rt, test, true, run_for);
-                let theirs = measure(&rt, test, false, run_for);
+                let theirs = if std::env::var("PAIR_CRATE_ONLY").is_ok() {
+                    f64::NAN
+                } else {
+                    measure(&rt, test, false, run_for)
+                };
                 runs.push((ours, theirs));
             }
             let median = |mut v: Vec<f64>| {

@@ -2,8 +2,13 @@
 //! bufferevents with callbacks, the way libevent's `le_echo_server.c` is:
 //!
 //! ```text
-//! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread | --per-core N]
+//! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread | --per-core N] [--async]
 //! ```
+//!
+//! `--async` echoes the Tokio way instead of with callbacks: a task per connection
+//! reads from the bufferevent as an `AsyncRead` into a 16 KiB buffer and writes it
+//! back with `write_all`, as the anchors' raw Tokio server does with a `TcpStream`
+//! (see [`echo_async`]). It measures the async path against raw Tokio.
 //!
 //! `--per-core N` is the thread-per-core layout: `N` threads, each with a
 //! current-thread runtime and a listener of its own on the same port (`SO_REUSEPORT`),
@@ -21,8 +26,9 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
-use tokio::net::TcpListener;
-use tokio_bufferevent::bufferevent::{Builder, Direction, Events, Watermarks};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_bufferevent::bufferevent::{BufferEvent, Builder, Direction, Events, Watermarks};
 use tokio_bufferevent::listener::Listener;
 
 #[path = "shutdown_signal.rs"]
@@ -74,11 +80,45 @@ pub fn echo(builder: Builder) -> Builder<Echo> {
 /// and a backlog of 1024 (as the anchors' other servers; 128 overflows under bursts
 /// of connects), and backs off on accept errors such as running out of descriptors.
 pub fn listen(host: &str, port: u16) -> std::io::Result<Listener<TcpListener, Echo>> {
-    let addr: SocketAddr = (host, port)
+    Listener::bind(resolve(host, port)?, |builder, _peer| Some(echo(builder)))
+}
+
+/// As [`listen`], but each connection is echoed by [`echo_async`] on a task of its own.
+pub fn listen_async(host: &str, port: u16) -> std::io::Result<Listener<TcpListener, ()>> {
+    Listener::builder().bind_tcp_then(
+        resolve(host, port)?,
+        |builder, _peer| Some(builder),
+        |bev| {
+            tokio::spawn(echo_async(bev));
+        },
+    )
+}
+
+/// Echoes through the `AsyncRead`/`AsyncWrite` adapter, as a Tokio program echoes a
+/// `TcpStream`: the adapter's watermarks (256 KiB each way) push back on a client
+/// that does not read. At EOF it sends the rest and shuts down its write side; on an
+/// error it frees the bufferevent at once.
+pub async fn echo_async(bev: BufferEvent<TcpStream>) {
+    let mut io = bev.into_io();
+    let mut buf = vec![0u8; 16 << 10];
+    let echoed = async {
+        loop {
+            match io.read(&mut buf).await? {
+                0 => return io.shutdown().await,
+                n => io.write_all(&buf[..n]).await?,
+            }
+        }
+    };
+    if echoed.await.is_err() {
+        io.get_ref().free();
+    }
+}
+
+fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    (host, port)
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
-    Listener::bind(addr, |builder, _peer| Some(echo(builder)))
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))
 }
 
 fn main() -> ExitCode {
@@ -88,8 +128,10 @@ fn main() -> ExitCode {
     let mut workers = 2;
     let mut current_thread = false;
     let mut per_core = None;
+    let mut async_mode = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--async" => async_mode = true,
             "--per-core" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => per_core = Some(n),
                 _ => return usage("--per-core needs a positive number"),
@@ -110,6 +152,9 @@ fn main() -> ExitCode {
         return usage("missing PORT");
     };
     if let Some(threads) = per_core {
+        if async_mode {
+            return usage("--async runs on one listener: not with --per-core");
+        }
         return serve_per_core(&bind, port, threads);
     }
     let runtime = if current_thread {
@@ -130,18 +175,31 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match listen(&bind, port) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("bind {bind}:{port}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        println!("listening on {}", listener.local_addr());
-        shutdown_signal().await;
-        println!("accepted={}", listener.counts().accepted);
-        ExitCode::SUCCESS
+        if async_mode {
+            serve(listen_async(&bind, port), &bind, port).await
+        } else {
+            serve(listen(&bind, port), &bind, port).await
+        }
     })
+}
+
+/// Serves until SIGINT or SIGTERM.
+async fn serve<S: Send + 'static>(
+    listener: std::io::Result<Listener<TcpListener, S>>,
+    bind: &str,
+    port: u16,
+) -> ExitCode {
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bind {bind}:{port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on {}", listener.local_addr());
+    shutdown_signal().await;
+    println!("accepted={}", listener.counts().accepted);
+    ExitCode::SUCCESS
 }
 
 /// One thread, current-thread runtime and listener per core, sharing the port.
@@ -205,7 +263,7 @@ fn serve_per_core(bind: &str, port: u16, threads: usize) -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread | --per-core N]"
+        "{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread | --per-core N] [--async]"
     );
     ExitCode::from(2)
 }

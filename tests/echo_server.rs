@@ -26,3 +26,42 @@ async fn a_burst_of_connects_fits_the_backlog() {
     );
     drop(listener);
 }
+
+/// `--async`: the Tokio-style echo over the adapter sends back every byte, in order,
+/// and finishes after the client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_mode_echoes_everything_then_finishes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = echo_server::listen_async("127.0.0.1", 0).unwrap();
+    let addr = *listener.local_addr();
+    let sent: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (mut reader, mut writer) = TcpStream::connect(addr).await.unwrap().into_split();
+        let data = sent.clone();
+        let writing = tokio::spawn(async move {
+            writer.write_all(&data).await.unwrap();
+            writer.shutdown().await.unwrap();
+        });
+        clients.push(tokio::spawn(async move {
+            let mut back = Vec::new();
+            reader.read_to_end(&mut back).await.unwrap();
+            writing.await.unwrap();
+            back
+        }));
+    }
+    for client in clients {
+        let back = tokio::time::timeout(Duration::from_secs(60), client)
+            .await
+            .expect("the echo finished")
+            .unwrap();
+        assert!(
+            back == sent,
+            "echoed {} of {} bytes, or out of order",
+            back.len(),
+            sent.len()
+        );
+    }
+    assert_eq!(listener.counts().accepted, 4);
+}

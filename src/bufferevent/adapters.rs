@@ -74,9 +74,7 @@ use super::shared::Condition;
 /// ```
 pub struct BufferEventIo<T, S = ()> {
     bev: BufferEvent<T, S>,
-    reading: Op<io::Result<Option<Bytes>>>,
     unread: Bytes,
-    ready: Op<io::Result<()>>,
     flushing: Op<io::Result<()>>,
     closing: Op<io::Result<()>>,
 }
@@ -146,9 +144,7 @@ where
         self.enable(Direction::READ);
         BufferEventIo {
             bev: self,
-            reading: Op::default(),
             unread: Bytes::new(),
-            ready: Op::default(),
             flushing: Op::default(),
             closing: Op::default(),
         }
@@ -171,19 +167,64 @@ where
         self.bev
     }
 
+    /// The next chunk of input, handed over by the task as it arrives (see
+    /// `takeout.rs`): no command per chunk, and no future: the task wakes this
+    /// adapter's waker directly. `None` at EOF.
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        let bev = &self.bev;
-        self.reading
-            .poll(cx, || next_chunk(bev.clone()))
-            .map(Result::transpose)
+        let shared = self.bev.shared();
+        let poller = &shared.polling[Condition::Input as usize];
+        let mut registered = false;
+        loop {
+            if let Some(chunk) = shared.takeout.take_everything() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
+            if task_empty && shared.read_timed_out.load(Ordering::Acquire) {
+                // As `tokio-io-timeout` readers expect; enabling READ again reads on.
+                return Poll::Ready(Some(Err(Error::TimedOut.into())));
+            }
+            if shared.is_closed() || task_empty && shared.read_closed.load(Ordering::Acquire) {
+                return Poll::Ready(match shared.read_error() {
+                    // Ended with input the task still held: it is gone.
+                    _ if !task_empty => Some(Err(Error::Ended.into())),
+                    Some(e) => Some(Err(io::Error::new(e.kind(), e.to_string()))),
+                    None => None,
+                });
+            }
+            if registered {
+                return Poll::Pending;
+            }
+            if shared.takeout.want(usize::MAX, &shared.input_len) {
+                // Bytes wait in the task's input, and the task may be idle.
+                self.bev.remote.mailbox.nudge();
+            }
+            // Then look once more: what changed before the waker was in place.
+            poller.register(cx.waker());
+            registered = true;
+        }
     }
 
+    /// Ready once the output is at or below its high watermark, as
+    /// [`BufferEvent::writable`], polled without a future.
     fn poll_writable(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        let bev = &self.bev;
-        self.ready.poll(cx, || {
-            let bev = bev.clone();
-            async move { Ok(bev.writable().await?) }
-        })
+        let shared = self.bev.shared();
+        let room = |s: &super::shared::Shared| {
+            let high = s.write_high();
+            high == 0
+                || s.output_total() <= high
+                || s.write_closed.load(Ordering::Acquire)
+                || s.is_closed()
+        };
+        if !room(shared) {
+            shared.polling[Condition::Output as usize].register(cx.waker());
+            if !room(shared) {
+                return Poll::Pending;
+            }
+        }
+        if shared.is_closed() {
+            return Poll::Ready(Err(Error::Ended.into()));
+        }
+        Poll::Ready(self.bev.check_writable().map_err(io::Error::from))
     }
 
     fn poll_flushed(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -224,50 +265,6 @@ where
                 Ok(())
             }
         })
-    }
-}
-
-/// The next chunk of input; `None` at EOF; the read error if reading failed.
-/// The next chunk of input, handed over by the task as it arrives (see
-/// `takeout.rs`): no command per chunk.
-async fn next_chunk<T, S>(bev: BufferEvent<T, S>) -> io::Result<Option<Bytes>>
-where
-    T: Send + 'static,
-    S: Send + 'static,
-{
-    let shared = bev.shared();
-    loop {
-        if let Some(chunk) = shared.takeout.take_everything() {
-            return Ok(Some(chunk));
-        }
-        if shared.takeout.want(usize::MAX, &shared.input_len) {
-            // Bytes wait in the task's input, and the task may be idle.
-            bev.remote.mailbox.nudge();
-        }
-        let task_empty = |s: &super::shared::Shared| s.input_len.load(Ordering::Acquire) == 0;
-        shared
-            .wait_until(Condition::Input, |s| {
-                s.takeout.len() > 0
-                    || (task_empty(s)
-                        && (s.read_closed.load(Ordering::Acquire)
-                            || s.read_timed_out.load(Ordering::Acquire)))
-            })
-            .await;
-        if shared.takeout.len() > 0 {
-            continue;
-        }
-        if !task_empty(shared) && !bev.is_closed() {
-            // The task still holds input: ask again.
-            continue;
-        }
-        if shared.read_timed_out.load(Ordering::Acquire) {
-            // As `tokio-io-timeout` readers expect; enabling READ again reads on.
-            return Err(Error::TimedOut.into());
-        }
-        return match shared.read_error() {
-            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            None => Ok(None),
-        };
     }
 }
 

@@ -123,7 +123,7 @@ where
 
     /// Refuses writes once the write side is shut down or failed: they could never
     /// be sent.
-    fn check_writable(&self) -> Result<(), Error> {
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
         if self.shared().is_closed() {
             Err(Error::Ended)
         } else if self.shared().write_closed.load(Ordering::Acquire) {

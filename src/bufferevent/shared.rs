@@ -16,6 +16,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
 use tokio::sync::Notify;
 
@@ -88,6 +89,48 @@ struct Waiters {
     count: AtomicUsize,
 }
 
+/// One waker for a reader or writer that polls (the `AsyncRead`/`AsyncWrite`
+/// adapter): no future to keep, no list to join, and one swap to wake when armed.
+#[derive(Debug, Default)]
+pub(crate) struct PollWaiter {
+    armed: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl PollWaiter {
+    /// Registers `waker` for the next change; the caller checks its condition again
+    /// afterwards. A second poller (another adapter on the same bufferevent) pushes
+    /// the first one's waker out by waking it, so neither waits on a stale waker.
+    pub(crate) fn register(&self, waker: &Waker) {
+        let replaced = {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(old) if old.will_wake(waker) => None,
+                _ => slot.replace(waker.clone()),
+            }
+        };
+        // SeqCst, pairing with the fence in `Shared::wake`: either that wake sees the
+        // waiter armed, or the caller's check after this sees the change.
+        self.armed.store(true, Ordering::SeqCst);
+        if let Some(old) = replaced
+            && !old.will_wake(waker)
+        {
+            old.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if !self.armed.load(Ordering::SeqCst) || !self.armed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        // The waker stays for the next registration, which then need not clone it.
+        let slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waker) = slot.as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// Bytes in the task's input, as last published; handles add the takeout's.
@@ -132,6 +175,8 @@ pub(crate) struct Shared {
     /// connection never pays for it.
     extra: Mutex<Option<Box<Extra>>>,
     waiters: [Waiters; CONDITIONS],
+    /// The input's and the output's polling waiters (see [`PollWaiter`]).
+    pub(crate) polling: [PollWaiter; 2],
     /// Statistics, kept by the task while handles can read them...
     pub(crate) counters: Counters,
     /// ...unless a listener accepted the bufferevent: then they are kept in its
@@ -718,6 +763,9 @@ impl Shared {
         std::sync::atomic::fence(Ordering::SeqCst);
         if waiters.count.load(Ordering::SeqCst) > 0 {
             waiters.notify.notify_waiters();
+        }
+        if let Some(poller) = self.polling.get(condition as usize) {
+            poller.wake();
         }
     }
 
