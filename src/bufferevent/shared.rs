@@ -696,16 +696,23 @@ impl Shared {
     }
 
     /// Marks `condition` changed: the next [`Shared::wake_dirty`] wakes its waiters.
+    /// Only the task marks and wakes the marked, so plain loads and stores do.
     pub(crate) fn mark(&self, condition: Condition) {
-        self.dirty.fetch_or(bit(condition), Ordering::AcqRel);
+        let dirty = self.dirty.load(Ordering::Relaxed);
+        if dirty & bit(condition) == 0 {
+            self.dirty.store(dirty | bit(condition), Ordering::Relaxed);
+        }
     }
 
-    /// Wakes the waiters of every condition marked changed since the last call.
+    /// Wakes the waiters of every condition marked changed since the last call, with
+    /// one fence for all of them.
     pub(crate) fn wake_dirty(&self) {
-        if self.dirty.load(Ordering::Acquire) == 0 {
+        let dirty = self.dirty.load(Ordering::Relaxed);
+        if dirty == 0 {
             return;
         }
-        let dirty = self.dirty.swap(0, Ordering::AcqRel);
+        self.dirty.store(0, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
         for condition in [
             Condition::Input,
             Condition::Output,
@@ -713,7 +720,7 @@ impl Shared {
             Condition::Event,
         ] {
             if dirty & bit(condition) != 0 {
-                self.wake(condition);
+                self.wake_fenced(condition);
             }
         }
     }
@@ -755,12 +762,17 @@ impl Shared {
 
     /// Wakes the waiters of `condition`.
     pub(crate) fn wake(&self, condition: Condition) {
-        let waiters = &self.waiters[condition as usize];
         // The fence orders the change (stored before this call, with any ordering)
-        // before the load of the count, pairing with `wait_until`'s SeqCst increment:
-        // a waiter that registered after this load checks its condition after the
-        // change was stored, so it cannot miss it.
+        // before the load of the count, pairing with `wait_until`'s SeqCst increment
+        // (and a poller's SeqCst arming): a waiter that registered after this load
+        // checks its condition after the change was stored, so it cannot miss it.
         std::sync::atomic::fence(Ordering::SeqCst);
+        self.wake_fenced(condition);
+    }
+
+    /// [`wake`](Self::wake), after the caller's fence.
+    fn wake_fenced(&self, condition: Condition) {
+        let waiters = &self.waiters[condition as usize];
         if waiters.count.load(Ordering::SeqCst) > 0 {
             waiters.notify.notify_waiters();
         }
