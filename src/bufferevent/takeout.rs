@@ -13,7 +13,7 @@
 //! of the input, so it sees the input whole and in order.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
 use bytes::Bytes;
 
@@ -26,6 +26,8 @@ pub(crate) struct Takeout {
     len: AtomicUsize,
     /// How many bytes a waiting reader asked for; 0: no reader waits.
     wanted: AtomicUsize,
+    /// A reader ever asked: until then the task looks for requests without a fence.
+    used: AtomicBool,
 }
 
 impl Takeout {
@@ -46,10 +48,14 @@ impl Takeout {
     ///
     /// Pairs with [`fill`](Self::fill): each stores before it loads, with a fence
     /// between, so either the task sees the request or the reader sees the bytes.
+    ///
+    /// The first request always wakes the task: a task that never saw `used` set
+    /// skips the fence, and the wake-up (a lock both sides take) shows it the flag.
     pub(crate) fn want(&self, max: usize, input_len: &AtomicUsize) -> bool {
+        let first = !self.used.load(Ordering::Relaxed) && !self.used.swap(true, Ordering::AcqRel);
         self.wanted.store(max.max(1), Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        input_len.load(Ordering::Relaxed) > 0
+        first || input_len.load(Ordering::Relaxed) > 0
     }
 
     /// Takes everything handed over, if anything: without a copy when it lies in
@@ -103,7 +109,7 @@ impl Takeout {
     /// Moves what a waiting reader asked for from the front of `input`, once the
     /// task has published the input's length; how many bytes moved.
     pub(crate) fn fill(&self, input: &mut EvBuffer) -> usize {
-        if input.is_empty() {
+        if input.is_empty() || !self.used.load(Ordering::Relaxed) {
             return 0;
         }
         fence(Ordering::SeqCst);

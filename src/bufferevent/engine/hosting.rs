@@ -25,9 +25,11 @@ where
         self.side.poll_membership(cx);
         let progress = self.pass(cx, dispatch);
         if !progress {
+            // The host goes idle after a pass without progress: the end of a wake-up,
+            // where `poll_run` tallies too.
             self.side.release_idle_memory(self.link.streaming());
+            self.side.tally();
         }
-        self.side.tally();
         progress
     }
 
