@@ -23,14 +23,17 @@ where
         // The host's passes are this engine's wake-ups: what `poll_run` does once per
         // wake-up is done here on each.
         self.side.poll_membership(cx);
-        let progress = self.pass(cx, dispatch);
-        if !progress {
-            // The host goes idle after a pass without progress: the end of a wake-up,
-            // where `poll_run` tallies too.
-            self.side.release_idle_memory(self.link.streaming());
-            self.side.tally();
+        if self.pass(cx, dispatch) {
+            return true;
         }
-        progress
+        // Quiet, as at the end of `poll_run`'s wake-up: publish, and unless that
+        // handed input to a reader (another pass), tally and give back memory.
+        if self.side.publish() {
+            return true;
+        }
+        self.side.release_idle_memory(self.link.streaming());
+        self.side.tally();
+        false
     }
 
     fn io(&mut self) -> Io<'_> {

@@ -229,29 +229,36 @@ where
         // Once per wake-up: a close request wakes the task.
         self.side.poll_membership(cx);
         for _ in 0..ITERATIONS_PER_POLL {
-            let progress = self.pass(cx, true);
-            if !progress {
-                // Nothing changed since the last pass, which found it not over (a first
-                // pass that changes nothing finds a new bufferevent not over either).
-                // Going idle: give back what the buffers no longer need, once per
-                // wake-up rather than after every pass.
-                self.side.release_idle_memory(self.link.streaming());
-                self.side.tally();
-                return Poll::Pending;
+            if self.pass(cx, true) {
+                if self.is_over() {
+                    return Poll::Ready(());
+                }
+                continue;
             }
-            if self.is_over() {
-                return Poll::Ready(());
+            // Nothing changed since the last pass, which found it not over (a first
+            // pass that changes nothing finds a new bufferevent not over either).
+            // Publish for handles once per wake-up, not after every pass; input
+            // handed to a reader may lift a watermark pause, so look again.
+            if self.side.publish() {
+                continue;
             }
+            // Going idle: give back what the buffers no longer need, once per
+            // wake-up rather than after every pass.
+            self.side.release_idle_memory(self.link.streaming());
+            self.side.tally();
+            return Poll::Pending;
         }
         // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
         // which a peer that never stops sending would never allow.
-        if self.side.dispatch() {
+        let dispatched = self.side.dispatch();
+        if dispatched {
             self.side.release_idle_memory(self.link.streaming());
-            // The wake-up below comes back for anything this hands to a reader.
-            self.side.publish();
-            if self.is_over() {
-                return Poll::Ready(());
-            }
+        }
+        // Handles see this wake-up's work before the task yields; the wake-up below
+        // comes back for anything this hands to a reader.
+        self.side.publish();
+        if dispatched && self.is_over() {
+            return Poll::Ready(());
         }
         // Let other tasks run, then go on.
         self.side.tally();
@@ -260,7 +267,8 @@ where
     }
 
     /// One round of everything: commands, input, callbacks, output, timers. Returns
-    /// whether anything happened.
+    /// whether anything happened. What handles read is published by the caller once
+    /// a pass changes nothing.
     pub(crate) fn pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
         let mut progress = self.poll_commands(cx);
         if !self.side.stopping() {
@@ -282,7 +290,6 @@ where
             // coalesced: one read, one write and one event call (B-59).
             progress |= self.side.dispatch();
         }
-        progress |= self.side.publish();
         progress
     }
 

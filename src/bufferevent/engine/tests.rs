@@ -28,7 +28,7 @@ fn echo_engine() -> (Echo, BufferEvent<DuplexStream>, DuplexStream) {
 
 async fn run_passes(engine: &mut Echo) {
     std::future::poll_fn(|cx| {
-        while engine.pass(cx, true) {}
+        while engine.pass(cx, true) || engine.side.publish() {}
         Poll::Ready(())
     })
     .await;
