@@ -13,7 +13,7 @@
 //! - **hand**: a task per connection that reads ciphertext from the `TcpStream` into a
 //!   buffer, feeds it to a `rustls::ServerConnection`, copies the plaintext out of
 //!   its reader into its writer, and writes the records back with `write_all` (which
-//!   waits for the socket: backpressure).
+//!   waits for the socket: backpressure) before it reads again.
 //!
 //! The clients are TLS client bufferevents on a runtime of their own: echo throughput
 //! (`CHUNK` = 64 KiB writes, four in flight per connection) with 1 and 16 connections,
@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
 use tokio_bufferevent::filters::tls;
 use tokio_bufferevent::filters::tls::rustls::{
@@ -43,12 +42,6 @@ const SERVER_THREAD: &str = "bench-tls-srv";
 const CHUNK: usize = 64 << 10;
 const WINDOW: usize = 4 * CHUNK;
 const MSG: usize = 64;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Server {
-    Crate,
-    Hand,
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Test {
@@ -198,7 +191,10 @@ async fn hand_server(config: Arc<ServerConfig>) -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             stream.set_nodelay(true).unwrap();
-            let conn = ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut conn = ServerConnection::new(Arc::clone(&config)).unwrap();
+            // Each read's plaintext is echoed whole and sent before the next read, so
+            // rustls's buffer holds at most one read's worth.
+            conn.set_buffer_limit(None);
             tokio::spawn(async move {
                 let _ = hand_echo(stream, conn).await;
             });
@@ -223,18 +219,20 @@ async fn hand_echo(mut stream: TcpStream, mut conn: ServerConnection) -> std::io
         }
         let mut fed = &ciphertext[..n];
         while !fed.is_empty() {
+            // rustls takes ciphertext only while its plaintext buffer has room: echo
+            // what each record gave before feeding the next.
             conn.read_tls(&mut fed)?;
             conn.process_new_packets().map_err(std::io::Error::other)?;
-        }
-        loop {
-            match conn.reader().read(&mut plaintext) {
-                Ok(0) => {
-                    conn.send_close_notify();
-                    break;
+            loop {
+                match conn.reader().read(&mut plaintext) {
+                    Ok(0) => {
+                        conn.send_close_notify();
+                        break;
+                    }
+                    Ok(n) => conn.writer().write_all(&plaintext[..n])?,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
                 }
-                Ok(n) => conn.writer().write_all(&plaintext[..n])?,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
             }
         }
     }
