@@ -6,7 +6,8 @@
 //! cargo bench -p tokio-bufferevent-benches --bench tls -- [SECONDS] [REPS]
 //! ```
 //!
-//! - **crate**: each accepted connection is a socket bufferevent under
+//! - **crate**: each accepted connection is a socket bufferevent (single reads and
+//!   writes of up to 64 KiB, as the hand-driven server's buffer) under
 //!   [`filters::tls::server`](tokio_bufferevent::filters::tls::server), whose read
 //!   callback moves the plaintext input to the output (reading stops above 1 MiB of
 //!   output and resumes at 256 KiB, as the anchors' echo server).
@@ -153,7 +154,12 @@ async fn crate_server(config: Arc<ServerConfig>) -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             stream.set_nodelay(true).unwrap();
             let (input, output) = tls::server(Arc::clone(&config)).unwrap();
-            let socket = BufferEvent::builder().tcp(stream).unwrap();
+            // Reads and writes of up to 64 KiB, as the hand-driven server's buffer.
+            let socket = BufferEvent::builder()
+                .max_single_read(CHUNK)
+                .max_single_write(CHUNK)
+                .tcp(stream)
+                .unwrap();
             let bev = BufferEvent::builder_with_state(false)
                 .enable(Direction::READ)
                 .write_watermarks(Watermarks::new(256 << 10, 0))
