@@ -172,10 +172,11 @@ where
     /// adapter's waker directly. `None` at EOF.
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<Bytes>>> {
         let shared = self.bev.shared();
-        let poller = &shared.polling[Condition::Input as usize];
+        let polled = shared.polled();
+        let (takeout, waiter) = (&polled.takeout, &polled.waiters[Condition::Input as usize]);
         let mut registered = false;
         loop {
-            if let Some(chunk) = shared.takeout.take_everything() {
+            if let Some(chunk) = takeout.take_everything() {
                 return Poll::Ready(Some(Ok(chunk)));
             }
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
@@ -194,12 +195,12 @@ where
             if registered {
                 return Poll::Pending;
             }
-            if shared.takeout.want(usize::MAX, &shared.input_len) {
+            if takeout.want(usize::MAX, &shared.input_len) {
                 // Bytes wait in the task's input, and the task may be idle.
                 self.bev.remote.mailbox.nudge();
             }
             // Then look once more: what changed before the waker was in place.
-            poller.register(cx.waker());
+            waiter.register(cx.waker());
             registered = true;
         }
     }
@@ -216,7 +217,7 @@ where
                 || s.is_closed()
         };
         if !room(shared) {
-            shared.polling[Condition::Output as usize].register(cx.waker());
+            shared.polled().waiters[Condition::Output as usize].register(cx.waker());
             if !room(shared) {
                 return Poll::Pending;
             }

@@ -35,7 +35,7 @@ use crate::buffer::EvBuffer;
 /// (the peer finished and the output is sent, or it has no callbacks and nothing left
 /// to send).
 ///
-/// Memory: a handle shares one allocation with its bufferevent (about 340 bytes: the
+/// Memory: a handle shares one allocation with its bufferevent (about 550 bytes: the
 /// published facts and the command queue). Once no handle is left, nor any handle
 /// that a pair partner or a filter could hand out, the bufferevent drops it and
 /// publishes nothing more, so a server that keeps no handles (as libevent servers keep
@@ -439,10 +439,10 @@ where
     #[doc(alias = "bufferevent_read")]
     pub async fn read(&self, max: usize) -> Result<Bytes, Error> {
         // Input already handed to readers answers without a round trip.
-        if let Some(taken) = self
-            .shared()
-            .takeout
-            .take_up_to(max, &self.shared().input_len)
+        let shared = self.shared();
+        if let Some(taken) = shared
+            .polled_if_any()
+            .and_then(|p| p.takeout.take_up_to(max, &shared.input_len))
         {
             return Ok(taken);
         }
@@ -463,7 +463,11 @@ where
     /// Not cancel safe, as [`read`](Self::read).
     #[doc(alias = "bufferevent_read_buffer")]
     pub async fn read_buffer(&self) -> Result<EvBuffer, Error> {
-        if let Some(taken) = self.shared().takeout.take_all(&self.shared().input_len) {
+        let shared = self.shared();
+        if let Some(taken) = shared
+            .polled_if_any()
+            .and_then(|p| p.takeout.take_all(&shared.input_len))
+        {
             return Ok(taken);
         }
         self.with(|ctx| ctx.input().take_buffer()).await

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 
 use tokio::sync::Notify;
@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use std::time::Duration;
 
 use super::core::Core;
+use super::takeout::Takeout;
 use super::events::{Direction, Events, Watermarks};
 pub(crate) use super::info::TransportInfo;
 
@@ -68,7 +69,19 @@ pub(crate) enum Condition {
     Event = 3,
 }
 
-const CONDITIONS: usize = 4;
+/// Notifiers: the input's, the output's, and one that connects and events share (their
+/// waiters are rare, and a wake-up for the other kind costs one look).
+const NOTIFIERS: usize = 3;
+
+impl Condition {
+    fn notifier(self) -> usize {
+        match self {
+            Condition::Input => 0,
+            Condition::Output => 1,
+            Condition::Connect | Condition::Event => 2,
+        }
+    }
+}
 
 /// A setting a handle can change and read back at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +100,17 @@ struct Waiters {
     notify: Notify,
     /// Tasks inside `wait_until` for this condition.
     count: AtomicUsize,
+}
+
+/// What the `AsyncRead`/`AsyncWrite` and `Stream`/`Sink` adapters use, allocated the
+/// first time one polls: a bufferevent run by callbacks, or by the handle's futures,
+/// never pays for it (and every connection's shared state stays small).
+#[derive(Debug, Default)]
+pub(crate) struct Polled {
+    /// Input handed to a waiting reader (see `takeout.rs`).
+    pub(crate) takeout: Takeout,
+    /// The input's and the output's waiters, by [`Condition`].
+    pub(crate) waiters: [PollWaiter; 2],
 }
 
 /// One waker for a reader or writer that polls (the `AsyncRead`/`AsyncWrite`
@@ -135,8 +159,6 @@ impl PollWaiter {
 pub(crate) struct Shared {
     /// Bytes in the task's input, as last published; handles add the takeout's.
     pub(crate) input_len: AtomicUsize,
-    /// Input handed to a waiting reader (see `takeout.rs`).
-    pub(crate) takeout: super::takeout::Takeout,
     /// Bytes in the output buffer, as last published by the task.
     pub(crate) output_len: AtomicUsize,
     /// Bytes written by handles that the task has not applied yet.
@@ -174,16 +196,16 @@ pub(crate) struct Shared {
     /// What handles need rarely, allocated the first time any of it is set: an idle
     /// connection never pays for it.
     extra: Mutex<Option<Box<Extra>>>,
-    waiters: [Waiters; CONDITIONS],
-    /// The input's and the output's polling waiters (see [`PollWaiter`]).
-    pub(crate) polling: [PollWaiter; 2],
+    waiters: [Waiters; NOTIFIERS],
+    /// What the polled adapters use, allocated the first time one polls.
+    polled: OnceLock<Box<Polled>>,
     /// Statistics, kept by the task while handles can read them...
     pub(crate) counters: Counters,
     /// ...unless a listener accepted the bufferevent: then they are kept in its
     /// membership, for as long as the bufferevent lives.
     /// Weak: the task alone keeps it, so that its end reaches the listener however
     /// long handles live.
-    pub(crate) member: std::sync::OnceLock<std::sync::Weak<super::membership::Membership>>,
+    pub(crate) member: OnceLock<std::sync::Weak<super::membership::Membership>>,
 }
 
 /// What a bufferevent has done, as [`BufferEvent::stats`](super::BufferEvent::stats)
@@ -267,7 +289,7 @@ fn raise(cell: &AtomicUsize, value: usize) {
 
 /// The instant time stamps count from.
 fn epoch() -> std::time::Instant {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
@@ -740,7 +762,17 @@ impl Shared {
         // The task adds to the takeout before it publishes the smaller input, so this
         // order can only count a moving byte twice, never miss it.
         let input = self.input_len.load(Ordering::Acquire);
-        input + self.takeout.len()
+        input + self.polled_if_any().map_or(0, |p| p.takeout.len())
+    }
+
+    /// The adapters' part, allocated on first use.
+    pub(crate) fn polled(&self) -> &Polled {
+        self.polled.get_or_init(Box::default)
+    }
+
+    /// The adapters' part, if any adapter ever polled.
+    pub(crate) fn polled_if_any(&self) -> Option<&Polled> {
+        self.polled.get().map(|p| &**p)
     }
 
     /// Output bytes as a handle sees them: buffered plus still on the way.
@@ -772,12 +804,14 @@ impl Shared {
 
     /// [`wake`](Self::wake), after the caller's fence.
     fn wake_fenced(&self, condition: Condition) {
-        let waiters = &self.waiters[condition as usize];
+        let waiters = &self.waiters[condition.notifier()];
         if waiters.count.load(Ordering::SeqCst) > 0 {
             waiters.notify.notify_waiters();
         }
-        if let Some(poller) = self.polling.get(condition as usize) {
-            poller.wake();
+        if let Some(polled) = self.polled_if_any()
+            && let Some(waiter) = polled.waiters.get(condition as usize)
+        {
+            waiter.wake();
         }
     }
 
@@ -851,7 +885,7 @@ impl Shared {
         if ready(self) {
             return true;
         }
-        let waiters = &self.waiters[condition as usize];
+        let waiters = &self.waiters[condition.notifier()];
         waiters.count.fetch_add(1, Ordering::SeqCst);
         let _registered = WaiterGuard(&waiters.count);
         loop {

@@ -341,10 +341,10 @@ where
     fn apply(&mut self, command: Command<L::Transport, S>) {
         let side = &mut self.side;
         if !matches!(command, Command::Write(_) | Command::WriteBuffer(_))
-            && let Some(remote) = side.remote.as_deref()
+            && let Some(polled) = side.remote.as_deref().and_then(|r| r.shared.polled_if_any())
         {
             // Whatever runs next sees the whole input, in order.
-            remote.shared.takeout.restore(&mut side.inner.input);
+            polled.takeout.restore(&mut side.inner.input);
         }
         match command {
             Command::Run(f) => {

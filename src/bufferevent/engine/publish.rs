@@ -47,7 +47,9 @@ where
             s.mark(Condition::Input);
         }
         // After the length is published: see `Takeout::want`.
-        let handed = s.takeout.fill(&mut self.inner.input) > 0;
+        let handed = s
+            .polled_if_any()
+            .is_some_and(|p| p.takeout.fill(&mut self.inner.input) > 0);
         if handed {
             s.input_len.store(self.inner.input.len(), Ordering::Release);
             s.mark(Condition::Input);

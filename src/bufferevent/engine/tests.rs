@@ -114,3 +114,13 @@ fn a_tcp_bufferevent_task_stays_small() {
     let size = size_of::<Run<StreamLink<tokio::net::TcpStream>, ()>>();
     assert!(size <= 408, "the task future grew to {size} bytes");
 }
+
+/// Every bufferevent allocates its handles' shared state at first, and a server's
+/// connections drop it once no handle is left; its size class still shows in idle
+/// memory per connection (see `docs/PERFORMANCE.md`). Parts only some users need are
+/// boxed on first use (`Shared::extra`, `Shared::polled`).
+#[test]
+fn the_state_handles_share_stays_small() {
+    let size = size_of::<crate::bufferevent::mailbox::Remote<tokio::net::TcpStream, ()>>();
+    assert!(size <= 552, "the handles' shared state grew to {size} bytes");
+}
