@@ -298,6 +298,72 @@ impl<S: Send + 'static> Builder<S> {
         self.spawn(Some(stream), TransportInfo::default())
     }
 
+    /// As [`tcp`](Self::tcp), for a bufferevent that no handle will ever drive: it
+    /// runs on its callbacks alone, as a libevent server's bufferevent whose pointer
+    /// only its callbacks keep. With no handle to serve it allocates no shared state
+    /// and publishes nothing, from the start (a bufferevent whose handles are all
+    /// dropped gets there after its first pass). A [`Listener`](crate::listener::Listener)
+    /// starts its connections this way unless a `started` callback wants their handles.
+    ///
+    /// Without callbacks there is nothing to run: the bufferevent sends nothing, reads
+    /// nothing, and ends at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`tcp`](Self::tcp): the OS's error from setting `TCP_NODELAY`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tokio::net::{TcpListener, TcpStream};
+    /// use tokio_bufferevent::bufferevent::{BufferEvent, Direction};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// let mut client = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (accepted, _) = listener.accept().await?;
+    /// BufferEvent::builder()
+    ///     .enable(Direction::READ)
+    ///     .on_read(|ctx| {
+    ///         let (mut input, mut output) = ctx.io();
+    ///         output.append_input(&mut input);
+    ///     })
+    ///     .tcp_detached(accepted)?;
+    /// client.write_all(b"echo").await?;
+    /// let mut back = [0; 4];
+    /// client.read_exact(&mut back).await?;
+    /// assert_eq!(&back, b"echo");
+    /// # Ok(()) }
+    /// ```
+    pub fn tcp_detached(self, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        self.spawn_detached(stream);
+        Ok(())
+    }
+
+    /// As [`stream`](Self::stream), for a bufferevent that no handle will ever drive;
+    /// see [`tcp_detached`](Self::tcp_detached).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime when no [`runtime`](Self::runtime) was given.
+    pub fn stream_detached<T: Transport>(self, stream: T) {
+        self.spawn_detached(stream);
+    }
+
+    fn spawn_detached<T: Transport>(self, stream: T) {
+        let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+        let side = self.into_detached_side();
+        let run = Engine::new(StreamLink::new(Some(stream)), side).run();
+        runtime.spawn(run);
+    }
+
     /// Creates a bufferevent and starts connecting it to `addr`
     /// (`bufferevent_socket_new` with fd `-1`, then `bufferevent_socket_connect`).
     ///
@@ -375,16 +441,37 @@ impl<S: Send + 'static> Builder<S> {
     where
         T: Send + 'static,
     {
-        let runtime = self.runtime.unwrap_or_else(Handle::current);
+        let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+        let connect_timeout = self.connect_timeout;
+        let (inner, membership) = self.into_inner();
+        // Visible to handles at once, before the task first runs.
+        let shared = Shared::new(&Settings::of(&inner.core));
+        shared.connected.store(connected, Ordering::Release);
+        shared.set_info(info);
+        shared.set_connect_timeout(connect_timeout);
+        if let Some(member) = &membership {
+            let _ = shared.member.set(Arc::downgrade(member));
+        }
+        let remote = Remote::new(shared);
+        let mut side = Side::new(inner, Arc::clone(&remote));
+        side.member = membership;
+        let bev = BufferEvent { remote, runtime };
+        (side, bev)
+    }
+
+    /// A bufferevent's state with no handle and none to come (see
+    /// [`tcp_detached`](Self::tcp_detached)).
+    fn into_detached_side<T: Send + 'static>(self) -> Side<T, S> {
+        let (inner, membership) = self.into_inner();
+        Side::detached(inner, membership)
+    }
+
+    /// The task's part of what this builder configured, and the listener's membership.
+    fn into_inner(self) -> (Inner<S>, Option<Arc<Membership>>) {
         let mut core = Core::new(self.settings);
         if self.rate_limit.is_some() {
             core.set_rate_limit(self.rate_limit);
         }
-        // Visible to handles at once, before the task first runs.
-        let shared = Shared::new(&Settings::of(&core));
-        shared.connected.store(connected, Ordering::Release);
-        shared.set_info(info);
-        shared.set_connect_timeout(self.connect_timeout);
         let inner = Inner {
             input: EvBuffer::new(),
             output: EvBuffer::new(),
@@ -392,14 +479,7 @@ impl<S: Send + 'static> Builder<S> {
             state: self.state,
             callbacks: self.callbacks,
         };
-        if let Some(member) = &self.membership {
-            let _ = shared.member.set(Arc::downgrade(member));
-        }
-        let remote = Remote::new(shared);
-        let mut side = Side::new(inner, Arc::clone(&remote));
-        side.member = self.membership;
-        let bev = BufferEvent { remote, runtime };
-        (side, bev)
+        (inner, self.membership)
     }
 }
 

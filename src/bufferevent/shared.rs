@@ -23,9 +23,9 @@ use tokio::sync::Notify;
 use std::time::Duration;
 
 use super::core::Core;
-use super::takeout::Takeout;
 use super::events::{Direction, Events, Watermarks};
 pub(crate) use super::info::TransportInfo;
+use super::takeout::Takeout;
 
 /// How a bufferevent ended, as reported by [`BufferEvent::closed`](super::BufferEvent::closed).
 #[derive(Clone, Debug)]

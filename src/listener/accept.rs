@@ -49,6 +49,21 @@ pub trait Accept: Send + Sync + 'static {
     ) -> io::Result<BufferEvent<Self::Stream, S>> {
         Ok(builder.stream(stream))
     }
+
+    /// Starts the bufferevent of one accepted stream whose handle nobody wants (the
+    /// listener has no `started` callback). The default is [`build`](Self::build),
+    /// dropping the handle; Tokio's listeners start it detached
+    /// ([`Builder::tcp_detached`]), which saves the handles' shared state.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    fn start_detached<S: Send + 'static>(
+        builder: Builder<S>,
+        stream: Self::Stream,
+    ) -> io::Result<()> {
+        Self::build(builder, stream).map(drop)
+    }
 }
 
 impl Accept for TcpListener {
@@ -70,6 +85,11 @@ impl Accept for TcpListener {
     ) -> io::Result<BufferEvent<TcpStream, S>> {
         builder.tcp(stream)
     }
+
+    /// [`Builder::tcp_detached`].
+    fn start_detached<S: Send + 'static>(builder: Builder<S>, stream: TcpStream) -> io::Result<()> {
+        builder.tcp_detached(stream)
+    }
 }
 
 #[cfg(unix)]
@@ -83,6 +103,15 @@ impl Accept for tokio::net::UnixListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         tokio::net::UnixListener::local_addr(self)
+    }
+
+    /// [`Builder::stream_detached`].
+    fn start_detached<S: Send + 'static>(
+        builder: Builder<S>,
+        stream: Self::Stream,
+    ) -> io::Result<()> {
+        builder.stream_detached(stream);
+        Ok(())
     }
 }
 

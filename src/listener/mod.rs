@@ -842,14 +842,18 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
         };
         let mut configured = configured;
         configured.membership = Some(self.register());
-        match A::build(configured, stream) {
-            Ok(bev) => {
-                if let Some(started) = &mut self.started
-                    && catch_unwind(AssertUnwindSafe(|| started(bev))).is_err()
-                {
+        // Without a `started` callback nobody wants the handle: start detached, with
+        // no state for handles at all.
+        let started = match &mut self.started {
+            Some(started) => A::build(configured, stream).map(|bev| {
+                if catch_unwind(AssertUnwindSafe(|| started(bev))).is_err() {
                     tracing::error!(?peer, "the listener's started callback panicked");
                 }
-            }
+            }),
+            None => A::start_detached(configured, stream),
+        };
+        match started {
+            Ok(()) => {}
             Err(error) => {
                 // The membership went with the builder: the connection counts as ended.
                 self.control.failed.fetch_add(1, Ordering::Relaxed);

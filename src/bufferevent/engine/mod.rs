@@ -110,6 +110,17 @@ where
         }
     }
 
+    /// A side no handle will ever reach: it shares and publishes nothing.
+    pub(crate) fn detached(mut inner: Inner<S>, member: Option<Arc<Membership>>) -> Self {
+        inner.core.set_handles_gone();
+        Self {
+            inner,
+            remote: None,
+            rare: None,
+            member,
+        }
+    }
+
     /// The view a transport works with.
     pub(crate) fn io(&mut self) -> Io<'_> {
         Io {
@@ -341,7 +352,10 @@ where
     fn apply(&mut self, command: Command<L::Transport, S>) {
         let side = &mut self.side;
         if !matches!(command, Command::Write(_) | Command::WriteBuffer(_))
-            && let Some(polled) = side.remote.as_deref().and_then(|r| r.shared.polled_if_any())
+            && let Some(polled) = side
+                .remote
+                .as_deref()
+                .and_then(|r| r.shared.polled_if_any())
         {
             // Whatever runs next sees the whole input, in order.
             polled.takeout.restore(&mut side.inner.input);

@@ -121,6 +121,9 @@ fn a_tcp_bufferevent_task_stays_small() {
 /// boxed on first use (`Shared::extra`, `Shared::polled`).
 #[test]
 fn the_state_handles_share_stays_small() {
-    let size = size_of::<crate::bufferevent::mailbox::Remote<tokio::net::TcpStream, ()>>();
-    assert!(size <= 552, "the handles' shared state grew to {size} bytes");
+    let size = size_of::<Remote<tokio::net::TcpStream, ()>>();
+    assert!(
+        size <= 552,
+        "the handles' shared state grew to {size} bytes"
+    );
 }
