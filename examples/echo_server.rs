@@ -2,13 +2,15 @@
 //! bufferevents with callbacks, the way libevent's `le_echo_server.c` is:
 //!
 //! ```text
-//! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread | --per-core N] [--async]
+//! cargo run --release --example echo_server -- PORT [BIND] [--workers N | --current-thread | --per-core N] [--async | --async-copy]
 //! ```
 //!
 //! `--async` echoes the Tokio way instead of with callbacks: a task per connection
-//! reads from the bufferevent as an `AsyncRead` into a 16 KiB buffer and writes it
-//! back with `write_all`, as the anchors' raw Tokio server does with a `TcpStream`
-//! (see [`echo_async`]). It measures the async path against raw Tokio.
+//! takes each chunk of input from the bufferevent as a `Stream` and hands it back as a
+//! `Sink`, without copying (see [`echo_async`]). `--async-copy` reads through
+//! `AsyncRead` into a 16 KiB buffer and writes it back with `write_all`, as the
+//! anchors' raw Tokio server does with a `TcpStream` (see [`echo_async_copy`]). Both
+//! measure the async path against raw Tokio.
 //!
 //! `--per-core N` is the thread-per-core layout: `N` threads, each with a
 //! current-thread runtime and a listener of its own on the same port (`SO_REUSEPORT`),
@@ -23,9 +25,13 @@
 //! sends what is queued, shuts down its write side and frees the connection; on an
 //! error it frees at once. SIGINT or SIGTERM prints `accepted=N` and exits.
 
+use std::future::poll_fn;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::process::ExitCode;
 
+use futures_core::Stream;
+use futures_sink::Sink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_bufferevent::bufferevent::{BufferEvent, Builder, Direction, Events, Watermarks};
@@ -83,22 +89,48 @@ pub fn listen(host: &str, port: u16) -> std::io::Result<Listener<TcpListener, Ec
     Listener::bind(resolve(host, port)?, |builder, _peer| Some(echo(builder)))
 }
 
-/// As [`listen`], but each connection is echoed by [`echo_async`] on a task of its own.
-pub fn listen_async(host: &str, port: u16) -> std::io::Result<Listener<TcpListener, ()>> {
+/// As [`listen`], but each connection is echoed on a task of its own, by
+/// [`echo_async_copy`] if `copy`, else by [`echo_async`].
+pub fn listen_async(
+    host: &str,
+    port: u16,
+    copy: bool,
+) -> std::io::Result<Listener<TcpListener, ()>> {
     Listener::builder().bind_tcp_then(
         resolve(host, port)?,
         |builder, _peer| Some(builder),
-        |bev| {
-            tokio::spawn(echo_async(bev));
+        move |bev| {
+            if copy {
+                tokio::spawn(echo_async_copy(bev));
+            } else {
+                tokio::spawn(echo_async(bev));
+            }
         },
     )
 }
 
-/// Echoes through the `AsyncRead`/`AsyncWrite` adapter, as a Tokio program echoes a
-/// `TcpStream`: the adapter's watermarks (256 KiB each way) push back on a client
-/// that does not read. At EOF it sends the rest and shuts down its write side; on an
-/// error it frees the bufferevent at once.
+/// Echoes through the `Stream`/`Sink` adapter: each chunk of input goes back as it
+/// is, and the adapter's watermarks (256 KiB each way) push back on a client that does
+/// not read. At EOF it sends the rest and shuts down its write side; on an error it
+/// frees the bufferevent at once.
 pub async fn echo_async(bev: BufferEvent<TcpStream>) {
+    let mut io = bev.into_io();
+    let echoed = async {
+        while let Some(chunk) = poll_fn(|cx| Pin::new(&mut io).poll_next(cx)).await {
+            let chunk = chunk?;
+            poll_fn(|cx| Pin::new(&mut io).poll_ready(cx)).await?;
+            Pin::new(&mut io).start_send(chunk)?;
+        }
+        poll_fn(|cx| Pin::new(&mut io).poll_close(cx)).await
+    };
+    if echoed.await.is_err() {
+        io.get_ref().free();
+    }
+}
+
+/// Echoes through the `AsyncRead`/`AsyncWrite` adapter, as a Tokio program echoes a
+/// `TcpStream`, copying through a 16 KiB buffer; otherwise as [`echo_async`].
+pub async fn echo_async_copy(bev: BufferEvent<TcpStream>) {
     let mut io = bev.into_io();
     let mut buf = vec![0u8; 16 << 10];
     let echoed = async {
@@ -128,10 +160,11 @@ fn main() -> ExitCode {
     let mut workers = 2;
     let mut current_thread = false;
     let mut per_core = None;
-    let mut async_mode = false;
+    let mut async_mode = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--async" => async_mode = true,
+            "--async" => async_mode = Some(false),
+            "--async-copy" => async_mode = Some(true),
             "--per-core" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => per_core = Some(n),
                 _ => return usage("--per-core needs a positive number"),
@@ -152,7 +185,7 @@ fn main() -> ExitCode {
         return usage("missing PORT");
     };
     if let Some(threads) = per_core {
-        if async_mode {
+        if async_mode.is_some() {
             return usage("--async runs on one listener: not with --per-core");
         }
         return serve_per_core(&bind, port, threads);
@@ -175,8 +208,8 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        if async_mode {
-            serve(listen_async(&bind, port), &bind, port).await
+        if let Some(copy) = async_mode {
+            serve(listen_async(&bind, port, copy), &bind, port).await
         } else {
             serve(listen(&bind, port), &bind, port).await
         }
@@ -263,7 +296,7 @@ fn serve_per_core(bind: &str, port: u16, threads: usize) -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread | --per-core N] [--async]"
+        "{problem}\nusage: echo_server PORT [BIND] [--workers N | --current-thread | --per-core N] [--async | --async-copy]"
     );
     ExitCode::from(2)
 }

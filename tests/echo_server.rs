@@ -27,13 +27,19 @@ async fn a_burst_of_connects_fits_the_backlog() {
     drop(listener);
 }
 
-/// `--async`: the Tokio-style echo over the adapter sends back every byte, in order,
-/// and finishes after the client does.
+/// `--async` and `--async-copy`: the Tokio-style echoes over the adapter send back
+/// every byte, in order, and finish after the client does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_async_mode_echoes_everything_then_finishes() {
+async fn the_async_modes_echo_everything_then_finish() {
+    for copy in [false, true] {
+        async_echo(copy).await;
+    }
+}
+
+async fn async_echo(copy: bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let listener = echo_server::listen_async("127.0.0.1", 0).unwrap();
+    let listener = echo_server::listen_async("127.0.0.1", 0, copy).unwrap();
     let addr = *listener.local_addr();
     let sent: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
     let mut clients = Vec::new();

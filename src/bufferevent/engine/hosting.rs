@@ -27,7 +27,7 @@ where
             return true;
         }
         // Quiet, as at the end of `poll_run`'s wake-up: publish, and unless that
-        // handed input to a reader (another pass), tally and give back memory.
+        // lifted a watermark pause (another pass), tally and give back memory.
         if self.side.publish() {
             return true;
         }

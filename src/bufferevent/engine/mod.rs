@@ -249,7 +249,7 @@ where
             // Nothing changed since the last pass, which found it not over (a first
             // pass that changes nothing finds a new bufferevent not over either).
             // Publish for handles once per wake-up, not after every pass; input
-            // handed to a reader may lift a watermark pause, so look again.
+            // handed to a reader may lift a watermark pause: then look again.
             if self.side.publish() {
                 continue;
             }

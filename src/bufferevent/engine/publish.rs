@@ -24,8 +24,8 @@ where
     }
 
     /// Publishes the cheap facts handles read, waking the waiters of what changed, and
-    /// hands input to a waiting reader. Returns whether it handed any: the input
-    /// shrank, which may lift a watermark pause.
+    /// hands input to a waiting reader. Returns whether another pass is due: it
+    /// handed input over while reading waited for the input to shrink.
     pub(super) fn publish(&mut self) -> bool {
         let Some(remote) = self.remote.as_deref() else {
             // Nobody waits for these any more; dropping them drops what they hold.
@@ -80,7 +80,7 @@ where
             }
         }
         s.wake_dirty();
-        handed
+        handed && self.inner.core.paused_by_watermark()
     }
 
     /// Brings the statistics up to date: peaks, lengths, and when bytes last moved.
