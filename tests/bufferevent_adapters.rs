@@ -522,3 +522,88 @@ where
         other => panic!("expected the reset as an error, got {other:?}"),
     }
 }
+
+/// Waits until the bufferevent's input, as handles see it, holds `n` bytes.
+async fn input_reaches<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>, n: usize) {
+    timeout(T, async {
+        while bev.input_len() < n {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the input filled");
+}
+
+/// Starts a read on the adapter and cancels it once it waits: the task then hands the
+/// next input over to a reader that is gone.
+async fn abandon_a_read<T: Send + 'static>(bev: &BufferEvent<T>) {
+    let mut io = bev.clone().into_io();
+    let mut buf = [0u8; 64];
+    tokio::select! {
+        biased;
+        read = io.read(&mut buf) => panic!("nothing was sent yet, but read {read:?}"),
+        () = sleep(Duration::from_millis(20)) => {}
+    }
+}
+
+/// Input handed over to an adapter whose read was cancelled stays input: a handle's
+/// line reader sees it whole and in order, before what came after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_handed_to_a_cancelled_reader_goes_back_to_the_input() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    abandon_a_read(&b).await;
+    a.write(&b"first\nsec"[..]).await.unwrap();
+    input_reaches(&b, 9).await;
+    a.write(&b"ond\n"[..]).await.unwrap();
+    input_reaches(&b, 13).await;
+    let eol = tokio_bufferevent::buffer::EolStyle::Lf;
+    assert_eq!(b.read_line(eol, 100).await.unwrap(), &b"first"[..]);
+    assert_eq!(b.read_line(eol, 100).await.unwrap(), &b"second"[..]);
+    assert_eq!(b.input_len(), 0);
+}
+
+/// `read` takes from what was handed over when that answers it, and asks the task
+/// for the rest otherwise: either way the bytes come in order, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_takes_handed_over_input_in_order() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    abandon_a_read(&b).await;
+    a.write(&b"hello world"[..]).await.unwrap();
+    input_reaches(&b, 11).await;
+    assert_eq!(b.read(5).await.unwrap(), &b"hello"[..]);
+    a.write(&b"!"[..]).await.unwrap();
+    input_reaches(&b, 7).await;
+    assert_eq!(b.read(100).await.unwrap(), &b" world!"[..]);
+    assert_eq!(b.read(100).await.unwrap(), &b""[..]);
+}
+
+/// The `AsyncRead` side pushes back as the `Stream` side does: a consumer that reads
+/// slowly through a small buffer keeps the input (as handles count it) at the
+/// adapter's high watermark, however fast the peer sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_async_reader_keeps_the_input_at_the_watermark() {
+    let (ours, mut peer) = tcp_pair().await;
+    let flood = tokio::spawn(async move {
+        let chunk = vec![7u8; 64 << 10];
+        while peer.write_all(&chunk).await.is_ok() {}
+    });
+    let bev = BufferEvent::builder().tcp(ours).unwrap();
+    let watch = bev.clone();
+    let mut io = bev.into_io();
+    let mut buf = vec![0u8; 4096];
+    let (mut received, mut most) = (0, 0);
+    while received < 4 << 20 {
+        received += timeout(T, io.read(&mut buf)).await.unwrap().unwrap();
+        most = most.max(watch.input_len());
+        if received % (256 << 10) < 4096 {
+            sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let high = tokio_bufferevent::bufferevent::ADAPTER_HIGH_WATERMARK;
+    assert!(most <= high, "the input grew to {most}, above {high}");
+    drop(io);
+    watch.free();
+    flood.abort();
+}
