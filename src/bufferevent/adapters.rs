@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,6 +24,7 @@ use super::events::{Direction, FlushMode, Watermarks};
 pub const ADAPTER_HIGH_WATERMARK: usize = 256 * 1024;
 use super::handle::BufferEvent;
 use super::shared::Condition;
+use crate::buffer::EvBuffer;
 
 /// A bufferevent seen as a byte stream: a [`Stream`] of received chunks, a [`Sink`]
 /// of chunks to send, and [`AsyncRead`] + [`AsyncWrite`].
@@ -74,7 +75,8 @@ use super::shared::Condition;
 /// ```
 pub struct BufferEventIo<T, S = ()> {
     bev: BufferEvent<T, S>,
-    unread: Bytes,
+    /// Input taken from the bufferevent and not yet returned.
+    unread: EvBuffer,
     flushing: Op<io::Result<()>>,
     closing: Op<io::Result<()>>,
 }
@@ -144,7 +146,7 @@ where
         self.enable(Direction::READ);
         BufferEventIo {
             bev: self,
-            unread: Bytes::new(),
+            unread: EvBuffer::new(),
             flushing: Op::default(),
             closing: Op::default(),
         }
@@ -167,17 +169,21 @@ where
         self.bev
     }
 
-    /// The next chunk of input, handed over by the task as it arrives (see
-    /// `takeout.rs`): no command per chunk, and no future: the task wakes this
-    /// adapter's waker directly. `None` at EOF.
-    fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    /// Refills `unread` with the input the task hands over as it arrives (see
+    /// `takeout.rs`), moving its chunks: no command and no copy per chunk, and no
+    /// future: the task wakes this adapter's waker directly. `None` at EOF.
+    fn poll_fill(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<io::Result<()>>> {
+        if !self.unread.is_empty() {
+            return Poll::Ready(Some(Ok(())));
+        }
         let shared = self.bev.shared();
         let polled = shared.polled();
         let (takeout, waiter) = (&polled.takeout, &polled.waiters[Condition::Input as usize]);
         let mut registered = false;
         loop {
-            if let Some(chunk) = takeout.take_everything() {
-                return Poll::Ready(Some(Ok(chunk)));
+            if let Some(input) = takeout.take_everything() {
+                self.unread = input;
+                return Poll::Ready(Some(Ok(())));
             }
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
             if task_empty && shared.read_timed_out.load(Ordering::Acquire) {
@@ -278,10 +284,17 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if !this.unread.is_empty() {
-            return Poll::Ready(Some(Ok(std::mem::take(&mut this.unread))));
+        match ready!(this.poll_fill(cx)) {
+            // One chunk as it is: never gathered, never copied.
+            Some(Ok(())) => {
+                let first = this.unread.contiguous_space();
+                Poll::Ready(Some(
+                    this.unread.remove_bytes(first).map_err(io::Error::from),
+                ))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
         }
-        this.poll_chunk(cx)
     }
 }
 
@@ -322,17 +335,16 @@ where
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.unread.is_empty() {
-            match ready!(this.poll_chunk(cx)) {
-                Some(Ok(chunk)) => this.unread = chunk,
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                None => return Poll::Ready(Ok(())),
+        match ready!(this.poll_fill(cx)) {
+            Some(Ok(())) => {
+                let n = this.unread.len().min(buf.remaining());
+                let copied = this.unread.remove(buf.initialize_unfilled_to(n))?;
+                buf.advance(copied);
+                Poll::Ready(Ok(()))
             }
+            Some(Err(e)) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(())),
         }
-        let n = this.unread.len().min(buf.remaining());
-        buf.put_slice(&this.unread[..n]);
-        this.unread.advance(n);
-        Poll::Ready(Ok(()))
     }
 }
 

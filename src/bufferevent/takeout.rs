@@ -58,14 +58,17 @@ impl Takeout {
         first || input_len.load(Ordering::Relaxed) > 0
     }
 
-    /// Takes everything handed over, if anything: without a copy when it lies in
-    /// one chunk. All at once, so that what the task handed over never lingers here
-    /// beside a refilled input: the input's high watermark stays the bound.
-    pub(crate) fn take_everything(&self) -> Option<Bytes> {
+    /// Takes everything handed over, if anything, moving its chunks: no copy. All at
+    /// once, so that what the task handed over never lingers here beside a refilled
+    /// input: the input's high watermark stays the bound.
+    pub(crate) fn take_everything(&self) -> Option<EvBuffer> {
         if self.len() == 0 {
             return None;
         }
-        self.take_locked(&mut self.lock(), usize::MAX)
+        let mut buffer = self.lock();
+        let all = std::mem::take(&mut *buffer);
+        self.len.fetch_sub(all.len(), Ordering::AcqRel);
+        (!all.is_empty()).then_some(all)
     }
 
     /// Takes up to `max` bytes if what was handed over answers a read of `max` from
@@ -88,13 +91,10 @@ impl Takeout {
         if self.len() == 0 {
             return None;
         }
-        let mut buffer = self.lock();
-        if buffer.is_empty() || task_len.load(Ordering::Acquire) > 0 {
+        if task_len.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let all = std::mem::take(&mut *buffer);
-        self.len.fetch_sub(all.len(), Ordering::AcqRel);
-        Some(all)
+        self.take_everything()
     }
 
     fn take_locked(&self, buffer: &mut EvBuffer, max: usize) -> Option<Bytes> {
@@ -183,7 +183,7 @@ mod tests {
         takeout.restore(&mut task_input);
         assert_eq!(takeout.len(), 0);
         assert_eq!(task_input.to_vec().unwrap(), b"abcdef");
-        assert_eq!(takeout.take_everything(), None);
+        assert!(takeout.take_everything().is_none());
     }
 
     #[test]
