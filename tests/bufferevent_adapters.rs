@@ -607,3 +607,89 @@ async fn a_slow_async_reader_keeps_the_input_at_the_watermark() {
     watch.free();
     flood.abort();
 }
+
+/// The last input and the end come in that order, however the reader's looks fall
+/// between the task publishing the end and handing the input over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_input_comes_before_the_end_every_time() {
+    for round in 0..200usize {
+        let (a, b) = BufferEvent::builder().pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .partner_end_is_eof(true),
+        );
+        let mut io = b.into_io();
+        let n = 1 + round % 97;
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            timeout(T, io.read_to_end(&mut got)).await.unwrap().unwrap();
+            got.len()
+        });
+        tokio::task::yield_now().await;
+        a.write_now(vec![round as u8; n]).unwrap();
+        a.flush(
+            Direction::WRITE,
+            tokio_bufferevent::bufferevent::FlushMode::Finished,
+        );
+        assert_eq!(reading.await.unwrap(), n, "round {round}");
+    }
+}
+
+/// A dropped adapter stops taking input: what it was handed and never took goes back,
+/// and a read callback set afterwards sees all of it, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_adapter_leaves_the_input_to_callbacks() {
+    let (a, b) = BufferEvent::pair();
+    b.enable(Direction::READ);
+    abandon_a_read(&b).await; // asks for input, then drops the adapter
+    a.write(&b"one "[..]).await.unwrap();
+    input_reaches(&b, 4).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    b.replace_callbacks(tokio_bufferevent::bufferevent::Callbacks {
+        read: Some(Box::new(move |ctx| {
+            let mut input = ctx.input();
+            let n = input.len();
+            tx.send(input.remove_bytes(n)).unwrap();
+        })),
+        ..Default::default()
+    });
+    a.write(&b"two"[..]).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        got.extend_from_slice(&timeout(T, rx.recv()).await.unwrap().unwrap());
+    }
+    assert_eq!(got, b"one two");
+}
+
+/// Two adapters reading the same bufferevent from two tasks: every byte reaches one
+/// of them exactly once, and neither waits forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_adapters_on_one_bufferevent_share_the_input() {
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .partner_end_is_eof(true),
+    );
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut io = b.clone().into_io();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                timeout(T, io.read_to_end(&mut got)).await.unwrap().unwrap();
+                got
+            })
+        })
+        .collect();
+    drop(b);
+    let data = pattern(1 << 20);
+    a.write(data.clone()).await.unwrap();
+    a.flush(
+        Direction::WRITE,
+        tokio_bufferevent::bufferevent::FlushMode::Finished,
+    );
+    let mut total = 0;
+    for reader in readers {
+        total += reader.await.unwrap().len();
+    }
+    assert_eq!(total, data.len());
+}

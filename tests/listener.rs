@@ -596,3 +596,22 @@ async fn on_a_multi_thread_runtime_connections_run_on_every_worker() {
     let workers = threads.lock().unwrap().len();
     assert_eq!(workers, 2, "callbacks ran on {workers} worker thread(s)");
 }
+
+/// A detached bufferevent with no callbacks has nothing to do: it ends at once and
+/// closes its socket, as the documentation says.
+#[tokio::test]
+async fn a_detached_bufferevent_without_callbacks_ends_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = listener.accept().await.unwrap();
+    tokio_bufferevent::bufferevent::BufferEvent::builder()
+        .tcp_detached(accepted)
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let read = timeout(Duration::from_secs(10), client.read(&mut buf))
+        .await
+        .expect("the server closed the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "read {read:?}");
+}

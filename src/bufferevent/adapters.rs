@@ -166,7 +166,8 @@ where
     /// The bufferevent behind the adapter; bytes the adapter had taken from the input
     /// but not yet returned are lost.
     pub fn into_inner(self) -> BufferEvent<T, S> {
-        self.bev
+        // Dropping the adapter withdraws its request for input.
+        self.bev.clone()
     }
 
     /// Refills `unread` with the input the task hands over as it arrives (see
@@ -186,11 +187,19 @@ where
                 return Poll::Ready(Some(Ok(())));
             }
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
-            if task_empty && shared.read_timed_out.load(Ordering::Acquire) {
+            let timed_out = task_empty && shared.read_timed_out.load(Ordering::Acquire);
+            let ended =
+                shared.is_closed() || task_empty && shared.read_closed.load(Ordering::Acquire);
+            if (timed_out || ended) && takeout.len() > 0 {
+                // Handed over while the flags were read (the task publishes the end,
+                // then hands over the last input): that input comes first.
+                continue;
+            }
+            if timed_out {
                 // As `tokio-io-timeout` readers expect; enabling READ again reads on.
                 return Poll::Ready(Some(Err(Error::TimedOut.into())));
             }
-            if shared.is_closed() || task_empty && shared.read_closed.load(Ordering::Acquire) {
+            if ended {
                 return Poll::Ready(match shared.read_error() {
                     // Ended with input the task still held: it is gone.
                     _ if !task_empty => Some(Err(Error::Ended.into())),
@@ -272,6 +281,25 @@ where
                 Ok(())
             }
         })
+    }
+}
+
+impl<T, S> Drop for BufferEventIo<T, S> {
+    /// Withdraws the adapter's request for input, so the task hands nothing more over
+    /// (read callbacks, a filter or a `pipe` may read the input next), and has the task
+    /// put back what it handed over and this adapter never took.
+    fn drop(&mut self) {
+        let Some(polled) = self.bev.shared().polled_if_any() else {
+            return;
+        };
+        polled.takeout.withdraw();
+        if polled.takeout.len() > 0 {
+            // Any command but a write puts the takeout back first.
+            self.bev
+                .remote
+                .mailbox
+                .send(super::mailbox::Command::Run(Box::new(|_| {})));
+        }
     }
 }
 

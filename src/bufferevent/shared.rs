@@ -113,44 +113,55 @@ pub(crate) struct Polled {
     pub(crate) waiters: [PollWaiter; 2],
 }
 
-/// One waker for a reader or writer that polls (the `AsyncRead`/`AsyncWrite`
-/// adapter): no future to keep, no list to join, and one swap to wake when armed.
+/// The wakers of the readers or writers that poll (the `AsyncRead`/`AsyncWrite` and
+/// `Stream`/`Sink` adapters): no future to keep and no list to join, and, unless armed,
+/// one load to pass by. Usually one adapter polls; more each keep their waker here.
 #[derive(Debug, Default)]
 pub(crate) struct PollWaiter {
     armed: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    wakers: Mutex<Wakers>,
+}
+
+/// One waker inline (the common case allocates nothing), more in a list.
+#[derive(Debug, Default)]
+struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
 }
 
 impl PollWaiter {
     /// Registers `waker` for the next change; the caller checks its condition again
-    /// afterwards. A second poller (another adapter on the same bufferevent) pushes
-    /// the first one's waker out by waking it, so neither waits on a stale waker.
+    /// afterwards.
     pub(crate) fn register(&self, waker: &Waker) {
-        let replaced = {
-            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            match slot.as_ref() {
-                Some(old) if old.will_wake(waker) => None,
-                _ => slot.replace(waker.clone()),
-            }
-        };
-        // SeqCst, pairing with the fence in `Shared::wake`: either that wake sees the
-        // waiter armed, or the caller's check after this sees the change.
-        self.armed.store(true, Ordering::SeqCst);
-        if let Some(old) = replaced
-            && !old.will_wake(waker)
         {
-            old.wake();
+            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let known = wakers.first.as_ref().is_some_and(|w| w.will_wake(waker))
+                || wakers.more.iter().any(|w| w.will_wake(waker));
+            if !known {
+                if wakers.first.is_none() {
+                    wakers.first = Some(waker.clone());
+                } else {
+                    wakers.more.push(waker.clone());
+                }
+            }
         }
+        // Pairs with the fence in `Shared::wake`: either that wake sees the waiter
+        // armed, or the caller's check after this sees the change.
+        self.armed.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
+    /// Wakes every registered poller; each registers again when it polls.
     fn wake(&self) {
         if !self.armed.load(Ordering::SeqCst) || !self.armed.swap(false, Ordering::SeqCst) {
             return;
         }
-        // The waker stays for the next registration, which then need not clone it.
-        let slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(waker) = slot.as_ref() {
-            waker.wake_by_ref();
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(first) = wakers.first.take() {
+            first.wake();
+        }
+        for waker in wakers.more.drain(..) {
+            waker.wake();
         }
     }
 }

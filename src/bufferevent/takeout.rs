@@ -59,8 +59,10 @@ impl Takeout {
     }
 
     /// Takes everything handed over, if anything, moving its chunks: no copy. All at
-    /// once, so that what the task handed over never lingers here beside a refilled
-    /// input: the input's high watermark stays the bound.
+    /// once, so that what the task handed over never lingers here, counted as input,
+    /// beside a refilled input. (The taker's own buffer and the input together may
+    /// then hold up to twice the read high watermark, as a reader's buffer and the
+    /// input always could.)
     pub(crate) fn take_everything(&self) -> Option<EvBuffer> {
         if self.len() == 0 {
             return None;
@@ -124,16 +126,25 @@ impl Takeout {
         moved
     }
 
-    /// Puts what was handed over and not taken back at the front of `input`.
-    pub(crate) fn restore(&self, input: &mut EvBuffer) {
+    /// Puts what was handed over and not taken back at the front of `input`, and
+    /// publishes the input's new length (`input_len`) before the takeout's shrinks,
+    /// so a handle never sees the bytes in neither.
+    pub(crate) fn restore(&self, input: &mut EvBuffer, input_len: &AtomicUsize) {
         if self.len() == 0 {
             return;
         }
         let mut buffer = self.lock();
         let n = buffer.len();
         if input.prepend_buffer(&mut buffer).is_ok() {
+            input_len.store(input.len(), Ordering::Release);
             self.len.fetch_sub(n, Ordering::AcqRel);
         }
+    }
+
+    /// The reader is gone (its adapter dropped, or the input is no longer for
+    /// readers): the task hands nothing over until a reader asks again.
+    pub(crate) fn withdraw(&self) {
+        self.wanted.store(0, Ordering::Release);
     }
 }
 
@@ -180,7 +191,12 @@ mod tests {
         takeout.want(usize::MAX, &published);
         takeout.fill(&mut task_input);
         task_input.add(b"def").unwrap();
-        takeout.restore(&mut task_input);
+        takeout.restore(&mut task_input, &published);
+        assert_eq!(
+            published.load(Ordering::Acquire),
+            6,
+            "republished with the bytes put back"
+        );
         assert_eq!(takeout.len(), 0);
         assert_eq!(task_input.to_vec().unwrap(), b"abcdef");
         assert!(takeout.take_everything().is_none());

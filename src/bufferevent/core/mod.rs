@@ -734,15 +734,15 @@ impl Core {
             || self.write_suspended & !(suspend::BANDWIDTH | suspend::GROUP) != 0
     }
 
-    /// Whether reading stopped for reasons that can last (the high watermark, a
-    /// filter over this bufferevent, or READ disabled while the input holds data),
-    /// so a peer that hangs up meanwhile is worth watching for. A rate limit's pause
-    /// lasts a tick, and a bufferevent that never reads is not watched.
     /// Reading waits for the input to fall below the read high watermark.
     pub(crate) fn paused_by_watermark(&self) -> bool {
         self.read_suspended & suspend::WATERMARK != 0
     }
 
+    /// Whether reading stopped for reasons that can last (the high watermark, a
+    /// filter over this bufferevent, or READ disabled while the input holds data),
+    /// so a peer that hangs up meanwhile is worth watching for. A rate limit's pause
+    /// lasts a tick, and a bufferevent that never reads is not watched.
     pub(crate) fn paused_for_a_while(&self, input_len: usize) -> bool {
         if self.enabled.contains(Direction::READ) {
             self.read_suspended & (suspend::WATERMARK | suspend::FILTER) != 0

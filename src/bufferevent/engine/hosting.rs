@@ -79,6 +79,10 @@ where
         Engine::forget_wakers(self);
     }
 
+    fn publish(&mut self) {
+        Engine::publish_all(self);
+    }
+
     fn run_alone(self: Box<Self>) -> Hosting {
         Box::pin((*self).run())
     }

@@ -110,14 +110,27 @@ where
         }
     }
 
-    /// A side no handle will ever reach: it shares and publishes nothing.
-    pub(crate) fn detached(mut inner: Inner<S>, member: Option<Arc<Membership>>) -> Self {
-        inner.core.set_handles_gone();
+    /// A side no handle will ever reach: it shares and publishes nothing. (Its first
+    /// pass records that no handle is left.)
+    pub(crate) fn detached(inner: Inner<S>, member: Option<Arc<Membership>>) -> Self {
         Self {
             inner,
             remote: None,
             rare: None,
             member,
+        }
+    }
+
+    /// Drops a reader's standing request for input, and puts back what it was handed
+    /// and did not take.
+    fn withdraw_reader(&mut self) {
+        if let Some(remote) = self.remote.as_deref()
+            && let Some(polled) = remote.shared.polled_if_any()
+        {
+            polled.takeout.withdraw();
+            polled
+                .takeout
+                .restore(&mut self.inner.input, &remote.shared.input_len);
         }
     }
 
@@ -265,14 +278,14 @@ where
         if dispatched {
             self.side.release_idle_memory(self.link.streaming());
         }
-        // Handles see this wake-up's work before the task yields; the wake-up below
-        // comes back for anything this hands to a reader.
-        self.side.publish();
+        // Handles see this wake-up's work before the task yields, here and in what
+        // the link hosts; the wake-up below comes back for anything this hands to a
+        // reader.
+        self.publish_all();
         if dispatched && self.is_over() {
             return Poll::Ready(());
         }
         // Let other tasks run, then go on.
-        self.side.tally();
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -304,6 +317,15 @@ where
         progress
     }
 
+    /// Publishes for this engine's handles and for those of every engine it hosts.
+    fn publish_all(&mut self) {
+        self.side.publish();
+        self.side.tally();
+        if let Some(hosted) = self.link.hosted() {
+            hosted.publish_hosted();
+        }
+    }
+
     pub(crate) fn is_over(&self) -> bool {
         if self.side.stopping() {
             return true;
@@ -328,6 +350,9 @@ where
                 break;
             }
             let Some(remote) = self.side.remote.as_deref() else {
+                // Detached from the start: no handle is news once, as when the last
+                // handle goes (the end may be due).
+                progress |= self.side.inner.core.set_handles_gone();
                 break;
             };
             match remote.mailbox.poll_recv(cx) {
@@ -352,13 +377,13 @@ where
     fn apply(&mut self, command: Command<L::Transport, S>) {
         let side = &mut self.side;
         if !matches!(command, Command::Write(_) | Command::WriteBuffer(_))
-            && let Some(polled) = side
-                .remote
-                .as_deref()
-                .and_then(|r| r.shared.polled_if_any())
+            && let Some(remote) = side.remote.as_deref()
+            && let Some(polled) = remote.shared.polled_if_any()
         {
             // Whatever runs next sees the whole input, in order.
-            polled.takeout.restore(&mut side.inner.input);
+            polled
+                .takeout
+                .restore(&mut side.inner.input, &remote.shared.input_len);
         }
         match command {
             Command::Run(f) => {
@@ -388,12 +413,17 @@ where
                 }
             }
             Command::Attach(attach) => self.link.attach(&mut side.io(), attach),
-            Command::IntoInner(reply) => side.rare().give_back = Some(reply),
+            Command::IntoInner(reply) => {
+                side.withdraw_reader();
+                side.rare().give_back = Some(reply);
+            }
             Command::Wrap(pending) => {
                 // One filter per bufferevent: a second one would steal the first's
                 // underlying (libevent lets it, and breaks the first).
                 if !side.inner.core.in_use() && side.rare.as_ref().is_none_or(|r| r.wrap.is_none())
                 {
+                    // From now on the filter reads this input: no reader may take it.
+                    side.withdraw_reader();
                     side.rare().wrap = Some(pending.take());
                 }
             }

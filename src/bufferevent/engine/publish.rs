@@ -1,4 +1,5 @@
-//! What handles read: the task publishes cheap facts after each pass, wakes the
+//! What handles read: the task publishes cheap facts once a pass changes nothing (once
+//! per wake-up, and before it yields), hands input to a waiting adapter, wakes the
 //! waiters whose condition changed, and at the end says how the bufferevent ended.
 
 use std::io;

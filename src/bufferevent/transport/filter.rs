@@ -344,6 +344,12 @@ impl<T, U> Hosts for FilterLink<T, U> {
         }
     }
 
+    fn publish_hosted(&mut self) {
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.publish();
+        }
+    }
+
     fn pair_io<'a>(&'a mut self, _own: Io<'a>) -> Option<Io<'a>> {
         self.underlying.as_mut()?.pair_io()
     }

@@ -123,6 +123,10 @@ pub(crate) trait Hosts {
 
     /// The pair element at the bottom of this link lost its partner.
     fn partner_gone(&mut self, own: &mut Io<'_>);
+
+    /// The host yields before a quiet pass: what the link hosts publishes for its
+    /// handles now (it otherwise does once a pass of its own changes nothing).
+    fn publish_hosted(&mut self);
 }
 
 /// What takes an ended bufferevent's place in its task.
@@ -158,6 +162,9 @@ pub(crate) trait Hosted: Send + 'static {
     /// A filter that asked to wrap this bufferevent.
     fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>>;
     /// See [`Hosts::forget_wakers`]; also this engine's own mailbox.
+    /// Publishes for its handles (and those of what it hosts in turn).
+    fn publish(&mut self);
+
     fn forget_wakers(&mut self);
     /// Takes the due callbacks instead of running them, recording the events as
     /// delivered.

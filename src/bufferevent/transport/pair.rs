@@ -138,6 +138,12 @@ impl Hosts for PairLink {
     }
 
     fn partner_gone(&mut self, _own: &mut Io<'_>) {}
+
+    fn publish_hosted(&mut self) {
+        if let Some(partner) = self.partner.as_mut() {
+            partner.publish();
+        }
+    }
 }
 
 impl Link for PairBack {
@@ -177,6 +183,8 @@ impl Hosts for PairBack {
         own.core.on_partner_gone();
         own.changed();
     }
+
+    fn publish_hosted(&mut self) {}
 }
 
 /// The filter that asked to wrap `partner`, with `partner` under it, in its place;
