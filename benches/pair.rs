@@ -35,6 +35,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, FlushMode, Watermarks};
 
+#[path = "side_by_side.rs"]
+mod side_by_side;
+use side_by_side::{median, positional, spread};
+
 const CHUNK: usize = 64 << 10;
 const MSG: usize = 64;
 
@@ -78,12 +82,8 @@ impl Test {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let secs: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1.0);
-    let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let [secs, reps] = positional([1.0, 3.0]);
+    let reps = reps as usize;
     let run_for = Duration::from_secs_f64(secs);
     println!(
         "pair vs tokio::io::duplex, {secs} s per run, {reps} reps (median; ratio pair by pair)"
@@ -125,14 +125,8 @@ fn main() {
                 };
                 runs.push((ours, theirs));
             }
-            let median = |mut v: Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
             let ratios: Vec<f64> = runs.iter().map(|(a, b)| a / b).collect();
-            let (lo, hi) = ratios
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            let (lo, hi) = spread(&ratios);
             let scale = if test.throughput() { 1e-9 } else { 1e-3 };
             println!(
                 "| {flavor} | {} | {:.2} | {:.2} | {:.2} ({lo:.2}–{hi:.2}) | {:.2} |",
@@ -177,17 +171,7 @@ async fn handle_throughput(run_for: Duration) -> f64 {
         a.flush(Direction::WRITE, FlushMode::Finished);
         a
     });
-    let reader = tokio::spawn(async move {
-        let mut io = b.into_io();
-        let mut buf = vec![0u8; CHUNK];
-        let mut total = 0u64;
-        loop {
-            match io.read(&mut buf).await.unwrap() {
-                0 => break total,
-                n => total += n as u64,
-            }
-        }
-    });
+    let reader = tokio::spawn(read_all(b.into_io()));
     let total = reader.await.unwrap();
     let rate = total as f64 / started.elapsed().as_secs_f64();
     writer.await.unwrap().free();
@@ -195,7 +179,7 @@ async fn handle_throughput(run_for: Duration) -> f64 {
 }
 
 async fn duplex_throughput(run_for: Duration) -> f64 {
-    let (mut w, mut r) = tokio::io::duplex(CHUNK);
+    let (mut w, r) = tokio::io::duplex(CHUNK);
     let chunk = vec![7u8; CHUNK];
     let started = Instant::now();
     let writer = tokio::spawn(async move {
@@ -203,20 +187,23 @@ async fn duplex_throughput(run_for: Duration) -> f64 {
             w.write_all(&chunk).await.unwrap();
         }
     });
-    let reader = tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
-        let mut total = 0u64;
-        loop {
-            match r.read(&mut buf).await.unwrap() {
-                0 => break total,
-                n => total += n as u64,
-            }
-        }
-    });
+    let reader = tokio::spawn(read_all(r));
     let total = reader.await.unwrap();
     let rate = total as f64 / started.elapsed().as_secs_f64();
     writer.await.unwrap();
     rate
+}
+
+/// Reads into a `CHUNK` buffer until EOF; the bytes read.
+async fn read_all(mut reader: impl tokio::io::AsyncRead + Unpin) -> u64 {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        match reader.read(&mut buf).await.unwrap() {
+            0 => return total,
+            n => total += n as u64,
+        }
+    }
 }
 
 /// The echoing element of the crate's ping-pongs.

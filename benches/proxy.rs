@@ -21,6 +21,10 @@ use tokio::runtime::Runtime;
 use tokio_bufferevent::bufferevent::{BufferEvent, pipe};
 use tokio_bufferevent::listener::Listener;
 
+#[path = "side_by_side.rs"]
+mod side_by_side;
+use side_by_side::{median, positional, thread_cpu_seconds};
+
 const PROXY_THREAD: &str = "bench-proxy";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,12 +43,8 @@ struct Run {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let mib: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(50);
-    let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let [mib, reps] = positional([50.0, 3.0]);
+    let (mib, reps) = (mib as usize, reps as usize);
     let io = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,10 +69,6 @@ fn main() {
             let b = measure(&io, &proxy_rt, upstream, Proxy::Raw, conns, mib);
             runs.push((a, b));
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let ratio = median(runs.iter().map(|(a, b)| a.mb_s / b.mb_s).collect());
         for (name, pick) in [("crate", 0), ("raw", 1)] {
             let get = |r: &(Run, Run)| if pick == 0 { r.0 } else { r.1 };
@@ -157,7 +153,7 @@ fn measure(
         }
     });
     let bytes = mib << 20;
-    let cpu_before = proxy_cpu_seconds();
+    let cpu_before = thread_cpu_seconds(PROXY_THREAD);
     let started = Instant::now();
     let mut peak_buffered = 0;
     io.block_on(async {
@@ -181,7 +177,7 @@ fn measure(
         }
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = proxy_cpu_seconds() - cpu_before;
+    let cpu = thread_cpu_seconds(PROXY_THREAD) - cpu_before;
     drop(crate_listener);
     if let Some(task) = raw_task {
         task.abort();
@@ -220,26 +216,4 @@ async fn client(addr: SocketAddr, bytes: usize) {
     }
     writer.await.unwrap();
     assert_eq!(got, bytes, "every byte came back");
-}
-
-/// User plus system CPU time of the proxy runtime's threads.
-fn proxy_cpu_seconds() -> f64 {
-    let mut ticks = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    for task in tasks.flatten() {
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !comm.trim().starts_with(PROXY_THREAD) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split(' ').collect();
-        ticks += fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-    }
-    ticks as f64 / 100.0
 }

@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
+
+#[path = "side_by_side.rs"]
+mod side_by_side;
+use side_by_side::{median, positional, spread, thread_cpu_seconds};
 use tokio_bufferevent::filters::tls;
 use tokio_bufferevent::filters::tls::rustls::{
     self, ClientConfig, RootCertStore, ServerConfig, ServerConnection,
@@ -51,12 +55,8 @@ enum Test {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let secs: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(2.0);
-    let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let [secs, reps] = positional([2.0, 3.0]);
+    let reps = reps as usize;
     let run_for = Duration::from_secs_f64(secs);
     let (cert, server_config) = server_config();
     let client_config = client_config(cert);
@@ -87,21 +87,15 @@ fn main() {
         for _ in 0..reps {
             let mut pair = [(0.0, 0.0); 2];
             for (i, addr) in [crate_addr, hand_addr].into_iter().enumerate() {
-                let cpu_before = server_cpu_seconds();
+                let cpu_before = thread_cpu_seconds(SERVER_THREAD);
                 let rate = clients.block_on(measure(test, addr, &client_config, run_for));
-                let cpu = server_cpu_seconds() - cpu_before;
+                let cpu = thread_cpu_seconds(SERVER_THREAD) - cpu_before;
                 pair[i] = (rate, cpu / (rate * run_for.as_secs_f64()));
             }
             runs.push(pair);
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let ratios: Vec<f64> = runs.iter().map(|r| r[0].0 / r[1].0).collect();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let (lo, hi) = spread(&ratios);
         let scale = match test {
             Test::Throughput(_) => 1e-6,
             Test::PingPong => 1e-3,
@@ -146,67 +140,73 @@ fn client_config(trusted: CertificateDer<'static>) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// The crate's server: a TLS filter over each accepted socket, echoing by callbacks.
-async fn crate_server(config: Arc<ServerConfig>) -> SocketAddr {
+/// Accepts on a loopback port, handing each connection (`TCP_NODELAY` set) to `serve`.
+async fn accept_loop(
+    config: Arc<ServerConfig>,
+    serve: impl Fn(TcpStream, &Arc<ServerConfig>) + Send + 'static,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             stream.set_nodelay(true).unwrap();
-            let (input, output) = tls::server(Arc::clone(&config)).unwrap();
-            // Reads and writes of up to 64 KiB, as the hand-driven server's buffer.
-            let socket = BufferEvent::builder()
-                .max_single_read(CHUNK)
-                .max_single_write(CHUNK)
-                .tcp(stream)
-                .unwrap();
-            let bev = BufferEvent::builder_with_state(false)
-                .enable(Direction::READ)
-                .write_watermarks(Watermarks::new(256 << 10, 0))
-                .on_read(|ctx| {
-                    let (mut input, mut output) = ctx.io();
-                    output.append_input(&mut input);
-                    if output.len() > 1 << 20 {
-                        ctx.disable(Direction::READ);
-                        *ctx.state() = true;
-                    }
-                })
-                .on_write(|ctx| {
-                    if std::mem::take(ctx.state()) {
-                        ctx.enable(Direction::READ);
-                    }
-                })
-                .on_event(|ctx, events, _| {
-                    if events.contains(Events::ERROR) {
-                        ctx.free();
-                    } else if events.contains(Events::EOF) {
-                        ctx.close();
-                    }
-                })
-                .filter(socket, input, output);
-            drop(bev);
+            serve(stream, &config);
         }
     });
     addr
 }
 
+/// The crate's server: a TLS filter over each accepted socket, echoing by callbacks.
+async fn crate_server(config: Arc<ServerConfig>) -> SocketAddr {
+    accept_loop(config, |stream, config| {
+        let (input, output) = tls::server(Arc::clone(config)).unwrap();
+        // Reads and writes of up to 64 KiB, as the hand-driven server's buffer.
+        let socket = BufferEvent::builder()
+            .max_single_read(CHUNK)
+            .max_single_write(CHUNK)
+            .tcp(stream)
+            .unwrap();
+        let bev = BufferEvent::builder_with_state(false)
+            .enable(Direction::READ)
+            .write_watermarks(Watermarks::new(256 << 10, 0))
+            .on_read(|ctx| {
+                let (mut input, mut output) = ctx.io();
+                output.append_input(&mut input);
+                if output.len() > 1 << 20 {
+                    ctx.disable(Direction::READ);
+                    *ctx.state() = true;
+                }
+            })
+            .on_write(|ctx| {
+                if std::mem::take(ctx.state()) {
+                    ctx.enable(Direction::READ);
+                }
+            })
+            .on_event(|ctx, events, _| {
+                if events.contains(Events::ERROR) {
+                    ctx.free();
+                } else if events.contains(Events::EOF) {
+                    ctx.close();
+                }
+            })
+            .filter(socket, input, output);
+        drop(bev);
+    })
+    .await
+}
+
 /// rustls driven by hand: a task per connection.
 async fn hand_server(config: Arc<ServerConfig>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            stream.set_nodelay(true).unwrap();
-            let mut conn = ServerConnection::new(Arc::clone(&config)).unwrap();
-            // Each read's plaintext is echoed whole and sent before the next read, so
-            // rustls's buffer holds at most one read's worth.
-            conn.set_buffer_limit(None);
-            tokio::spawn(async move {
-                let _ = hand_echo(stream, conn).await;
-            });
-        }
-    });
-    addr
+    accept_loop(config, |stream, config| {
+        let mut conn = ServerConnection::new(Arc::clone(config)).unwrap();
+        // Each read's plaintext is echoed whole and sent before the next read, so
+        // rustls's buffer holds at most one read's worth.
+        conn.set_buffer_limit(None);
+        tokio::spawn(async move {
+            let _ = hand_echo(stream, conn).await;
+        });
+    })
+    .await
 }
 
 async fn hand_echo(mut stream: TcpStream, mut conn: ServerConnection) -> std::io::Result<()> {
@@ -326,29 +326,4 @@ async fn measure(
         bev.free();
     }
     rate
-}
-
-/// CPU seconds (user + system) of the server runtime's threads.
-fn server_cpu_seconds() -> f64 {
-    let mut total = 0.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    for task in tasks.flatten() {
-        let path = task.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !name.trim().starts_with(SERVER_THREAD) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        total += ticks / 100.0;
-    }
-    total
 }
