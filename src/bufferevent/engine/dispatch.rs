@@ -21,25 +21,29 @@ where
     /// Runs the callbacks that are due, once each, in the core's order.
     /// Callbacks these callbacks schedule run in a later round, so a callback that
     /// keeps triggering itself cannot monopolize the thread. Returns whether anything
-    /// ran.
+    /// happened: a callback ran or an event was delivered. (A read or write that
+    /// falls due with no callback to run changes nothing, and is not worth another
+    /// pass.)
     pub(super) fn dispatch(&mut self) -> bool {
         if !self.inner.core.has_due() || self.inner.core.freed() {
             return false;
         }
         let mut due = self.inner.core.take_due();
         let deferred = self.inner.core.defers_callbacks();
+        let mut happened = false;
         while let Some(callback) = due.pop(deferred) {
             match callback {
-                Callback::Read => self.call_data(true),
-                Callback::Write => self.call_data(false),
+                Callback::Read => happened |= self.call_data(true),
+                Callback::Write => happened |= self.call_data(false),
                 Callback::Event(events, error) => {
                     let error = error.map(Arc::new);
                     self.record_event(events, error.clone());
                     self.call_event(events, error);
+                    happened = true;
                 }
             }
         }
-        true
+        happened
     }
 
     /// The due callbacks, for a host that runs its own code in their place (a filter
@@ -68,10 +72,10 @@ where
         }
     }
 
-    /// Runs the read (`read == true`) or write callback.
-    fn call_data(&mut self, read: bool) {
+    /// Runs the read (`read == true`) or write callback; whether there was one to run.
+    fn call_data(&mut self, read: bool) -> bool {
         if self.inner.core.freed() {
-            return;
+            return false;
         }
         self.inner.core.callback_starts();
         fn slot<S>(inner: &mut Inner<S>, read: bool) -> &mut Option<DataCallback<S>> {
@@ -82,7 +86,7 @@ where
             }
         }
         let Some(mut callback) = slot(&mut self.inner, read).take() else {
-            return;
+            return false;
         };
         if let Some(counters) = self.counters() {
             let kind = if read {
@@ -109,6 +113,7 @@ where
             };
             self.panicked(name, panic);
         }
+        true
     }
 
     fn call_event(&mut self, events: Events, error: Option<Arc<io::Error>>) {
