@@ -224,13 +224,7 @@ where
     /// [`BufferEvent::writable`], polled without a future.
     fn poll_writable(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let shared = self.bev.shared();
-        let room = |s: &super::shared::Shared| {
-            let high = s.write_high();
-            high == 0
-                || s.output_total() <= high
-                || s.write_closed.load(Ordering::Acquire)
-                || s.is_closed()
-        };
+        let room = |s: &super::shared::Shared| s.writable_or_closed() || s.is_closed();
         if !room(shared) {
             shared.polled().waiters[Condition::Output as usize].register(cx.waker());
             if !room(shared) {

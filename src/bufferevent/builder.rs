@@ -361,7 +361,7 @@ impl<S: Send + 'static> Builder<S> {
         let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
         let side = self.into_detached_side();
         let run = Engine::new(StreamLink::new(Some(stream)), side).run();
-        runtime.spawn(run);
+        spawn_in_span(&runtime, run, tracing::debug_span!("bufferevent"));
     }
 
     /// Creates a bufferevent and starts connecting it to `addr`
@@ -421,14 +421,8 @@ impl<S: Send + 'static> Builder<S> {
     {
         let (side, bev) = self.assemble(transport.is_some(), info);
         let run = Engine::new(StreamLink::new(transport), side).run();
-        // A span only when a subscriber wants it: a disabled one would still take room
-        // in every task.
         let span = tracing::debug_span!("bufferevent", peer = ?info.peer);
-        if span.is_disabled() {
-            bev.runtime.spawn(run);
-        } else {
-            bev.runtime.spawn(run.instrument(span));
-        }
+        spawn_in_span(&bev.runtime, run, span);
         bev
     }
 
@@ -510,5 +504,18 @@ impl<S> fmt::Debug for Builder<S> {
             .field("defer_callbacks", &self.settings.defer_callbacks)
             .field("callbacks", &self.callbacks)
             .finish_non_exhaustive()
+    }
+}
+
+/// Spawns a bufferevent's task, in `span` only when a subscriber wants it: a disabled
+/// span would still take room in every task.
+fn spawn_in_span<F>(runtime: &Handle, run: F, span: tracing::Span)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if span.is_disabled() {
+        runtime.spawn(run);
+    } else {
+        runtime.spawn(run.instrument(span));
     }
 }

@@ -378,10 +378,7 @@ where
     pub async fn writable(&self) -> Result<(), Error> {
         let ok = self
             .shared()
-            .wait_until(Condition::Output, |s| {
-                let high = s.write_high();
-                high == 0 || s.output_total() <= high || s.write_closed.load(Ordering::Acquire)
-            })
+            .wait_until(Condition::Output, Shared::writable_or_closed)
             .await;
         if !ok || self.shared().is_closed() {
             return Err(Error::Ended);

@@ -629,6 +629,13 @@ impl Shared {
         self.write_high.load(Ordering::Acquire)
     }
 
+    /// What writers wait for: the output at or below the write high watermark (always,
+    /// without one), or the write side closed (the writer then learns why).
+    pub(crate) fn writable_or_closed(&self) -> bool {
+        let high = self.write_high();
+        high == 0 || self.output_total() <= high || self.write_closed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn read_high(&self) -> usize {
         self.read_high.load(Ordering::Acquire)
     }

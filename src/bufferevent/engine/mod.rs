@@ -121,17 +121,24 @@ where
         }
     }
 
-    /// Drops a reader's standing request for input, and puts back what it was handed
-    /// and did not take.
-    fn withdraw_reader(&mut self) {
+    /// Puts input handed to a reader and not taken back at the input's front.
+    fn restore_input(&mut self) {
         if let Some(remote) = self.remote.as_deref()
             && let Some(polled) = remote.shared.polled_if_any()
         {
-            polled.takeout.withdraw();
             polled
                 .takeout
                 .restore(&mut self.inner.input, &remote.shared.input_len);
         }
+    }
+
+    /// Drops a reader's standing request for input, and puts back what it was handed
+    /// and did not take.
+    fn withdraw_reader(&mut self) {
+        if let Some(polled) = self.shared().and_then(Shared::polled_if_any) {
+            polled.takeout.withdraw();
+        }
+        self.restore_input();
     }
 
     /// The view a transport works with.
@@ -376,14 +383,9 @@ where
 
     fn apply(&mut self, command: Command<L::Transport, S>) {
         let side = &mut self.side;
-        if !matches!(command, Command::Write(_) | Command::WriteBuffer(_))
-            && let Some(remote) = side.remote.as_deref()
-            && let Some(polled) = remote.shared.polled_if_any()
-        {
+        if !matches!(command, Command::Write(_) | Command::WriteBuffer(_)) {
             // Whatever runs next sees the whole input, in order.
-            polled
-                .takeout
-                .restore(&mut side.inner.input, &remote.shared.input_len);
+            side.restore_input();
         }
         match command {
             Command::Run(f) => {
