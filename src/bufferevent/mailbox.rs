@@ -175,8 +175,13 @@ impl<T, S> Mailbox<T, S> {
         Poll::Pending
     }
 
+    /// Whether commands wait in the queue.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > 0
+    }
+
     fn pop(&self) -> Option<Command<T, S>> {
-        if self.queued.load(Ordering::Acquire) == 0 {
+        if !self.has_queued() {
             return None;
         }
         let command = self

@@ -304,6 +304,25 @@ fn epoch() -> std::time::Instant {
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
+/// The time of a task's wake-up for the statistics, read once however many engines
+/// the task runs (a pair's two, a filter's stack) and only if one of them moved bytes.
+#[derive(Debug, Default)]
+pub(crate) struct WakeClock {
+    /// Nanoseconds after [`epoch`] plus one, once read.
+    stamp: Option<u64>,
+}
+
+impl WakeClock {
+    fn stamp(&mut self) -> u64 {
+        *self.stamp.get_or_insert_with(|| {
+            let since = tokio::time::Instant::now()
+                .into_std()
+                .saturating_duration_since(epoch());
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1
+        })
+    }
+}
+
 impl Counters {
     /// `n` bytes were read; the input now holds `input_len`.
     pub(crate) fn read(&self, n: usize, input_len: usize) {
@@ -332,8 +351,8 @@ impl Counters {
     }
 
     /// After the passes of a wake-up: the peaks, the lengths, and the time of any read
-    /// or write since the last call.
-    pub(crate) fn after_pass(&self, input_len: usize, output_len: usize) {
+    /// or write since the last call, read from `clock`.
+    pub(crate) fn after_pass(&self, input_len: usize, output_len: usize, clock: &mut WakeClock) {
         raise(&self.peak_input, input_len);
         raise(&self.peak_output, output_len);
         self.lengths[READ].store(input_len, Ordering::Relaxed);
@@ -343,10 +362,7 @@ impl Counters {
             return;
         }
         self.moved.store(0, Ordering::Relaxed);
-        let since = tokio::time::Instant::now()
-            .into_std()
-            .saturating_duration_since(epoch());
-        let now = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        let now = clock.stamp();
         for way in [READ, WRITE] {
             if moved & (1 << way) != 0 {
                 self.last[way].store(now, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use crate::bufferevent::context::Callbacks;
 use crate::bufferevent::core::{Due, suspend};
 use crate::bufferevent::events::Events;
 use crate::bufferevent::info::TransportInfo;
-use crate::bufferevent::shared::Shared;
+use crate::bufferevent::shared::{Shared, WakeClock};
 use crate::bufferevent::transport::filter::FilterLink;
 use crate::bufferevent::transport::{Ended, Hosted, Hosting, Io, Link, Wrapper};
 
@@ -27,12 +27,12 @@ where
             return true;
         }
         // Quiet, as at the end of `poll_run`'s wake-up: publish, and unless that
-        // lifted a watermark pause (another pass), tally and give back memory.
+        // lifted a watermark pause (another pass), give back memory. (The host tallies
+        // the statistics as its wake-up ends.)
         if self.side.publish() {
             return true;
         }
         self.side.release_idle_memory(self.link.streaming());
-        self.side.tally();
         false
     }
 
@@ -81,6 +81,18 @@ where
 
     fn publish(&mut self) {
         Engine::publish_all(self);
+    }
+
+    fn tally(&mut self, clock: &mut WakeClock) {
+        Engine::tally_all(self, clock);
+    }
+
+    fn has_commands(&mut self) -> bool {
+        self.side
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.mailbox.has_queued())
+            || self.link.hosted().is_some_and(|h| h.hosted_commands())
     }
 
     fn run_alone(self: Box<Self>) -> Hosting {

@@ -31,7 +31,7 @@ use super::context::Inner;
 use super::core::Core;
 use super::mailbox::{Command, Remote, Reply};
 use super::membership::Membership;
-use super::shared::{Counters, Shared};
+use super::shared::{Counters, Shared, WakeClock};
 use super::transport::{Ended, Hosting, Io, Link, Wrapper};
 
 /// Loop iterations before the task yields to the scheduler, so one busy connection
@@ -276,7 +276,7 @@ where
             // Going idle: give back what the buffers no longer need, once per
             // wake-up rather than after every pass.
             self.side.release_idle_memory(self.link.streaming());
-            self.side.tally();
+            self.tally_all(&mut WakeClock::default());
             return Poll::Pending;
         }
         // Out of budget. Deferred callbacks run now rather than wait for a quiet pass,
@@ -289,6 +289,7 @@ where
         // the link hosts; the wake-up below comes back for anything this hands to a
         // reader.
         self.publish_all();
+        self.tally_all(&mut WakeClock::default());
         if dispatched && self.is_over() {
             return Poll::Ready(());
         }
@@ -327,9 +328,17 @@ where
     /// Publishes for this engine's handles and for those of every engine it hosts.
     fn publish_all(&mut self) {
         self.side.publish();
-        self.side.tally();
         if let Some(hosted) = self.link.hosted() {
             hosted.publish_hosted();
+        }
+    }
+
+    /// Tallies the statistics of this engine and of every engine it hosts, as the
+    /// task's wake-up ends: hosted engines do not tally on their own.
+    fn tally_all(&mut self, clock: &mut WakeClock) {
+        self.side.tally(clock);
+        if let Some(hosted) = self.link.hosted() {
+            hosted.tally_hosted(clock);
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::Side;
 use crate::bufferevent::events::{Direction, Events};
-use crate::bufferevent::shared::{Closed, Condition, Knob, Settings};
+use crate::bufferevent::shared::{Closed, Condition, Knob, Settings, WakeClock};
 
 impl<T, S> Side<T, S>
 where
@@ -86,10 +86,10 @@ where
 
     /// Brings the statistics up to date: peaks, lengths, and when bytes last moved.
     /// Once per wake-up of the task (as it goes idle or yields), not per pass: one
-    /// clock reading covers every pass of the wake-up.
-    pub(crate) fn tally(&mut self) {
+    /// clock reading covers every pass of the wake-up, and every engine of the task.
+    pub(crate) fn tally(&mut self, clock: &mut WakeClock) {
         if let Some(counters) = self.counters() {
-            counters.after_pass(self.inner.input.len(), self.inner.output.len());
+            counters.after_pass(self.inner.input.len(), self.inner.output.len(), clock);
         }
     }
 
@@ -131,7 +131,7 @@ where
     /// `beneath` is what the transport still held unsent (a filter's underlying
     /// bufferevents), counted in `Closed::unsent` with the output.
     pub(crate) fn finish(&mut self, transport: Option<T>, beneath: usize) {
-        self.tally();
+        self.tally(&mut WakeClock::default());
         // A reader may still take what was handed over, not what is left in the input.
         self.publish();
         if let Some(remote) = &self.remote {

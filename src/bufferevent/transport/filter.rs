@@ -16,7 +16,7 @@ use super::{Ended, Hosted, Hosts, Io, Link, end_hosted};
 use crate::bufferevent::context::{Input, Output};
 use crate::bufferevent::core::{Ending, suspend};
 use crate::bufferevent::events::{Direction, Events, FlushMode};
-use crate::bufferevent::shared::Shared;
+use crate::bufferevent::shared::{Shared, WakeClock};
 
 /// What a [`Filter`] call achieved (`enum bufferevent_filter_result`); a failure is
 /// the call's `Err` (libevent's `BEV_ERROR`).
@@ -348,6 +348,16 @@ impl<T, U> Hosts for FilterLink<T, U> {
         if let Some(underlying) = self.underlying.as_mut() {
             underlying.publish();
         }
+    }
+
+    fn tally_hosted(&mut self, clock: &mut WakeClock) {
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.tally(clock);
+        }
+    }
+
+    fn hosted_commands(&mut self) -> bool {
+        self.underlying.as_mut().is_some_and(|u| u.has_commands())
     }
 
     fn pair_io<'a>(&'a mut self, _own: Io<'a>) -> Option<Io<'a>> {

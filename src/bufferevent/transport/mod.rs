@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::core::{Core, Due, Ending};
 use super::events::Events;
 use super::info::TransportInfo;
-use super::shared::{Counters, Shared, copy_error};
+use super::shared::{Counters, Shared, WakeClock, copy_error};
 use crate::buffer::EvBuffer;
 
 /// What a bufferevent can run over: any byte stream a Tokio task can own.
@@ -127,6 +127,12 @@ pub(crate) trait Hosts {
     /// The host yields before a quiet pass: what the link hosts publishes for its
     /// handles now (it otherwise does once a pass of its own changes nothing).
     fn publish_hosted(&mut self);
+
+    /// The host's wake-up ends: what the link hosts tallies its statistics.
+    fn tally_hosted(&mut self, clock: &mut WakeClock);
+
+    /// Whether a handle of what the link hosts sent commands not yet applied.
+    fn hosted_commands(&mut self) -> bool;
 }
 
 /// What takes an ended bufferevent's place in its task.
@@ -161,10 +167,15 @@ pub(crate) trait Hosted: Send + 'static {
     fn partner_gone(&mut self);
     /// A filter that asked to wrap this bufferevent.
     fn take_wrap(&mut self) -> Option<Box<dyn Wrapper>>;
-    /// See [`Hosts::forget_wakers`]; also this engine's own mailbox.
     /// Publishes for its handles (and those of what it hosts in turn).
     fn publish(&mut self);
-
+    /// Tallies its statistics (and those of what it hosts in turn); see
+    /// [`Hosts::tally_hosted`].
+    fn tally(&mut self, clock: &mut WakeClock);
+    /// Whether its handles, or those of what it hosts, sent commands not yet
+    /// applied.
+    fn has_commands(&mut self) -> bool;
+    /// See [`Hosts::forget_wakers`]; also this engine's own mailbox.
     fn forget_wakers(&mut self);
     /// Takes the due callbacks instead of running them, recording the events as
     /// delivered.

@@ -12,6 +12,7 @@ use std::task::Context as TaskContext;
 use super::{Ended, Hosted, Hosts, Io, Link};
 use crate::bufferevent::core::Ending;
 use crate::bufferevent::events::{Direction, Events, FlushMode};
+use crate::bufferevent::shared::WakeClock;
 
 /// The transport of a pair element (`BufferEvent<Pair, S>`): there is none, the
 /// partner is the other end. This type is never constructed; it only names the kind.
@@ -61,8 +62,17 @@ impl Link for PairLink {
             io.core.clear_flushes(); // B-73: nothing to flush into
             return false;
         };
+        // What this element's handles wrote reaches the partner before its pass, so
+        // its callbacks answer in this pass rather than the next; unless the
+        // partner's handles sent commands, which come first (they were sent first).
+        let mut progress = false;
+        if !partner.has_commands()
+            && let Some(mut b) = partner.pair_io()
+        {
+            progress = transfer(io, &mut b, false);
+        }
         // The partner's commands, timers and callbacks run on this task.
-        let mut progress = partner.poll_pass(cx, true);
+        progress |= partner.poll_pass(cx, true);
         let wrapped;
         (partner, wrapped) = in_place_of(partner);
         progress |= wrapped;
@@ -144,6 +154,16 @@ impl Hosts for PairLink {
             partner.publish();
         }
     }
+
+    fn tally_hosted(&mut self, clock: &mut WakeClock) {
+        if let Some(partner) = self.partner.as_mut() {
+            partner.tally(clock);
+        }
+    }
+
+    fn hosted_commands(&mut self) -> bool {
+        self.partner.as_mut().is_some_and(|p| p.has_commands())
+    }
 }
 
 impl Link for PairBack {
@@ -185,6 +205,12 @@ impl Hosts for PairBack {
     }
 
     fn publish_hosted(&mut self) {}
+
+    fn tally_hosted(&mut self, _clock: &mut WakeClock) {}
+
+    fn hosted_commands(&mut self) -> bool {
+        false
+    }
 }
 
 /// The filter that asked to wrap `partner`, with `partner` under it, in its place;
