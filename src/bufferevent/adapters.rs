@@ -182,8 +182,7 @@ where
         let (takeout, waiter) = (&polled.takeout, &polled.waiters[Condition::Input as usize]);
         let mut registered = false;
         loop {
-            if let Some(input) = takeout.take_everything() {
-                self.unread = input;
+            if takeout.take_everything_into(&mut self.unread) {
                 return Poll::Ready(Some(Ok(())));
             }
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
