@@ -182,7 +182,8 @@ where
         let (takeout, waiter) = (&polled.takeout, &polled.waiters[Condition::Input as usize]);
         let mut registered = false;
         loop {
-            if takeout.take_everything_into(&mut self.unread) {
+            if let Some(input) = takeout.take_everything() {
+                self.unread = input;
                 return Poll::Ready(Some(Ok(())));
             }
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;

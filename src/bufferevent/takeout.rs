@@ -64,23 +64,13 @@ impl Takeout {
     /// then hold up to twice the read high watermark, as a reader's buffer and the
     /// input always could.)
     pub(crate) fn take_everything(&self) -> Option<EvBuffer> {
-        let mut all = EvBuffer::new();
-        self.take_everything_into(&mut all).then_some(all)
-    }
-
-    /// [`take_everything`](Self::take_everything) into `empty`, an empty buffer of
-    /// the taker's: the two swap, so each keeps the other's room for chunks and a
-    /// reader that takes input again and again allocates nothing. Whether it took
-    /// anything.
-    pub(crate) fn take_everything_into(&self, empty: &mut EvBuffer) -> bool {
-        debug_assert!(empty.is_empty());
         if self.len() == 0 {
-            return false;
+            return None;
         }
         let mut buffer = self.lock();
-        std::mem::swap(&mut *buffer, empty);
-        self.len.fetch_sub(empty.len(), Ordering::AcqRel);
-        !empty.is_empty()
+        let all = std::mem::take(&mut *buffer);
+        self.len.fetch_sub(all.len(), Ordering::AcqRel);
+        (!all.is_empty()).then_some(all)
     }
 
     /// Takes up to `max` bytes if what was handed over answers a read of `max` from
