@@ -451,3 +451,47 @@ async fn a_thousand_chained_pairs() {
         .expect("the data crossed all pairs");
     assert_eq!(last.read(usize::MAX).await.unwrap(), payload);
 }
+
+/// Data and a `Finished` flush sent together reach the partner as one read callback,
+/// then the EOF: the data does not go ahead of the flush that carries the rest and
+/// leave a second, empty read callback behind it.
+#[tokio::test(start_paused = true)]
+async fn data_and_a_finished_flush_sent_together_give_one_read_then_eof() {
+    let order = log();
+    let (o1, o2) = (order.clone(), order.clone());
+    let (a, _b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .on_read(move |ctx| {
+                let n = ctx.input().take_all().len();
+                o1.lock().unwrap().push(format!("read {n}"));
+            })
+            .on_event(move |_, ev, _| o2.lock().unwrap().push(format!("event {ev:?}"))),
+    );
+    settle().await;
+    a.write_now(&b"last words"[..]).unwrap();
+    a.flush(Direction::WRITE, FlushMode::Finished);
+    settle().await;
+    assert_eq!(
+        entries(&order),
+        [
+            "read 10".to_string(),
+            format!("event {:?}", Events::READING | Events::EOF)
+        ]
+    );
+}
+
+/// Data written as the partner's last handle goes, when the partner has no callbacks
+/// and so ends: the data stays in the writer's output rather than vanish into the
+/// ending partner's input.
+#[tokio::test(start_paused = true)]
+async fn data_written_as_the_partner_ends_stays_in_the_output() {
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+    settle().await;
+    drop(b);
+    a.write_now(&b"hello"[..]).unwrap();
+    settle().await;
+    assert!(a.partner().is_none(), "the partner ended");
+    assert_eq!(a.output_len(), 5);
+    assert_eq!(a.stats().bytes_written, 0);
+}

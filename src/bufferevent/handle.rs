@@ -483,8 +483,8 @@ where
     /// What the bufferevent has done: bytes read and written, callbacks run by kind,
     /// buffer lengths now and at their peak, and when bytes last moved each way.
     ///
-    /// Read without a lock or a round trip, as the task last published it (it may lag
-    /// by one pass). The counters are kept from the start, and for as long as any
+    /// Read without a lock or a round trip, as the task last published it: lengths,
+    /// peaks and times may lag by one wake-up of the task. The counters are kept from the start, and for as long as any
     /// handle exists; a bufferevent that no handle can reach stops keeping them.
     ///
     /// # Examples

@@ -21,14 +21,14 @@ where
 {
     fn poll_pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
         // The host's passes are this engine's wake-ups: what `poll_run` does once per
-        // wake-up is done here on each.
+        // wake-up is done here on each, but for the statistics' tally, which the host
+        // does for all its engines as its own wake-up ends (one clock reading).
         self.side.poll_membership(cx);
         if self.pass(cx, dispatch) {
             return true;
         }
         // Quiet, as at the end of `poll_run`'s wake-up: publish, and unless that
-        // lifted a watermark pause (another pass), give back memory. (The host tallies
-        // the statistics as its wake-up ends.)
+        // lifted a watermark pause (another pass), give back memory.
         if self.side.publish() {
             return true;
         }
@@ -87,12 +87,14 @@ where
         Engine::tally_all(self, clock);
     }
 
-    fn has_commands(&mut self) -> bool {
-        self.side
-            .remote
-            .as_ref()
-            .is_some_and(|r| r.mailbox.has_queued())
-            || self.link.hosted().is_some_and(|h| h.hosted_commands())
+    fn takes_input_early(&mut self) -> bool {
+        // Its handles' commands were sent first, and the last handle's going may end
+        // it with the input unread: its pass comes first then.
+        let side = &self.side;
+        let no_news = side.remote.as_deref().is_none_or(|r| {
+            !r.mailbox.has_queued() && (r.mailbox.has_handles() || side.core().handles_gone())
+        });
+        no_news && self.link.hosted().is_some_and(|h| h.lets_input_in_early())
     }
 
     fn run_alone(self: Box<Self>) -> Hosting {

@@ -334,7 +334,7 @@ where
     }
 
     /// Tallies the statistics of this engine and of every engine it hosts, as the
-    /// task's wake-up ends: hosted engines do not tally on their own.
+    /// task's wake-up ends: a hosted engine tallies on its own only as it ends.
     fn tally_all(&mut self, clock: &mut WakeClock) {
         self.side.tally(clock);
         if let Some(hosted) = self.link.hosted() {

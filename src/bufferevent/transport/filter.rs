@@ -356,8 +356,8 @@ impl<T, U> Hosts for FilterLink<T, U> {
         }
     }
 
-    fn hosted_commands(&mut self) -> bool {
-        self.underlying.as_mut().is_some_and(|u| u.has_commands())
+    fn lets_input_in_early(&mut self) -> bool {
+        false
     }
 
     fn pair_io<'a>(&'a mut self, _own: Io<'a>) -> Option<Io<'a>> {

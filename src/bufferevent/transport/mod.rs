@@ -131,8 +131,10 @@ pub(crate) trait Hosts {
     /// The host's wake-up ends: what the link hosts tallies its statistics.
     fn tally_hosted(&mut self, clock: &mut WakeClock);
 
-    /// Whether a handle of what the link hosts sent commands not yet applied.
-    fn hosted_commands(&mut self) -> bool;
+    /// Whether this link's engine may take input a partner moves to it before its
+    /// pass as if moved after it (see [`Hosted::takes_input_early`]): true of a pair
+    /// element; not of a filter, whose pass decides what its underlying may read.
+    fn lets_input_in_early(&mut self) -> bool;
 }
 
 /// What takes an ended bufferevent's place in its task.
@@ -172,9 +174,11 @@ pub(crate) trait Hosted: Send + 'static {
     /// Tallies its statistics (and those of what it hosts in turn); see
     /// [`Hosts::tally_hosted`].
     fn tally(&mut self, clock: &mut WakeClock);
-    /// Whether its handles, or those of what it hosts, sent commands not yet
-    /// applied.
-    fn has_commands(&mut self) -> bool;
+    /// Whether input its partner moves to it before its pass is taken as if moved
+    /// after it: no command of its handles waits (those were sent first), its last
+    /// handle did not go unnoticed (that may end it with the input unread), and no
+    /// filter lies between (see [`Hosts::lets_input_in_early`]).
+    fn takes_input_early(&mut self) -> bool;
     /// See [`Hosts::forget_wakers`]; also this engine's own mailbox.
     fn forget_wakers(&mut self);
     /// Takes the due callbacks instead of running them, recording the events as

@@ -62,11 +62,13 @@ impl Link for PairLink {
             io.core.clear_flushes(); // B-73: nothing to flush into
             return false;
         };
-        // What this element's handles wrote reaches the partner before its pass, so
-        // its callbacks answer in this pass rather than the next; unless the
-        // partner's handles sent commands, which come first (they were sent first).
+        // What this element wrote reaches the partner before the partner's pass, so
+        // its callbacks answer in this pass rather than the next; unless the partner
+        // is not ready for it (see `takes_input_early`), or this element has flushes
+        // to carry out, which move the rest and may deliver an end after the data.
         let mut progress = false;
-        if !partner.has_commands()
+        if !io.core.has_flushes()
+            && partner.takes_input_early()
             && let Some(mut b) = partner.pair_io()
         {
             progress = transfer(io, &mut b, false);
@@ -161,8 +163,8 @@ impl Hosts for PairLink {
         }
     }
 
-    fn hosted_commands(&mut self) -> bool {
-        self.partner.as_mut().is_some_and(|p| p.has_commands())
+    fn lets_input_in_early(&mut self) -> bool {
+        false // the host of a pair, never a partner
     }
 }
 
@@ -208,8 +210,8 @@ impl Hosts for PairBack {
 
     fn tally_hosted(&mut self, _clock: &mut WakeClock) {}
 
-    fn hosted_commands(&mut self) -> bool {
-        false
+    fn lets_input_in_early(&mut self) -> bool {
+        true
     }
 }
 
