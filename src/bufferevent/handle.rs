@@ -484,8 +484,9 @@ where
     /// buffer lengths now and at their peak, and when bytes last moved each way.
     ///
     /// Read without a lock or a round trip, as the task last published it: lengths,
-    /// peaks and times may lag by one wake-up of the task. The counters are kept from the start, and for as long as any
-    /// handle exists; a bufferevent that no handle can reach stops keeping them.
+    /// peaks and times may lag by one wake-up of the task. The counters are kept from
+    /// the start, and for as long as any handle exists; a bufferevent that no handle
+    /// can reach stops keeping them.
     ///
     /// # Examples
     ///
