@@ -175,6 +175,11 @@ impl<T, S> Mailbox<T, S> {
         Poll::Pending
     }
 
+    /// Whether the task's waker is stored, so that the next command wakes it.
+    pub(crate) fn is_listening(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
+    }
+
     /// Whether commands wait in the queue.
     pub(crate) fn has_queued(&self) -> bool {
         self.queued.load(Ordering::Acquire) > 0

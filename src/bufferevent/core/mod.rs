@@ -946,6 +946,18 @@ impl Core {
         !self.due.is_empty()
     }
 
+    /// Whether running what is due would call anything: an event always does (it is
+    /// recorded even with no event callback); a read or a write only if its callback
+    /// is set (`read_callback`, `write_callback`).
+    pub(crate) fn has_calls_due(&self, read_callback: bool, write_callback: bool) -> bool {
+        let due = &self.due;
+        !self.freed()
+            && (due.connected
+                || !due.events.is_empty()
+                || (due.read && read_callback)
+                || (due.write && write_callback))
+    }
+
     /// The callbacks due now, to run in the order [`Due::pop`] gives; callbacks they schedule
     /// are due in a later round, so one that keeps triggering itself cannot hold the
     /// thread. Nothing is due once the bufferevent is freed.

@@ -90,11 +90,20 @@ where
     fn takes_input_early(&mut self) -> bool {
         // Its handles' commands were sent first, and the last handle's going may end
         // it with the input unread: its pass comes first then.
-        let side = &self.side;
-        let no_news = side.remote.as_deref().is_none_or(|r| {
-            !r.mailbox.has_queued() && (r.mailbox.has_handles() || side.core().handles_gone())
-        });
-        no_news && self.link.hosted().is_some_and(|h| h.lets_input_in_early())
+        self.side.no_news() && self.link.hosted().is_some_and(|h| h.lets_input_in_early())
+    }
+
+    fn settled(&mut self) -> bool {
+        // An ending is found by a pass, as is anything left to do.
+        !self.is_over() && Engine::settled(self)
+    }
+
+    fn settle(&mut self) -> bool {
+        if self.side.publish() || self.settle_hosted() {
+            return true;
+        }
+        self.side.release_idle_memory(self.link.streaming());
+        false
     }
 
     fn run_alone(self: Box<Self>) -> Hosting {

@@ -198,6 +198,33 @@ where
         !self.inner.core.handles_gone() || self.inner.core.in_use() || has_handles
     }
 
+    /// Whether no handle's news waits: no command is queued, and the last handle did
+    /// not go unnoticed.
+    fn no_news(&self) -> bool {
+        self.remote.as_deref().is_none_or(|r| {
+            !r.mailbox.has_queued() && (r.mailbox.has_handles() || self.core().handles_gone())
+        })
+    }
+
+    /// Whether a pass would find nothing to do here: no callback to call (deferred
+    /// ones included; a read or write due with no callback calls nothing), no flush, nothing left to send, no timeout or rate limit to keep,
+    /// no handle's news, and the mailbox listening, so that a command wakes the task.
+    /// (The link's own part is for the link to say.)
+    fn settled(&self) -> bool {
+        let core = &self.inner.core;
+        let callbacks = &self.inner.callbacks;
+        self.inner.output.is_empty()
+            && !core.has_calls_due(callbacks.read.is_some(), callbacks.write.is_some())
+            && !core.has_flushes()
+            && !core.has_timeouts()
+            && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
+            && self.no_news()
+            && self
+                .remote
+                .as_deref()
+                .is_none_or(|r| r.mailbox.is_listening())
+    }
+
     // ---- timeouts ----------------------------------------------------------------
 
     /// Keeps a timer for the core's next deadline and reports the deadlines that
@@ -264,10 +291,16 @@ where
                 if self.is_over() {
                     return Poll::Ready(());
                 }
-                continue;
+                // A pass that changed something is followed by one that finds nothing
+                // left to do, unless this one can tell already: then the engines it
+                // hosts end their wake-up as that quiet pass would have ended it.
+                if !self.settled() || self.settle_hosted() {
+                    continue;
+                }
             }
-            // Nothing changed since the last pass, which found it not over (a first
-            // pass that changes nothing finds a new bufferevent not over either).
+            // Nothing changed since the last pass (or nothing is left to do after
+            // it), which found it not over (a first pass that changes nothing finds a
+            // new bufferevent not over either).
             // Publish for handles once per wake-up, not after every pass; input
             // handed to a reader may lift a watermark pause: then look again.
             if self.side.publish() {
@@ -323,6 +356,23 @@ where
             progress |= self.side.dispatch();
         }
         progress
+    }
+
+    /// After a pass that changed something: whether the next pass would change
+    /// nothing, so the task may go idle without running it. Anything still to do
+    /// counts (see [`Side::settled`]), and so does whatever a link cannot vouch for:
+    /// only a pair's, whose transfers and whose partner's pass all run in the pass
+    /// just made, can tell (a stream's readiness and a filter's decisions are found
+    /// out by a pass).
+    fn settled(&mut self) -> bool {
+        self.side.settled() && self.link.hosted().is_some_and(|h| h.settled())
+    }
+
+    /// What the quiet pass would have done in the engines this one hosts, for a
+    /// wake-up that ends without it ([`settled`](Self::settled)): publish for their
+    /// handles and give back memory. Whether publishing calls for a pass after all.
+    fn settle_hosted(&mut self) -> bool {
+        self.link.hosted().is_some_and(|h| h.settle_hosted())
     }
 
     /// Publishes for this engine's handles and for those of every engine it hosts.

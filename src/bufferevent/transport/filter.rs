@@ -360,6 +360,14 @@ impl<T, U> Hosts for FilterLink<T, U> {
         false
     }
 
+    fn settled(&mut self) -> bool {
+        false // the filter's pass decides what its underlying reads and writes
+    }
+
+    fn settle_hosted(&mut self) -> bool {
+        self.underlying.as_mut().is_some_and(|u| u.settle())
+    }
+
     fn pair_io<'a>(&'a mut self, _own: Io<'a>) -> Option<Io<'a>> {
         self.underlying.as_mut()?.pair_io()
     }

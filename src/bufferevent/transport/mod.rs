@@ -135,6 +135,16 @@ pub(crate) trait Hosts {
     /// pass as if moved after it (see [`Hosted::takes_input_early`]): true of a pair
     /// element; not of a filter, whose pass decides what its underlying may read.
     fn lets_input_in_early(&mut self) -> bool;
+
+    /// After a pass of the host that changed something: whether what this link hosts
+    /// would find nothing to do in the next (see [`Hosted::settled`]); false when
+    /// only a pass can tell.
+    fn settled(&mut self) -> bool;
+
+    /// The host's wake-up ends without a quiet pass: what the link hosts ends its
+    /// wake-up as that pass would have ended it (see [`Hosted::settle`]). Whether
+    /// that calls for a pass after all.
+    fn settle_hosted(&mut self) -> bool;
 }
 
 /// What takes an ended bufferevent's place in its task.
@@ -179,6 +189,15 @@ pub(crate) trait Hosted: Send + 'static {
     /// handle did not go unnoticed (that may end it with the input unread), and no
     /// filter lies between (see [`Hosts::lets_input_in_early`]).
     fn takes_input_early(&mut self) -> bool;
+    /// After a pass that changed something: whether its next pass would change
+    /// nothing: it is not over, nothing is left to do in it or in what it hosts, and
+    /// no news can come without waking the task.
+    fn settled(&mut self) -> bool;
+    /// Ends a wake-up of the host whose quiet pass did not run: publishes for its
+    /// handles and gives back memory, as its own quiet pass would have. Whether
+    /// publishing calls for a pass after all (input handed to a reader lifted a
+    /// watermark pause).
+    fn settle(&mut self) -> bool;
     /// See [`Hosts::forget_wakers`]; also this engine's own mailbox.
     fn forget_wakers(&mut self);
     /// Takes the due callbacks instead of running them, recording the events as

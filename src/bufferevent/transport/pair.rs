@@ -166,6 +166,16 @@ impl Hosts for PairLink {
     fn lets_input_in_early(&mut self) -> bool {
         false // the host of a pair, never a partner
     }
+
+    fn settled(&mut self) -> bool {
+        // Its transfers and its partner's pass all ran in the pass just made; what
+        // is left is the partner's to say.
+        self.partner.as_mut().is_some_and(|p| p.settled())
+    }
+
+    fn settle_hosted(&mut self) -> bool {
+        self.partner.as_mut().is_some_and(|p| p.settle())
+    }
 }
 
 impl Link for PairBack {
@@ -212,6 +222,14 @@ impl Hosts for PairBack {
 
     fn lets_input_in_early(&mut self) -> bool {
         true
+    }
+
+    fn settled(&mut self) -> bool {
+        true // its host moves its data
+    }
+
+    fn settle_hosted(&mut self) -> bool {
+        false
     }
 }
 
