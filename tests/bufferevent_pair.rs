@@ -495,3 +495,128 @@ async fn data_written_as_the_partner_ends_stays_in_the_output() {
     assert_eq!(a.output_len(), 5);
     assert_eq!(a.stats().bytes_written, 0);
 }
+
+/// A closing element whose last bytes the partner takes ends in that same wake-up:
+/// the pass that moved them does not leave the end to a pass that never comes.
+#[tokio::test(start_paused = true)]
+async fn a_closing_element_ends_once_its_partner_takes_the_rest() {
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().close_timeout(None));
+    a.disable(Direction::READ);
+    b.write_now(pattern(100)).unwrap();
+    settle().await;
+    assert_eq!(b.output_len(), 100, "held while the partner does not read");
+    // Both commands reach the task in one wake-up.
+    a.enable(Direction::READ);
+    let closed = within(b.close()).await.expect("the close completes");
+    assert_eq!(closed.unsent, 0);
+    assert_eq!(a.input_len(), 100);
+    assert!(a.partner().is_none(), "the partner ended");
+}
+
+/// An element with no handle and no callback left ends once its partner takes the
+/// rest of its output, in the wake-up that moved it.
+#[tokio::test(start_paused = true)]
+async fn an_unobserved_element_ends_once_its_partner_takes_the_rest() {
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder());
+    a.disable(Direction::READ);
+    b.write_now(pattern(100)).unwrap();
+    drop(b);
+    settle().await;
+    assert!(a.partner().is_some(), "the partner waits to send the rest");
+    a.enable(Direction::READ);
+    settle().await;
+    assert_eq!(a.input_len(), 100);
+    assert!(a.partner().is_none(), "the partner ended");
+}
+
+/// Both elements on callbacks, each answering the other: every answer goes out,
+/// however the pass that wrote it ends.
+#[tokio::test(start_paused = true)]
+async fn callbacks_on_both_elements_keep_a_conversation_going() {
+    let trips = Arc::new(Mutex::new(0usize));
+    let counted = trips.clone();
+    let (a, b) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(move |ctx| {
+            let answers = ctx.input().take_all().len() / 4;
+            let mut trips = counted.lock().unwrap();
+            *trips += answers;
+            if *trips < 100 {
+                ctx.output().add(b"ping");
+            }
+        })
+        .pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .on_read(|ctx| {
+                    let (mut input, mut output) = ctx.io();
+                    input.remove_to(&mut output, usize::MAX);
+                }),
+        );
+    a.write_now(&b"ping"[..]).unwrap();
+    settle().await;
+    assert_eq!(*trips.lock().unwrap(), 100);
+    assert_eq!((a.output_len(), b.output_len()), (0, 0));
+}
+
+/// A timeout a callback sets in a pass that moved data is armed all the same.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_a_callback_sets_fires() {
+    let events = log();
+    let seen = events.clone();
+    let (a, _b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .on_read(|ctx| {
+                ctx.input().take_all();
+                ctx.set_timeouts(Some(Duration::from_secs(1)), None);
+            })
+            .on_event(move |_, ev, _| seen.lock().unwrap().push(format!("{ev:?}"))),
+    );
+    a.write_now(&b"hi"[..]).unwrap();
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(entries(&events), ["Events(READING | TIMEOUT)"]);
+}
+
+/// A flush a callback asks for in a pass that moved data is carried out all the
+/// same.
+#[tokio::test(start_paused = true)]
+async fn a_flush_a_callback_asks_for_is_carried_out() {
+    let events = log();
+    let seen = events.clone();
+    let (_a, b) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(|ctx| {
+            ctx.input().take_all();
+            ctx.flush(Direction::WRITE, FlushMode::Finished);
+        })
+        .pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .on_event(move |_, ev, _| seen.lock().unwrap().push(format!("{ev:?}"))),
+        );
+    b.write_now(&b"hi"[..]).unwrap();
+    settle().await;
+    assert_eq!(entries(&events), ["Events(READING | EOF)"]);
+}
+
+/// More commands than a pass applies, sent at once: the rest are applied in the
+/// passes that follow, with no other wake-up.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_commands_is_applied_in_full() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let (a, _b) =
+        BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ).on_read(
+            move |ctx| {
+                let data = ctx.input().take_all();
+                sink.lock().unwrap().extend_from_slice(&data);
+            },
+        ));
+    let data = pattern(300);
+    for byte in data.chunks(1) {
+        a.write_now(byte.to_vec()).unwrap();
+    }
+    settle().await;
+    assert_eq!(*got.lock().unwrap(), data);
+}

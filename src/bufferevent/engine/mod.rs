@@ -207,9 +207,12 @@ where
     }
 
     /// Whether a pass would find nothing to do here: no callback to call (deferred
-    /// ones included; a read or write due with no callback calls nothing), no flush, nothing left to send, no timeout or rate limit to keep,
-    /// no handle's news, and the mailbox listening, so that a command wakes the task.
-    /// (The link's own part is for the link to say.)
+    /// ones included; a read or write due with no callback calls nothing), no flush,
+    /// nothing left to send, no timeout or rate limit to keep, and the mailbox
+    /// listening: it holds the task's waker, which every command and the last
+    /// handle's going take, so none of those waits unseen (commands left over by a
+    /// pass's limit were sent before the waker was stored). The link's own part is
+    /// for the link to say.
     fn settled(&self) -> bool {
         let core = &self.inner.core;
         let callbacks = &self.inner.callbacks;
@@ -218,7 +221,6 @@ where
             && !core.has_flushes()
             && !core.has_timeouts()
             && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
-            && self.no_news()
             && self
                 .remote
                 .as_deref()
@@ -365,7 +367,10 @@ where
     /// just made, can tell (a stream's readiness and a filter's decisions are found
     /// out by a pass).
     fn settled(&mut self) -> bool {
-        self.side.settled() && self.link.hosted().is_some_and(|h| h.settled())
+        let Some(hosted) = self.link.hosted() else {
+            return false; // a stream: only a read that finds nothing tells
+        };
+        self.side.settled() && hosted.settled()
     }
 
     /// What the quiet pass would have done in the engines this one hosts, for a
