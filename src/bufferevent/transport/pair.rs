@@ -323,6 +323,7 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
     // timer restarts too (the fix of B-47's stale-timer bug).
     dst.core.on_read(dst.input.len());
     src.core.on_written(src.output.len());
-    dst.changed();
+    // Handles learn of it when the task publishes, as for a stream's reads: waking
+    // them now would show them lengths not yet published.
     true
 }
