@@ -125,13 +125,22 @@ fn main() {
                 };
                 runs.push((ours, theirs));
             }
+            let scale = if test.throughput() { 1e-9 } else { 1e-3 };
+            let ours = median(runs.iter().map(|r| r.0).collect()) * scale;
+            if runs.iter().any(|r| r.1.is_nan()) {
+                // `PAIR_CRATE_ONLY`: no duplex figure to compare with.
+                println!(
+                    "| {flavor} | {} | {ours:.2} | – | – | {:.2} |",
+                    test.name(),
+                    test.target()
+                );
+                continue;
+            }
             let ratios: Vec<f64> = runs.iter().map(|(a, b)| a / b).collect();
             let (lo, hi) = spread(&ratios);
-            let scale = if test.throughput() { 1e-9 } else { 1e-3 };
             println!(
-                "| {flavor} | {} | {:.2} | {:.2} | {:.2} ({lo:.2}–{hi:.2}) | {:.2} |",
+                "| {flavor} | {} | {ours:.2} | {:.2} | {:.2} ({lo:.2}–{hi:.2}) | {:.2} |",
                 test.name(),
-                median(runs.iter().map(|r| r.0).collect()) * scale,
                 median(runs.iter().map(|r| r.1).collect()) * scale,
                 median(ratios.clone()),
                 test.target(),
