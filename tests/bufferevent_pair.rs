@@ -496,8 +496,8 @@ async fn data_written_as_the_partner_ends_stays_in_the_output() {
     assert_eq!(a.stats().bytes_written, 0);
 }
 
-/// A closing element whose last bytes the partner takes ends in that same wake-up:
-/// the pass that moved them does not leave the end to a pass that never comes.
+/// A closing element with no close timeout ends once its partner has taken the rest
+/// of its output.
 #[tokio::test(start_paused = true)]
 async fn a_closing_element_ends_once_its_partner_takes_the_rest() {
     let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().close_timeout(None));
@@ -619,4 +619,40 @@ async fn a_burst_of_commands_is_applied_in_full() {
     }
     settle().await;
     assert_eq!(*got.lock().unwrap(), data);
+}
+
+/// Data that arrived while no read callback was set does not call a read callback
+/// set afterwards (libevent marks nothing pending for a missing callback); the next
+/// data does.
+#[tokio::test(start_paused = true)]
+async fn a_read_callback_set_later_runs_for_new_data_only() {
+    let (a, b) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .pair(BufferEvent::builder());
+    b.write_now(&b"early"[..]).unwrap();
+    settle().await;
+    assert_eq!(a.input_len(), 5);
+    let calls = log();
+    let seen = calls.clone();
+    within(a.set_callbacks(tokio_bufferevent::bufferevent::Callbacks {
+        read: Some(Box::new(move |ctx| {
+            let data = ctx.input().take_all();
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&data).into_owned());
+        })),
+        write: None,
+        event: None,
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    settle().await;
+    assert!(
+        entries(&calls).is_empty(),
+        "no call for data that came before"
+    );
+    b.write_now(&b" late"[..]).unwrap();
+    settle().await;
+    assert_eq!(entries(&calls), ["early late"]);
 }

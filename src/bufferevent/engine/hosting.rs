@@ -99,6 +99,7 @@ where
     }
 
     fn settle(&mut self) -> bool {
+        self.side.forget_uncalled_due();
         if self.side.publish() || self.settle_hosted() {
             return true;
         }

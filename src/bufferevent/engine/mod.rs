@@ -208,11 +208,11 @@ where
 
     /// Whether a pass would find nothing to do here: no callback to call (deferred
     /// ones included; a read or write due with no callback calls nothing), no flush,
-    /// nothing left to send, no timeout or rate limit to keep, and the mailbox
-    /// listening: it holds the task's waker, which every command and the last
-    /// handle's going take, so none of those waits unseen (commands left over by a
-    /// pass's limit were sent before the waker was stored). The link's own part is
-    /// for the link to say.
+    /// nothing left to send, no timeout or rate limit to keep, no handle's news, and
+    /// the mailbox listening: it holds the task's waker, so a command or the last
+    /// handle's going wakes the task. (Both are needed: a command sent while the task
+    /// stored its waker may be left over by a pass's limit with the waker stored.)
+    /// The link's own part is for the link to say.
     fn settled(&self) -> bool {
         let core = &self.inner.core;
         let callbacks = &self.inner.callbacks;
@@ -221,10 +221,19 @@ where
             && !core.has_flushes()
             && !core.has_timeouts()
             && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
-            && self
-                .remote
-                .as_deref()
-                .is_none_or(|r| r.mailbox.is_listening())
+            && self.no_news()
+            && self.remote.as_ref().is_none_or(|r| {
+                // A handle dropped on another thread may not have let go of the shared
+                // state yet: the next pass looks again whether it can go.
+                r.mailbox.is_listening() && (r.mailbox.has_handles() || Arc::strong_count(r) == 1)
+            })
+    }
+
+    /// Once [`settled`](Self::settled) holds, what is still due calls nothing (a
+    /// read or write due with no callback): dropped, as the quiet pass's dispatch
+    /// would have, so that a callback set later does not run for it.
+    fn forget_uncalled_due(&mut self) {
+        let _ = self.inner.core.take_due();
     }
 
     // ---- timeouts ----------------------------------------------------------------
@@ -296,7 +305,11 @@ where
                 // A pass that changed something is followed by one that finds nothing
                 // left to do, unless this one can tell already: then the engines it
                 // hosts end their wake-up as that quiet pass would have ended it.
-                if !self.settled() || self.settle_hosted() {
+                if !self.settled() {
+                    continue;
+                }
+                self.side.forget_uncalled_due();
+                if self.settle_hosted() {
                     continue;
                 }
             }
