@@ -186,10 +186,16 @@ where
                 self.unread = input;
                 return Poll::Ready(Some(Ok(())));
             }
+            // The end first, then the length: the task stores the input's length
+            // before the end it publishes, so a length read after the end is at least
+            // as new. (Read the other way round, a length from before the last input
+            // came with an end from after it said the input was empty.)
+            let closed = shared.is_closed();
+            let read_closed = shared.read_closed.load(Ordering::Acquire);
+            let read_timed_out = shared.read_timed_out.load(Ordering::Acquire);
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
-            let timed_out = task_empty && shared.read_timed_out.load(Ordering::Acquire);
-            let ended =
-                shared.is_closed() || task_empty && shared.read_closed.load(Ordering::Acquire);
+            let timed_out = task_empty && read_timed_out;
+            let ended = closed || task_empty && read_closed;
             if (timed_out || ended) && takeout.len() > 0 {
                 // Handed over while the flags were read (the task publishes the end,
                 // then hands over the last input): that input comes first.
