@@ -383,6 +383,12 @@ where
         let Some(hosted) = self.link.hosted() else {
             return false; // a stream: only a read that finds nothing tells
         };
+        if self.side.core().handles_gone() {
+            // A handle dropped on another thread may have let go of the shared state
+            // only after this pass looked (`poll_commands`): look again, as the
+            // confirming pass would.
+            self.side.detach_if_unobserved();
+        }
         self.side.settled() && hosted.settled()
     }
 

@@ -365,7 +365,13 @@ impl<T, U> Hosts for FilterLink<T, U> {
     }
 
     fn settle_hosted(&mut self) -> bool {
-        self.underlying.as_mut().is_some_and(|u| u.settle())
+        // Not reached while `settled` is false here. Were it, only publishing would
+        // be safe: `Hosted::settle` drops due calls, and the filter collects its
+        // underlying's through `take_due`.
+        if let Some(underlying) = self.underlying.as_mut() {
+            underlying.publish();
+        }
+        false
     }
 
     fn pair_io<'a>(&'a mut self, _own: Io<'a>) -> Option<Io<'a>> {
