@@ -656,3 +656,49 @@ async fn a_read_callback_set_later_runs_for_new_data_only() {
     settle().await;
     assert_eq!(entries(&calls), ["early late"]);
 }
+
+/// Commands sent from other threads while the task runs, in bursts larger than one
+/// pass applies: none is left waiting for a wake-up that does not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_commands_from_other_threads_are_applied_in_full() {
+    const BYTES: usize = 4000;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let mut done_tx = Some(done_tx);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let (a, _b) =
+        BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ).on_read(
+            move |ctx| {
+                let data = ctx.input().take_all();
+                let mut got = sink.lock().unwrap();
+                got.extend_from_slice(&data);
+                if got.len() == BYTES {
+                    let _ = done_tx.take().map(|tx| tx.send(()));
+                }
+            },
+        ));
+    let data = pattern(BYTES);
+    let writers: Vec<_> = data
+        .chunks(BYTES / 4)
+        .map(|quarter| {
+            let (a, quarter) = (a.clone(), quarter.to_vec());
+            tokio::spawn(async move {
+                for burst in quarter.chunks(100) {
+                    for byte in burst.chunks(1) {
+                        a.write_now(byte.to_vec()).unwrap();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    within(done_rx).await.expect("every byte arrives").unwrap();
+    let mut got = got.lock().unwrap().clone();
+    got.sort_unstable();
+    let mut want = data;
+    want.sort_unstable();
+    assert_eq!(got, want, "every byte, once (writers interleave)");
+}
