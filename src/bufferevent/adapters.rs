@@ -293,13 +293,13 @@ impl<T, S> Drop for BufferEventIo<T, S> {
             return;
         };
         polled.takeout.withdraw();
-        if polled.takeout.len() > 0 {
-            // Any command but a write puts the takeout back first.
-            self.bev
-                .remote
-                .mailbox
-                .send(super::mailbox::Command::Run(Box::new(|_| {})));
-        }
+        // Any command but a write puts the takeout back first. Sent even when the
+        // takeout looks empty: the task may be handing over right now, past the
+        // request this withdrew.
+        self.bev
+            .remote
+            .mailbox
+            .send(super::mailbox::Command::Run(Box::new(|_| {})));
     }
 }
 

@@ -683,23 +683,29 @@ where
         if high != 0 && n > high {
             return Readiness::AboveHighWatermark { high };
         }
-        shared
-            .wait_until(Condition::Input, |s| {
-                s.input_total() >= n
-                    || s.read_closed.load(Ordering::Acquire)
-                    || s.read_timed_out.load(Ordering::Acquire)
-            })
-            .await;
-        if shared.input_total() >= n {
-            Readiness::Ready
-        } else if shared.read_timed_out.load(Ordering::Acquire) {
-            Readiness::TimedOut
-        } else if let Some(e) = shared.read_error() {
-            Readiness::Failed(e)
-        } else if shared.is_closed() {
-            Readiness::Ended
-        } else {
-            Readiness::Eof
+        loop {
+            shared
+                .wait_until(Condition::Input, |s| {
+                    s.input_total() >= n
+                        || s.read_closed.load(Ordering::Acquire)
+                        || s.read_timed_out.load(Ordering::Acquire)
+                })
+                .await;
+            return if shared.input_total() >= n {
+                Readiness::Ready
+            } else if shared.read_timed_out.load(Ordering::Acquire) {
+                Readiness::TimedOut
+            } else if let Some(e) = shared.read_error() {
+                Readiness::Failed(e)
+            } else if shared.is_closed() {
+                Readiness::Ended
+            } else if shared.read_closed.load(Ordering::Acquire) {
+                Readiness::Eof
+            } else {
+                // What woke the wait no longer holds (another reader took the bytes,
+                // READ was enabled again after a timeout): wait again.
+                continue;
+            };
         }
     }
 

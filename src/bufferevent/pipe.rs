@@ -166,9 +166,9 @@ where
     let end = tokio::select! {
         biased;
         () = state.failed.wait() => state.failure(),
-        () = ended(a) => PipeEnd::Ended(PipeSide::A),
-        () = ended(b) => PipeEnd::Ended(PipeSide::B),
-        _ = finished => PipeEnd::Finished,
+        () = ended(a) => state.failure_or(PipeEnd::Ended(PipeSide::A)),
+        () = ended(b) => state.failure_or(PipeEnd::Ended(PipeSide::B)),
+        _ = finished => state.failure_or(PipeEnd::Finished),
     };
     drop(guard);
     match &end {
@@ -385,6 +385,17 @@ impl PipeState {
     fn failure(&self) -> PipeEnd {
         let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         failure.clone().expect("set before the flag")
+    }
+
+    /// The failure, if one was flagged after the select polled for it (a side's
+    /// event callback flags it before the task publishes the end it caused); else
+    /// `end`.
+    fn failure_or(&self, end: PipeEnd) -> PipeEnd {
+        if self.failed.set.load(Ordering::Acquire) {
+            self.failure()
+        } else {
+            end
+        }
     }
 }
 

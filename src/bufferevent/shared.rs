@@ -793,10 +793,20 @@ impl Shared {
     /// Input bytes as a handle sees them: in the task's input plus handed over to a
     /// reader and not yet taken.
     pub(crate) fn input_total(&self) -> usize {
-        // The task adds to the takeout before it publishes the smaller input, so this
-        // order can only count a moving byte twice, never miss it.
-        let input = self.input_len.load(Ordering::Acquire);
-        input + self.polled_if_any().map_or(0, |p| p.takeout.len())
+        let Some(polled) = self.polled_if_any() else {
+            return self.input_len.load(Ordering::Acquire);
+        };
+        // Handing over adds to the takeout before it publishes the smaller input, and
+        // putting back publishes the larger input before it takes from the takeout:
+        // a length that did not change around the takeout's can count a moving byte
+        // twice (handing over), never miss one (putting back).
+        loop {
+            let input = self.input_len.load(Ordering::Acquire);
+            let handed = polled.takeout.len();
+            if self.input_len.load(Ordering::Acquire) == input {
+                return input + handed;
+            }
+        }
     }
 
     /// The adapters' part, allocated on first use.
