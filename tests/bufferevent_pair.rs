@@ -702,3 +702,18 @@ async fn bursts_of_commands_from_other_threads_are_applied_in_full() {
     want.sort_unstable();
     assert_eq!(got, want, "every byte, once (writers interleave)");
 }
+
+/// A write accepted while a free was already on its way is never sent: `closed()`
+/// counts it as unsent.
+#[tokio::test(start_paused = true)]
+async fn a_write_queued_behind_a_free_counts_as_unsent() {
+    let (a, _b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+    a.write_now(&b"sent"[..]).unwrap();
+    settle().await;
+    a.free();
+    a.write_now(&b"lost"[..])
+        .expect("accepted: the task has not ended yet");
+    let closed = within(a.closed()).await.expect("the free completes");
+    assert_eq!(closed.unsent, 4);
+    assert_eq!(a.output_len(), 4, "still counted, never sent");
+}

@@ -201,13 +201,21 @@ impl<T, S> Mailbox<T, S> {
     }
 
     /// The task ended: refuse further commands and drop the queued ones (their reply
-    /// channels tell the waiting handles).
-    pub(crate) fn close(&self) {
+    /// channels tell the waiting handles). Returns the bytes of the writes dropped:
+    /// accepted by `write_now` and never sent.
+    pub(crate) fn close(&self) -> usize {
         let dropped = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut *queue)
         };
-        drop(dropped);
+        dropped
+            .iter()
+            .map(|command| match command {
+                Command::Write(data) => data.len(),
+                Command::WriteBuffer(buf) => buf.len(),
+                _ => 0,
+            })
+            .sum()
     }
 }

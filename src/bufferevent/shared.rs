@@ -41,7 +41,8 @@ pub struct Closed {
     /// none.
     pub error: Option<Arc<io::Error>>,
     /// Bytes still in the output that were never sent (discarded by `free`, left
-    /// behind by a write error, or by a close that ran out of time). For a filter
+    /// behind by a write error, or by a close that ran out of time), and writes a
+    /// handle queued that the task never took (sent as it ended). For a filter
     /// this includes what was left in the bufferevents beneath it, counted as they
     /// held it (compressed or encrypted).
     pub unsent: usize,

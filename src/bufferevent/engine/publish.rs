@@ -134,10 +134,14 @@ where
         self.tally(&mut WakeClock::default());
         // A reader may still take what was handed over, not what is left in the input.
         self.publish();
-        if let Some(remote) = &self.remote {
-            remote.mailbox.close();
-        }
-        let unsent = self.inner.output.len() + beneath;
+        // Writes still queued were accepted and will never be sent: they count as
+        // unsent, and no longer as in flight.
+        let dropped = self.remote.as_ref().map_or(0, |r| {
+            let dropped = r.mailbox.close();
+            r.shared.applied(dropped);
+            dropped
+        });
+        let unsent = self.inner.output.len() + beneath + dropped;
         match self.rare.as_mut().and_then(|r| r.give_back.take()) {
             Some(reply) => {
                 // The caller may have stopped waiting; the transport then closes.
