@@ -124,9 +124,11 @@ where
     /// Refuses writes once the write side is shut down or failed: they could never
     /// be sent.
     pub(crate) fn check_writable(&self) -> Result<(), Error> {
+        // The half, then the end: the task stores the end first as it ends.
+        let write_closed = self.shared().write_closed.load(Ordering::Acquire);
         if self.shared().is_closed() {
             Err(Error::Ended)
-        } else if self.shared().write_closed.load(Ordering::Acquire) {
+        } else if write_closed {
             Err(Error::WriteClosed)
         } else {
             Ok(())

@@ -899,14 +899,16 @@ impl Shared {
     }
 
     pub(crate) fn set_closed(&self, closed: Closed) {
-        self.read_closed.store(true, Ordering::Release);
-        self.write_closed.store(true, Ordering::Release);
         self.extra_mut(|x| {
             if x.closed.is_none() {
                 x.closed = Some(closed);
             }
         });
+        // The end before the halves: a handle that finds a half closed and then looks
+        // at the end sees it, so it answers `Ended`, not `WriteClosed` or `Eof`.
         self.ended.store(true, Ordering::SeqCst);
+        self.read_closed.store(true, Ordering::Release);
+        self.write_closed.store(true, Ordering::Release);
         self.wake_all();
     }
 
