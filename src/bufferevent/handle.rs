@@ -753,17 +753,22 @@ where
     pub async fn connected(&self) -> Result<(), Error> {
         let shared = self.shared();
         let failed = |s: &Shared| matches!(s.connect_outcome(), Some(Some(_)));
-        shared
-            .wait_until(Condition::Connect, |s| {
-                s.connected.load(Ordering::Acquire) || failed(s)
-            })
-            .await;
-        if shared.connected.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match shared.connect_outcome() {
-            Some(Some(error)) => Err(Error::ConnectFailed(error)),
-            _ => Err(Error::Ended),
+        loop {
+            shared
+                .wait_until(Condition::Connect, |s| {
+                    s.connected.load(Ordering::Acquire) || failed(s)
+                })
+                .await;
+            if shared.connected.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            match shared.connect_outcome() {
+                Some(Some(error)) => return Err(Error::ConnectFailed(error)),
+                _ if shared.is_closed() => return Err(Error::Ended),
+                // The failure that woke the wait gave way to a new connect (another
+                // handle started one): wait for that one.
+                _ => {}
+            }
         }
     }
 
