@@ -163,12 +163,18 @@ where
 
     let finished =
         async { tokio::join!(pass_on_eof(&state.eof[0], b), pass_on_eof(&state.eof[1], a)) };
-    let end = tokio::select! {
+    let found = tokio::select! {
         biased;
-        () = state.failed.wait() => state.failure(),
-        () = ended(a) => state.failure_or(PipeEnd::Ended(PipeSide::A)),
-        () = ended(b) => state.failure_or(PipeEnd::Ended(PipeSide::B)),
-        _ = finished => state.failure_or(PipeEnd::Finished),
+        () = state.failed.wait() => None,
+        () = ended(a) => Some(PipeEnd::Ended(PipeSide::A)),
+        () = ended(b) => Some(PipeEnd::Ended(PipeSide::B)),
+        _ = finished => Some(PipeEnd::Finished),
+    };
+    // A side's event callback flags a failure before its task publishes the end the
+    // failure caused: one flagged after the select looked still comes first.
+    let end = match found {
+        Some(end) if !state.failed.is_set() => end,
+        _ => state.failure(),
     };
     drop(guard);
     match &end {
@@ -386,17 +392,6 @@ impl PipeState {
         let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         failure.clone().expect("set before the flag")
     }
-
-    /// The failure, if one was flagged after the select polled for it (a side's
-    /// event callback flags it before the task publishes the end it caused); else
-    /// `end`.
-    fn failure_or(&self, end: PipeEnd) -> PipeEnd {
-        if self.failed.set.load(Ordering::Acquire) {
-            self.failure()
-        } else {
-            end
-        }
-    }
 }
 
 /// A one-way flag a task can wait for.
@@ -412,8 +407,12 @@ impl Flag {
         self.notify.notify_waiters();
     }
 
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
     async fn wait(&self) {
-        crate::wait::until(&self.notify, || self.set.load(Ordering::Acquire)).await;
+        crate::wait::until(&self.notify, || self.is_set()).await;
     }
 }
 

@@ -208,10 +208,11 @@ where
 
     /// Whether a pass would find nothing to do here: no callback to call (deferred
     /// ones included; a read or write due with no callback calls nothing), no flush,
-    /// nothing left to send, no timeout or rate limit to keep, no handle's news, and
-    /// the mailbox listening: it holds the task's waker, so a command or the last
-    /// handle's going wakes the task. (Both are needed: a command sent while the task
-    /// stored its waker may be left over by a pass's limit with the waker stored.)
+    /// nothing left to send, no timeout or rate limit to keep, no queued command, the
+    /// last handle's going noticed, and the mailbox listening: it holds the task's
+    /// waker, so a command or the last handle's going wakes the task. (Both the queue
+    /// and the waker count: a command sent while the task stored its waker may be
+    /// left over by a pass's limit with the waker stored.)
     /// The link's own part is for the link to say.
     fn settled(&self) -> bool {
         let core = &self.inner.core;
@@ -221,11 +222,14 @@ where
             && !core.has_flushes()
             && !core.has_timeouts()
             && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
-            && self.no_news()
             && self.remote.as_ref().is_none_or(|r| {
-                // A handle dropped on another thread may not have let go of the shared
-                // state yet: the next pass looks again whether it can go.
-                r.mailbox.is_listening() && (r.mailbox.has_handles() || Arc::strong_count(r) == 1)
+                let mailbox = &r.mailbox;
+                // Once every handle is gone: noticed, and let go of (a handle dropped
+                // on another thread may still hold the shared state; the next pass
+                // looks again whether it can go).
+                let handles_settled =
+                    mailbox.has_handles() || (core.handles_gone() && Arc::strong_count(r) == 1);
+                mailbox.is_listening() && !mailbox.has_queued() && handles_settled
             })
     }
 
