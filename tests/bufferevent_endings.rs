@@ -304,3 +304,117 @@ async fn a_slow_consumer_of_the_adapter_bounds_memory() {
     watch.free();
     flood.abort();
 }
+
+/// A filter that panics ends its task: every bufferevent that task ran (the filter,
+/// its underlying pair element, and that element's partner) reports the end with an
+/// error instead of leaving their handles waiting forever.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_filter_ends_every_bufferevent_of_its_task_with_an_error() {
+    use tokio_bufferevent::bufferevent::{FilterResult, FlushMode, Input, Output, PassThrough};
+    let (a, b) = BufferEvent::pair();
+    let output = |_: &mut Input<'_>,
+                  _: &mut Output<'_>,
+                  _: Option<usize>,
+                  _: FlushMode|
+     -> io::Result<FilterResult> { panic!("the filter's bug") };
+    let filter = BufferEvent::filter(a, PassThrough, output);
+    filter.write_now(&b"x"[..]).unwrap();
+    let closed = expect_within(filter.closed()).await;
+    assert!(closed.events.contains(Events::ERROR), "{closed:?}");
+    let error = closed.error.expect("the panic is the error");
+    assert!(
+        error.to_string().contains("the filter's bug"),
+        "the panic's message is kept: {error}"
+    );
+    assert!(
+        expect_within(filter.with(|_| ())).await.is_err(),
+        "later closures are refused, not left waiting"
+    );
+    let partner = expect_within(b.closed()).await;
+    assert!(partner.events.contains(Events::ERROR), "{partner:?}");
+    assert!(expect_within(b.with(|_| ())).await.is_err());
+}
+
+/// A bufferevent whose runtime shuts down ends with an error its handles on other
+/// runtimes see: `closed()` resolves, closures are refused.
+#[test]
+fn a_bufferevent_whose_runtime_shuts_down_reports_the_end() {
+    let doomed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = other.block_on(async {
+        BufferEvent::builder()
+            .runtime(doomed.handle().clone())
+            .pair(BufferEvent::builder())
+    });
+    a.write_now(&b"never sent"[..]).unwrap();
+    drop(doomed);
+    other.block_on(async {
+        for bev in [&a, &b] {
+            let closed = expect_within(bev.closed()).await;
+            assert!(closed.events.contains(Events::ERROR), "{closed:?}");
+            assert!(closed.error.is_some());
+            assert!(expect_within(bev.with(|_| ())).await.is_err());
+        }
+        assert_eq!(
+            a.closed().await.unsent,
+            10,
+            "the queued write was never sent"
+        );
+    });
+}
+
+/// A pair element left to its callbacks (no handle) ends once its partner is freed:
+/// nothing can reach it any more (D-B12), and its callbacks are dropped.
+#[tokio::test(start_paused = true)]
+async fn a_pair_element_without_handles_ends_when_its_partner_is_freed() {
+    let guard = Arc::new(());
+    let held = guard.clone();
+    let (a, b) =
+        BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ).on_read(
+            move |_| {
+                let _ = &held;
+            },
+        ));
+    drop(b);
+    settle_task(&a).await;
+    assert_eq!(Arc::strong_count(&guard), 2, "b runs on its callbacks");
+    a.free();
+    expect_within(a.closed()).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        Arc::strong_count(&guard),
+        1,
+        "b ended and dropped its callbacks"
+    );
+}
+
+/// A filter that leaves its underlying bufferevent open (`close_underlying(false)`)
+/// lets it go when freed; with no handle and no callback left, the underlying then
+/// ends at once (D-B12) and closes its stream.
+#[tokio::test(start_paused = true)]
+async fn an_underlying_let_go_without_handles_ends_at_once() {
+    use tokio_bufferevent::bufferevent::PassThrough;
+    let (mut peer, stream) = tokio::io::duplex(64);
+    let underlying = BufferEvent::builder().stream(stream);
+    let filter =
+        BufferEvent::builder()
+            .close_underlying(false)
+            .filter(underlying, PassThrough, PassThrough);
+    settle_task(&filter).await;
+    filter.free();
+    expect_within(filter.closed()).await;
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        expect_within(peer.read(&mut buf)).await.unwrap(),
+        0,
+        "the stream closed"
+    );
+}

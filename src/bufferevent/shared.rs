@@ -31,12 +31,15 @@ use super::takeout::Takeout;
 #[derive(Clone, Debug)]
 pub struct Closed {
     /// The last events delivered before the end (empty when the bufferevent was
-    /// freed or closed by its user without any event).
+    /// freed or closed by its user without any event). `ERROR` alone, delivered to no
+    /// callback, when its task stopped before it ended: the runtime it ran on shut
+    /// down, or a filter or transport on that task panicked.
     pub events: Events,
     /// The last error delivered to the event callback, even one the bufferevent went
     /// on after (a transport's read or write error, a failed connect, a filter's
     /// error), or the error of a callback or a [`with`](super::BufferEvent::with)
-    /// closure that panicked (kind [`io::ErrorKind::Other`]); replaced by one of kind
+    /// closure that panicked, or of a task that stopped (see `events`; kind
+    /// [`io::ErrorKind::Other`]); replaced by one of kind
     /// [`io::ErrorKind::TimedOut`] when a close ran out of time. `None` if there was
     /// none.
     pub error: Option<Arc<io::Error>>,

@@ -168,15 +168,20 @@ where
     /// User code panicked: the panic stops here, and this bufferevent ends with an
     /// error that `closed()` reports.
     fn panicked(&mut self, what: &str, payload: Box<dyn Any + Send>) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string payload".to_owned());
-        let error = Arc::new(io::Error::other(format!("{what} panicked: {message}")));
+        let error = Arc::new(panic_error(what, &*payload));
         tracing::error!(%error, "bufferevent ends");
         self.record_event(Events::ERROR, Some(error));
         // Reset, not closed: the peer must not take this for an answered request.
         self.inner.core.abort();
     }
+}
+
+/// The error a panic of `what` ends a bufferevent with, its message kept.
+pub(super) fn panic_error(what: &str, payload: &(dyn Any + Send)) -> io::Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned());
+    io::Error::other(format!("{what} panicked: {message}"))
 }

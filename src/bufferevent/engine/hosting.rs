@@ -108,7 +108,7 @@ where
     }
 
     fn run_alone(self: Box<Self>) -> Hosting {
-        Box::pin((*self).run())
+        Box::pin((*self).resume())
     }
 
     fn release(&mut self) {

@@ -20,6 +20,7 @@ mod tests;
 
 use std::future::Future;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -41,7 +42,7 @@ const ITERATIONS_PER_POLL: usize = 32;
 const COMMANDS_PER_PASS: usize = 64;
 
 /// One bufferevent's state apart from its link.
-pub(crate) struct Side<T, S> {
+pub(crate) struct Side<T: Send + 'static, S: Send + 'static> {
     pub(crate) inner: Inner<S>,
     /// Shared with handles; dropped once none is left and none can be made.
     /// (Whether every handle is gone, and whether a filter depends on this one,
@@ -91,7 +92,7 @@ fn counters_of<'a, T, S>(
 }
 
 /// A bufferevent: its state and its link.
-pub(crate) struct Engine<L: Link, S> {
+pub(crate) struct Engine<L: Link, S: Send + 'static> {
     pub(crate) link: L,
     pub(crate) side: Side<L::Transport, S>,
 }
@@ -295,6 +296,14 @@ where
         self.forget_wakers();
         Run {
             state: RunState::Engine(self),
+        }
+    }
+
+    /// The future that runs on its own an engine another task hosted until now.
+    pub(crate) fn resume(self) -> Resumed<L, S> {
+        Resumed {
+            run: self.run(),
+            looked: false,
         }
     }
 
@@ -569,13 +578,13 @@ where
 /// would keep a second copy of the engine in its state (the argument and the local):
 /// with one bufferevent per connection, that copy is most of an idle connection's
 /// memory.
-pub(crate) struct Run<L: Link, S> {
+pub(crate) struct Run<L: Link, S: Send + 'static> {
     state: RunState<L, S>,
 }
 
 // The engine inline is the point: boxing it would add an allocation per bufferevent.
 #[allow(clippy::large_enum_variant)]
-enum RunState<L: Link, S> {
+enum RunState<L: Link, S: Send + 'static> {
     Engine(Engine<L, S>),
     Then(Hosting),
     Done,
@@ -583,7 +592,7 @@ enum RunState<L: Link, S> {
 
 // Nothing in `Run` is ever pinned in place: the engine's self-referential parts
 // (timers, connects, hosted futures) are boxed.
-impl<L: Link, S> Unpin for Run<L, S> {}
+impl<L: Link, S: Send + 'static> Unpin for Run<L, S> {}
 
 impl<L, S> Future for Run<L, S>
 where
@@ -597,17 +606,24 @@ where
         loop {
             match &mut this.state {
                 RunState::Engine(engine) => {
-                    if engine.poll_run(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let RunState::Engine(engine) =
-                        std::mem::replace(&mut this.state, RunState::Done)
-                    else {
-                        unreachable!("matched above");
-                    };
-                    match engine.succeed() {
-                        Some(next) => this.state = RunState::Then(next),
-                        None => return Poll::Ready(()),
+                    // User code the engine calls outside callbacks (a filter, a
+                    // transport) may panic: the bufferevent ends with that error, and
+                    // every engine it hosts with its own (their drop reports it).
+                    match catch_unwind(AssertUnwindSafe(|| engine.poll_run(cx))) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(())) => {
+                            if this.conclude() {
+                                return Poll::Ready(());
+                            }
+                        }
+                        Err(panic) => {
+                            let what = "the bufferevent's filter or transport";
+                            engine
+                                .side
+                                .stop_abruptly(dispatch::panic_error(what, &*panic));
+                            this.state = RunState::Done;
+                            return Poll::Ready(());
+                        }
                     }
                 }
                 RunState::Then(next) => {
@@ -619,5 +635,55 @@ where
                 RunState::Done => return Poll::Ready(()),
             }
         }
+    }
+}
+
+impl<L, S> Run<L, S>
+where
+    L: Link,
+    S: Send + 'static,
+{
+    /// The engine is over: it ends, and whatever takes its place runs next. Whether
+    /// nothing does.
+    fn conclude(&mut self) -> bool {
+        let RunState::Engine(engine) = std::mem::replace(&mut self.state, RunState::Done) else {
+            unreachable!("only a running engine concludes");
+        };
+        match engine.succeed() {
+            Some(next) => {
+                self.state = RunState::Then(next);
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// The future of an engine another task hosted until now. It may have become over
+/// outside any pass (its pair partner went, or its filter let it go), which a first
+/// pass that finds nothing to do would not look at: it looks once before that pass.
+/// (Kept apart from [`Run`], which every bufferevent's task holds inline: hosted
+/// engines resume boxed.)
+pub(crate) struct Resumed<L: Link, S: Send + 'static> {
+    run: Run<L, S>,
+    looked: bool,
+}
+
+impl<L, S> Future for Resumed<L, S>
+where
+    L: Link,
+    S: Send + 'static,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if !self.looked {
+            self.looked = true;
+            let over = matches!(&self.run.state, RunState::Engine(engine) if engine.is_over());
+            if over && self.run.conclude() {
+                return Poll::Ready(());
+            }
+        }
+        Pin::new(&mut self.run).poll(cx)
     }
 }

@@ -131,6 +131,26 @@ where
     /// `beneath` is what the transport still held unsent (a filter's underlying
     /// bufferevents), counted in `Closed::unsent` with the output.
     pub(crate) fn finish(&mut self, transport: Option<T>, beneath: usize) {
+        self.report_end(transport, beneath);
+        // Reported: nothing is left for `Drop` to report. (The membership's drop
+        // tells the listener, as the side's own drop would have.)
+        self.remote = None;
+        self.member = None;
+    }
+
+    /// The task stopped before this bufferevent ended: its runtime shut down, or a
+    /// filter or transport panicked. No callback can run any more, so the end is
+    /// reported to handles and the listener only: `closed()` gives `ERROR` and `error`,
+    /// queued writes and the output count as unsent, and closures still queued are
+    /// refused.
+    pub(crate) fn stop_abruptly(&mut self, error: io::Error) {
+        tracing::error!(%error, "bufferevent stopped");
+        self.inner.core.record_events(Events::ERROR);
+        self.rare().last_error = Some(Arc::new(error));
+        self.finish(None, 0);
+    }
+
+    fn report_end(&mut self, transport: Option<T>, beneath: usize) {
         self.tally(&mut WakeClock::default());
         // A reader may still take what was handed over, not what is left in the input.
         self.publish();
@@ -191,5 +211,19 @@ fn flag(cell: &AtomicBool, value: bool) -> bool {
     cell.load(Ordering::Acquire) != value && {
         cell.store(value, Ordering::Release);
         true
+    }
+}
+
+impl<T: Send + 'static, S: Send + 'static> Drop for Side<T, S> {
+    /// A side dropped before it finished belongs to a task that stopped without
+    /// ending it (its runtime shut down, or it hosted this side under an engine that
+    /// panicked): its handles and its listener still hear of the end.
+    fn drop(&mut self) {
+        if self.remote.is_some() || self.member.is_some() {
+            self.stop_abruptly(io::Error::other(
+                "the bufferevent's task stopped before the bufferevent ended: its runtime \
+                 shut down, or a filter or transport on that task panicked",
+            ));
+        }
     }
 }
