@@ -14,7 +14,7 @@ use futures::task::{ArcWake, waker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, Error, Events, PassThrough, Readiness, Watermarks,
+    BufferEvent, Direction, Error, Events, Pair, PassThrough, Readiness, Watermarks,
 };
 
 use common::{expect_within, pattern, settle_task, tcp_pair, within};
@@ -359,4 +359,69 @@ async fn every_readiness_future_resolves_once_the_bufferevent_ended() {
     assert!(matches!(connected, Err(Error::Ended)), "{connected:?}");
     assert!(matches!(writable, Err(Error::Ended)), "{writable:?}");
     assert!(no_event);
+}
+
+/// A handle that changes a setting while a read timeout is being delivered (here from
+/// the event callback, before the task published READ off) does not hide the timeout
+/// from a reader waiting in `readable`; enabling READ again does.
+#[tokio::test(start_paused = true)]
+async fn a_setting_changed_as_a_read_timeout_fires_keeps_the_timeout() {
+    let me: Arc<Mutex<Option<BufferEvent<Pair>>>> = Arc::default();
+    let handle = me.clone();
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .timeouts(Some(Duration::from_secs(5)), None)
+            .on_event(move |_, events, _| {
+                if events.contains(Events::READING | Events::TIMEOUT)
+                    && let Some(bev) = handle.lock().unwrap().as_ref()
+                {
+                    bev.set_max_single_read(4096);
+                }
+            }),
+    );
+    *me.lock().unwrap() = Some(b.clone());
+    assert_eq!(expect_within(b.readable(1)).await, Readiness::TimedOut);
+    assert_eq!(b.max_single_read(), 4096);
+    b.enable(Direction::READ);
+    a.write_now(&b"x"[..]).unwrap();
+    assert_eq!(
+        expect_within(b.readable(1)).await,
+        Readiness::Ready,
+        "reading again"
+    );
+    me.lock().unwrap().take();
+}
+
+/// A write timeout (which disables WRITE with the output unsent) ends every wait for
+/// the output: `drained` returns with the bytes still queued, `writable` and the
+/// adapter's flush and shutdown fail with `TimedOut`. Enabling WRITE again drains.
+#[tokio::test(start_paused = true)]
+async fn a_write_timeout_ends_the_waits_for_the_output() {
+    let (a, b) = BufferEvent::builder()
+        .timeouts(None, Some(Duration::from_secs(3)))
+        .write_watermarks(Watermarks::new(0, 4))
+        .pair(BufferEvent::builder());
+    // `b` does not read: nothing leaves `a`'s output.
+    a.write_now(&b"stuck bytes"[..]).unwrap();
+    expect_within(a.drained()).await;
+    assert_eq!(a.output_len(), 11, "still queued");
+    assert!(!a.enabled().contains(Direction::WRITE));
+    assert!(matches!(
+        expect_within(a.writable()).await,
+        Err(Error::TimedOut)
+    ));
+    let mut io = a.clone().into_io();
+    let flushed = expect_within(io.flush()).await.unwrap_err();
+    assert_eq!(flushed.kind(), std::io::ErrorKind::TimedOut, "{flushed}");
+    let shut = expect_within(io.shutdown()).await.unwrap_err();
+    assert_eq!(shut.kind(), std::io::ErrorKind::TimedOut, "{shut}");
+    drop(io);
+
+    a.enable(Direction::WRITE);
+    b.enable(Direction::READ);
+    expect_within(a.drained()).await;
+    assert_eq!(a.output_len(), 0);
+    assert_eq!(b.read(100).await.unwrap(), &b"stuck bytes"[..]);
+    expect_within(a.writable()).await.unwrap();
 }

@@ -240,7 +240,11 @@ where
         if shared.is_closed() {
             return Poll::Ready(Err(Error::Ended.into()));
         }
-        Poll::Ready(self.bev.check_writable().map_err(io::Error::from))
+        self.bev.check_writable()?;
+        if !shared.below_write_high() && shared.write_timed_out.load(Ordering::Acquire) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_flushed(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -250,13 +254,15 @@ where
             async move {
                 bev.shared()
                     .wait_until(Condition::Output, |s| {
-                        s.output_total() == 0 || s.write_closed.load(Ordering::Acquire)
+                        s.output_total() == 0 || s.write_stalled()
                     })
                     .await;
                 if bev.output_len() == 0 {
                     Ok(())
                 } else if bev.is_closed() {
                     Err(Error::Ended.into())
+                } else if !bev.shared().write_closed.load(Ordering::Acquire) {
+                    Err(timed_out())
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -274,11 +280,13 @@ where
             async move {
                 bev.flush(Direction::WRITE, FlushMode::Finished);
                 bev.shared()
-                    .wait_until(Condition::Output, |s| {
-                        s.write_closed.load(Ordering::Acquire)
-                    })
+                    .wait_until(Condition::Output, super::shared::Shared::write_stalled)
                     .await;
-                Ok(())
+                if bev.shared().write_closed.load(Ordering::Acquire) {
+                    Ok(())
+                } else {
+                    Err(timed_out())
+                }
             }
         })
     }
@@ -410,4 +418,12 @@ impl<T, S> fmt::Debug for BufferEventIo<T, S> {
             .field("unread", &self.unread.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The write timeout disabled WRITE with the output unsent.
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the write timeout expired with data unsent; enable WRITE to go on",
+    )
 }

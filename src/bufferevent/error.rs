@@ -49,7 +49,9 @@ pub enum Error {
     Eof,
     /// Reading failed: the transport's error (its kind).
     ReadFailed(Arc<io::Error>),
-    /// The read timeout expired, which disabled READ; enable it to read on
+    /// The read timeout expired, which disabled READ (a read's error; enable READ to
+    /// read on), or the write timeout, which disabled WRITE with the output above the
+    /// high watermark (`writable`'s; enable WRITE to go on)
     /// ([`io::ErrorKind::TimedOut`]).
     TimedOut,
     /// What a read asked for cannot fit: longer than its limit, or than the read high
@@ -85,7 +87,7 @@ impl fmt::Display for Error {
             Self::Buffer(e) => write!(f, "the buffer cannot be taken: {e}"),
             Self::Eof => f.write_str("the peer finished before the data asked for arrived"),
             Self::ReadFailed(e) => write!(f, "reading failed: {e}"),
-            Self::TimedOut => f.write_str("the read timeout expired"),
+            Self::TimedOut => f.write_str("the timeout expired"),
             Self::TooLong { max } => write!(f, "more than {max} bytes would be needed"),
         }
     }

@@ -168,6 +168,17 @@ where
             |s| s.enabled |= dirs,
             move |ctx| ctx.enable(dirs),
         );
+        // Going on after a timeout: waiters wait again rather than see it. Only here:
+        // the view may still show the direction on while its timeout is delivered,
+        // before the task publishes it off, so no other setting may clear it.
+        if dirs.contains(Direction::READ) {
+            self.shared().read_timed_out.store(false, Ordering::Release);
+        }
+        if dirs.contains(Direction::WRITE) {
+            self.shared()
+                .write_timed_out
+                .store(false, Ordering::Release);
+        }
     }
 
     /// Disables directions (`bufferevent_disable`). [`enabled`](Self::enabled) shows
@@ -371,21 +382,32 @@ where
     /// # Errors
     ///
     /// [`Error::WriteClosed`] (kind [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) if the write side
-    /// was shut down or failed, at once or while waiting; [`Error::Ended`] (kind
+    /// was shut down or failed, at once or while waiting; [`Error::TimedOut`] if the
+    /// output is above the high watermark and the write timeout disabled WRITE (enable
+    /// it to go on); [`Error::Ended`] (kind
     /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the bufferevent has ended.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe.
     pub async fn writable(&self) -> Result<(), Error> {
-        let ok = self
-            .shared()
-            .wait_until(Condition::Output, Shared::writable_or_closed)
-            .await;
-        if !ok || self.shared().is_closed() {
-            return Err(Error::Ended);
+        let shared = self.shared();
+        loop {
+            let ok = shared
+                .wait_until(Condition::Output, Shared::writable_or_closed)
+                .await;
+            if !ok || shared.is_closed() {
+                return Err(Error::Ended);
+            }
+            self.check_writable()?;
+            if shared.below_write_high() {
+                return Ok(());
+            }
+            if shared.write_timed_out.load(Ordering::Acquire) {
+                return Err(Error::TimedOut);
+            }
+            // Woken by a timeout that WRITE, enabled again since, took back: wait on.
         }
-        self.check_writable()
     }
 
     /// Moves all of `buf` to the output without copying (`bufferevent_write_buffer`);
@@ -713,7 +735,8 @@ where
 
     /// Waits until the output is at or below the write low watermark (empty with the
     /// default of 0), or it can no longer drain: the write side closed with data
-    /// unsent, or the bufferevent ended.
+    /// unsent, the write timeout disabled WRITE, or the bufferevent ended.
+    /// [`output_len`](Self::output_len) tells which.
     ///
     /// # Cancel safety
     ///
@@ -721,7 +744,7 @@ where
     pub async fn drained(&self) {
         self.shared()
             .wait_until(Condition::Output, |s| {
-                s.output_total() <= s.write_low() || s.write_closed.load(Ordering::Acquire)
+                s.output_total() <= s.write_low() || s.write_stalled()
             })
             .await;
     }

@@ -202,6 +202,9 @@ pub(crate) struct Shared {
     pub(crate) write_closed: AtomicBool,
     /// The read timeout expired, and READ was not enabled again since.
     pub(crate) read_timed_out: AtomicBool,
+    /// The write timeout expired, and WRITE was not enabled again since: the output
+    /// cannot drain until it is.
+    pub(crate) write_timed_out: AtomicBool,
     info: Mutex<TransportInfo>,
     /// Conditions whose waiters the next publish wakes (bits of [`Condition`]).
     dirty: AtomicU8,
@@ -565,9 +568,6 @@ impl Shared {
         let mut pending = self.pending();
         let mut settings = self.settings();
         change(&mut settings);
-        if settings.enabled.contains(Direction::READ) {
-            self.read_timed_out.store(false, Ordering::Release);
-        }
         let watermarks_changed = self.store_knob(knob, &settings);
         pending[knob as usize] = pending[knob as usize].saturating_add(1);
         drop(pending);
@@ -652,8 +652,19 @@ impl Shared {
     /// What writers wait for: the output at or below the write high watermark (always,
     /// without one), or the write side closed (the writer then learns why).
     pub(crate) fn writable_or_closed(&self) -> bool {
+        self.below_write_high() || self.write_stalled()
+    }
+
+    /// The output is at or below the write high watermark (always, without one).
+    pub(crate) fn below_write_high(&self) -> bool {
         let high = self.write_high();
-        high == 0 || self.output_total() <= high || self.write_closed.load(Ordering::Acquire)
+        high == 0 || self.output_total() <= high
+    }
+
+    /// The output cannot drain by itself: the write side closed, or the write
+    /// timeout disabled WRITE (until it is enabled again).
+    pub(crate) fn write_stalled(&self) -> bool {
+        self.write_closed.load(Ordering::Acquire) || self.write_timed_out.load(Ordering::Acquire)
     }
 
     pub(crate) fn read_high(&self) -> usize {
@@ -883,6 +894,11 @@ impl Shared {
     pub(crate) fn record_event(&self, events: Events, error: Option<Arc<io::Error>>) {
         if events.contains(Events::READING | Events::TIMEOUT) {
             self.read_timed_out.store(true, Ordering::Release);
+        }
+        if events.contains(Events::WRITING | Events::TIMEOUT) {
+            self.write_timed_out.store(true, Ordering::Release);
+            // Writers wait for the output, and learn here that it will not drain.
+            self.mark(Condition::Output);
         }
         self.extra_mut(|x| x.last_event = Some(EventRecord { events, error }));
         self.event_seq.fetch_add(1, Ordering::AcqRel);

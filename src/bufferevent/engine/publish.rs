@@ -63,6 +63,9 @@ where
         if core.enabled().contains(Direction::READ) && s.read_timed_out.load(Ordering::Acquire) {
             s.read_timed_out.store(false, Ordering::Release);
         }
+        if core.enabled().contains(Direction::WRITE) && s.write_timed_out.load(Ordering::Acquire) {
+            s.write_timed_out.store(false, Ordering::Release);
+        }
         let settings_changed = core.take_settings_changed();
         if settings_changed || s.enabled() != core.enabled() {
             let knobs: &[Knob] = if settings_changed {
