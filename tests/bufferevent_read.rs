@@ -195,3 +195,38 @@ async fn cancelled_at_any_point_nothing_is_lost() {
     settle_task(&b).await;
     assert_eq!(b.read_exact(6).await.unwrap(), &b"abcdef"[..]);
 }
+
+/// A read high watermark lowered while a read waits (below what it asked for) ends
+/// the wait, as if it had been set before: `read_exact` fails with `TooLong`,
+/// `readable` answers `AboveHighWatermark`, instead of waiting for bytes reading will
+/// no longer bring.
+#[tokio::test]
+async fn a_high_watermark_lowered_during_a_wait_ends_it() {
+    let (a, b) = pair();
+    a.write(vec![1u8; 50]).await.unwrap();
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.read_exact(100).await }
+    });
+    settle_task(&b).await;
+    assert!(!waiting.is_finished(), "50 of 100 bytes so far");
+    b.set_watermarks(Direction::READ, Watermarks::new(0, 40));
+    assert!(matches!(
+        expect_within(waiting).await.unwrap(),
+        Err(Error::TooLong { max: 40 })
+    ));
+    assert_eq!(b.input_len(), 50, "nothing was taken");
+
+    let (_a, b) = pair();
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.readable(100).await }
+    });
+    settle_task(&b).await;
+    assert!(!waiting.is_finished());
+    b.set_watermarks(Direction::READ, Watermarks::new(0, 10));
+    assert_eq!(
+        expect_within(waiting).await.unwrap(),
+        tokio_bufferevent::bufferevent::Readiness::AboveHighWatermark { high: 10 }
+    );
+}

@@ -668,7 +668,8 @@ where
     /// waiting: [`Readiness::Ready`], or, when `n` bytes can no longer come, the reason
     /// (EOF, a read error, the read timeout, the end of the bufferevent). `n` above
     /// the read high watermark can never be held: that resolves at once with
-    /// [`Readiness::AboveHighWatermark`]. What did arrive stays in the input
+    /// [`Readiness::AboveHighWatermark`], as does a wait whose `n` a new high watermark
+    /// puts out of reach. What did arrive stays in the input
     /// ([`input_len`](Self::input_len)).
     ///
     /// # Errors
@@ -703,20 +704,28 @@ where
     /// ```
     pub async fn readable(&self, n: usize) -> Readiness {
         let shared = self.shared();
-        let high = shared.read_high();
-        if high != 0 && n > high {
-            return Readiness::AboveHighWatermark { high };
-        }
+        // Also while waiting: a watermark lowered below `n` ends the wait.
+        let too_high = |s: &Shared| {
+            let high = s.read_high();
+            high != 0 && n > high
+        };
         loop {
+            let high = shared.read_high();
+            if high != 0 && n > high {
+                return Readiness::AboveHighWatermark { high };
+            }
             shared
                 .wait_until(Condition::Input, |s| {
                     s.input_total() >= n
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
+                        || too_high(s)
                 })
                 .await;
             return if shared.input_total() >= n {
                 Readiness::Ready
+            } else if too_high(shared) {
+                continue;
             } else if shared.read_timed_out.load(Ordering::Acquire) {
                 Readiness::TimedOut
             } else if let Some(e) = shared.read_error() {

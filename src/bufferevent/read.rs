@@ -265,12 +265,14 @@ where
             {
                 return Err(Error::TimedOut);
             }
-            // Wait for more input, or for reading to stop.
+            // Wait for more input, for reading to stop, or for a new high watermark
+            // (one below what the look needs ends the wait: the next look says so).
             self.shared()
                 .wait_until(Condition::Input, |s| {
                     s.input_total() != seen
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
+                        || s.read_high() != high
                 })
                 .await;
             if self.is_closed() {
