@@ -717,3 +717,54 @@ async fn a_write_queued_behind_a_free_counts_as_unsent() {
     assert_eq!(closed.unsent, 4);
     assert_eq!(a.output_len(), 4, "still counted, never sent");
 }
+
+/// B-81 keeps the survivor's event callback silent, but its handles' waits still
+/// end (D-P1): reads answer EOF after what had arrived, the output it can no longer
+/// send ends `drained`, and the adapter's flush fails with `BrokenPipe`.
+#[tokio::test(start_paused = true)]
+async fn the_survivor_s_waits_end_when_its_partner_is_freed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_bufferevent::bufferevent::{Error, Readiness};
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+    a.write(&b"last"[..]).await.unwrap();
+    let reading = tokio::spawn({
+        let b = b.clone();
+        async move { b.read_exact(10).await }
+    });
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.readable(10).await }
+    });
+    settle().await;
+    a.free();
+    assert!(matches!(
+        within(reading).await.unwrap().unwrap(),
+        Err(Error::Eof)
+    ));
+    assert_eq!(within(waiting).await.unwrap().unwrap(), Readiness::Eof);
+    assert!(b.last_event().is_none(), "the event callback heard nothing");
+    assert_eq!(b.read(100).await.unwrap(), &b"last"[..]);
+
+    b.write_now(&b"stays"[..]).unwrap();
+    within(b.drained()).await.unwrap();
+    assert_eq!(b.output_len(), 5, "writes accumulate (B-81)");
+    let mut io = b.clone().into_io();
+    let mut buf = [0u8; 8];
+    assert_eq!(within(io.read(&mut buf)).await.unwrap().unwrap(), 0, "EOF");
+    let flushed = within(io.flush()).await.unwrap().unwrap_err();
+    assert_eq!(flushed.kind(), std::io::ErrorKind::BrokenPipe, "{flushed}");
+}
+
+/// A filter left without an underlying bufferevent (it had ended) cannot read or
+/// send: its waits end instead of waiting for ever.
+#[tokio::test(start_paused = true)]
+async fn an_orphaned_filter_s_waits_end() {
+    use tokio_bufferevent::bufferevent::{PassThrough, Readiness};
+    let (a, _b) = BufferEvent::pair();
+    a.close().await;
+    let filter = BufferEvent::filter(a, PassThrough, PassThrough);
+    assert_eq!(within(filter.readable(1)).await.unwrap(), Readiness::Eof);
+    filter.write_now(&b"x"[..]).unwrap();
+    within(filter.drained()).await.unwrap();
+    assert_eq!(filter.output_len(), 1);
+}

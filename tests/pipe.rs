@@ -391,3 +391,32 @@ async fn the_end_of_a_pipe_is_bounded_even_without_a_close_timeout() {
     );
     assert!(b_far.closed().await.unsent > 0);
 }
+
+/// A pipe to a pair element whose partner goes ends as `Ended` for that side, with
+/// the partner freed while data moves and with `partner_end_is_eof` as well; the
+/// other side is closed after sending what it had.
+#[tokio::test(start_paused = true)]
+async fn a_pipe_to_a_pair_element_ends_when_its_partner_goes() {
+    for eof in [false, true] {
+        let (far, near) =
+            BufferEvent::builder().pair(BufferEvent::builder().partner_end_is_eof(eof));
+        let (client, x) = BufferEvent::pair();
+        client.enable(Direction::READ);
+        let piped = tokio::spawn({
+            let (x, near) = (x.clone(), near.clone());
+            async move { pipe(&x, &near).await }
+        });
+        far.write(&b"from far"[..]).await.unwrap();
+        expect_within(client.readable(8)).await;
+        far.free();
+        client.write(&b"late"[..]).await.unwrap();
+        let piped = expect_within(piped).await.unwrap();
+        assert!(
+            matches!(piped.end, PipeEnd::Ended(PipeSide::B)),
+            "eof {eof}: {:?}",
+            piped.end
+        );
+        assert_eq!(piped.b_to_a, 8);
+        assert_eq!(client.read(100).await.unwrap(), &b"from far"[..]);
+    }
+}

@@ -191,7 +191,7 @@ where
             // as new. (Read the other way round, a length from before the last input
             // came with an end from after it said the input was empty.)
             let closed = shared.is_closed();
-            let read_closed = shared.read_closed.load(Ordering::Acquire);
+            let read_closed = shared.read_closed.load(Ordering::Acquire) || shared.is_stranded();
             let read_timed_out = shared.read_timed_out.load(Ordering::Acquire);
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
             let timed_out = task_empty && read_timed_out;
@@ -241,8 +241,13 @@ where
             return Poll::Ready(Err(Error::Ended.into()));
         }
         self.bev.check_writable()?;
-        if !shared.below_write_high() && shared.write_timed_out.load(Ordering::Acquire) {
-            return Poll::Ready(Err(timed_out()));
+        if !shared.below_write_high() {
+            if shared.write_timed_out() {
+                return Poll::Ready(Err(timed_out()));
+            }
+            if shared.is_stranded() {
+                return Poll::Ready(Err(stranded()));
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -261,8 +266,10 @@ where
                     Ok(())
                 } else if bev.is_closed() {
                     Err(Error::Ended.into())
-                } else if !bev.shared().write_closed.load(Ordering::Acquire) {
+                } else if bev.shared().write_timed_out() {
                     Err(timed_out())
+                } else if !bev.shared().write_closed.load(Ordering::Acquire) {
+                    Err(stranded())
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -284,8 +291,10 @@ where
                     .await;
                 if bev.shared().write_closed.load(Ordering::Acquire) {
                     Ok(())
-                } else {
+                } else if bev.shared().write_timed_out() {
                     Err(timed_out())
+                } else {
+                    Err(stranded())
                 }
             }
         })
@@ -425,5 +434,15 @@ fn timed_out() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
         "the write timeout expired with data unsent; enable WRITE to go on",
+    )
+}
+
+/// A pair element's partner, or a filter's underlying bufferevent, is gone with the
+/// output unsent.
+fn stranded() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "nothing is left to take the output: the pair partner or the underlying \
+         bufferevent is gone",
     )
 }

@@ -175,9 +175,7 @@ where
             self.shared().read_timed_out.store(false, Ordering::Release);
         }
         if dirs.contains(Direction::WRITE) {
-            self.shared()
-                .write_timed_out
-                .store(false, Ordering::Release);
+            self.shared().set_write_timed_out(false);
         }
     }
 
@@ -382,7 +380,9 @@ where
     /// # Errors
     ///
     /// [`Error::WriteClosed`] (kind [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) if the write side
-    /// was shut down or failed, at once or while waiting; [`Error::TimedOut`] if the
+    /// was shut down or failed, at once or while waiting, or if the output is above the
+    /// high watermark with nothing left to take it (a pair element whose partner, or
+    /// a filter whose underlying bufferevent, is gone); [`Error::TimedOut`] if the
     /// output is above the high watermark and the write timeout disabled WRITE (enable
     /// it to go on); [`Error::Ended`] (kind
     /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the bufferevent has ended.
@@ -403,8 +403,11 @@ where
             if shared.below_write_high() {
                 return Ok(());
             }
-            if shared.write_timed_out.load(Ordering::Acquire) {
+            if shared.write_timed_out() {
                 return Err(Error::TimedOut);
+            }
+            if shared.is_stranded() {
+                return Err(Error::WriteClosed);
             }
             // Woken by a timeout that WRITE, enabled again since, took back: wait on.
         }
@@ -680,7 +683,9 @@ where
     /// applies of [`Readiness::TimedOut`] (the read timeout expired and READ was
     /// not enabled again), [`Readiness::Failed`] (reading failed; the transport's
     /// error), [`Readiness::Ended`] (the bufferevent ended, also after an EOF) and
-    /// [`Readiness::Eof`] (the peer finished).
+    /// [`Readiness::Eof`] (the peer finished, or, for a pair element or a filter, its
+    /// partner or underlying bufferevent is gone, even when its event callback hears
+    /// nothing of it: D-P1).
     ///
     /// # Cancel safety
     ///
@@ -719,20 +724,26 @@ where
                     s.input_total() >= n
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
+                        || s.is_stranded()
                         || too_high(s)
                 })
                 .await;
+            // The ends first, then the length: the task publishes the length first,
+            // so a length read after an end includes the input that came before it.
+            let timed_out = shared.read_timed_out.load(Ordering::Acquire);
+            let closed = shared.is_closed();
+            let no_more = shared.read_closed.load(Ordering::Acquire) || shared.is_stranded();
             return if shared.input_total() >= n {
                 Readiness::Ready
             } else if too_high(shared) {
                 continue;
-            } else if shared.read_timed_out.load(Ordering::Acquire) {
+            } else if timed_out {
                 Readiness::TimedOut
             } else if let Some(e) = shared.read_error() {
                 Readiness::Failed(e)
-            } else if shared.is_closed() {
+            } else if closed {
                 Readiness::Ended
-            } else if shared.read_closed.load(Ordering::Acquire) {
+            } else if no_more {
                 Readiness::Eof
             } else {
                 // What woke the wait no longer holds (another reader took the bytes,
@@ -744,7 +755,8 @@ where
 
     /// Waits until the output is at or below the write low watermark (empty with the
     /// default of 0), or it can no longer drain: the write side closed with data
-    /// unsent, the write timeout disabled WRITE, or the bufferevent ended.
+    /// unsent, the write timeout disabled WRITE, the pair partner (or the filter's
+    /// underlying bufferevent) is gone, or the bufferevent ended.
     /// [`output_len`](Self::output_len) tells which.
     ///
     /// # Cancel safety

@@ -58,8 +58,9 @@ pub enum PipeEnd {
         /// The error, if the failure came with one.
         error: Option<Arc<io::Error>>,
     },
-    /// A side ended without the pipe (freed or closed through a handle). The other
-    /// was closed.
+    /// A side ended without the pipe (freed or closed through a handle), or is a pair
+    /// element whose partner (or a filter whose underlying bufferevent) is gone. That
+    /// side was freed, the other closed.
     Ended(PipeSide),
 }
 
@@ -92,9 +93,10 @@ pub struct Piped {
 ///   still holds beneath is sent). When one side fails, it is freed and the other is
 ///   closed: what it had queued is sent within [`PIPE_CLOSE_TIMEOUT`] (or the side's
 ///   own close timeout, if sooner), so the pipe's end is bounded.
-/// - A pair element hears nothing when its partner is freed unless it was built with
-///   [`partner_end_is_eof(true)`](super::Builder::partner_end_is_eof); finish a
-///   partner with `flush(Direction::WRITE, FlushMode::Finished)` to end its direction.
+/// - A pair element whose partner is gone (or a filter whose underlying bufferevent
+///   is) ends the pipe as [`PipeEnd::Ended`]: nothing more can come from it, and what
+///   is forwarded to it could never leave. Finish a partner with
+///   `flush(Direction::WRITE, FlushMode::Finished)` instead to end only its direction.
 ///
 /// It works for any two bufferevents: sockets, pairs, and filters (a TLS-terminating
 /// or a compressing proxy is a pipe between a filter and a socket). READ is enabled on
@@ -260,10 +262,11 @@ async fn close_bounded<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T
     bev.closed().await;
 }
 
-/// Resolves once `bev` ended.
+/// Resolves once `bev` ended, or has nothing left beyond it (a pair partner, a
+/// filter's underlying bufferevent).
 async fn ended<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
     bev.shared()
-        .wait_until(Condition::Event, |s| s.is_closed())
+        .wait_until(Condition::Event, |s| s.is_closed() || s.is_stranded())
         .await;
 }
 

@@ -212,6 +212,8 @@ where
         loop {
             let seen = self.input_len();
             let high = self.shared().read_high();
+            // Nothing more can come, though the event callback may not have heard.
+            let stranded = self.shared().is_stranded();
             let weak = WeakHandle::of(self);
             let put_back: Box<dyn FnOnce(Bytes) + Send> = Box::new(move |data| {
                 if let Some(bev) = weak.upgrade() {
@@ -221,7 +223,7 @@ where
             let look = look.clone();
             let outcome = self
                 .with(move |ctx| {
-                    let eof = !ctx.inner.core.read_open();
+                    let eof = !ctx.inner.core.read_open() || stranded;
                     let found = look(&mut ctx.input(), eof);
                     let len = ctx.input().len();
                     let full = high != 0 && len >= high;
@@ -272,6 +274,7 @@ where
                     s.input_total() != seen
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
+                        || s.is_stranded() != stranded
                         || s.read_high() != high
                 })
                 .await;

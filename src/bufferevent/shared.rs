@@ -96,6 +96,15 @@ pub(crate) enum Knob {
     MaxSingle = 3,
 }
 
+/// The write timeout expired, and WRITE was not enabled again since: the output
+/// cannot drain until it is.
+const WRITE_TIMED_OUT: u8 = 0x01;
+/// The pair partner or the filter's underlying bufferevent is gone, as the task noted
+/// ([`Shared::strand`]), not yet published.
+const STRANDED_NOTED: u8 = 0x02;
+/// The same, published after the input's length: nothing more can come in, and the
+/// output can no longer leave, whatever the event callback heard (D-P1).
+const STRANDED: u8 = 0x04;
 const KNOBS: usize = 4;
 
 /// Wakes the waiters of one condition; with none waiting, costs one load.
@@ -202,9 +211,9 @@ pub(crate) struct Shared {
     pub(crate) write_closed: AtomicBool,
     /// The read timeout expired, and READ was not enabled again since.
     pub(crate) read_timed_out: AtomicBool,
-    /// The write timeout expired, and WRITE was not enabled again since: the output
-    /// cannot drain until it is.
-    pub(crate) write_timed_out: AtomicBool,
+    /// Why the output cannot drain, in bits (one byte: every bufferevent with handles
+    /// has this state): [`WRITE_TIMED_OUT`], [`STRANDED_NOTED`], [`STRANDED`].
+    stalls: AtomicU8,
     info: Mutex<TransportInfo>,
     /// Conditions whose waiters the next publish wakes (bits of [`Condition`]).
     dirty: AtomicU8,
@@ -661,10 +670,46 @@ impl Shared {
         high == 0 || self.output_total() <= high
     }
 
-    /// The output cannot drain by itself: the write side closed, or the write
-    /// timeout disabled WRITE (until it is enabled again).
+    /// The output cannot drain by itself: the write side closed, the write timeout
+    /// disabled WRITE (until it is enabled again), or nothing is left to take it.
     pub(crate) fn write_stalled(&self) -> bool {
-        self.write_closed.load(Ordering::Acquire) || self.write_timed_out.load(Ordering::Acquire)
+        self.write_closed.load(Ordering::Acquire)
+            || self.stalls.load(Ordering::Acquire) & (WRITE_TIMED_OUT | STRANDED) != 0
+    }
+
+    /// The write timeout expired, and WRITE was not enabled again since.
+    pub(crate) fn write_timed_out(&self) -> bool {
+        self.stalls.load(Ordering::Acquire) & WRITE_TIMED_OUT != 0
+    }
+
+    /// Records the write timeout (the task), or takes it back (WRITE enabled again).
+    pub(crate) fn set_write_timed_out(&self, on: bool) {
+        if on {
+            self.stalls.fetch_or(WRITE_TIMED_OUT, Ordering::AcqRel);
+        } else if self.write_timed_out() {
+            self.stalls.fetch_and(!WRITE_TIMED_OUT, Ordering::AcqRel);
+        }
+    }
+
+    /// The pair partner or the filter's underlying bufferevent is gone, as published.
+    pub(crate) fn is_stranded(&self) -> bool {
+        self.stalls.load(Ordering::Acquire) & STRANDED != 0
+    }
+
+    /// On the task: the pair partner or the filter's underlying bufferevent is gone.
+    /// Handles learn it at the next publish, after the input that came before.
+    pub(crate) fn strand(&self) {
+        self.stalls.fetch_or(STRANDED_NOTED, Ordering::AcqRel);
+    }
+
+    /// On the task, as it publishes: makes a noted strand visible; whether it did.
+    pub(crate) fn publish_strand(&self) -> bool {
+        let stalls = self.stalls.load(Ordering::Relaxed);
+        let noted = stalls & (STRANDED_NOTED | STRANDED) == STRANDED_NOTED;
+        if noted {
+            self.stalls.fetch_or(STRANDED, Ordering::AcqRel);
+        }
+        noted
     }
 
     pub(crate) fn read_high(&self) -> usize {
@@ -896,7 +941,7 @@ impl Shared {
             self.read_timed_out.store(true, Ordering::Release);
         }
         if events.contains(Events::WRITING | Events::TIMEOUT) {
-            self.write_timed_out.store(true, Ordering::Release);
+            self.set_write_timed_out(true);
             // Writers wait for the output, and learn here that it will not drain.
             self.mark(Condition::Output);
         }

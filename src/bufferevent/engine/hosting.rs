@@ -149,6 +149,7 @@ where
         self.side.inner.core.event(Events::ERROR, Some(error));
         if let Some(shared) = self.side.shared() {
             shared.clear_relative();
+            shared.strand();
         }
     }
 }

@@ -262,6 +262,7 @@ where
             filter.core.on_partner_gone();
             if let Some(shared) = filter.shared {
                 shared.clear_relative();
+                shared.strand();
             }
             return true;
         }

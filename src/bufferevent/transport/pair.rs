@@ -93,6 +93,9 @@ impl Link for PairLink {
                 }
             }
             io.core.on_partner_gone();
+            if let Some(shared) = io.shared {
+                shared.strand();
+            }
             return true;
         }
         if let Some(mut b) = partner.pair_io() {
@@ -213,6 +216,9 @@ impl Hosts for PairBack {
     fn partner_gone(&mut self, own: &mut Io<'_>) {
         self.attached = false;
         own.core.on_partner_gone();
+        if let Some(shared) = own.shared {
+            shared.strand();
+        }
         own.changed();
     }
 
