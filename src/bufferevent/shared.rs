@@ -677,6 +677,12 @@ impl Shared {
             || self.stalls.load(Ordering::Acquire) & (WRITE_TIMED_OUT | STRANDED) != 0
     }
 
+    /// Whether the output is stalled in any way `stalls` records (the
+    /// task's quick look, as it publishes).
+    pub(crate) fn has_stalls(&self) -> bool {
+        self.stalls.load(Ordering::Relaxed) != 0
+    }
+
     /// The write timeout expired, and WRITE was not enabled again since.
     pub(crate) fn write_timed_out(&self) -> bool {
         self.stalls.load(Ordering::Acquire) & WRITE_TIMED_OUT != 0

@@ -47,11 +47,17 @@ where
         {
             s.mark(Condition::Input);
         }
-        if s.publish_strand() {
-            // After the length: a reader that sees it sees the last input too.
-            s.mark(Condition::Input);
-            s.mark(Condition::Output);
-            s.mark(Condition::Event);
+        // One look for both rare states.
+        if s.has_stalls() {
+            if core.enabled().contains(Direction::WRITE) {
+                s.set_write_timed_out(false);
+            }
+            if s.publish_strand() {
+                // After the length: a reader that sees it sees the last input too.
+                s.mark(Condition::Input);
+                s.mark(Condition::Output);
+                s.mark(Condition::Event);
+            }
         }
         // After the length is published: see `Takeout::want`.
         let handed = s
@@ -68,9 +74,6 @@ where
         }
         if core.enabled().contains(Direction::READ) && s.read_timed_out.load(Ordering::Acquire) {
             s.read_timed_out.store(false, Ordering::Release);
-        }
-        if core.enabled().contains(Direction::WRITE) {
-            s.set_write_timed_out(false);
         }
         let settings_changed = core.take_settings_changed();
         if settings_changed || s.enabled() != core.enabled() {
