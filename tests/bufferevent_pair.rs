@@ -768,3 +768,46 @@ async fn an_orphaned_filter_s_waits_end() {
     within(filter.drained()).await.unwrap();
     assert_eq!(filter.output_len(), 1);
 }
+
+/// The second element, left to its callbacks, still hears the `EOF` its partner's end
+/// queued before it ends on its own (D-P1, D-B12).
+#[tokio::test(start_paused = true)]
+async fn an_element_left_to_its_callbacks_hears_its_partner_s_end() {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let record = heard.clone();
+    let (a, b) = BufferEvent::builder().pair(
+        BufferEvent::builder()
+            .partner_end_is_eof(true)
+            .on_event(move |_, events, _| record.lock().unwrap().push(events)),
+    );
+    drop(b);
+    settle().await;
+    a.free();
+    within(a.closed()).await.unwrap();
+    settle().await;
+    assert_eq!(*heard.lock().unwrap(), [Events::READING | Events::EOF]);
+    assert_eq!(Arc::strong_count(&heard), 1, "and it ended");
+}
+
+/// A filter over a pair element is stranded with it: once the partner is gone its
+/// reads answer EOF and its output waits end, also through a second filter.
+#[tokio::test(start_paused = true)]
+async fn a_filter_over_a_stranded_element_is_stranded_too() {
+    use tokio_bufferevent::bufferevent::{PassThrough, Readiness};
+    let (a, b) = BufferEvent::pair();
+    let filter = BufferEvent::filter(b, PassThrough, PassThrough);
+    let waiting = filter.readable(1);
+    a.free();
+    within(a.closed()).await.unwrap();
+    assert_eq!(within(waiting).await.unwrap(), Readiness::Eof);
+    filter.write_now(&b"x"[..]).unwrap();
+    within(filter.drained()).await.unwrap();
+
+    let (a, b) = BufferEvent::pair();
+    let inner = BufferEvent::filter(b, PassThrough, PassThrough);
+    let outer = BufferEvent::filter(inner, PassThrough, PassThrough);
+    let waiting = outer.readable(1);
+    a.free();
+    within(a.closed()).await.unwrap();
+    assert_eq!(within(waiting).await.unwrap(), Readiness::Eof, "two layers");
+}

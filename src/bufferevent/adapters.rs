@@ -257,24 +257,37 @@ where
         self.flushing.poll(cx, || {
             let bev = bev.clone();
             async move {
-                bev.shared()
-                    .wait_until(Condition::Output, |s| {
-                        s.output_total() == 0 || s.write_stalled()
-                    })
-                    .await;
-                if bev.output_len() == 0 {
-                    Ok(())
-                } else if bev.is_closed() {
-                    Err(Error::Ended.into())
-                } else if bev.shared().write_timed_out() {
-                    Err(timed_out())
-                } else if !bev.shared().write_closed.load(Ordering::Acquire) {
-                    Err(stranded())
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the write side closed with data unsent",
-                    ))
+                let shared = bev.shared();
+                loop {
+                    shared
+                        .wait_until(Condition::Output, |s| {
+                            s.output_total() == 0 || s.write_stalled()
+                        })
+                        .await;
+                    // The ends first, then the length (the task stores them the
+                    // other way round).
+                    let (closed, write_closed) = (
+                        shared.is_closed(),
+                        shared.write_closed.load(Ordering::Acquire),
+                    );
+                    let (timed_out, nowhere) = (shared.write_timed_out(), shared.is_stranded());
+                    return if bev.output_len() == 0 {
+                        Ok(())
+                    } else if closed {
+                        Err(Error::Ended.into())
+                    } else if write_closed {
+                        Err(io::Error::new(
+                            io::ErrorKind::BrokenPipe,
+                            "the write side closed with data unsent",
+                        ))
+                    } else if timed_out {
+                        Err(self::timed_out())
+                    } else if nowhere {
+                        Err(stranded())
+                    } else {
+                        // A timeout that WRITE, enabled again since, took back.
+                        continue;
+                    };
                 }
             }
         })
@@ -286,15 +299,21 @@ where
             let bev = bev.clone();
             async move {
                 bev.flush(Direction::WRITE, FlushMode::Finished);
-                bev.shared()
-                    .wait_until(Condition::Output, super::shared::Shared::write_stalled)
-                    .await;
-                if bev.shared().write_closed.load(Ordering::Acquire) {
-                    Ok(())
-                } else if bev.shared().write_timed_out() {
-                    Err(timed_out())
-                } else {
-                    Err(stranded())
+                let shared = bev.shared();
+                loop {
+                    shared
+                        .wait_until(Condition::Output, super::shared::Shared::write_stalled)
+                        .await;
+                    return if shared.write_closed.load(Ordering::Acquire) {
+                        Ok(())
+                    } else if shared.write_timed_out() {
+                        Err(timed_out())
+                    } else if shared.is_stranded() {
+                        Err(stranded())
+                    } else {
+                        // A timeout that WRITE, enabled again since, took back.
+                        continue;
+                    };
                 }
             }
         })

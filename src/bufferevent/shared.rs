@@ -705,7 +705,9 @@ impl Shared {
     /// On the task: the pair partner or the filter's underlying bufferevent is gone.
     /// Handles learn it at the next publish, after the input that came before.
     pub(crate) fn strand(&self) {
-        self.stalls.fetch_or(STRANDED_NOTED, Ordering::AcqRel);
+        if self.stalls.load(Ordering::Relaxed) & STRANDED_NOTED == 0 {
+            self.stalls.fetch_or(STRANDED_NOTED, Ordering::AcqRel);
+        }
     }
 
     /// On the task, as it publishes: makes a noted strand visible; whether it did.

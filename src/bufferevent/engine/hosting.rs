@@ -48,6 +48,10 @@ where
         self.is_over()
     }
 
+    fn stranded(&self) -> bool {
+        self.link.stranded()
+    }
+
     fn info(&self) -> TransportInfo {
         self.side.shared().map(Shared::info).unwrap_or_default()
     }

@@ -618,9 +618,9 @@ where
                         }
                         Err(panic) => {
                             let what = "the bufferevent's filter or transport";
-                            engine
-                                .side
-                                .stop_abruptly(dispatch::panic_error(what, &*panic));
+                            let error = dispatch::panic_error(what, &*panic);
+                            tracing::error!(%error, "bufferevent stopped");
+                            engine.side.stop_abruptly(error);
                             this.state = RunState::Done;
                             return Poll::Ready(());
                         }
@@ -661,9 +661,10 @@ where
 
 /// The future of an engine another task hosted until now. It may have become over
 /// outside any pass (its pair partner went, or its filter let it go), which a first
-/// pass that finds nothing to do would not look at: it looks once before that pass.
-/// (Kept apart from [`Run`], which every bufferevent's task holds inline: hosted
-/// engines resume boxed.)
+/// wake-up whose passes find nothing to do would not look at: it looks once after
+/// that wake-up (not before it, which would skip callbacks still due, such as the
+/// `EOF` a partner's end queued). (Kept apart from [`Run`], which every
+/// bufferevent's task holds inline: hosted engines resume boxed.)
 pub(crate) struct Resumed<L: Link, S: Send + 'static> {
     run: Run<L, S>,
     looked: bool,
@@ -677,13 +678,22 @@ where
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        if !self.looked {
-            self.looked = true;
-            let over = matches!(&self.run.state, RunState::Engine(engine) if engine.is_over());
-            if over && self.run.conclude() {
+        loop {
+            if Pin::new(&mut self.run).poll(cx).is_ready() {
                 return Poll::Ready(());
             }
+            if self.looked {
+                return Poll::Pending;
+            }
+            self.looked = true;
+            let over = matches!(&self.run.state, RunState::Engine(engine) if engine.is_over());
+            if !over {
+                return Poll::Pending;
+            }
+            if self.run.conclude() {
+                return Poll::Ready(());
+            }
+            // What it hosted runs on: poll it.
         }
-        Pin::new(&mut self.run).poll(cx)
     }
 }

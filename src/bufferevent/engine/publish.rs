@@ -156,7 +156,6 @@ where
     /// queued writes and the output count as unsent, and closures still queued are
     /// refused.
     pub(crate) fn stop_abruptly(&mut self, error: io::Error) {
-        tracing::error!(%error, "bufferevent stopped");
         self.inner.core.record_events(Events::ERROR);
         self.rare().last_error = Some(Arc::new(error));
         self.finish(None, 0);
@@ -232,6 +231,9 @@ impl<T: Send + 'static, S: Send + 'static> Drop for Side<T, S> {
     /// panicked): its handles and its listener still hear of the end.
     fn drop(&mut self) {
         if self.remote.is_some() || self.member.is_some() {
+            // Debug, not error: a runtime shutting down with connections open is
+            // ordinary (a panic that caused it was logged where it was caught).
+            tracing::debug!("bufferevent stopped with its task");
             self.stop_abruptly(io::Error::other(
                 "the bufferevent's task stopped before the bufferevent ended: its runtime \
                  shut down, or a filter or transport on that task panicked",

@@ -254,6 +254,12 @@ where
                 filter.core.on_shutdown();
             }
         }
+        if underlying.stranded()
+            && let Some(shared) = filter.shared
+        {
+            // Nothing beneath can reach anything any more: neither can the filter.
+            shared.strand();
+        }
         if underlying.is_done() {
             tracing::debug!("the underlying bufferevent ended");
             if let Some(rest) = end_hosted(underlying) {
@@ -291,6 +297,10 @@ where
 
     fn is_attached(&self) -> bool {
         self.underlying.is_some()
+    }
+
+    fn stranded(&self) -> bool {
+        self.underlying.as_ref().is_some_and(|u| u.stranded())
     }
 
     fn is_idle(&self) -> bool {

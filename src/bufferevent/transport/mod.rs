@@ -72,6 +72,12 @@ pub(crate) trait Link: Send + Sized + 'static {
     /// Whether data can still come or go: a transport, a connect under way, a partner.
     fn is_attached(&self) -> bool;
 
+    /// Whether what lay beyond is gone for good, so nothing can come in or leave any
+    /// more: a pair's partner; beneath a filter, whatever strands its underlying.
+    fn stranded(&self) -> bool {
+        false
+    }
+
     /// Whether data is streaming in, so the input's memory is worth keeping.
     fn streaming(&self) -> bool {
         false
@@ -205,6 +211,8 @@ pub(crate) trait Hosted: Send + 'static {
     fn take_due(&mut self) -> Due;
     /// Whether this bufferevent is over.
     fn is_done(&self) -> bool;
+    /// Its link is stranded (see [`Link::stranded`]).
+    fn stranded(&self) -> bool;
     /// What handles know of the transport.
     fn info(&self) -> TransportInfo;
     /// Bytes still to send: in its output, and beneath it.

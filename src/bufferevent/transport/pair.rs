@@ -120,6 +120,10 @@ impl Link for PairLink {
         self.partner.is_some()
     }
 
+    fn stranded(&self) -> bool {
+        self.partner.is_none()
+    }
+
     fn hosted(&mut self) -> Option<&mut dyn Hosts> {
         Some(self)
     }
@@ -199,6 +203,10 @@ impl Link for PairBack {
 
     fn is_attached(&self) -> bool {
         self.attached
+    }
+
+    fn stranded(&self) -> bool {
+        !self.attached
     }
 
     fn hosted(&mut self) -> Option<&mut dyn Hosts> {
