@@ -858,3 +858,39 @@ async fn a_normal_flush_of_a_disabled_direction_runs_no_filter() {
     settle().await;
     assert_eq!(*calls.lock().unwrap(), 1, "enabled: one forced call (B-77)");
 }
+
+/// A filter made after its underlying bufferevent connected, or failed to, answers
+/// `connected()` as the underlying would; an orphaned filter (its underlying had
+/// ended) answers `Ended`: nothing can connect it.
+#[tokio::test]
+async fn a_filter_made_after_the_connect_knows_how_it_went() {
+    use tokio_bufferevent::bufferevent::Error;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = BufferEvent::builder()
+        .connect(listener.local_addr().unwrap())
+        .unwrap();
+    within(socket.connected()).await.unwrap().unwrap();
+    let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
+    within(filter.connected()).await.unwrap().unwrap();
+    assert!(filter.is_connected());
+
+    let closed_port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let socket = BufferEvent::builder().connect(closed_port).unwrap();
+    assert!(within(socket.connected()).await.unwrap().is_err());
+    let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
+    assert!(matches!(
+        within(filter.connected()).await.unwrap(),
+        Err(Error::ConnectFailed(_))
+    ));
+
+    let (a, _b) = BufferEvent::pair();
+    a.close().await;
+    let orphan = BufferEvent::filter(a, PassThrough, PassThrough);
+    assert!(matches!(
+        within(orphan.connected()).await.unwrap(),
+        Err(Error::Ended)
+    ));
+}

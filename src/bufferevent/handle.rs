@@ -779,7 +779,8 @@ where
     /// # Errors
     ///
     /// [`Error::ConnectFailed`] with the reason when the last connect failed (also for
-    /// a filter whose underlying bufferevent failed to connect), even if the
+    /// a filter whose underlying bufferevent failed to connect, before or after the
+    /// filter was made), even if the
     /// bufferevent ended since. Its kind is the connect's: the OS's (such as
     /// [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)),
     /// [`TimedOut`](std::io::ErrorKind::TimedOut) when the builder's
@@ -789,7 +790,8 @@ where
     /// server refused) or [`Other`](std::io::ErrorKind::Other) (a timeout included;
     /// `BufferEvent::dns_error` tells which). [`Error::Ended`] (kind
     /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
-    /// bufferevent ended with no connect failed.
+    /// bufferevent ended with no connect failed, or nothing can connect it any more (a
+    /// filter whose underlying bufferevent is gone, a pair element whose partner is).
     ///
     /// # Cancel safety
     ///
@@ -800,7 +802,7 @@ where
         loop {
             shared
                 .wait_until(Condition::Connect, |s| {
-                    s.connected.load(Ordering::Acquire) || failed(s)
+                    s.connected.load(Ordering::Acquire) || failed(s) || s.is_stranded()
                 })
                 .await;
             if shared.connected.load(Ordering::Acquire) {
@@ -808,7 +810,7 @@ where
             }
             match shared.connect_outcome() {
                 Some(Some(error)) => return Err(Error::ConnectFailed(error)),
-                _ if shared.is_closed() => return Err(Error::Ended),
+                _ if shared.is_closed() || shared.is_stranded() => return Err(Error::Ended),
                 // The failure that woke the wait gave way to a new connect (another
                 // handle started one): wait for that one.
                 _ => {}

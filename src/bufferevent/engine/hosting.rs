@@ -3,6 +3,7 @@
 //! [`Hosted`] and [`Wrapper`] contracts, implemented here.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::task::Context as TaskContext;
 
 use super::Engine;
@@ -138,10 +139,23 @@ where
     U: Send + 'static,
     S: Send + 'static,
 {
-    fn set_underlying(&mut self, underlying: Box<dyn Hosted>) {
+    fn set_underlying(&mut self, mut underlying: Box<dyn Hosted>) {
+        // What the underlying's connects came to before the filter took it over: the
+        // filter hears only the events that come after.
+        let (connected, failure) = underlying.io().shared.map_or((false, None), |s| {
+            let connected = s.connected.load(Ordering::Acquire);
+            (connected, s.connect_outcome().flatten())
+        });
         let info = self.link.set_underlying(underlying);
         if let Some(shared) = self.side.shared() {
             shared.set_info(info);
+            if connected {
+                if !shared.connected.load(Ordering::Acquire) {
+                    shared.connect_succeeded();
+                }
+            } else if let Some(error) = failure {
+                shared.connect_failed(Some(&*error));
+            }
         }
     }
 
