@@ -425,3 +425,32 @@ async fn a_write_timeout_ends_the_waits_for_the_output() {
     assert_eq!(b.read(100).await.unwrap(), &b"stuck bytes"[..]);
     expect_within(a.writable()).await.unwrap();
 }
+
+/// However many changes of one setting a handle queues before the task applies
+/// them, handles never see an older one than the last: here a read callback, running
+/// between the task's batches of commands, logs what a clone shows.
+#[tokio::test]
+async fn a_handle_never_shows_an_older_setting_behind_many_queued_ones() {
+    use tokio_bufferevent::bufferevent::Callbacks;
+    let (a, _b) = BufferEvent::pair();
+    let clone = a.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    a.replace_callbacks(Callbacks {
+        read: Some(Box::new(move |_| {
+            log.lock().unwrap().push(clone.max_single_read())
+        })),
+        ..Default::default()
+    });
+    const LAST: usize = 70_000;
+    for n in 1..=LAST {
+        a.set_max_single_read(n);
+        if n % 500 == 0 {
+            a.trigger(Direction::READ, true);
+        }
+    }
+    a.with(|_| ()).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|&v| v == LAST), "saw an older value");
+}

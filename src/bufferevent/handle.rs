@@ -150,10 +150,8 @@ where
         if self.shared().is_closed() {
             return;
         }
-        self.shared().request(knob, change);
-        if !self.send(Command::Set(knob, Box::new(f))) {
-            self.shared().withdraw(knob);
-        }
+        self.shared()
+            .request(knob, change, || self.send(Command::Set(knob, Box::new(f))));
     }
 
     // ---- settings ----------------------------------------------------------------

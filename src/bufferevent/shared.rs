@@ -200,7 +200,7 @@ pub(crate) struct Shared {
     /// Setting changes handles made that the task has not applied yet, per [`Knob`].
     /// The task publishes a setting only while none is pending; the lock makes that
     /// check and the task's store one step.
-    pending: Mutex<[u16; KNOBS]>,
+    pending: Mutex<[u32; KNOBS]>,
     pub(crate) connected: AtomicBool,
     /// Connects handles started, and connect outcomes the task reported.
     connects_started: AtomicU32,
@@ -566,19 +566,29 @@ impl Shared {
         false
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, [u16; KNOBS]> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, [u32; KNOBS]> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A handle changes a setting: `change` edits the current view, which handles see
-    /// at once; the task publishes nothing over it until it applied the change
-    /// ([`Shared::applied_setting`]).
-    pub(crate) fn request(&self, knob: Knob, change: impl FnOnce(&mut Settings)) {
+    /// A handle changes a setting: `send` queues the change for the task (false: the
+    /// task has ended, and nothing changes), and `change` edits the current view,
+    /// which handles see at once; the task publishes nothing over it until it applied
+    /// the change ([`Shared::applied_setting`]). Both under the lock, so that handles
+    /// racing to change one setting leave the view as the task's queue orders them.
+    pub(crate) fn request(
+        &self,
+        knob: Knob,
+        change: impl FnOnce(&mut Settings),
+        send: impl FnOnce() -> bool,
+    ) {
         let mut pending = self.pending();
+        if !send() {
+            return;
+        }
         let mut settings = self.settings();
         change(&mut settings);
         let watermarks_changed = self.store_knob(knob, &settings);
-        pending[knob as usize] = pending[knob as usize].saturating_add(1);
+        pending[knob as usize] += 1;
         drop(pending);
         if watermarks_changed {
             // `readable` and `writable` wait on the watermarks.
@@ -598,12 +608,6 @@ impl Shared {
             self.mark(Condition::Input);
             self.mark(Condition::Output);
         }
-    }
-
-    /// A request that never reached the task (it had ended).
-    pub(crate) fn withdraw(&self, knob: Knob) {
-        let mut pending = self.pending();
-        pending[knob as usize] = pending[knob as usize].saturating_sub(1);
     }
 
     /// Publishes the task's settings, but not over changes handles made that the

@@ -118,12 +118,15 @@ fn a_tcp_bufferevent_task_stays_small() {
 /// Every bufferevent allocates its handles' shared state at first, and a server's
 /// connections drop it once no handle is left; its size class still shows in idle
 /// memory per connection (see `docs/PERFORMANCE.md`). Parts only some users need are
-/// boxed on first use (`Shared::extra`, `Shared::polled`).
+/// boxed on first use (`Shared::extra`, `Shared::polled`). (560 since the setters'
+/// pending counts became `u32`: a `u16` saturated after 65,535 queued changes of one
+/// setting, and handles then saw older values. A listener's connections, detached,
+/// never allocate it.)
 #[test]
 fn the_state_handles_share_stays_small() {
     let size = size_of::<Remote<tokio::net::TcpStream, ()>>();
     assert!(
-        size <= 552,
+        size <= 560,
         "the handles' shared state grew to {size} bytes"
     );
 }
