@@ -680,11 +680,10 @@ impl RateLimiter {
     /// When the next refill may lift a suspension.
     pub(crate) fn next_refill(&self) -> Option<Instant> {
         let own = self.own.as_ref().and_then(Buckets::next_tick);
-        let group = self
-            .member
-            .as_ref()
-            .filter(|m| !m.group.dissolved())
-            .map(|m| m.group.next_tick());
+        // A dissolved group's tick too: the last group handle may go between a
+        // refill's look and this one, and that tick is when the member leaves it
+        // (`drop_dissolved`) and resumes.
+        let group = self.member.as_ref().map(|m| m.group.next_tick());
         match (own, group) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -785,6 +784,31 @@ mod tests {
         assert_eq!(g.min_share(), 50);
         g.set_min_share(0);
         assert_eq!(g.min_share(), 64, "0 is the default");
+    }
+
+    /// The last group handle may go between a member's refill and its look for the
+    /// next deadline: the deadline is still there, so the member wakes, leaves the
+    /// group and resumes instead of waiting with no timer.
+    #[test]
+    fn a_member_of_a_group_dissolved_mid_pass_still_has_a_deadline() {
+        let t0 = Instant::now();
+        let g = Arc::new(GroupShared::new(cfg(1000, 1000, 100), t0));
+        let mut limiter = RateLimiter {
+            own: None,
+            member: Some(Member::join(Arc::clone(&g))),
+        };
+        limiter.charge(true, 1000);
+        assert_eq!(limiter.allowance(true), Some(0), "suspended by the group");
+        limiter.drop_dissolved();
+        g.dissolve();
+        let next = limiter
+            .next_refill()
+            .expect("a deadline to leave the group");
+        assert!(next > t0);
+        limiter.refill(next);
+        limiter.drop_dissolved();
+        assert!(limiter.is_empty());
+        assert_eq!(limiter.allowance(true), None, "no longer limited");
     }
 
     #[test]
