@@ -241,8 +241,7 @@ where
             // Latency only: the stream works without it.
             tracing::debug!(error = %e, "TCP_NODELAY could not be set");
         }
-        self.shared().set_info(info);
-        self.attach_now(stream);
+        self.attach_now(stream, info);
     }
 }
 

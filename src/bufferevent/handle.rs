@@ -940,15 +940,16 @@ where
     /// is closed. Reading and writing resume as enabled.
     #[doc(alias = "bufferevent_setfd")]
     pub fn set_transport(&self, transport: T) {
-        self.shared().set_info(TransportInfo::default());
-        self.attach_now(transport);
+        self.attach_now(transport, TransportInfo::default());
     }
 
-    /// Sends a connected transport to the task; handles see it connected at once.
-    pub(crate) fn attach_now(&self, transport: T) {
+    /// Sends a connected transport to the task; handles see it connected, and `info`
+    /// about it, at once.
+    pub(crate) fn attach_now(&self, transport: T, info: TransportInfo) {
+        self.shared().set_info(info.clone());
         // Before the send: once the task has ended, what it stored last must stand.
         self.shared().connected.store(true, Ordering::SeqCst);
-        if self.send(Command::Attach(Attach::Now(transport))) {
+        if self.send(Command::Attach(Attach::Now(transport, Box::new(info)))) {
             self.shared().wake(Condition::Connect);
         } else {
             self.shared().connected.store(false, Ordering::SeqCst);

@@ -111,8 +111,10 @@ pub(crate) trait Link: Send + Sized + 'static {
 
 /// A transport for a stream bufferevent, now or later.
 pub(crate) enum Attach<T> {
-    /// `bufferevent_setfd`.
-    Now(T),
+    /// `bufferevent_setfd`, with what handles were shown of the transport: the task
+    /// shows it again as it installs it, over anything a connect it replaces stored
+    /// meanwhile.
+    Now(T, Box<TransportInfo>),
     /// A connect under way.
     Connecting(Connecting<T>),
 }

@@ -76,10 +76,13 @@ impl<T: Transport> Link for StreamLink<T> {
 
     fn attach(&mut self, io: &mut Io<'_>, attach: Attach<T>) {
         match attach {
-            Attach::Now(transport) => {
+            Attach::Now(transport, info) => {
                 self.forget_connect(io);
                 self.waiting = None;
                 self.install(io, transport);
+                if let Some(shared) = io.shared {
+                    shared.set_info(*info);
+                }
                 io.core.on_transport();
             }
             Attach::Connecting(connecting) => {
