@@ -946,7 +946,7 @@ where
     /// Sends a connected transport to the task; handles see it connected, and `info`
     /// about it, at once.
     pub(crate) fn attach_now(&self, transport: T, info: TransportInfo) {
-        self.shared().set_info(info.clone());
+        self.shared().set_info(info);
         // Before the send: once the task has ended, what it stored last must stand.
         self.shared().connected.store(true, Ordering::SeqCst);
         if self.send(Command::Attach(Attach::Now(transport, Box::new(info)))) {
