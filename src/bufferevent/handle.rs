@@ -789,7 +789,7 @@ where
     /// `BufferEvent::dns_error` tells which). [`Error::Ended`] (kind
     /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
     /// bufferevent ended with no connect failed, or nothing can connect it any more (a
-    /// filter whose underlying bufferevent is gone, a pair element whose partner is).
+    /// filter, never connected, whose underlying bufferevent is gone).
     ///
     /// # Cancel safety
     ///
