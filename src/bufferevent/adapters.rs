@@ -23,7 +23,7 @@ use super::events::{Direction, FlushMode, Watermarks};
 /// consumers stay within a few GiB.
 pub const ADAPTER_HIGH_WATERMARK: usize = 256 * 1024;
 use super::handle::BufferEvent;
-use super::shared::Condition;
+use super::shared::{Condition, Shared, Stall};
 use crate::buffer::EvBuffer;
 
 /// A bufferevent seen as a byte stream: a [`Stream`] of received chunks, a [`Sink`]
@@ -230,7 +230,7 @@ where
     /// [`BufferEvent::writable`], polled without a future.
     fn poll_writable(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let shared = self.bev.shared();
-        let room = |s: &super::shared::Shared| s.writable_or_closed() || s.is_closed();
+        let room = |s: &Shared| s.writable_or_closed() || s.is_closed();
         if !room(shared) {
             shared.polled().waiters[Condition::Output as usize].register(cx.waker());
             if !room(shared) {
@@ -241,13 +241,10 @@ where
             return Poll::Ready(Err(Error::Ended.into()));
         }
         self.bev.check_writable()?;
-        if !shared.below_write_high() {
-            if shared.write_timed_out() {
-                return Poll::Ready(Err(timed_out()));
-            }
-            if shared.is_stranded() {
-                return Poll::Ready(Err(stranded()));
-            }
+        if !shared.below_write_high()
+            && let Some(stall) = shared.stall()
+        {
+            return Poll::Ready(Err(stalled(stall)));
         }
         Poll::Ready(Ok(()))
     }
@@ -266,24 +263,13 @@ where
                         .await;
                     // The ends first, then the length (the task stores them the
                     // other way round).
-                    let (closed, write_closed) = (
-                        shared.is_closed(),
-                        shared.write_closed.load(Ordering::Acquire),
-                    );
-                    let (timed_out, nowhere) = (shared.write_timed_out(), shared.is_stranded());
+                    let (closed, stall) = (shared.is_closed(), shared.stall());
                     return if bev.output_len() == 0 {
                         Ok(())
                     } else if closed {
                         Err(Error::Ended.into())
-                    } else if write_closed {
-                        Err(io::Error::new(
-                            io::ErrorKind::BrokenPipe,
-                            "the write side closed with data unsent",
-                        ))
-                    } else if timed_out {
-                        Err(self::timed_out())
-                    } else if nowhere {
-                        Err(stranded())
+                    } else if let Some(stall) = stall {
+                        Err(stalled(stall))
                     } else {
                         // A timeout that WRITE, enabled again since, took back.
                         continue;
@@ -302,17 +288,13 @@ where
                 let shared = bev.shared();
                 loop {
                     shared
-                        .wait_until(Condition::Output, super::shared::Shared::write_stalled)
+                        .wait_until(Condition::Output, Shared::write_stalled)
                         .await;
-                    return if shared.write_closed.load(Ordering::Acquire) {
-                        Ok(())
-                    } else if shared.write_timed_out() {
-                        Err(timed_out())
-                    } else if shared.is_stranded() {
-                        Err(stranded())
-                    } else {
+                    return match shared.stall() {
+                        Some(Stall::WriteClosed) => Ok(()),
+                        Some(stall) => Err(stalled(stall)),
                         // A timeout that WRITE, enabled again since, took back.
-                        continue;
+                        None => continue,
                     };
                 }
             }
@@ -448,20 +430,21 @@ impl<T, S> fmt::Debug for BufferEventIo<T, S> {
     }
 }
 
-/// The write timeout disabled WRITE with the output unsent.
-fn timed_out() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "the write timeout expired with data unsent; enable WRITE to go on",
-    )
-}
-
-/// A pair element's partner, or a filter's underlying bufferevent, is gone with the
-/// output unsent.
-fn stranded() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::BrokenPipe,
-        "nothing is left to take the output: the pair partner or the underlying \
-         bufferevent is gone",
-    )
+/// Why the output, not empty, cannot drain, as the adapters report it.
+fn stalled(stall: Stall) -> io::Error {
+    match stall {
+        Stall::WriteClosed => io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the write side closed with data unsent",
+        ),
+        Stall::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the write timeout expired with data unsent; enable WRITE to go on",
+        ),
+        Stall::Stranded => io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "nothing is left to take the output: the pair partner or the underlying \
+             bufferevent is gone",
+        ),
+    }
 }

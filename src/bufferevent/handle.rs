@@ -20,7 +20,7 @@ use super::core;
 use super::error::Error;
 use super::events::{Direction, Events, FlushMode, Readiness, Watermarks};
 use super::mailbox::{Command, Remote};
-use super::shared::{Closed, Condition, EventRecord, Knob, Shared, Stats, TransportInfo};
+use super::shared::{Closed, Condition, EventRecord, Knob, Shared, Stall, Stats, TransportInfo};
 use super::transport::{Attach, Transport};
 use crate::buffer::EvBuffer;
 
@@ -401,11 +401,10 @@ where
             if shared.below_write_high() {
                 return Ok(());
             }
-            if shared.write_timed_out() {
-                return Err(Error::TimedOut);
-            }
-            if shared.is_stranded() {
-                return Err(Error::WriteClosed);
+            match shared.stall() {
+                Some(Stall::TimedOut) => return Err(Error::TimedOut),
+                Some(Stall::WriteClosed | Stall::Stranded) => return Err(Error::WriteClosed),
+                None => {}
             }
             // Woken by a timeout that WRITE, enabled again since, took back: wait on.
         }

@@ -107,6 +107,17 @@ const STRANDED_NOTED: u8 = 0x02;
 const STRANDED: u8 = 0x04;
 const KNOBS: usize = 4;
 
+/// Why the output cannot drain by itself ([`Shared::stall`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// The write side was shut down or failed.
+    WriteClosed,
+    /// The write timeout disabled WRITE; enabling it goes on.
+    TimedOut,
+    /// The pair partner or the filter's underlying bufferevent is gone.
+    Stranded,
+}
+
 /// Wakes the waiters of one condition; with none waiting, costs one load.
 #[derive(Debug, Default)]
 struct Waiters {
@@ -674,11 +685,24 @@ impl Shared {
         high == 0 || self.output_total() <= high
     }
 
-    /// The output cannot drain by itself: the write side closed, the write timeout
-    /// disabled WRITE (until it is enabled again), or nothing is left to take it.
+    /// The output cannot drain by itself (see [`stall`](Self::stall)).
     pub(crate) fn write_stalled(&self) -> bool {
-        self.write_closed.load(Ordering::Acquire)
-            || self.stalls.load(Ordering::Acquire) & (WRITE_TIMED_OUT | STRANDED) != 0
+        self.stall().is_some()
+    }
+
+    /// Why the output cannot drain by itself, the first that applies; `None`: it can.
+    pub(crate) fn stall(&self) -> Option<Stall> {
+        if self.write_closed.load(Ordering::Acquire) {
+            return Some(Stall::WriteClosed);
+        }
+        let stalls = self.stalls.load(Ordering::Acquire);
+        if stalls & WRITE_TIMED_OUT != 0 {
+            Some(Stall::TimedOut)
+        } else if stalls & STRANDED != 0 {
+            Some(Stall::Stranded)
+        } else {
+            None
+        }
     }
 
     /// Whether the output is stalled in any way `stalls` records (the
@@ -688,7 +712,7 @@ impl Shared {
     }
 
     /// The write timeout expired, and WRITE was not enabled again since.
-    pub(crate) fn write_timed_out(&self) -> bool {
+    fn write_timed_out(&self) -> bool {
         self.stalls.load(Ordering::Acquire) & WRITE_TIMED_OUT != 0
     }
 

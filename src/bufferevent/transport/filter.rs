@@ -265,10 +265,9 @@ where
             if let Some(rest) = end_hosted(underlying) {
                 tokio::spawn(rest);
             }
-            filter.core.on_partner_gone();
+            filter.partner_gone();
             if let Some(shared) = filter.shared {
                 shared.clear_relative();
-                shared.strand();
             }
             return true;
         }

@@ -295,6 +295,15 @@ impl Io<'_> {
         }
     }
 
+    /// The pair partner or the underlying bufferevent is gone: the core hears it
+    /// (`EOF` if asked for), and handles learn that nothing more can come or leave.
+    pub(crate) fn partner_gone(&mut self) {
+        self.core.on_partner_gone();
+        if let Some(shared) = self.shared {
+            shared.strand();
+        }
+    }
+
     /// Wakes the handles' waiters (if any handle can still wait).
     pub(crate) fn changed(&self) {
         if let Some(shared) = self.shared {

@@ -92,10 +92,7 @@ impl Link for PairLink {
                     }
                 }
             }
-            io.core.on_partner_gone();
-            if let Some(shared) = io.shared {
-                shared.strand();
-            }
+            io.partner_gone();
             return true;
         }
         if let Some(mut b) = partner.pair_io() {
@@ -223,10 +220,7 @@ impl Hosts for PairBack {
 
     fn partner_gone(&mut self, own: &mut Io<'_>) {
         self.attached = false;
-        own.core.on_partner_gone();
-        if let Some(shared) = own.shared {
-            shared.strand();
-        }
+        own.partner_gone();
         own.changed();
     }
 
