@@ -693,3 +693,25 @@ async fn two_adapters_on_one_bufferevent_share_the_input() {
     }
     assert_eq!(total, data.len());
 }
+
+/// What an adapter took from the input and did not return yet is input again once
+/// the adapter is gone: a read through the handle gets it first, then what came after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_an_adapter_took_and_did_not_return_go_back_to_the_input() {
+    let (a, b) = BufferEvent::pair();
+    let mut io = b.into_io();
+    a.write(&b"hello world"[..]).await.unwrap();
+    let mut first = [0u8; 5];
+    timeout(T, io.read_exact(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first, b"hello");
+    let b = io.into_inner();
+    a.write(&b"!"[..]).await.unwrap();
+    input_reaches(&b, 7).await;
+    assert_eq!(
+        timeout(T, b.read_exact(7)).await.unwrap().unwrap(),
+        &b" world!"[..]
+    );
+}

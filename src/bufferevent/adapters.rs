@@ -163,10 +163,11 @@ where
         &self.bev
     }
 
-    /// The bufferevent behind the adapter; bytes the adapter had taken from the input
-    /// but not yet returned are lost.
+    /// The bufferevent behind the adapter. Bytes the adapter had taken from the input
+    /// and not yet returned go back to the front of the input, in order, ahead of
+    /// anything a read through the returned handle sees.
     pub fn into_inner(self) -> BufferEvent<T, S> {
-        // Dropping the adapter withdraws its request for input.
+        // Dropping the adapter withdraws its request for input and puts its bytes back.
         self.bev.clone()
     }
 
@@ -305,19 +306,25 @@ where
 impl<T, S> Drop for BufferEventIo<T, S> {
     /// Withdraws the adapter's request for input, so the task hands nothing more over
     /// (read callbacks, a filter or a `pipe` may read the input next), and has the task
-    /// put back what it handed over and this adapter never took.
+    /// put back, at the input's front and in order, what this adapter took and did
+    /// not return and what was handed over and never taken.
     fn drop(&mut self) {
         let Some(polled) = self.bev.shared().polled_if_any() else {
             return;
         };
         polled.takeout.withdraw();
-        // Any command but a write puts the takeout back first. Sent even when the
-        // takeout looks empty: the task may be handing over right now, past the
+        let mut unread = std::mem::take(&mut self.unread);
+        // Any command but a write puts the takeout back first, so the bytes this
+        // adapter took, which came before those, then go in front of them. Sent even
+        // when both look empty: the task may be handing over right now, past the
         // request this withdrew.
         self.bev
             .remote
             .mailbox
-            .send(super::mailbox::Command::Run(Box::new(|_| {})));
+            .send(super::mailbox::Command::Run(Box::new(move |ctx| {
+                // The input's front is frozen only inside a callback, never here.
+                let _ = ctx.inner.input.prepend_buffer(&mut unread);
+            })));
     }
 }
 
