@@ -72,8 +72,10 @@ pub(crate) struct Mailbox<T, S> {
     queue: Mutex<VecDeque<Command<T, S>>>,
     waker: Mutex<Option<Waker>>,
     handles: AtomicUsize,
-    /// A waker is stored; the task need not store one again until it is used. (A task's
-    /// waker stays valid for the task's whole life: it is the same task.)
+    /// A waker is stored. It stays stored, woken by reference as often as commands
+    /// come, so the task stores it once rather than once per wake-up: a task's waker
+    /// stays valid for the task's whole life. (Cleared only when the engine moves to
+    /// another task, and when the task ends.)
     registered: AtomicBool,
     /// Commands in the queue, so the task can look without locking.
     queued: AtomicUsize,
@@ -143,14 +145,8 @@ impl<T, S> Mailbox<T, S> {
     }
 
     fn wake(&self) {
-        // Clear the flag before waking, so the poll this wake causes registers again.
-        let waker = {
-            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            self.registered.store(false, Ordering::Release);
-            slot.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        if let Some(waker) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
+            waker.wake_by_ref();
         }
     }
 
@@ -209,6 +205,9 @@ impl<T, S> Mailbox<T, S> {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut *queue)
         };
+        // Nothing wakes an ended task: let go of it, which handles would otherwise
+        // keep allocated for as long as they live.
+        self.forget_waker();
         dropped
             .iter()
             .map(|command| match command {
