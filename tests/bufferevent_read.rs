@@ -230,3 +230,80 @@ async fn a_high_watermark_lowered_during_a_wait_ends_it() {
         tokio_bufferevent::bufferevent::Readiness::AboveHighWatermark { high: 10 }
     );
 }
+
+/// A read cancelled while its request waits for the task, and made again at once (a
+/// `select!` loop), gets the next line: the cancelled request takes nothing.
+#[tokio::test]
+async fn a_read_cancelled_and_made_again_at_once_keeps_the_order() {
+    let (a, b) = pair();
+    a.write(&b"one\ntwo\n"[..]).await.unwrap();
+    settle_task(&b).await;
+    {
+        let mut read = pin!(b.read_line(EolStyle::Lf, 100));
+        assert!(poll_once(read.as_mut()).is_pending());
+    }
+    // No pause for the task: both requests reach it in one pass.
+    assert_eq!(
+        expect_within(b.read_line(EolStyle::Lf, 100)).await.unwrap(),
+        &b"one"[..]
+    );
+    assert_eq!(
+        expect_within(b.read_line(EolStyle::Lf, 100)).await.unwrap(),
+        &b"two"[..]
+    );
+}
+
+/// A line exactly at the limit whose CR arrived before its LF is a line, not too
+/// long: the final CR may yet start a CR LF and does not count (as
+/// `EvBuffer::readln_max`), however the bytes were split.
+#[tokio::test]
+async fn a_cr_waiting_for_its_lf_does_not_count_against_the_limit() {
+    for style in [EolStyle::Crlf, EolStyle::CrlfStrict] {
+        let (a, b) = pair();
+        a.write(&b"hello\r"[..]).await.unwrap();
+        settle_task(&b).await;
+        let reading = tokio::spawn({
+            let b = b.clone();
+            async move { b.read_line(style, 5).await }
+        });
+        settle_task(&b).await;
+        a.write(&b"\n"[..]).await.unwrap();
+        assert_eq!(
+            expect_within(reading).await.unwrap().unwrap(),
+            &b"hello"[..],
+            "{style:?}"
+        );
+    }
+}
+
+/// Bytes in a file segment that cannot be read (the file shrank after `add_file`)
+/// are an error from every read, with the bytes left in the input, never an empty
+/// success.
+#[tokio::test]
+async fn an_unreadable_file_segment_is_an_error_not_an_empty_read() {
+    let path = std::env::temp_dir().join(format!("bufferevent-read-{}", std::process::id()));
+    std::fs::write(&path, b"0123456789").unwrap();
+    let mut data = tokio_bufferevent::buffer::EvBuffer::new();
+    data.add_file(std::fs::File::open(&path).unwrap(), 0, None)
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let (a, b) = pair();
+    a.write_buffer(&mut data).unwrap();
+    settle_task(&b).await;
+    assert_eq!(b.input_len(), 10);
+    let unreadable = |result: Result<bytes::Bytes, Error>| match result {
+        Err(e @ Error::Buffer(_)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+        other => panic!("expected the file's read error, got {other:?}"),
+    };
+    unreadable(expect_within(b.read_exact(10)).await);
+    unreadable(expect_within(b.read_line(EolStyle::Lf, 100)).await);
+    unreadable(expect_within(b.read_until(b'9', 100)).await);
+    unreadable(expect_within(b.read(4)).await);
+    assert_eq!(b.input_len(), 10, "nothing was removed");
+    std::fs::remove_file(&path).unwrap();
+}

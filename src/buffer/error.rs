@@ -33,8 +33,10 @@ pub enum EvBufferError {
         /// How many bytes the buffer held (from the position used, where one was used).
         available: usize,
     },
-    /// A [`Position`](super::Position) was made before the buffer was last modified
-    /// (or belongs to another buffer). Kind [`io::ErrorKind::InvalidInput`].
+    /// A [`Position`](super::Position) was made before the buffer was last modified.
+    /// Kind [`io::ErrorKind::InvalidInput`]. (A position is not tied to its buffer:
+    /// one made on another buffer is caught only if that buffer's modification count
+    /// or length tells it apart.)
     StalePosition,
     /// A line is longer than the limit given to
     /// [`readln_max`](super::EvBuffer::readln_max) or a [`LineReader`](super::LineReader).

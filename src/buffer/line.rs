@@ -116,12 +116,14 @@ impl EvBuffer {
         }
     }
 
-    /// The length of the first line and of its terminator, if one is buffered.
-    #[inline]
     /// The length of the next line and of its terminator, if a whole line is there
     /// (for readers that take the line with its terminator, and may put it back).
-    pub(crate) fn line_extent(&self, style: EolStyle) -> Option<(usize, usize)> {
-        self.next_line(style).ok().flatten()
+    #[inline]
+    pub(crate) fn line_extent(
+        &self,
+        style: EolStyle,
+    ) -> Result<Option<(usize, usize)>, EvBufferError> {
+        self.next_line(style)
     }
 
     fn next_line(&self, style: EolStyle) -> Result<Option<(usize, usize)>, EvBufferError> {
@@ -167,7 +169,7 @@ impl EvBuffer {
 
     /// How long the unterminated line at the front is, leaving out a final CR that a
     /// LF may still join.
-    fn unterminated_len(&self, style: EolStyle) -> Result<usize, EvBufferError> {
+    pub(crate) fn unterminated_len(&self, style: EolStyle) -> Result<usize, EvBufferError> {
         let ends_in_cr =
             matches!(style, EolStyle::Crlf | EolStyle::CrlfStrict) && self.len > 0 && {
                 let mut last = [0];

@@ -63,7 +63,9 @@ impl EvBuffer {
     /// `None`) and returns its position (`evbuffer_search`).
     ///
     /// Matches that cross chunk boundaries are found. An empty needle matches at
-    /// `start`. Uses SIMD substring search inside each chunk; O(len) overall.
+    /// `start`. Uses SIMD substring search inside each chunk; O(len + chunks ×
+    /// needle length) overall (at each chunk boundary, the bytes a match could
+    /// straddle are copied and searched).
     ///
     /// # Errors
     ///

@@ -41,8 +41,10 @@ pub enum Error {
     /// The last connect failed, and no other is under way; the error says why (its
     /// kind is this error's kind).
     ConnectFailed(Arc<io::Error>),
-    /// A buffer handed to the bufferevent could not be taken (its front is frozen);
-    /// it is left as it was ([`io::ErrorKind::InvalidInput`]).
+    /// A buffer operation failed and left the buffer as it was: a buffer handed to
+    /// the bufferevent could not be taken (its front is frozen;
+    /// [`io::ErrorKind::InvalidInput`]), or a read helper found a file segment in the
+    /// input that cannot be read ([`EvBufferError::Io`]; the read error's kind).
     Buffer(EvBufferError),
     /// The peer finished before what a read asked for arrived; what did arrive is
     /// still in the input ([`io::ErrorKind::UnexpectedEof`]).
@@ -70,6 +72,7 @@ impl Error {
             Self::Ended => io::ErrorKind::NotConnected,
             Self::WriteClosed => io::ErrorKind::BrokenPipe,
             Self::ConnectFailed(e) | Self::ReadFailed(e) => e.kind(),
+            Self::Buffer(EvBufferError::Io(e)) => e.kind(),
             Self::Buffer(_) => io::ErrorKind::InvalidInput,
             Self::Eof => io::ErrorKind::UnexpectedEof,
             Self::TimedOut => io::ErrorKind::TimedOut,
@@ -84,6 +87,7 @@ impl fmt::Display for Error {
             Self::Ended => f.write_str("the bufferevent has ended"),
             Self::WriteClosed => f.write_str("the bufferevent's write side is closed"),
             Self::ConnectFailed(e) => write!(f, "the connect failed: {e}"),
+            Self::Buffer(EvBufferError::Io(e)) => write!(f, "the input cannot be read: {e}"),
             Self::Buffer(e) => write!(f, "the buffer cannot be taken: {e}"),
             Self::Eof => f.write_str("the peer finished before the data asked for arrived"),
             Self::ReadFailed(e) => write!(f, "reading failed: {e}"),

@@ -452,7 +452,10 @@ where
     ///
     /// [`Error::Ended`] (kind
     /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
-    /// bufferevent has ended.
+    /// bufferevent has ended; [`Error::Buffer`] with
+    /// [`EvBufferError::Io`](crate::buffer::EvBufferError::Io) (the read
+    /// error's kind), nothing removed, if the bytes lie in a file segment that cannot
+    /// be read (see [`EvBuffer::add_file`]).
     ///
     /// # Cancel safety
     ///
@@ -467,7 +470,9 @@ where
         {
             return Ok(taken);
         }
-        self.with(move |ctx| ctx.input().remove_bytes(max)).await
+        self.with(move |ctx| ctx.inner.input.remove_bytes(max))
+            .await?
+            .map_err(Error::Buffer)
     }
 
     /// Moves the whole input into a new buffer without copying
@@ -556,7 +561,9 @@ where
     ///
     /// # Cancel safety
     ///
-    /// If cancelled, `f` may or may not run.
+    /// If cancelled before the task reached `f`, `f` does not run; if cancelled
+    /// after, `f` has run and its result is dropped. (So a call cancelled and made
+    /// again at once, as in a `select!` loop, runs `f` once, in order.)
     #[doc(alias = "bufferevent_lock")]
     #[doc(alias = "bufferevent_unlock")]
     pub async fn with<R: Send + 'static>(
@@ -565,8 +572,13 @@ where
     ) -> Result<R, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Ask(Box::new(move |ctx| {
+            if tx.is_closed() {
+                // Nobody waits: what `f` would take (a read helper's bytes) stays put
+                // for the calls after this one.
+                return Box::new(|| ());
+            }
             let out = f(ctx);
-            // The caller may have stopped waiting: then the result is dropped.
+            // The caller may have stopped waiting since: then the result is dropped.
             Box::new(move || drop(tx.send(out)))
         })));
         rx.await.map_err(|_| Error::Ended)
@@ -671,6 +683,11 @@ where
     /// [`Readiness::AboveHighWatermark`], as does a wait whose `n` a new high watermark
     /// puts out of reach. What did arrive stays in the input
     /// ([`input_len`](Self::input_len)).
+    ///
+    /// Waiting does not enable reading. While READ is disabled (as on a new
+    /// bufferevent, which enables only WRITE, as libevent's does), bytes come only
+    /// once a handle or a callback enables it, and the wait lasts until then: enable
+    /// READ first, as the example does ([`into_io`](Self::into_io) does it for you).
     ///
     /// # Errors
     ///

@@ -4,18 +4,19 @@
 //!
 //! Each takes what it asks for out of the input in one step on the task, or waits for
 //! more. They are cancel safe: bytes a cancelled call had already taken are put back
-//! at the front of the input, so nothing is lost.
+//! at the front of the input, so nothing is lost. Like
+//! [`readable`](BufferEvent::readable), they do not enable reading: with READ
+//! disabled they wait until something enables it.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::context::Input;
 use super::error::Error;
 use super::events::Direction;
 use super::handle::{BufferEvent, WeakHandle};
 use super::shared::Condition;
-use crate::buffer::EolStyle;
+use crate::buffer::{EolStyle, EvBuffer, EvBufferError};
 
 /// What one look at the input gave.
 enum Look {
@@ -29,6 +30,8 @@ enum Look {
     More,
     /// It cannot fit (see [`Error::TooLong`]); nothing was removed.
     TooLong(usize),
+    /// The input could not be read (a file segment in it failed); nothing was removed.
+    Failed(EvBufferError),
 }
 
 /// Bytes taken from the input on the way to a reader; if the reader is gone before it
@@ -86,6 +89,9 @@ where
     ///   read timeout expired and READ was not enabled again.
     /// - [`Error::Ended`] (kind [`NotConnected`](std::io::ErrorKind::NotConnected))
     ///   if the bufferevent has ended, at once or while waiting.
+    /// - [`Error::Buffer`] with [`EvBufferError::Io`] (the read error's kind) if the
+    ///   bytes lie in a file segment that cannot be read (see
+    ///   [`EvBuffer::add_file`]).
     ///
     /// # Cancel safety
     ///
@@ -108,12 +114,16 @@ where
     /// # Ok(()) }
     /// ```
     pub async fn read_line(&self, style: EolStyle, max_len: usize) -> Result<Bytes, Error> {
-        self.read_some(move |input, eof| match input.buffer().line_extent(style) {
-            Some((line, _)) if line > max_len => Look::TooLong(max_len),
-            Some((line, eol)) => Look::Got(input.remove_bytes(line + eol), line),
-            None if input.len() > max_len => Look::TooLong(max_len),
-            None if eof && !input.is_empty() => Look::Rest(input.take_all()),
-            None => Look::More,
+        self.read_some(move |input, eof| {
+            let look = match input.line_extent(style)? {
+                Some((line, _)) if line > max_len => Look::TooLong(max_len),
+                Some((line, eol)) => Look::Got(input.remove_bytes(line + eol)?, line),
+                // A final CR may yet start a CR LF: it does not count (as `readln_max`).
+                None if input.unterminated_len(style)? > max_len => Look::TooLong(max_len),
+                None if eof && !input.is_empty() => Look::Rest(input.remove_bytes(usize::MAX)?),
+                None => Look::More,
+            };
+            Ok(look)
         })
         .await
     }
@@ -132,14 +142,14 @@ where
     /// Cancel safe, as [`read_line`](Self::read_line).
     pub async fn read_until(&self, byte: u8, max_len: usize) -> Result<Bytes, Error> {
         self.read_some(move |input, eof| {
-            let found = input.buffer().search(&[byte], None).ok().flatten();
-            match found {
-                Some(at) if at.pos() < max_len => whole(input.remove_bytes(at.pos() + 1)),
+            let look = match input.search(&[byte], None)? {
+                Some(at) if at.pos() < max_len => whole(input.remove_bytes(at.pos() + 1)?),
                 Some(_) => Look::TooLong(max_len),
                 None if input.len() >= max_len => Look::TooLong(max_len),
-                None if eof && !input.is_empty() => Look::Rest(input.take_all()),
+                None if eof && !input.is_empty() => Look::Rest(input.remove_bytes(usize::MAX)?),
                 None => Look::More,
-            }
+            };
+            Ok(look)
         })
         .await
     }
@@ -153,19 +163,20 @@ where
     /// the watermark (at once if it already is), since the input can never hold `n`
     /// bytes; [`Error::Eof`] (kind
     /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof)) if the peer finishes
-    /// first; [`Error::ReadFailed`], [`Error::TimedOut`] and [`Error::Ended`] as for
-    /// [`read_line`](Self::read_line). What arrived stays in the input.
+    /// first; [`Error::ReadFailed`], [`Error::TimedOut`], [`Error::Ended`] and
+    /// [`Error::Buffer`] as for [`read_line`](Self::read_line). What arrived stays in
+    /// the input.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`read_line`](Self::read_line).
     pub async fn read_exact(&self, n: usize) -> Result<Bytes, Error> {
         self.read_some(move |input, _| {
-            if input.len() >= n {
-                whole(input.remove_bytes(n))
+            Ok(if input.len() >= n {
+                whole(input.remove_bytes(n)?)
             } else {
                 Look::More
-            }
+            })
         })
         .await
     }
@@ -181,7 +192,7 @@ where
     ///   watermark if the input fills up to it before EOF.
     /// - [`Error::ReadFailed`] (the transport's error's kind) if reading failed
     ///   instead of ending with EOF.
-    /// - [`Error::TimedOut`] and [`Error::Ended`] as for
+    /// - [`Error::TimedOut`], [`Error::Ended`] and [`Error::Buffer`] as for
     ///   [`read_line`](Self::read_line).
     ///
     /// EOF is the normal end: [`Error::Eof`] is never returned, and EOF with an empty
@@ -192,22 +203,23 @@ where
     /// Cancel safe, as [`read_line`](Self::read_line).
     pub async fn read_to_end(&self, limit: usize) -> Result<Bytes, Error> {
         self.read_some(move |input, eof| {
-            if input.len() > limit {
+            Ok(if input.len() > limit {
                 Look::TooLong(limit)
             } else if eof {
-                Look::Rest(input.take_all())
+                Look::Rest(input.remove_bytes(usize::MAX)?)
             } else {
                 Look::More
-            }
+            })
         })
         .await
     }
 
     /// Looks at the input on the task with `look` (told whether reading has ended),
-    /// until it gives the data or no more can come.
+    /// until it gives the data or no more can come. `look` fails, having removed
+    /// nothing, when the input cannot be read.
     async fn read_some(
         &self,
-        look: impl Fn(&mut Input<'_>, bool) -> Look + Clone + Send + 'static,
+        look: impl Fn(&mut EvBuffer, bool) -> Result<Look, EvBufferError> + Clone + Send + 'static,
     ) -> Result<Bytes, Error> {
         loop {
             let seen = self.input_len();
@@ -224,8 +236,9 @@ where
             let outcome = self
                 .with(move |ctx| {
                     let eof = !ctx.inner.core.read_open() || stranded;
-                    let found = look(&mut ctx.input(), eof);
-                    let len = ctx.input().len();
+                    let input = &mut ctx.inner.input;
+                    let found = look(input, eof).unwrap_or_else(Look::Failed);
+                    let len = input.len();
                     let full = high != 0 && len >= high;
                     let (found, rest) = match found {
                         Look::Rest(data) => (whole(data), true),
@@ -241,10 +254,11 @@ where
                                 },
                                 rest,
                             )),
-                            Look::TooLong(max) => Err(Some(max)),
+                            Look::TooLong(max) => Err(Some(Error::TooLong { max })),
+                            Look::Failed(e) => Err(Some(Error::Buffer(e))),
                             // The input is full to the high watermark and still not
                             // enough: it never will be.
-                            Look::More if full => Err(Some(high)),
+                            Look::More if full => Err(Some(Error::TooLong { max: high })),
                             Look::More | Look::Rest(_) => Err(None),
                         },
                         eof,
@@ -258,7 +272,7 @@ where
                     return Err(self.why_reading_ended());
                 }
                 (Ok((taken, _)), _) => return Ok(taken.take()),
-                (Err(Some(max)), _) => return Err(Error::TooLong { max }),
+                (Err(Some(error)), _) => return Err(error),
                 (Err(None), true) => return Err(self.why_reading_ended()),
                 (Err(None), false) => {}
             }
