@@ -226,7 +226,11 @@ async fn at_the_limit_accepting_waits_until_a_connection_ends() {
     assert_eq!(listener.counts().live, 2);
     // Raising the limit takes effect at once.
     listener.set_max_connections(None);
+    assert_eq!(listener.max_connections(), None);
     assert_eq!(round_trip(addr, b"free").await, b"free");
+    // The getter shows the limit as set, even the largest.
+    listener.set_max_connections(Some(usize::MAX));
+    assert_eq!(listener.max_connections(), Some(usize::MAX));
 }
 
 #[tokio::test]
@@ -556,6 +560,15 @@ async fn shutdown_accepts_any_deadline() {
         .await
         .unwrap();
     assert_eq!((report.closed, report.cut), (0, 0));
+    // The largest deadline in milliseconds still closes a live connection (it once
+    // overflowed to "no request").
+    let listener = Listener::bind(any_port(), |builder, _| Some(echo(builder))).unwrap();
+    let _idle = TcpStream::connect(*listener.local_addr()).await.unwrap();
+    wait_for(|| listener.counts().live == 1).await;
+    let report = timeout(SOON, listener.shutdown(Duration::from_millis(u64::MAX)))
+        .await
+        .expect("an idle connection closes at once");
+    assert_eq!((report.closed, report.cut), (1, 0), "{report:?}");
 }
 
 /// On a multi-thread runtime the connections' tasks run on every worker: the accept

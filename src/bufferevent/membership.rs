@@ -58,7 +58,8 @@ impl Membership {
 
     /// Asks the task to close within `within` (sending what is queued), and wakes it.
     pub(crate) fn request_close(&self, within: Duration) {
-        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX - 1);
+        // Stored plus one, so at most `u64::MAX - 1` (half a billion years) fits.
+        let ms = u64::try_from(within.as_millis()).map_or(u64::MAX - 1, |ms| ms.min(u64::MAX - 1));
         self.close.store(ms + 1, Ordering::Release);
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(waker) = waker {

@@ -392,6 +392,7 @@ impl ListenerBuilder {
             local_addr: acceptor.local_addr()?,
             enabled: AtomicBool::new(self.enabled),
             stopping: AtomicBool::new(false),
+            limit: Mutex::new(self.max_connections),
             max_connections: AtomicUsize::new(self.max_connections.unwrap_or(usize::MAX)),
             live: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
@@ -530,18 +531,18 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
 
     /// Changes the connection limit; `None` removes it. Takes effect at once.
     pub fn set_max_connections(&self, max: Option<usize>) {
+        let mut limit = self.control.limit();
+        *limit = max;
         self.control
             .max_connections
             .store(max.unwrap_or(usize::MAX), Ordering::SeqCst);
+        drop(limit);
         self.control.changed.notify_waiters();
     }
 
-    /// The connection limit, if any.
+    /// The connection limit, if any: as last set, `Some(usize::MAX)` included.
     pub fn max_connections(&self) -> Option<usize> {
-        match self.control.max_connections.load(Ordering::SeqCst) {
-            usize::MAX => None,
-            max => Some(max),
-        }
+        *self.control.limit()
     }
 
     /// Counts of accepted, live, refused and failed connections.
@@ -637,6 +638,9 @@ struct Control<A: Accept, S> {
     local_addr: A::Addr,
     enabled: AtomicBool,
     stopping: AtomicBool,
+    /// The limit as set, for the getter (`usize::MAX` below also stands for none).
+    limit: Mutex<Option<usize>>,
+    /// The limit the accept task checks, without a lock: `usize::MAX` for none.
     max_connections: AtomicUsize,
     live: AtomicUsize,
     accepted: AtomicU64,
@@ -672,6 +676,10 @@ impl<A: Accept, S> Control<A, S> {
     fn may_accept(&self) -> bool {
         self.enabled.load(Ordering::SeqCst)
             && self.live.load(Ordering::SeqCst) < self.max_connections.load(Ordering::SeqCst)
+    }
+
+    fn limit(&self) -> std::sync::MutexGuard<'_, Option<usize>> {
+        self.limit.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
