@@ -426,3 +426,75 @@ async fn our_close_never_answered_ends_at_the_deadline() {
     release_tx.send(()).unwrap();
     peer.join().unwrap();
 }
+
+/// A server's first flight larger than rustls reads at once (4 KiB; a real
+/// certificate chain often is): the client reads the rest after sending what rustls
+/// queued in between, over a pair (the whole flight arrives at once) and a socket.
+#[tokio::test]
+async fn a_first_flight_larger_than_one_read_completes_the_handshake() {
+    let mut names = vec!["localhost".to_owned()];
+    names.extend((0..150).map(|i| format!("name-{i:04}.a-rather-long-subdomain.example.com")));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (cert, server_cfg) = server_config(&names);
+    assert!(
+        cert.len() > 6 << 10,
+        "the certificate alone is {} bytes",
+        cert.len()
+    );
+
+    let (a, b) = BufferEvent::pair();
+    let (input, output) = tls::client(
+        client_config(Some(cert.clone())),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let client = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(a, input, output);
+    let (input, output) = tls::server(Arc::clone(&server_cfg)).unwrap();
+    let server = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(b, input, output);
+    client.write(&b"ping"[..]).await.unwrap();
+    within(server.readable(4)).await.unwrap();
+    assert_eq!(server.read(10).await.unwrap(), &b"ping"[..]);
+    server.write(&b"pong"[..]).await.unwrap();
+    within(client.readable(4)).await.unwrap();
+    assert_eq!(client.read(10).await.unwrap(), &b"pong"[..]);
+
+    let (client, server) = connect(client_config(Some(cert)), "localhost", server_cfg).await;
+    client.write(&b"ping"[..]).await.unwrap();
+    assert_eq!(receive(&server, 4).await, b"ping");
+    server.write(&b"pong"[..]).await.unwrap();
+    assert_eq!(receive(&client, 4).await, b"pong");
+}
+
+/// A good record and a corrupt one arriving together: the good record's plaintext
+/// reaches the input before the failure (`READING | ERROR`), not lost with it.
+#[tokio::test]
+async fn plaintext_before_a_corrupt_record_is_delivered_before_the_error() {
+    let (cert, config) = server_config(&["localhost"]);
+    let (done_tx, done) = mpsc::channel::<()>();
+    let (addr, peer) = rustls_peer(config, move |mut tls| {
+        let mut record = |data: &[u8]| {
+            tls.conn.writer().write_all(data).unwrap();
+            let mut out = Vec::new();
+            while tls.conn.wants_write() {
+                tls.conn.write_tls(&mut out).unwrap();
+            }
+            out
+        };
+        let good = record(b"hello");
+        let mut bad = record(b"world");
+        *bad.last_mut().unwrap() ^= 0x55; // the authentication tag no longer matches
+        tls.sock.write_all(&[good, bad].concat()).unwrap();
+        // Held open until the client saw it all: no EOF to blur the end.
+        let _ = done.recv_timeout(Duration::from_secs(30));
+    });
+    let client = our_client(cert, addr).await;
+    let event = first_event(&client).await;
+    assert_eq!(event.events, Events::READING | Events::ERROR);
+    assert_eq!(client.read(100).await.unwrap(), &b"hello"[..]);
+    done_tx.send(()).unwrap();
+    peer.join().unwrap();
+}

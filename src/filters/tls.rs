@@ -84,6 +84,12 @@ struct Session {
     /// The connection failed (a bad handshake, a corrupt record): nothing more is
     /// sent but rustls' alert.
     failed: bool,
+    /// The failure, kept until the plaintext decrypted before it has gone out.
+    error: Option<rustls::Error>,
+    /// The last call left records unread because rustls had records to send first
+    /// (it stops reading until they go): once they went, reading can go on though
+    /// nothing new arrived.
+    read_blocked: bool,
 }
 
 type Shared = Arc<Mutex<Session>>;
@@ -128,6 +134,8 @@ fn halves(conn: Connection) -> (TlsInput, TlsOutput) {
         peer_closed: false,
         close_wanted: false,
         failed: false,
+        error: None,
+        read_blocked: false,
     }));
     (
         TlsInput {
@@ -174,8 +182,11 @@ impl TlsInput {
 }
 
 impl TlsInput {
-    fn plaintext_left(&self) -> bool {
-        lock(&self.session).plaintext_left
+    /// Decrypted bytes wait, or rustls, which stopped reading to send first, reads
+    /// again.
+    fn can_go_on(&self) -> bool {
+        let session = lock(&self.session);
+        session.plaintext_left || (session.read_blocked && session.conn.wants_read())
     }
 }
 
@@ -222,7 +233,7 @@ impl Filter for TlsInput {
         let session = &mut *session;
         let conn = &mut session.conn;
         let (src_before, dst_before) = (src.len(), dst.len());
-        while !src.is_empty() && conn.wants_read() {
+        while !src.is_empty() && session.error.is_none() && conn.wants_read() {
             match conn.read_tls(src) {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -233,19 +244,22 @@ impl Filter for TlsInput {
                     session.peer_closed = true;
                     break;
                 }
+                // The records before the bad one were decrypted: they go out first.
                 session.failed = true;
-                return Err(tls_error(e));
+                session.error = Some(e);
             }
         }
-        if mode == FlushMode::Finished && src.is_empty() {
+        session.read_blocked = !src.is_empty() && session.error.is_none() && !conn.wants_read();
+        if mode == FlushMode::Finished && src.is_empty() && session.error.is_none() {
             // The transport ended: tell rustls, so a missing close_notify shows.
             let _ = conn.read_tls(&mut io::empty());
             if let Err(e) = conn.process_new_packets() {
-                if !is_close_notify(&e) {
+                if is_close_notify(&e) {
+                    session.peer_closed = true;
+                } else {
                     session.failed = true;
-                    return Err(tls_error(e));
+                    session.error = Some(e);
                 }
-                session.peer_closed = true;
             }
         }
         let limit = dst_limit.unwrap_or(usize::MAX);
@@ -272,8 +286,15 @@ impl Filter for TlsInput {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && session.peer_closed => break,
+                // The failure below says what went wrong.
+                Err(_) if session.error.is_some() => break,
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(e) = session.error.clone()
+            && !session.plaintext_left
+        {
+            return Err(tls_error(e));
         }
         if clean_end {
             Ok(FilterResult::EndOfStream)
@@ -285,7 +306,7 @@ impl Filter for TlsInput {
     }
 
     fn has_pending(&self) -> bool {
-        self.plaintext_left()
+        self.can_go_on()
     }
 }
 
