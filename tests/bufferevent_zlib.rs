@@ -132,6 +132,12 @@ async fn corrupt_input_is_an_error() {
         error.to_string().contains("corrupt compressed data"),
         "{error}"
     );
+    // Reading is over: the transport's EOF after it is not a second failure.
+    let next = receiver.next_event();
+    peer.shutdown().await.unwrap();
+    if let Ok(Some(again)) = timeout(Duration::from_millis(500), next).await {
+        panic!("the input failed once, but reported {again:?} as well");
+    }
 }
 
 /// A small compressed input that expands enormously fills the reader only up to its
@@ -382,4 +388,25 @@ async fn corrupt_input_says_what_was_wrong() {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{what}");
         assert!(error.to_string().contains(what), "{what}: {error}");
     }
+}
+
+/// Bytes decoded in the same step that found the damage were good: they reach the
+/// input before the error, not lost with it.
+#[tokio::test]
+async fn what_decoded_before_the_damage_arrives_before_the_error() {
+    let mut zlib = flate2::Compress::new(flate2::Compression::default(), true);
+    let mut raw = Vec::with_capacity(256);
+    zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
+        .unwrap();
+    raw.extend_from_slice(&[0xff, 0xff]); // a block of the reserved type: invalid
+    let (s1, mut peer) = tcp_pair().await;
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::default(),
+    );
+    peer.write_all(&raw).await.unwrap();
+    let event = first_event(&receiver).await;
+    assert_eq!(event.events, Events::READING | Events::ERROR);
+    assert_eq!(receiver.read(100).await.unwrap(), &b"hello world"[..]);
 }

@@ -493,7 +493,7 @@ impl Step {
 
 /// Runs `call` on the first extent of `src` (and whether it is the last input there),
 /// with an output buffer of `capacity(input length)` bytes; moves the output into
-/// `dst` without copying and drains what zlib consumed.
+/// `dst` without copying (also when `call` fails) and drains what zlib consumed.
 fn step(
     src: &mut Input<'_>,
     dst: &mut Output<'_>,
@@ -508,11 +508,14 @@ fn step(
         let input = extents.first().copied().unwrap_or(&[]);
         let mut out = Vec::with_capacity(capacity(input.len()));
         let capacity = out.capacity();
-        let (consumed, status) = call(input, input.len() == src.len(), &mut out)?;
+        let result = call(input, input.len() == src.len(), &mut out);
         let written = out.len();
+        // Kept even when the call failed: what zlib produced before the damage it
+        // found was good, and goes out ahead of the error.
         if written > 0 {
             dst.add_bytes(Bytes::from(out));
         }
+        let (consumed, status) = result?;
         (consumed, written, written == capacity, status)
     };
     src.drain(consumed);

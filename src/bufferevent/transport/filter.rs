@@ -583,6 +583,9 @@ impl<T, U> FilterLink<T, U> {
                     if filter.input.len() > before {
                         filter.count_read(filter.input.len() - before);
                     }
+                    // The filter's stream is over: it is not run again (a decoder
+                    // would fail, and report, again at the transport's EOF).
+                    self.input_ended = true;
                     filter.end_reading(Events::READING | Events::ERROR, Some(e));
                     u.core.suspend_read(suspend::FILTER);
                     return true;
