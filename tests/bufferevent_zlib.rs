@@ -410,3 +410,26 @@ async fn what_decoded_before_the_damage_arrives_before_the_error() {
     assert_eq!(event.events, Events::READING | Events::ERROR);
     assert_eq!(receiver.read(100).await.unwrap(), &b"hello world"[..]);
 }
+
+/// A compressing filter whose handles are all dropped ends its stream as `close()`
+/// would: what the compressor held, and the stream's end, reach the peer, which
+/// decodes everything it was given.
+#[tokio::test]
+async fn dropping_the_last_handle_ends_the_stream_with_everything_in_it() {
+    let (s1, mut peer) = tcp_pair().await;
+    let sender = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::default(),
+    );
+    sender.write(&b"bye"[..]).await.unwrap();
+    drop(sender);
+    let mut raw = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut raw)
+        .await
+        .unwrap();
+    let mut decoded = Vec::new();
+    io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&raw[..]), &mut decoded)
+        .expect("a whole zlib stream");
+    assert_eq!(decoded, b"bye");
+}

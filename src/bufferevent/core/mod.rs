@@ -1003,8 +1003,11 @@ impl Core {
         if self.freed() {
             return true;
         }
-        if self.closing() && (self.write_closed() || !attached) {
-            return true;
+        if self.closing() {
+            // A close ends by completing, or at its deadline (which frees): not
+            // earlier because nothing observes it, or a filter's end of stream would
+            // never be sent.
+            return self.write_closed() || !attached;
         }
         if observed {
             return false;

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::context::Inner;
-use super::core::Core;
+use super::core::{Core, DEFAULT_CLOSE_TIMEOUT};
 use super::mailbox::{Command, Remote, Reply};
 use super::membership::Membership;
 use super::shared::{Counters, Shared, WakeClock};
@@ -383,7 +383,27 @@ where
             // coalesced: one read, one write and one event call (B-59).
             progress |= self.side.dispatch();
         }
+        progress |= self.close_instead_of_vanishing();
         progress
+    }
+
+    /// A bufferevent about to end because no handle is left (D-B12) closes instead
+    /// when its link's stream has an end of its own to send: a filter's output is
+    /// flushed with `Finished` (a compressor's last block, TLS's `close_notify`) and
+    /// the underlying's write side finished, within the close timeout (the default
+    /// one if none is set: this ending too is bounded).
+    fn close_instead_of_vanishing(&mut self) -> bool {
+        if !self.link.ends_with_a_close() {
+            return false;
+        }
+        let core = self.side.core();
+        // Stopping (freed, handing itself over, or being wrapped) is not vanishing.
+        if core.closing() || core.write_closed() || self.side.stopping() || !self.is_over() {
+            return false;
+        }
+        let within = core.close_timeout().unwrap_or(DEFAULT_CLOSE_TIMEOUT);
+        self.side.inner.core.close(Some(within));
+        true
     }
 
     /// After a pass that changed something: whether the next pass would change

@@ -306,6 +306,11 @@ where
         self.underlying.is_none() || self.idle
     }
 
+    fn ends_with_a_close(&self) -> bool {
+        // What the filters hold is flushed out only by `Finished`.
+        self.underlying.is_some()
+    }
+
     fn hosted(&mut self) -> Option<&mut dyn Hosts> {
         Some(self)
     }

@@ -89,6 +89,13 @@ pub(crate) trait Link: Send + Sized + 'static {
         true
     }
 
+    /// Whether the stream over this link has an end of its own to send before it
+    /// goes (a filter: a compressor's last block, TLS's `close_notify`), so that a
+    /// bufferevent about to end with no handle left closes instead (D-F6).
+    fn ends_with_a_close(&self) -> bool {
+        false
+    }
+
     /// Bytes of ours the link still holds unsent (a filter: what is left in the
     /// bufferevents beneath it), for `closed()`.
     fn unsent(&mut self) -> usize {
