@@ -394,7 +394,7 @@ async fn corrupt_input_says_what_was_wrong() {
 /// input before the error, not lost with it.
 #[tokio::test]
 async fn what_decoded_before_the_damage_arrives_before_the_error() {
-    let mut zlib = flate2::Compress::new(flate2::Compression::default(), true);
+    let mut zlib = flate2::Compress::new(Compression::default(), true);
     let mut raw = Vec::with_capacity(256);
     zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
         .unwrap();
