@@ -420,3 +420,111 @@ async fn a_pipe_to_a_pair_element_ends_when_its_partner_goes() {
         assert_eq!(client.read(100).await.unwrap(), &b"from far"[..]);
     }
 }
+
+/// A side whose callbacks are replaced while the pipe runs (the application takes the
+/// connection back) stops the pipe, which says so instead of waiting for an EOF its
+/// callbacks will never see; both sides run on.
+#[tokio::test]
+async fn replacing_a_side_s_callbacks_stops_the_pipe_and_says_so() {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (b_near, b_far) = BufferEvent::pair();
+    b_near.enable(Direction::READ);
+    let piping = {
+        let (a, b) = (a_far.clone(), b_far.clone());
+        tokio::spawn(async move { pipe(&a, &b).await })
+    };
+    a_near.write(&b"ping"[..]).await.unwrap();
+    assert_eq!(
+        &expect_within(b_near.read_exact(4)).await.unwrap()[..],
+        b"ping"
+    );
+    // (Callbacks taken back with `set_callbacks` and kept could be put back; once
+    // dropped, as here, they cannot.)
+    a_far.replace_callbacks(tokio_bufferevent::bufferevent::Callbacks::default());
+    let piped = expect_within(piping).await.unwrap();
+    assert!(
+        matches!(piped.end, PipeEnd::TakenOver(PipeSide::A)),
+        "{piped:?}"
+    );
+    assert_eq!(piped.a_to_b, 4);
+    assert!(!a_far.is_closed() && !b_far.is_closed(), "both run on");
+}
+
+/// A side whose write timeout disabled WRITE before the pipe sends again: the pipe
+/// enables WRITE as it enables READ, instead of queueing into it for ever.
+#[tokio::test(start_paused = true)]
+async fn a_side_whose_write_timed_out_before_the_pipe_sends_again() {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (b_near, b_far) = BufferEvent::pair();
+    b_far.set_timeouts(None, Some(Duration::from_secs(1)));
+    b_far.write_now(&b"x"[..]).unwrap(); // b_near does not read yet: it times out
+    expect_within(b_far.next_event()).await.unwrap();
+    assert!(!b_far.enabled().contains(Direction::WRITE));
+    b_far.set_timeouts(None, None);
+    b_near.enable(Direction::READ);
+    let piping = {
+        let (a, b) = (a_far.clone(), b_far.clone());
+        tokio::spawn(async move { pipe(&a, &b).await })
+    };
+    a_near.write(&b"hello"[..]).await.unwrap();
+    assert_eq!(
+        &expect_within(b_near.read_exact(6)).await.unwrap()[..],
+        b"xhello"
+    );
+    a_near.flush(Direction::WRITE, FlushMode::Finished);
+    b_near.flush(Direction::WRITE, FlushMode::Finished);
+    let piped = expect_within(piping).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+}
+
+/// A pipe from a bufferevent to itself is refused at once with a clear panic, before
+/// anything about it changed.
+#[tokio::test]
+async fn a_pipe_from_a_bufferevent_to_itself_is_refused() {
+    let (_near, far) = BufferEvent::pair();
+    let again = far.clone();
+    let refused = expect_within(tokio::spawn(async move { pipe(&far, &again).await }))
+        .await
+        .unwrap_err();
+    let message = refused.into_panic();
+    let message = message
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| message.downcast_ref::<String>().cloned())
+        .unwrap();
+    assert!(message.contains("same bufferevent"), "{message}");
+}
+
+/// A pipe dropped while it held a side back for backpressure leaves that side
+/// reading again, and both sides with the write watermarks they had.
+#[tokio::test]
+async fn cancelling_a_pipe_gives_back_reading_and_watermarks() {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (_b_near, b_far) = BufferEvent::pair(); // never reads: b_far's output fills
+    let piping = {
+        let (a, b) = (a_far.clone(), b_far.clone());
+        tokio::spawn(async move { pipe(&a, &b).await })
+    };
+    a_near.write(pattern(4 << 20)).await.unwrap();
+    expect_within(async {
+        while b_far.output_len() <= PIPE_WATERMARKS.high
+            || a_far.enabled().contains(Direction::READ)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(b_far.watermarks(Direction::WRITE), Some(PIPE_WATERMARKS));
+    piping.abort();
+    let _ = piping.await;
+    expect_within(async {
+        while !a_far.enabled().contains(Direction::READ) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        b_far.watermarks(Direction::WRITE),
+        Some(tokio_bufferevent::bufferevent::Watermarks::default())
+    );
+}

@@ -499,6 +499,11 @@ where
         self.with(|ctx| ctx.input().take_buffer()).await
     }
 
+    /// Whether `other` is a handle of this same bufferevent.
+    pub(crate) fn same_as<T2, S2>(&self, other: &BufferEvent<T2, S2>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.remote), Arc::as_ptr(&other.remote))
+    }
+
     /// Bytes in the input, as last published by the task.
     pub fn input_len(&self) -> usize {
         self.shared().input_total()

@@ -62,6 +62,12 @@ pub enum PipeEnd {
     /// element whose partner (or a filter whose underlying bufferevent) is gone. That
     /// side was freed, the other closed.
     Ended(PipeSide),
+    /// A side's callbacks were replaced while the pipe ran (through a handle, or by
+    /// a filter that wrapped it), and dropped: the pipe can no longer forward from
+    /// it. It stopped as when its future is dropped, leaving both sides running.
+    /// (Callbacks taken back with `set_callbacks` and kept may be put back: the pipe
+    /// waits for them until they are dropped.)
+    TakenOver(PipeSide),
 }
 
 /// What a [`pipe`] moved and how it ended.
@@ -99,14 +105,22 @@ pub struct Piped {
 ///   `flush(Direction::WRITE, FlushMode::Finished)` instead to end only its direction.
 ///
 /// It works for any two bufferevents: sockets, pairs, and filters (a TLS-terminating
-/// or a compressing proxy is a pipe between a filter and a socket). READ is enabled on
-/// both. The pipe takes over both sides' callbacks; their user state is left alone.
+/// or a compressing proxy is a pipe between a filter and a socket). READ and WRITE
+/// are enabled on both (a side whose write timeout disabled WRITE before the pipe
+/// sends again). The pipe takes over both sides' callbacks; their user state is left
+/// alone. Replacing a side's callbacks while it runs stops it
+/// ([`PipeEnd::TakenOver`]).
+///
+/// # Panics
+///
+/// If `a` and `b` are handles of the same bufferevent: a bufferevent cannot be
+/// forwarded to itself by a pipe (echo it with a read callback instead).
 ///
 /// # Cancel safety
 ///
 /// Dropping the future stops forwarding: both sides lose the pipe's callbacks (and
-/// with them their references to each other) and are left running as they are (a
-/// side that had stopped reading for backpressure stays so until enabled).
+/// with them their references to each other), get back the write watermarks they had
+/// before it, read again if they had stopped for backpressure, and are left running.
 ///
 /// # Examples
 ///
@@ -151,14 +165,24 @@ where
     T2: Send + 'static,
     S2: Send + 'static,
 {
+    assert!(
+        !a.same_as(b),
+        "pipe: `a` and `b` are the same bufferevent, which cannot be forwarded to itself"
+    );
     let state = Arc::new(PipeState::default());
-    for_destination(a);
-    for_destination(b);
+    let watermarks = [for_destination(a), for_destination(b)];
     a.replace_callbacks(forwarding(PipeSide::A, b.clone(), Arc::clone(&state)));
     b.replace_callbacks(forwarding(PipeSide::B, a.clone(), Arc::clone(&state)));
-    a.enable(Direction::READ);
-    b.enable(Direction::READ);
-    let guard = Unhook { a, b };
+    for side in [Direction::READ, Direction::WRITE] {
+        a.enable(side);
+        b.enable(side);
+    }
+    let guard = Unhook {
+        a,
+        b,
+        state: &state,
+        watermarks,
+    };
     // What arrived before the callbacks did (data, an EOF, an error) is not lost.
     catch_up(PipeSide::A, a, b, &state).await;
     catch_up(PipeSide::B, b, a, &state).await;
@@ -171,12 +195,18 @@ where
         () = ended(a) => Some(PipeEnd::Ended(PipeSide::A)),
         () = ended(b) => Some(PipeEnd::Ended(PipeSide::B)),
         _ = finished => Some(PipeEnd::Finished),
+        () = state.taken[0].wait() => Some(PipeEnd::TakenOver(PipeSide::A)),
+        () = state.taken[1].wait() => Some(PipeEnd::TakenOver(PipeSide::B)),
     };
     // A side's event callback flags a failure before its task publishes the end the
-    // failure caused: one flagged after the select looked still comes first.
+    // failure caused: one flagged after the select looked still comes first. And an
+    // ending drops the callbacks too, after publishing the end: that is the end.
     let end = match found {
-        Some(end) if !state.failed.is_set() => end,
-        _ => state.failure(),
+        _ if state.failed.is_set() => state.failure(),
+        Some(PipeEnd::TakenOver(PipeSide::A)) if gone(a) => PipeEnd::Ended(PipeSide::A),
+        Some(PipeEnd::TakenOver(PipeSide::B)) if gone(b) => PipeEnd::Ended(PipeSide::B),
+        Some(end) => end,
+        None => state.failure(),
     };
     drop(guard);
     match &end {
@@ -185,6 +215,7 @@ where
             // beneath (a TLS close_notify, the end of a zlib stream).
             tokio::join!(close_bounded(a), close_bounded(b));
         }
+        PipeEnd::TakenOver(_) => {}
         PipeEnd::Failed { side, .. } | PipeEnd::Ended(side) => {
             // The failed side goes at once; the other sends what it has queued.
             if *side == PipeSide::A {
@@ -270,14 +301,23 @@ async fn ended<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
         .await;
 }
 
-/// Gives `bev` the pipe's write watermarks unless it has a write high watermark.
-fn for_destination<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
-    if bev
-        .watermarks(Direction::WRITE)
-        .is_none_or(|wm| wm.high == 0)
-    {
-        bev.set_watermarks(Direction::WRITE, PIPE_WATERMARKS);
+/// Whether `bev` ended or has nothing left beyond it, as [`ended`] waits for.
+fn gone<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) -> bool {
+    let shared = bev.shared();
+    shared.is_closed() || shared.is_stranded()
+}
+
+/// Gives `bev` the pipe's write watermarks unless it has a write high watermark;
+/// the ones it had, if they were replaced.
+fn for_destination<T: Send + 'static, S: Send + 'static>(
+    bev: &BufferEvent<T, S>,
+) -> Option<Watermarks> {
+    let before = bev.watermarks(Direction::WRITE).unwrap_or_default();
+    if before.high != 0 {
+        return None;
     }
+    bev.set_watermarks(Direction::WRITE, PIPE_WATERMARKS);
+    Some(before)
 }
 
 /// The callbacks of one side; `to` is the other side.
@@ -295,6 +335,10 @@ where
     let other = 1 - index;
     let (read_state, write_state) = (Arc::clone(&state), Arc::clone(&state));
     let (read_to, event_to) = (to.clone(), to.clone());
+    let hooked = Hooked {
+        state: Arc::clone(&state),
+        index,
+    };
     Callbacks {
         read: Some(Box::new(move |ctx: &mut Context<'_, S>| {
             read_state.forward(index, ctx, &read_to);
@@ -307,6 +351,7 @@ where
             }
         })),
         event: Some(Box::new(move |ctx, events, error| {
+            let state = &hooked.state;
             // A write that returned 0 (`WRITING | EOF`) is a failure of this side, not
             // the end of what it reads.
             let write_ended = events.contains(Events::WRITING | Events::EOF);
@@ -331,6 +376,10 @@ struct PipeState {
     paused: [AtomicBool; 2],
     /// A side's EOF was passed on.
     eof: [Flag; 2],
+    /// A side's callbacks were dropped while the pipe ran: replaced, or the side ended.
+    taken: [Flag; 2],
+    /// The pipe takes its callbacks off: their dropping is not news.
+    unhooking: AtomicBool,
     failed: Flag,
     failure: Mutex<Option<PipeEnd>>,
 }
@@ -397,6 +446,21 @@ impl PipeState {
     }
 }
 
+/// Held by a side's callbacks: their dropping while the pipe runs tells it that it
+/// lost that side.
+struct Hooked {
+    state: Arc<PipeState>,
+    index: usize,
+}
+
+impl Drop for Hooked {
+    fn drop(&mut self) {
+        if !self.state.unhooking.load(Ordering::Acquire) {
+            self.state.taken[self.index].set();
+        }
+    }
+}
+
 /// A one-way flag a task can wait for.
 #[derive(Debug, Default)]
 struct Flag {
@@ -430,6 +494,9 @@ where
 {
     a: &'a BufferEvent<T1, S1>,
     b: &'a BufferEvent<T2, S2>,
+    state: &'a PipeState,
+    /// The write watermarks each side had before the pipe replaced them.
+    watermarks: [Option<Watermarks>; 2],
 }
 
 impl<T1, S1, T2, S2> Drop for Unhook<'_, T1, S1, T2, S2>
@@ -440,7 +507,22 @@ where
     S2: Send + 'static,
 {
     fn drop(&mut self) {
+        self.state.unhooking.store(true, Ordering::Release);
         self.a.replace_callbacks(Callbacks::default());
         self.b.replace_callbacks(Callbacks::default());
+        // Left as the pipe found them: reading (if it paused a side for
+        // backpressure), and with the write watermarks they had.
+        if self.state.paused[0].swap(false, Ordering::AcqRel) {
+            self.a.enable(Direction::READ);
+        }
+        if self.state.paused[1].swap(false, Ordering::AcqRel) {
+            self.b.enable(Direction::READ);
+        }
+        if let Some(before) = self.watermarks[0] {
+            self.a.set_watermarks(Direction::WRITE, before);
+        }
+        if let Some(before) = self.watermarks[1] {
+            self.b.set_watermarks(Direction::WRITE, before);
+        }
     }
 }
