@@ -628,3 +628,71 @@ async fn a_detached_bufferevent_without_callbacks_ends_at_once() {
         .expect("the server closed the connection");
     assert!(matches!(read, Ok(0) | Err(_)), "read {read:?}");
 }
+
+/// An `Accept` of the application's own that panics: once in `poll_accept`, once
+/// while setting up a connection.
+struct Fragile {
+    inner: tokio::net::TcpListener,
+    accept_panics: std::sync::atomic::AtomicBool,
+}
+
+static SETUP_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+impl tokio_bufferevent::listener::Accept for Fragile {
+    type Stream = TcpStream;
+    type Addr = SocketAddr;
+
+    fn poll_accept(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<(TcpStream, SocketAddr)>> {
+        if self.accept_panics.swap(false, Ordering::SeqCst) {
+            panic!("poll_accept failed");
+        }
+        self.inner.poll_accept(cx)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn build<S: Send + 'static>(
+        builder: Builder<S>,
+        stream: TcpStream,
+    ) -> io::Result<tokio_bufferevent::bufferevent::BufferEvent<TcpStream, S>> {
+        if SETUP_PANICS.swap(false, Ordering::SeqCst) {
+            panic!("build failed");
+        }
+        builder.tcp(stream)
+    }
+}
+
+/// Panics in the application's `Accept` are contained: one in `poll_accept` is an
+/// accept error (reported, backed off from), one while setting up a connection fails
+/// that connection only; the listener serves on, and the counts add up.
+#[tokio::test]
+async fn a_panicking_acceptor_fails_a_connection_not_the_listener() {
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&errors);
+    let acceptor = Fragile {
+        inner: tokio::net::TcpListener::bind(any_port()).await.unwrap(),
+        accept_panics: true.into(),
+    };
+    let listener = Listener::builder()
+        .on_error(move |error, _| seen.lock().unwrap().push(error.to_string()))
+        .serve_then(
+            acceptor,
+            |builder, _| Some(echo(builder)),
+            |_bev| {}, // with a `started` callback: `build` sets connections up
+        )
+        .unwrap();
+    let addr = *listener.local_addr();
+    wait_for(|| !errors.lock().unwrap().is_empty()).await;
+    assert!(errors.lock().unwrap()[0].contains("poll_accept failed"));
+    let _failed = TcpStream::connect(addr).await.unwrap();
+    wait_for(|| listener.counts().failed == 1).await;
+    assert_eq!(round_trip(addr, b"still serving").await, b"still serving");
+    let counts = listener.counts();
+    assert_eq!((counts.accepted, counts.failed), (2, 1), "{counts:?}");
+    assert!(listener.is_enabled());
+}

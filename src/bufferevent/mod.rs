@@ -130,7 +130,7 @@ mod context;
 mod core;
 #[cfg(feature = "dns")]
 mod dns;
-mod engine;
+pub(crate) mod engine;
 mod error;
 mod events;
 mod filter;

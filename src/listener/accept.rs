@@ -15,6 +15,11 @@ use crate::bufferevent::{BufferEvent, Builder, Transport};
 ///
 /// Implemented for Tokio's `TcpListener` and, on Unix, `UnixListener`; implement it
 /// for any other kind of listening socket to serve it with a `Listener`.
+///
+/// A panic in an implementation is contained: in `poll_accept` it is an accept error
+/// (logged, reported to the error callback, and backed off from), in `build` or
+/// `start_detached` it fails that one connection (counted as failed). The listener
+/// goes on either way.
 pub trait Accept: Send + Sync + 'static {
     /// The connected stream an accept yields.
     type Stream: Transport;

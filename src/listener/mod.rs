@@ -41,6 +41,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +51,7 @@ use tokio::task::JoinHandle;
 
 pub use self::accept::Accept;
 use self::backoff::{AcceptFailure, Backoff};
+use crate::bufferevent::engine::dispatch::panic_error;
 use crate::bufferevent::membership::{EndSink, Membership};
 use crate::bufferevent::{BufferEvent, Builder};
 
@@ -755,6 +757,16 @@ impl Registry {
     }
 }
 
+/// `acceptor`'s next connection. A panic in it is an accept error (logged, reported,
+/// and backed off from like one), not the end of the accept task.
+fn poll_acceptor<A: Accept>(
+    acceptor: &A,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<(A::Stream, A::Addr)>> {
+    catch_unwind(AssertUnwindSafe(|| acceptor.poll_accept(cx)))
+        .unwrap_or_else(|panic| Poll::Ready(Err(panic_error("the listener's acceptor", &*panic))))
+}
+
 /// The accept task's state.
 struct AcceptLoop<A: Accept, S> {
     control: Arc<Control<A, S>>,
@@ -784,7 +796,7 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
             let accepted = tokio::select! {
                 biased;
                 () = changed.as_mut() => continue,
-                accepted = poll_fn(|cx| self.acceptor.poll_accept(cx)) => accepted,
+                accepted = poll_fn(|cx| poll_acceptor(&self.acceptor, cx)) => accepted,
             };
             match accepted {
                 Ok((stream, peer)) => {
@@ -852,14 +864,19 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
         configured.membership = Some(self.register());
         // Without a `started` callback nobody wants the handle: start detached, with
         // no state for handles at all.
-        let started = match &mut self.started {
+        // The acceptor's own code (a user's `Accept`) may panic too: that connection
+        // fails, and the listener goes on.
+        let built = catch_unwind(AssertUnwindSafe(|| match &mut self.started {
             Some(started) => A::build(configured, stream).map(|bev| {
                 if catch_unwind(AssertUnwindSafe(|| started(bev))).is_err() {
                     tracing::error!(?peer, "the listener's started callback panicked");
                 }
             }),
             None => A::start_detached(configured, stream),
-        };
+        }));
+        let started = built.unwrap_or_else(|panic| {
+            Err(panic_error("setting up the accepted connection", &*panic))
+        });
         match started {
             Ok(()) => {}
             Err(error) => {

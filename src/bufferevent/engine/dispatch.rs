@@ -177,7 +177,7 @@ where
 }
 
 /// The error a panic of `what` ends a bufferevent with, its message kept.
-pub(super) fn panic_error(what: &str, payload: &(dyn Any + Send)) -> io::Error {
+pub(crate) fn panic_error(what: &str, payload: &(dyn Any + Send)) -> io::Error {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

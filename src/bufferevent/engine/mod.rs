@@ -11,7 +11,7 @@
 //! - [`publish`]: what handles read, and how a bufferevent ends;
 //! - [`hosting`]: engines run inside another engine's task (pairs, filters).
 
-mod dispatch;
+pub(crate) mod dispatch;
 mod hosting;
 mod publish;
 
