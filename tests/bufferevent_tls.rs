@@ -498,3 +498,29 @@ async fn plaintext_before_a_corrupt_record_is_delivered_before_the_error() {
     done_tx.send(()).unwrap();
     peer.join().unwrap();
 }
+
+/// A close during a handshake that then fails (the client trusts nothing) is not a
+/// clean close: `closed()` carries the handshake's error, and the plaintext rustls
+/// held for after the handshake counts as unsent.
+#[tokio::test]
+async fn a_close_whose_handshake_fails_reports_the_failure_and_the_unsent_data() {
+    let (_cert, server_cfg) = server_config(&["localhost"]);
+    let (a, b) = BufferEvent::pair();
+    let (input, output) = tls::client(
+        client_config(None),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let client = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(a, input, output);
+    let (input, output) = tls::server(server_cfg).unwrap();
+    let _server = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(b, input, output);
+    client.write(&b"secret"[..]).await.unwrap();
+    let closed = within(client.close()).await.unwrap();
+    let error = closed.error.clone().expect("the handshake's failure");
+    assert!(error.to_string().contains("certificate"), "{error}");
+    assert_eq!(closed.unsent, 6, "{closed:?}");
+}

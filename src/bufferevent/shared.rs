@@ -47,7 +47,8 @@ pub struct Closed {
     /// behind by a write error, or by a close that ran out of time), and writes a
     /// handle queued that the task never took (sent as it ended). For a filter
     /// this includes what was left in the bufferevents beneath it, counted as they
-    /// held it (compressed or encrypted).
+    /// held it (compressed or encrypted), and what the filter itself held
+    /// ([`Filter::held`](super::Filter::held)).
     pub unsent: usize,
 }
 

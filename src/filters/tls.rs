@@ -86,6 +86,8 @@ struct Session {
     failed: bool,
     /// The failure, kept until the plaintext decrypted before it has gone out.
     error: Option<rustls::Error>,
+    /// Plaintext rustls took during the handshake, held until it is done.
+    early: usize,
     /// The last call left records unread because rustls had records to send first
     /// (it stops reading until they go): once they went, reading can go on though
     /// nothing new arrived.
@@ -135,6 +137,7 @@ fn halves(conn: Connection) -> (TlsInput, TlsOutput) {
         close_wanted: false,
         failed: false,
         error: None,
+        early: 0,
         read_blocked: false,
     }));
     (
@@ -337,6 +340,9 @@ impl Filter for TlsOutput {
             if taken == 0 {
                 break;
             }
+            if session.conn.is_handshaking() {
+                session.early += taken;
+            }
             src.drain(taken);
         }
         if mode == FlushMode::Finished && src.is_empty() && !session.closed {
@@ -360,6 +366,9 @@ impl Filter for TlsOutput {
                 Err(e) => return Err(e),
             }
         }
+        if !session.conn.is_handshaking() && !session.failed {
+            session.early = 0; // encrypted and gone with the records above
+        }
         if src.len() != src_before || dst.len() != dst_before {
             Ok(FilterResult::Ok)
         } else {
@@ -370,5 +379,9 @@ impl Filter for TlsOutput {
     fn has_pending(&self) -> bool {
         let session = lock(&self.session);
         session.conn.wants_write() || (session.close_wanted && !session.failed)
+    }
+
+    fn held(&self) -> usize {
+        lock(&self.session).early
     }
 }

@@ -100,6 +100,14 @@ pub trait Filter: Send + 'static {
     fn has_pending(&self) -> bool {
         false
     }
+
+    /// Bytes this filter took from its source and has not emitted in any form yet
+    /// (a TLS connection's plaintext written during its handshake), counted in
+    /// [`Closed::unsent`](crate::bufferevent::Closed::unsent) if the bufferevent ends before they
+    /// go. Default: 0.
+    fn held(&self) -> usize {
+        0
+    }
 }
 
 impl<F> Filter for F
@@ -316,10 +324,11 @@ where
     }
 
     fn unsent(&mut self) -> usize {
+        let held = self.output.held();
         match self.underlying.as_mut() {
             // A released underlying goes on, and sends what it holds.
-            Some(u) if self.close_underlying => u.unsent(),
-            _ => 0,
+            Some(u) if self.close_underlying => held + u.unsent(),
+            _ => held,
         }
     }
 
@@ -643,9 +652,12 @@ impl<T, U> FilterLink<T, U> {
             }
             Ok(_) => u.input.len() != before,
             Err(e) => {
+                // The close cannot complete as the protocol wants (a TLS handshake
+                // failed): not a clean close, so `closed()` says why.
                 tracing::debug!(error = %e, "input filter failed during a close");
                 self.input_ended = true;
                 u.core.suspend_read(suspend::FILTER);
+                filter.end_reading(Events::READING | Events::ERROR, Some(e));
                 true
             }
         }
