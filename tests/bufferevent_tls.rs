@@ -524,3 +524,62 @@ async fn a_close_whose_handshake_fails_reports_the_failure_and_the_unsent_data()
     assert!(error.to_string().contains("certificate"), "{error}");
     assert_eq!(closed.unsent, 6, "{closed:?}");
 }
+
+/// Plaintext rustls decrypted beyond the read high watermark when the connection is
+/// reset is delivered, not lost with the reset: the error comes after all of it.
+#[tokio::test]
+async fn plaintext_held_back_by_the_watermark_survives_a_reset() {
+    let (cert, server_cfg) = server_config(&["localhost"]);
+    let (s1, s2) = tcp_pair().await;
+    s1.set_zero_linger().unwrap(); // dropping it resets the connection
+    let (input, output) = tls::client(
+        client_config(Some(cert)),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let client = BufferEvent::builder().enable(Direction::READ).filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        input,
+        output,
+    );
+    let (input, output) = tls::server(server_cfg).unwrap();
+    let server = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(tokio_bufferevent::bufferevent::Watermarks::new(0, 1024))
+        .filter(BufferEvent::builder().tcp(s2).unwrap(), input, output);
+    // The handshake first, so that what the socket beneath reads next is the record.
+    client.write(&b"hi"[..]).await.unwrap();
+    within(server.readable(2)).await.unwrap();
+    assert_eq!(server.read(2).await.unwrap(), &b"hi"[..]);
+    let beneath = server.underlying().unwrap();
+    let before = beneath.stats().bytes_read;
+    let data = pattern(8 << 10); // one record: 8 KiB, 22 bytes of framing
+    client.write(data.clone()).await.unwrap();
+    // The whole record is in (read from the socket, most of it held in rustls).
+    within(async {
+        while beneath.stats().bytes_read < before + data.len() as u64 + 22 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    within(server.readable(1024)).await.unwrap();
+    client.free();
+    let mut got = Vec::new();
+    loop {
+        match within(server.readable(1)).await.unwrap() {
+            tokio_bufferevent::bufferevent::Readiness::Ready => {
+                got.extend_from_slice(&server.read(usize::MAX).await.unwrap());
+            }
+            end => {
+                assert!(
+                    got.len() >= data.len()
+                        || end != tokio_bufferevent::bufferevent::Readiness::Eof
+                );
+                break;
+            }
+        }
+    }
+    assert_eq!(got.len(), data.len(), "everything decrypted arrived");
+    assert_eq!(got, data);
+}

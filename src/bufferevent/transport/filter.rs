@@ -251,7 +251,7 @@ where
                 self.throttled = false; // B-87: the underlying drained
             }
             progress |= self.flush_requests(filter, &mut u);
-            progress |= self.run_input(filter, &mut u, FlushMode::Normal, false);
+            progress |= self.run_input(filter, &mut u, FlushMode::Normal, false, true);
             let events = due.all_events();
             if !events.is_empty() {
                 progress = true;
@@ -433,10 +433,14 @@ impl<T, U> FilterLink<T, U> {
             }
         }
         if events.contains(Events::READING | Events::EOF) {
-            self.run_input(filter, u, FlushMode::Finished, true);
-        } else if events.contains(Events::READING | Events::ERROR) && !u.input.is_empty() {
-            // Reading ends: what arrived before the error is not left behind.
-            self.run_input(filter, u, FlushMode::Normal, true);
+            self.run_input(filter, u, FlushMode::Finished, true, true);
+        } else if events.contains(Events::READING | Events::ERROR)
+            && (!u.input.is_empty() || self.input.has_pending())
+        {
+            // Reading ends: what arrived before the error is not left behind, neither
+            // in the underlying's input nor in the filter (plaintext TLS decrypted
+            // beyond the read high watermark), since nothing will run the filter again.
+            self.run_input(filter, u, FlushMode::Normal, true, false);
         }
         if let Some(shared) = filter.shared {
             if events.contains(Events::CONNECTED) {
@@ -480,7 +484,7 @@ impl<T, U> FilterLink<T, U> {
             let skip = |dir| mode == FlushMode::Normal && !enabled.contains(dir);
             if dirs.contains(Direction::READ) {
                 if !skip(Direction::READ) {
-                    self.run_input(filter, u, mode, true);
+                    self.run_input(filter, u, mode, true, true);
                 }
                 u.core.flush(Direction::READ, mode);
             }
@@ -521,13 +525,15 @@ impl<T, U> FilterLink<T, U> {
 
     /// Runs the input filter from the underlying's input into the filter's input.
     /// `forced` (a flush, or EOF) runs it at least once, ignoring enabled directions
-    /// and watermarks.
+    /// and watermarks; `limited`: to the read high watermark (in `Normal` mode), or
+    /// not at all (all of it, as reading ends with an error).
     fn run_input(
         &mut self,
         filter: &mut Io<'_>,
         u: &mut Io<'_>,
         mode: FlushMode,
         forced: bool,
+        limited: bool,
     ) -> bool {
         if self.input_ended {
             return false;
@@ -556,7 +562,7 @@ impl<T, U> FilterLink<T, U> {
         let mut ended = false;
         loop {
             let limit = match (mode, filter.core.read_watermarks().high) {
-                (FlushMode::Normal, high) if high != 0 => {
+                (FlushMode::Normal, high) if high != 0 && limited => {
                     Some(high.saturating_sub(filter.input.len()))
                 }
                 _ => None,
