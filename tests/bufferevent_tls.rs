@@ -558,7 +558,7 @@ async fn plaintext_held_back_by_the_watermark_survives_a_reset() {
     // The whole record is in (read from the socket, most of it held in rustls).
     within(async {
         while beneath.stats().bytes_read < before + data.len() as u64 + 22 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
     .await
