@@ -186,6 +186,15 @@ where
     // What arrived before the callbacks did (data, an EOF, an error) is not lost.
     catch_up(PipeSide::A, a, b, &state).await;
     catch_up(PipeSide::B, b, a, &state).await;
+    // A side that paused before the other's callbacks were the pipe's may have asked
+    // the callback it replaced to resume it: ask the pipe's own (nothing happens if
+    // that side's output is still above its low watermark; draining will ask).
+    if state.paused[0].load(Ordering::Acquire) {
+        b.trigger(Direction::WRITE, false);
+    }
+    if state.paused[1].load(Ordering::Acquire) {
+        a.trigger(Direction::WRITE, false);
+    }
 
     let finished =
         async { tokio::join!(pass_on_eof(&state.eof[0], b), pass_on_eof(&state.eof[1], a)) };
