@@ -183,3 +183,34 @@ async fn connect_any_reports_the_last_error_when_all_fail() {
     let err = bev.connect_any(Vec::new()).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
+
+/// D-C3: a new connect keeps the connected transport in use until it completes, but
+/// `connected()` answers that connect, not the old transport: it waits for it, and a
+/// refused reconnect is an error, not a success.
+#[tokio::test]
+async fn connected_answers_the_connect_under_way_not_the_old_transport() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bev = BufferEvent::builder()
+        .connect(listener.local_addr().unwrap())
+        .unwrap();
+    let _first = within(listener.accept()).await.unwrap().unwrap();
+    within(bev.connected()).await.unwrap().unwrap();
+    let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = gone.local_addr().unwrap();
+    drop(gone);
+    bev.connect(refused).unwrap();
+    match within(bev.connected()).await.unwrap() {
+        Err(tokio_bufferevent::bufferevent::Error::ConnectFailed(e)) => {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("the reconnect was refused, but connected() said {other:?}"),
+    }
+    assert!(
+        bev.is_connected(),
+        "the first transport stays in use (D-C3)"
+    );
+    // A reconnect that succeeds is answered as such.
+    bev.connect(listener.local_addr().unwrap()).unwrap();
+    let _second = within(listener.accept()).await.unwrap().unwrap();
+    within(bev.connected()).await.unwrap().unwrap();
+}

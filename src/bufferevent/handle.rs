@@ -792,8 +792,9 @@ where
     /// Waits until the bufferevent has a connected transport.
     ///
     /// Resolves at once when it is connected, or when the last connect already
-    /// failed and no other is under way; waits while a connect is under way, or
-    /// while there is no transport yet (one may still be given).
+    /// failed and no other is under way; waits while a connect is under way (also
+    /// when an earlier transport stays in use meanwhile, D-C3: the answer is that
+    /// connect's), or while there is no transport yet (one may still be given).
     ///
     /// # Errors
     ///
@@ -818,13 +819,18 @@ where
     pub async fn connected(&self) -> Result<(), Error> {
         let shared = self.shared();
         let failed = |s: &Shared| matches!(s.connect_outcome(), Some(Some(_)));
+        // Connected, with no connect under way: a transport still in use while a new
+        // connect runs (D-C3) is not the answer to that connect.
+        let settled = |s: &Shared| {
+            s.connected.load(Ordering::Acquire) && matches!(s.connect_outcome(), Some(None))
+        };
         loop {
             shared
                 .wait_until(Condition::Connect, |s| {
-                    s.connected.load(Ordering::Acquire) || failed(s) || s.is_stranded()
+                    settled(s) || failed(s) || s.is_stranded() || s.is_closed()
                 })
                 .await;
-            if shared.connected.load(Ordering::Acquire) {
+            if settled(shared) {
                 return Ok(());
             }
             match shared.connect_outcome() {

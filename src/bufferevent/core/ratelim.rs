@@ -472,7 +472,11 @@ impl GroupShared {
     /// moved, not what the user took.
     pub(crate) fn charge(&self, read: bool, n: i64) {
         let bucket = if read { &self.read } else { &self.write };
-        bucket.fetch_sub(n, Ordering::AcqRel);
+        // Saturating, as `decrement`: a bucket the user took to `i64::MIN` must not
+        // wrap round to a huge allowance.
+        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+            Some(b.saturating_sub(n))
+        });
     }
 
     /// The user took (or gave back) tokens: a bucket taken to 0 or below
@@ -774,6 +778,18 @@ mod tests {
         b.charge(true, 60);
         b.reconfigure(cfg(10, 50, 10));
         assert_eq!(b.get(true), -20, "a negative bucket stays negative");
+    }
+
+    /// A group bucket the user took to the bottom stays there when members move
+    /// bytes they were already granted: it does not wrap round to a huge allowance.
+    #[test]
+    fn a_group_bucket_at_the_bottom_does_not_wrap() {
+        let g = GroupShared::new(cfg(100, 100, 10), Instant::now());
+        g.decrement(true, i64::MAX);
+        g.decrement(true, i64::MAX);
+        assert_eq!(g.get(true), i64::MIN);
+        g.charge(true, 14);
+        assert_eq!(g.get(true), i64::MIN);
     }
 
     #[test]
