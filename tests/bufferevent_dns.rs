@@ -131,7 +131,16 @@ async fn dns_failures_are_structured() {
             "{error}"
         );
         assert!(!bev.is_connected());
+        // A connect refused at the call leaves the last lookup's error as it was.
+        assert!(bev.connect_hostname(None, Family::Inet, "::1", 80).is_err());
+        assert_eq!(bev.dns_error().map(|e| e.kind()), Some(kind), "{host}");
     }
+    // A resolver that would time out every lookup at once is refused.
+    let zero = Resolver::with_name_servers(&[dns.addr], Duration::ZERO);
+    assert_eq!(
+        zero.err().map(|e| e.kind()),
+        Some(std::io::ErrorKind::InvalidInput)
+    );
 }
 
 #[tokio::test]

@@ -144,7 +144,6 @@ where
         if host.is_empty() {
             return invalid("empty host name");
         }
-        self.shared().set_dns_error(None);
         if let Some(ip) = super::dns::literal(host) {
             let admitted = match family {
                 Family::Inet => ip.is_ipv4(),
@@ -152,10 +151,13 @@ where
                 Family::Unspec => true,
             };
             if !admitted {
+                // Refused: the last lookup's error stays as it was.
                 return invalid("the address literal is not of the family asked for");
             }
+            self.shared().set_dns_error(None);
             return self.connect(SocketAddr::new(ip, port));
         }
+        self.shared().set_dns_error(None);
         let resolver = resolver.cloned();
         // Weak: the future waits in this bufferevent's own mailbox.
         let remote = Arc::downgrade(&self.remote);

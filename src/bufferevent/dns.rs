@@ -69,7 +69,8 @@ impl Resolver {
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] if `servers` is empty;
+    /// [`io::ErrorKind::InvalidInput`] if `servers` is empty or `timeout` is zero
+    /// (every lookup would time out at once);
     /// [`io::ErrorKind::Other`], with hickory-resolver's message, if the resolver
     /// cannot be built.
     ///
@@ -96,7 +97,7 @@ impl Resolver {
     /// # Errors
     ///
     /// As [`with_name_servers`](Self::with_name_servers):
-    /// [`io::ErrorKind::InvalidInput`] if `servers` is empty;
+    /// [`io::ErrorKind::InvalidInput`] if `servers` is empty or `timeout` is zero;
     /// [`io::ErrorKind::Other`] if the resolver cannot be built.
     pub fn with_tcp_name_servers(servers: &[SocketAddr], timeout: Duration) -> io::Result<Self> {
         Self::build(servers, timeout, NameServerConfig::tcp)
@@ -111,6 +112,12 @@ impl Resolver {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a resolver needs at least one name server",
+            ));
+        }
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a resolver's timeout must be above zero: every lookup would time out",
             ));
         }
         let name_servers = servers
