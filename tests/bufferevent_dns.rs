@@ -231,3 +231,47 @@ async fn tcp_only_name_server() {
     assert_eq!(events, Events::CONNECTED);
     assert!(bev.dns_error().is_none());
 }
+
+/// A name server in front of `upstream` that never answers AAAA queries (as some
+/// middleboxes do) and records the types it was asked for.
+async fn dropping_aaaa(
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use hickory_server::proto::op::Message;
+    use hickory_server::proto::rr::RecordType;
+    let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&asked);
+    tokio::spawn(async move {
+        let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, client) = front.recv_from(&mut buf).await.unwrap();
+            let query = Message::from_vec(&buf[..n]).unwrap();
+            let kind = query.queries[0].query_type();
+            seen.lock().unwrap().push(kind.to_string());
+            if kind == RecordType::AAAA {
+                continue;
+            }
+            back.send_to(&buf[..n], upstream).await.unwrap();
+            let (m, _) = back.recv_from(&mut buf).await.unwrap();
+            front.send_to(&buf[..m], client).await.unwrap();
+        }
+    });
+    (addr, asked)
+}
+
+/// A connect for one family asks for that family's records only: a name server that
+/// drops the other family's queries neither delays nor fails it.
+#[tokio::test]
+async fn one_family_asks_for_its_own_records_only() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns(&[("v4.test.", a([127, 0, 0, 1]))]).await;
+    let (addr, asked) = dropping_aaaa(dns.addr).await;
+    let resolver = Resolver::with_name_servers(&[addr], Duration::from_secs(30)).unwrap();
+    let (events, _bev) = connect(&resolver, Family::Inet, "v4.test.", port).await;
+    assert_eq!(events, Events::CONNECTED);
+    assert_eq!(*asked.lock().unwrap(), ["A"]);
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::lookup_ip::LookupIp;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as LookupError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -167,11 +168,14 @@ impl Resolver {
         family: Family,
         port: u16,
     ) -> Result<Vec<SocketAddr>, DnsError> {
-        let found = self
-            .inner
-            .lookup_ip(host)
-            .await
-            .map_err(|e| DnsError::from_lookup(host, e))?;
+        // One family asks for its own records only (as libevent's `AF_INET` does): no
+        // AAAA query a server might drop, holding the connect for its timeout.
+        let found = match family {
+            Family::Inet => self.inner.ipv4_lookup(host).await.map(LookupIp::from),
+            Family::Inet6 => self.inner.ipv6_lookup(host).await.map(LookupIp::from),
+            Family::Unspec => self.inner.lookup_ip(host).await,
+        }
+        .map_err(|e| DnsError::from_lookup(host, e))?;
         let addrs: Vec<SocketAddr> = found
             .iter()
             .filter(|ip| family.admits(ip))
