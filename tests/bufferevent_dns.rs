@@ -275,3 +275,23 @@ async fn one_family_asks_for_its_own_records_only() {
     assert_eq!(events, Events::CONNECTED);
     assert_eq!(*asked.lock().unwrap(), ["A"]);
 }
+
+/// The connect timeout covers the lookup too; one that expires during the lookup is
+/// the lookup's timeout: `ERROR` (as a failed lookup), and `dns_error` says so.
+#[tokio::test]
+async fn a_connect_timeout_during_the_lookup_is_a_lookup_timeout() {
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let resolver =
+        Resolver::with_name_servers(&[silent.local_addr().unwrap()], Duration::from_secs(30))
+            .unwrap();
+    let bev = BufferEvent::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .unconnected::<TcpStream>();
+    bev.connect_hostname(Some(&resolver), Family::Inet, "v4.test.", 80)
+        .unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::ERROR);
+    let error = bev.dns_error().expect("the lookup's error");
+    assert_eq!(error.kind(), DnsErrorKind::Timeout, "{error}");
+    drop(silent);
+}

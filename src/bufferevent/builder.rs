@@ -195,7 +195,10 @@ impl<S: Send + 'static> Builder<S> {
 
     /// How long a connect started by [`connect`](Self::connect) or
     /// [`BufferEvent::connect`] may take before it fails with `ERROR | TIMEOUT` (beyond
-    /// libevent, where only the OS gives up). Default: none.
+    /// libevent, where only the OS gives up). Default: none. For
+    /// [`BufferEvent::connect_hostname`] it covers the lookup and the connects after
+    /// it; expiring during the lookup, it is the lookup's timeout (`ERROR`, and
+    /// `dns_error` says `Timeout`).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout).filter(|t| !t.is_zero());
         self

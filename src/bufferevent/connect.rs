@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 #[cfg(feature = "dns")]
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -162,18 +163,38 @@ where
         // Weak: the future waits in this bufferevent's own mailbox.
         let remote = Arc::downgrade(&self.remote);
         let host = host.to_owned();
-        self.connect_with(async move {
-            let looked_up = match resolver {
-                Some(resolver) => resolver.lookup(&host, family, port).await,
-                None => match Resolver::global().await {
-                    Ok(resolver) => resolver.lookup(&host, family, port).await,
-                    Err(e) => Err(e),
-                },
+        let limit = self.shared().connect_timeout();
+        self.attach_connecting(async move {
+            // The connect timeout covers the lookup and the connects after it; one
+            // that expires during the lookup is the lookup's timeout (`dns_error`).
+            let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
+            let lookup = async {
+                match resolver {
+                    Some(resolver) => resolver.lookup(&host, family, port).await,
+                    None => match Resolver::global().await {
+                        Ok(resolver) => resolver.lookup(&host, family, port).await,
+                        Err(e) => Err(e),
+                    },
+                }
+            };
+            let looked_up = match deadline {
+                None => lookup.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, lookup)
+                    .await
+                    .unwrap_or_else(|_| Err(DnsError::timed_out(&host, limit))),
             };
             match looked_up {
                 Ok(addrs) => {
                     tracing::debug!(%host, ?addrs, "resolved");
-                    first_that_accepts(interleave_families(addrs)).await
+                    let connecting = first_that_accepts(interleave_families(addrs));
+                    match (deadline, limit) {
+                        (Some(deadline), Some(limit)) => {
+                            tokio::time::timeout_at(deadline, connecting)
+                                .await
+                                .map_err(|_| timed_out(limit))?
+                        }
+                        _ => connecting.await,
+                    }
                 }
                 Err(e) => {
                     let error = e.to_io_error();
@@ -210,18 +231,23 @@ where
         F: Future<Output = io::Result<TcpStream>> + Send + 'static,
     {
         let timeout = self.shared().connect_timeout();
-        let connecting = async move {
-            let stream = match timeout {
-                None => connecting.await?,
+        self.attach_connecting(async move {
+            match timeout {
+                None => connecting.await,
                 Some(limit) => tokio::time::timeout(limit, connecting)
                     .await
-                    .map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("connect timed out after {limit:?}"),
-                        )
-                    })??,
-            };
+                    .map_err(|_| timed_out(limit))?,
+            }
+        })
+    }
+
+    /// Hands `connecting`, bounded in time already, to the task.
+    fn attach_connecting<F>(&self, connecting: F) -> io::Result<()>
+    where
+        F: Future<Output = io::Result<TcpStream>> + Send + 'static,
+    {
+        let connecting = async move {
+            let stream = connecting.await?;
             let info = TransportInfo::of_tcp(&stream);
             Ok((stream, info))
         };
@@ -262,6 +288,14 @@ pub(crate) fn start(
 }
 
 /// Tries `addrs` one after another until one accepts; the last error if none does.
+/// The error of a connect that ran out of `limit`.
+fn timed_out(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("connect timed out after {limit:?}"),
+    )
+}
+
 pub(crate) async fn first_that_accepts(addrs: Vec<SocketAddr>) -> io::Result<TcpStream> {
     let mut last = None;
     for addr in addrs {

@@ -268,6 +268,15 @@ impl DnsError {
         Self::new(kind, format!("{what}: {host}"), Some(error))
     }
 
+    /// The lookup of `host` ran out of the connect timeout, `limit`.
+    pub(crate) fn timed_out(host: &str, limit: Option<Duration>) -> Self {
+        Self::new(
+            DnsErrorKind::Timeout,
+            format!("lookup timed out: {host} (the connect timeout, {limit:?}, expired)"),
+            None,
+        )
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> DnsErrorKind {
         self.kind
