@@ -894,3 +894,53 @@ async fn a_filter_made_after_the_connect_knows_how_it_went() {
         Err(Error::Ended)
     ));
 }
+
+/// A filter that releases its underlying (`close_underlying(false)`) and loses its
+/// last handle leaves the underlying untouched, as `free` does: no `Finished` reaches
+/// the pair beneath, whose partner hears no EOF and still gets what comes next.
+#[tokio::test]
+async fn dropping_a_releasing_filter_leaves_its_underlying_untouched() {
+    let (a, b) = BufferEvent::pair();
+    a.enable(Direction::READ);
+    let filter = BufferEvent::builder()
+        .close_underlying(false)
+        .filter(b, PassThrough, PassThrough);
+    filter.write(&b"filtered "[..]).await.unwrap();
+    within(a.readable(9)).await.unwrap();
+    let raw = filter.underlying().unwrap();
+    drop(filter);
+    within(async {
+        while raw.partner().is_none() || raw.with(|_| ()).await.is_err() {
+            settle().await;
+        }
+    })
+    .await
+    .unwrap();
+    settle().await;
+    raw.write(&b"raw"[..]).await.unwrap();
+    assert_eq!(
+        within(a.readable(12)).await.unwrap(),
+        tokio_bufferevent::bufferevent::Readiness::Ready
+    );
+    assert_eq!(a.read(100).await.unwrap(), &b"filtered raw"[..]);
+}
+
+/// A filter over a pair element whose partner is gone, and whose last handle goes,
+/// ends at once: its stream cannot be finished (nothing beyond can take it), so it
+/// does not wait out a close timeout first.
+#[tokio::test(start_paused = true)]
+async fn dropping_a_stranded_filter_ends_it_at_once() {
+    let (a, b) = BufferEvent::pair();
+    let filter = BufferEvent::filter(b, PassThrough, PassThrough);
+    let beneath = filter.underlying().unwrap();
+    drop(a);
+    settle().await;
+    let started = tokio::time::Instant::now();
+    drop(filter);
+    within(beneath.closed()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "ended after {:?}",
+        started.elapsed()
+    );
+}

@@ -315,8 +315,10 @@ where
     }
 
     fn ends_with_a_close(&self) -> bool {
-        // What the filters hold is flushed out only by `Finished`.
-        self.underlying.is_some()
+        // What the filters hold is flushed out only by `Finished`. An underlying the
+        // filter releases (B-92) goes on untouched, as `free` leaves it; one with
+        // nothing beyond it could never finish.
+        self.close_underlying && self.underlying.as_ref().is_some_and(|u| !u.stranded())
     }
 
     fn hosted(&mut self) -> Option<&mut dyn Hosts> {
