@@ -935,7 +935,7 @@ async fn dropping_a_stranded_filter_ends_it_at_once() {
     let beneath = filter.underlying().unwrap();
     drop(a);
     settle().await;
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     drop(filter);
     within(beneath.closed()).await.unwrap();
     assert!(

@@ -517,14 +517,46 @@ async fn cancelling_a_pipe_gives_back_reading_and_watermarks() {
     assert_eq!(b_far.watermarks(Direction::WRITE), Some(PIPE_WATERMARKS));
     piping.abort();
     let _ = piping.await;
+    // Each side is given back on its own task.
     expect_within(async {
-        while !a_far.enabled().contains(Direction::READ) {
+        while !a_far.enabled().contains(Direction::READ)
+            || b_far.watermarks(Direction::WRITE)
+                != Some(tokio_bufferevent::bufferevent::Watermarks::default())
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
     .await;
+}
+
+/// The application that takes a side back keeps the callbacks it installed: the
+/// pipe, stopping, takes off only its own.
+#[tokio::test]
+async fn a_side_taken_back_keeps_the_callbacks_it_was_given() {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (b_near, b_far) = BufferEvent::pair();
+    b_near.enable(Direction::READ);
+    let piping = {
+        let (a, b) = (a_far.clone(), b_far.clone());
+        tokio::spawn(async move { pipe(&a, &b).await })
+    };
+    a_near.write(&b"ping"[..]).await.unwrap();
     assert_eq!(
-        b_far.watermarks(Direction::WRITE),
-        Some(tokio_bufferevent::bufferevent::Watermarks::default())
+        &expect_within(b_near.read_exact(4)).await.unwrap()[..],
+        b"ping"
     );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    a_far.replace_callbacks(tokio_bufferevent::bufferevent::Callbacks {
+        read: Some(Box::new(move |ctx| {
+            tx.send(ctx.input().take_all()).unwrap();
+        })),
+        ..Default::default()
+    });
+    let piped = expect_within(piping).await.unwrap();
+    assert!(
+        matches!(piped.end, PipeEnd::TakenOver(PipeSide::A)),
+        "{piped:?}"
+    );
+    a_near.write(&b"after"[..]).await.unwrap();
+    assert_eq!(&expect_within(rx.recv()).await.unwrap()[..], b"after");
 }

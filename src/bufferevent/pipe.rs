@@ -11,7 +11,7 @@
 //! then runs the callback at once.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -180,7 +180,7 @@ where
     let guard = Unhook {
         a,
         b,
-        state: &state,
+        state: Arc::clone(&state),
         watermarks,
     };
     // What arrived before the callbacks did (data, an EOF, an error) is not lost.
@@ -348,7 +348,7 @@ where
         state: Arc::clone(&state),
         index,
     };
-    Callbacks {
+    let callbacks = Callbacks {
         read: Some(Box::new(move |ctx: &mut Context<'_, S>| {
             read_state.forward(index, ctx, &read_to);
         })),
@@ -373,7 +373,18 @@ where
                 state.eof[index].set();
             }
         })),
-    }
+    };
+    state.installed[index].store(identity(&callbacks), Ordering::Release);
+    callbacks
+}
+
+/// Tells a set of callbacks apart from any other: the address of its event callback's
+/// closure (the pipe's holds state, so it has an address of its own).
+fn identity<S>(callbacks: &Callbacks<S>) -> usize {
+    callbacks
+        .event
+        .as_deref()
+        .map_or(0, |event| std::ptr::from_ref(event).cast::<()>() as usize)
 }
 
 /// What both sides' callbacks and the pipe's future share.
@@ -389,6 +400,9 @@ struct PipeState {
     taken: [Flag; 2],
     /// The pipe takes its callbacks off: their dropping is not news.
     unhooking: AtomicBool,
+    /// Each side's callbacks as the pipe installed them (see [`identity`]), so that
+    /// taking them off leaves a set the application installed since alone.
+    installed: [AtomicUsize; 2],
     failed: Flag,
     failure: Mutex<Option<PipeEnd>>,
 }
@@ -503,7 +517,7 @@ where
 {
     a: &'a BufferEvent<T1, S1>,
     b: &'a BufferEvent<T2, S2>,
-    state: &'a PipeState,
+    state: Arc<PipeState>,
     /// The write watermarks each side had before the pipe replaced them.
     watermarks: [Option<Watermarks>; 2],
 }
@@ -517,21 +531,33 @@ where
 {
     fn drop(&mut self) {
         self.state.unhooking.store(true, Ordering::Release);
-        self.a.replace_callbacks(Callbacks::default());
-        self.b.replace_callbacks(Callbacks::default());
-        // Left as the pipe found them: reading (if it paused a side for
-        // backpressure), and with the write watermarks they had.
-        if self.state.paused[0].swap(false, Ordering::AcqRel) {
-            self.a.enable(Direction::READ);
-        }
-        if self.state.paused[1].swap(false, Ordering::AcqRel) {
-            self.b.enable(Direction::READ);
-        }
-        if let Some(before) = self.watermarks[0] {
-            self.a.set_watermarks(Direction::WRITE, before);
-        }
-        if let Some(before) = self.watermarks[1] {
-            self.b.set_watermarks(Direction::WRITE, before);
-        }
+        unhook(self.a, 0, &self.state, self.watermarks[0]);
+        unhook(self.b, 1, &self.state, self.watermarks[1]);
     }
+}
+
+/// Leaves side `index` as the pipe found it, on its task (where its read callback
+/// runs, so no pause can come after the look): without the pipe's callbacks (but with
+/// any the application installed since), reading if the pipe paused it for
+/// backpressure, and with the write watermarks it had, unless changed since.
+fn unhook<T: Send + 'static, S: Send + 'static>(
+    bev: &BufferEvent<T, S>,
+    index: usize,
+    state: &Arc<PipeState>,
+    watermarks: Option<Watermarks>,
+) {
+    let state = Arc::clone(state);
+    bev.run(move |ctx| {
+        if identity(&ctx.inner.callbacks) == state.installed[index].load(Ordering::Acquire) {
+            drop(ctx.set_callbacks(Callbacks::default()));
+        }
+        if state.paused[index].swap(false, Ordering::AcqRel) {
+            ctx.enable(Direction::READ);
+        }
+        if let Some(before) = watermarks
+            && ctx.watermarks(Direction::WRITE) == Some(PIPE_WATERMARKS)
+        {
+            ctx.set_watermarks(Direction::WRITE, before);
+        }
+    });
 }
