@@ -944,3 +944,22 @@ async fn dropping_a_stranded_filter_ends_it_at_once() {
         started.elapsed()
     );
 }
+
+/// Closing a filter stacked on a filter over a socket sends everything through both
+/// to the peer before the socket goes: the lower filter's output is not dropped for
+/// finishing a pass later than the upper one's.
+#[tokio::test]
+async fn closing_a_stack_of_filters_sends_everything() {
+    for round in 0..20 {
+        let (s1, mut peer) = tcp_pair().await;
+        let lower =
+            BufferEvent::filter(BufferEvent::builder().tcp(s1).unwrap(), PassThrough, add_x);
+        let upper = BufferEvent::filter(lower, PassThrough, add_x);
+        upper.write_now(&b"ab"[..]).unwrap();
+        let closed = within(upper.close()).await.unwrap();
+        assert_eq!(closed.unsent, 0, "round {round}: {closed:?}");
+        let mut got = Vec::new();
+        within(peer.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, b"xxxaxxxb", "round {round}");
+    }
+}

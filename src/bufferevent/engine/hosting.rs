@@ -61,6 +61,10 @@ where
         self.side.inner.output.len() + self.link.unsent()
     }
 
+    fn write_finished(&mut self) -> bool {
+        self.side.io().write_finished() && self.link.is_idle()
+    }
+
     fn end_into(self: Box<Self>) -> Ended {
         (*self).end()
     }

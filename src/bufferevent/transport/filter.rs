@@ -257,10 +257,12 @@ where
                 progress = true;
                 self.forward(filter, &mut u, events, due.error);
             }
-            if self.finishing && self.flushing_output.is_none() && u.write_finished() {
-                self.finishing = false;
-                filter.core.on_shutdown();
-            }
+        }
+        // Finished beneath too: a filter underneath has passed it all on to its own
+        // underlying, and so on down, before this one's close counts as done.
+        if self.finishing && self.flushing_output.is_none() && underlying.write_finished() {
+            self.finishing = false;
+            filter.core.on_shutdown();
         }
         if underlying.stranded()
             && let Some(shared) = filter.shared
@@ -289,15 +291,15 @@ where
         };
         let progress = {
             let mut u = underlying.io();
-            let progress = if self.flushing_output.is_some() {
+            if self.flushing_output.is_some() {
                 self.finish_output(filter, &mut u)
             } else {
                 self.run_output(filter, &mut u, FlushMode::Normal, false)
-            };
-            self.idle =
-                self.flushing_output.is_none() && !self.output.has_pending() && u.write_finished();
-            progress
+            }
         };
+        self.idle = self.flushing_output.is_none()
+            && !self.output.has_pending()
+            && underlying.write_finished();
         self.underlying = Some(underlying);
         progress
     }

@@ -226,6 +226,9 @@ pub(crate) trait Hosted: Send + 'static {
     fn info(&self) -> TransportInfo;
     /// Bytes still to send: in its output, and beneath it.
     fn unsent(&mut self) -> usize;
+    /// Whether everything asked of its write side is done, beneath it too (a
+    /// filter's: all it was given has left its own underlying).
+    fn write_finished(&mut self) -> bool;
     /// Ends this bufferevent; says what takes its place.
     fn end_into(self: Box<Self>) -> Ended;
     /// Runs this bufferevent on its own until it ends.
