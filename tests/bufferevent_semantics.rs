@@ -480,6 +480,28 @@ async fn b010_event_without_callback_is_dropped_not_queued() {
     within(bev.readable(4)).await;
     settle(&bev).await;
     assert_eq!(log.get(), ["read 4"]);
+
+    // The same when the callbacks come before any dispatch could drop the calls: in
+    // the same batch as the events, deferred or not.
+    for defer in [false, true] {
+        let (t, _peer) = duplex(1024);
+        let bev = BufferEvent::builder().defer_callbacks(defer).stream(t);
+        let log = Log::default();
+        let callbacks = Callbacks {
+            read: Some(log_read(&log, "read")),
+            write: Some(log_write(&log, "write")),
+            event: Some(log_event(&log, "late")),
+        };
+        within(bev.with(move |ctx| {
+            ctx.trigger(READ | WRITE, true);
+            ctx.trigger_event(Events::EOF);
+            drop(ctx.set_callbacks(callbacks));
+        }))
+        .await
+        .unwrap();
+        settle(&bev).await;
+        assert!(log.get().is_empty(), "defer {defer}: {:?}", log.get());
+    }
 }
 
 // ---- 1.B enable / disable / suspension ---------------------------------------------

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::core::Core;
 use super::core::ratelim::RateLimit;
+use super::core::{Core, running};
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use crate::buffer::{EolStyle, EvBuffer, EvBufferError, LineReader, Position};
 
@@ -314,18 +314,25 @@ impl<S> Context<'_, S> {
 
     /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,
     /// and `bufferevent_getcb` through the return value). Calls of removed callbacks
-    /// that were due are dropped.
+    /// that were due are dropped, and so are calls that fell due while a callback was
+    /// unset: as in libevent (B-10), an event that finds no callback is dropped, not
+    /// kept for one installed later.
     ///
     /// Inside a callback, the returned set lacks the callback that is running: it
     /// cannot be handed out while it runs. The new set applies once it returns.
     #[doc(alias = "bufferevent_getcb")]
     #[doc(alias = "bufferevent_setcb")]
     pub fn set_callbacks(&mut self, callbacks: Callbacks<S>) -> Callbacks<S> {
-        self.inner.core.forget(
-            callbacks.read.is_none(),
-            callbacks.write.is_none(),
-            callbacks.event.is_none(),
+        let old = &self.inner.callbacks;
+        let core = &self.inner.core;
+        // Unset, as opposed to taken out because it is the one running.
+        let unset = |none: bool, kind: u8| none && !core.is_running(kind);
+        let forget = (
+            callbacks.read.is_none() || unset(old.read.is_none(), running::READ),
+            callbacks.write.is_none() || unset(old.write.is_none(), running::WRITE),
+            callbacks.event.is_none() || unset(old.event.is_none(), running::EVENT),
         );
+        self.inner.core.forget(forget.0, forget.1, forget.2);
         self.inner.core.callbacks_replaced();
         std::mem::replace(&mut self.inner.callbacks, callbacks)
     }

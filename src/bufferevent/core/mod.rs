@@ -106,6 +106,15 @@ mod flag {
     pub(super) const IN_USE: u8 = 0x80;
 }
 
+/// Bits of [`Core::running`].
+pub(crate) mod running {
+    /// The callbacks were replaced since the running callback started.
+    pub(crate) const REPLACED: u8 = 0x01;
+    pub(crate) const READ: u8 = 0x02;
+    pub(crate) const WRITE: u8 = 0x04;
+    pub(crate) const EVENT: u8 = 0x08;
+}
+
 /// What a new core starts with.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
@@ -175,9 +184,9 @@ pub(crate) struct Core {
     /// Token buckets; boxed on first use, so unlimited bufferevents pay one pointer
     /// and consult nothing.
     ratelim: Option<Box<RateLimiter>>,
-    /// The callbacks were replaced since the running callback started, so it is not
-    /// put back over its replacement.
-    callbacks_replaced: bool,
+    /// Which callback runs, and whether the callbacks were replaced since it started
+    /// (then it is not put back over its replacement): [`running`] bits.
+    running: u8,
 }
 
 impl Default for Core {
@@ -224,7 +233,7 @@ impl Core {
             }),
             last_events: Events::empty(),
             ratelim: None,
-            callbacks_replaced: false,
+            running: 0,
         };
         core.set_watermarks(Direction::READ, settings.read_wm, 0);
         core.set_flag(flag::SETTINGS_CHANGED, false);
@@ -275,17 +284,28 @@ impl Core {
 
     /// The callbacks were replaced (`setcb`).
     pub(crate) fn callbacks_replaced(&mut self) {
-        self.callbacks_replaced = true;
+        self.running |= running::REPLACED;
     }
 
-    /// A callback is about to run: whether it is replaced from now on is what counts.
-    pub(crate) fn callback_starts(&mut self) {
-        self.callbacks_replaced = false;
+    /// The `kind` callback (a [`running`] bit) is about to run: whether it is replaced
+    /// from now on is what counts.
+    pub(crate) fn callback_starts(&mut self, kind: u8) {
+        self.running = kind;
+    }
+
+    /// The running callback returned.
+    pub(crate) fn callback_ends(&mut self) {
+        self.running &= running::REPLACED;
+    }
+
+    /// Whether the `kind` callback (a [`running`] bit) is the one running.
+    pub(crate) fn is_running(&self, kind: u8) -> bool {
+        self.running & kind != 0
     }
 
     /// Whether the callbacks were replaced since the running callback started.
     pub(crate) fn replaced_since_callback_started(&self) -> bool {
-        self.callbacks_replaced
+        self.running & running::REPLACED != 0
     }
 
     /// The events most recently delivered to the event callback.

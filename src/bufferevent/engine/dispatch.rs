@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::Side;
 use crate::bufferevent::context::{Context, DataCallback, Inner};
-use crate::bufferevent::core::{Callback, Due};
+use crate::bufferevent::core::{Callback, Due, running};
 use crate::bufferevent::events::Events;
 use crate::bufferevent::shared::CallbackKind;
 
@@ -77,7 +77,6 @@ where
         if self.inner.core.freed() {
             return false;
         }
-        self.inner.core.callback_starts();
         fn slot<S>(inner: &mut Inner<S>, read: bool) -> &mut Option<DataCallback<S>> {
             if read {
                 &mut inner.callbacks.read
@@ -88,6 +87,9 @@ where
         let Some(mut callback) = slot(&mut self.inner, read).take() else {
             return false;
         };
+        self.inner
+            .core
+            .callback_starts(if read { running::READ } else { running::WRITE });
         if let Some(counters) = self.counters() {
             let kind = if read {
                 CallbackKind::Read
@@ -105,6 +107,7 @@ where
         if !self.inner.core.replaced_since_callback_started() {
             *slot(&mut self.inner, read) = Some(callback);
         }
+        self.inner.core.callback_ends();
         if let Err(panic) = outcome {
             let name = if read {
                 "the read callback"
@@ -120,10 +123,10 @@ where
         if self.inner.core.freed() {
             return;
         }
-        self.inner.core.callback_starts();
         let Some(mut callback) = self.inner.callbacks.event.take() else {
             return;
         };
+        self.inner.core.callback_starts(running::EVENT);
         if let Some(counters) = self.counters() {
             counters.callback(CallbackKind::Event);
         }
@@ -139,6 +142,7 @@ where
         if !self.inner.core.replaced_since_callback_started() {
             self.inner.callbacks.event = Some(callback);
         }
+        self.inner.core.callback_ends();
         if let Err(panic) = outcome {
             self.panicked("the event callback", panic);
         }
