@@ -102,6 +102,18 @@ async fn b096_the_bucket_replaces_max_single() {
         10,
         "clipped to the new burst"
     );
+
+    // Without a bucket of its own, a group member's share is capped by
+    // `max_single_read`/`write`: the first term of the minimum.
+    let (_c, d) = pair();
+    let group = RateLimitGroup::new(limit(1_000_000, 1_000_000));
+    group.add(&d);
+    settle_task(&d).await;
+    assert_eq!(d.max_to_read().await.unwrap(), 16384);
+    d.set_max_single_read(100);
+    d.set_max_single_write(200);
+    assert_eq!(d.max_to_read().await.unwrap(), 100);
+    assert_eq!(d.max_to_write().await.unwrap(), 200);
 }
 
 /// B-98, B-99: a bucket driven negative silences the direction for as many ticks as

@@ -296,20 +296,14 @@ impl<S> Context<'_, S> {
     /// `max_single_read`, or the rate limits' allowance where one applies.
     #[doc(alias = "bufferevent_get_max_to_read")]
     pub fn max_to_read(&self) -> usize {
-        self.inner
-            .core
-            .bandwidth(true)
-            .unwrap_or(self.inner.core.max_single_read())
+        self.inner.core.single_io(true)
     }
 
     /// How many bytes the next write may hand the transport now
     /// (`bufferevent_get_max_to_write`).
     #[doc(alias = "bufferevent_get_max_to_write")]
     pub fn max_to_write(&self) -> usize {
-        self.inner
-            .core
-            .bandwidth(false)
-            .unwrap_or(self.inner.core.max_single_write())
+        self.inner.core.single_io(false)
     }
 
     /// Replaces all three callbacks and returns the previous ones (`bufferevent_setcb`,

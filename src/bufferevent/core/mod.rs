@@ -691,11 +691,26 @@ impl Core {
             0 => usize::MAX,
             high => high.saturating_sub(input_len),
         };
-        // A token bucket replaces `max_single_read` (B-96).
-        let single = self
-            .bandwidth(true)
-            .unwrap_or(self.max_single_read as usize);
-        room.min(single)
+        room.min(self.single_io(true))
+    }
+
+    /// The most one read (`read`) or write may move now (B-96): the bufferevent's
+    /// own token bucket replaces `max_single_read`/`write`; a group's share alone
+    /// caps it.
+    pub(crate) fn single_io(&self, read: bool) -> usize {
+        let max_single = if read {
+            self.max_single_read
+        } else {
+            self.max_single_write
+        } as usize;
+        match self.ratelim.as_deref() {
+            None => max_single,
+            Some(limiter) => match limiter.allowance(read) {
+                None => max_single,
+                Some(allowed) if limiter.own.is_some() => allowed,
+                Some(share) => share.min(max_single),
+            },
+        }
     }
 
     /// How many bytes the next write may hand the transport; 0 when writing must
@@ -704,8 +719,7 @@ impl Core {
         if self.write_closed() || !self.writing() {
             return 0;
         }
-        self.bandwidth(false)
-            .unwrap_or(self.max_single_write as usize)
+        self.single_io(false)
     }
 
     /// Whether a transport that can write and has nothing to send owes the write
