@@ -214,3 +214,34 @@ async fn connected_answers_the_connect_under_way_not_the_old_transport() {
     let _second = within(listener.accept()).await.unwrap().unwrap();
     within(bev.connected()).await.unwrap().unwrap();
 }
+
+/// B-33: after a failed connect both events are deregistered: no read or write
+/// timeout follows the `ERROR`, until `enable` registers a direction again.
+#[tokio::test(start_paused = true)]
+async fn b033_no_timeout_follows_a_failed_connect_until_enable() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_event(move |_, events, _| seen.lock().unwrap().push(events))
+        .unconnected::<TcpStream>();
+    bev.set_timeouts(
+        Some(Duration::from_millis(100)),
+        Some(Duration::from_millis(100)),
+    );
+    bev.write_now(&b"q"[..]).unwrap();
+    bev.connect_with(async { Err(io::ErrorKind::ConnectionRefused.into()) })
+        .unwrap();
+    within(bev.next_event()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    bev.with(|_| ()).await.unwrap();
+    assert_eq!(*events.lock().unwrap(), [Events::ERROR]);
+    // `enable` registers the direction again: its timeout runs.
+    bev.enable(Direction::READ);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bev.with(|_| ()).await.unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        [Events::ERROR, Events::READING | Events::TIMEOUT]
+    );
+}

@@ -18,9 +18,10 @@
 //! - B-8, B-64 (priorities, 32 deferred callbacks per loop iteration): Tokio has no
 //!   event priorities; each bufferevent is its own task (decision "priorities").
 //! - B-15, B-33, B-35 and B-48..B-54 (connect, connect failure, CONNECTED from a real
-//!   connect, DNS): the connect API is a later issue. CONNECTED ordering is still
-//!   tested through `trigger_event` (B-61).
-//! - B-23 and B-29, rate-limit part, and B-2's rate-limit getters: no rate limiting yet.
+//!   connect, DNS): in `bufferevent_connect.rs` and `bufferevent_dns.rs`. CONNECTED
+//!   ordering is also tested here through `trigger_event` (B-61).
+//! - B-23 and B-29, rate-limit part, and B-2's rate-limit getters: in
+//!   `bufferevent_ratelim.rs`.
 //! - B-57 (`incref`/`decref`): handles are reference counted by `Clone`/`Drop`, and
 //!   `free` ends the bufferevent for every handle; there is no manual count to test.
 //! - B-65's `BEV_TRIG_DEFER_CALLBACKS`: callbacks never run inside the call that

@@ -71,6 +71,9 @@ pub(crate) mod suspend {
     pub(crate) const BANDWIDTH: u8 = 0x04;
     /// Its group's bucket, or its share of it, is used up (`BEV_SUSPEND_BW_GROUP`).
     pub(crate) const GROUP: u8 = 0x08;
+    /// A connect failed with no transport left: libevent deregisters both events
+    /// (B-33), so no timeout runs until `enable`, a new connect or a transport.
+    pub(crate) const UNREGISTERED: u8 = 0x10;
 }
 
 /// How a bufferevent ended, which decides how its transport is let go.
@@ -415,6 +418,12 @@ impl Core {
     pub(crate) fn enable(&mut self, dirs: Direction, input_len: usize, output_len: usize) {
         let was_reading = self.enabled.contains(Direction::READ);
         self.enabled |= dirs;
+        if dirs.contains(Direction::READ) {
+            self.read_suspended &= !suspend::UNREGISTERED;
+        }
+        if dirs.contains(Direction::WRITE) {
+            self.write_suspended &= !suspend::UNREGISTERED;
+        }
         if dirs.contains(Direction::READ)
             && !was_reading
             && input_len > 0
@@ -634,6 +643,7 @@ impl Core {
     /// as libevent re-registers the write event, a writable transport with nothing
     /// to send yields one write callback.
     pub(crate) fn on_transport(&mut self) {
+        self.register_again();
         self.lifecycle.reopen();
         if self.enabled.contains(Direction::WRITE) {
             self.set_flag(flag::WRITE_READY, true);
@@ -644,6 +654,7 @@ impl Core {
     /// output goes out after it. With nothing queued, no write callback follows
     ///, even if WRITE was enabled while there was no transport.
     pub(crate) fn on_connected(&mut self) {
+        self.register_again();
         self.lifecycle.reopen();
         self.set_flag(flag::WRITE_READY, false);
         self.timeouts.restart(Direction::BOTH);
@@ -651,14 +662,28 @@ impl Core {
     }
 
     /// A connect failed: `ERROR` (with `TIMEOUT` for a connect timeout) and no
-    /// direction bit, leaving `enabled` as it was.
-    pub(crate) fn on_connect_failed(&mut self, error: io::Error) {
+    /// direction bit, leaving `enabled` as it was. With no transport left
+    /// (`transport_left`: an earlier one stays in use, D-C3), both directions are
+    /// unregistered, as libevent deregisters their events (B-33): no timeout follows
+    /// until `enable`, a new connect or a transport.
+    pub(crate) fn on_connect_failed(&mut self, error: io::Error, transport_left: bool) {
         let events = if error.kind() == io::ErrorKind::TimedOut {
             Events::ERROR | Events::TIMEOUT
         } else {
             Events::ERROR
         };
+        if !transport_left {
+            self.read_suspended |= suspend::UNREGISTERED;
+            self.write_suspended |= suspend::UNREGISTERED;
+        }
         self.event(events, Some(error));
+    }
+
+    /// A connect starts, or a transport arrives: both directions are registered
+    /// again (see [`on_connect_failed`](Self::on_connect_failed)).
+    pub(crate) fn register_again(&mut self) {
+        self.read_suspended &= !suspend::UNREGISTERED;
+        self.write_suspended &= !suspend::UNREGISTERED;
     }
 
     /// The partner of a pair element (or a filter's underlying bufferevent) ended:

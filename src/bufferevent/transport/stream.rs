@@ -88,6 +88,7 @@ impl<T: Transport> Link for StreamLink<T> {
             Attach::Connecting(connecting) => {
                 self.forget_connect(io);
                 self.waiting = Some(Box::new(Waiting::Connect(connecting)));
+                io.core.register_again();
             }
         }
     }
@@ -251,7 +252,7 @@ impl<T: Transport> StreamLink<T> {
                 if let Some(shared) = io.shared {
                     shared.connect_failed(Some(&e));
                 }
-                io.core.on_connect_failed(e);
+                io.core.on_connect_failed(e, self.transport.is_some());
             }
         }
         true
