@@ -1247,6 +1247,27 @@ async fn b034_timeout_events_name_the_direction_and_disable_it() {
         ["event 0x41 Direction(WRITE)", "event 0x42 Direction()"]
     );
     assert_eq!(bev.enabled(), Direction::empty());
+
+    // Both at the same instant: two events without deferred callbacks, one OR-ed
+    // event with them (B-60).
+    for (defer, expected) in [
+        (false, &["event 0x41", "event 0x42"][..]),
+        (true, &["event 0x43"][..]),
+    ] {
+        let (t, _peer) = duplex(8);
+        let log = Log::default();
+        let bev = logged(BufferEvent::builder().defer_callbacks(defer), &log)
+            .enable(READ)
+            .timeouts(
+                Some(Duration::from_millis(100)),
+                Some(Duration::from_millis(100)),
+            )
+            .stream(t);
+        bev.write_now(pattern(100)).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        settle(&bev).await;
+        assert_eq!(log.get(), expected, "defer {defer}");
+    }
 }
 
 /// B-38: `trigger_event` delivers exactly the bits given, unknown bits included.

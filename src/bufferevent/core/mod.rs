@@ -850,7 +850,9 @@ impl Core {
             self.lifecycle.free();
             return true;
         }
-        let expired = self.timeouts.expired(now);
+        // Each timeout is its own event (B-34): without deferred callbacks, which
+        // coalesce events (B-60), the write one waits for the read one's call.
+        let expired = self.timeouts.expired(now, !self.flag(flag::DEFER));
         if expired.contains(Direction::READ) {
             self.disable(Direction::READ);
             self.event(Events::READING | Events::TIMEOUT, None);

@@ -134,8 +134,10 @@ impl Timeouts {
             .min()
     }
 
-    /// Disarms and returns the directions whose deadline has passed.
-    pub(crate) fn expired(&mut self, now: Instant) -> Direction {
+    /// Disarms and returns the directions whose deadline has passed; with
+    /// `one_at_a_time`, the read one first if both did (the write one is left armed,
+    /// already due).
+    pub(crate) fn expired(&mut self, now: Instant, one_at_a_time: bool) -> Direction {
         let mut dirs = Direction::empty();
         let Some(a) = self.set.as_mut() else {
             return dirs;
@@ -143,6 +145,9 @@ impl Timeouts {
         if a.read_deadline.is_some_and(|d| d <= now) {
             a.read_deadline = None;
             dirs |= Direction::READ;
+            if one_at_a_time {
+                return dirs;
+            }
         }
         if a.write_deadline.is_some_and(|d| d <= now) {
             a.write_deadline = None;
@@ -187,8 +192,11 @@ mod tests {
         t.update(t1, true, true);
         let deadline = t.next_deadline().expect("armed");
         assert_eq!(deadline, t1 + Duration::from_millis(100));
-        assert!(t.expired(deadline - Duration::from_millis(1)).is_empty());
-        assert_eq!(t.expired(deadline), Direction::READ);
+        assert!(
+            t.expired(deadline - Duration::from_millis(1), false)
+                .is_empty()
+        );
+        assert_eq!(t.expired(deadline, false), Direction::READ);
         assert_eq!(t.next_deadline(), None);
     }
 
