@@ -454,3 +454,29 @@ async fn a_handle_never_shows_an_older_setting_behind_many_queued_ones() {
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|&v| v == LAST), "saw an older value");
 }
+
+/// A buffer the bufferevent refuses (its write side is closed) keeps its bytes: the
+/// caller can send them elsewhere.
+#[tokio::test]
+async fn a_refused_write_buffer_keeps_its_bytes() {
+    let (ours, _peer) = tcp_pair().await;
+    let a = BufferEvent::builder().tcp(ours).unwrap();
+    a.flush(
+        Direction::WRITE,
+        tokio_bufferevent::bufferevent::FlushMode::Finished,
+    );
+    expect_within(async {
+        // `writable` fails once the write side is shut down.
+        while a.writable().await.is_ok() {
+            settle_task(&a).await;
+        }
+    })
+    .await;
+    let mut data = tokio_bufferevent::buffer::EvBuffer::new();
+    data.add(b"keep me").unwrap();
+    assert!(matches!(
+        a.write_buffer(&mut data),
+        Err(tokio_bufferevent::bufferevent::Error::WriteClosed)
+    ));
+    assert_eq!(data.to_vec().unwrap(), b"keep me");
+}

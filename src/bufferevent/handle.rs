@@ -423,9 +423,9 @@ where
     /// [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe)) if the write side
     /// was shut down or failed; [`Error::Ended`] (kind
     /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
-    /// bufferevent has ended. `buf` is emptied all the same when the bufferevent cannot
-    /// take it, as libevent's would be by a failed write. An empty `buf` always
-    /// succeeds.
+    /// bufferevent has ended. On these errors `buf` keeps its bytes (unless the
+    /// bufferevent ended in the instant between the check and the hand-over: then they
+    /// are gone with it). An empty `buf` always succeeds.
     #[doc(alias = "bufferevent_write_buffer")]
     pub fn write_buffer(&self, buf: &mut EvBuffer) -> Result<(), Error> {
         // A buffer of our own, never frozen: the task appends it without a check.
@@ -435,7 +435,12 @@ where
         if n == 0 {
             return Ok(());
         }
-        self.check_writable()?;
+        if let Err(refused) = self.check_writable() {
+            // Nothing is lost: the bytes go back where they were (its front was not
+            // frozen, or nothing would have moved).
+            let _ = buf.prepend_buffer(&mut moved);
+            return Err(refused);
+        }
         self.shared().in_flight.fetch_add(n, Ordering::AcqRel);
         if self.send(Command::WriteBuffer(moved)) {
             Ok(())
