@@ -476,7 +476,7 @@ async fn a_refused_write_buffer_keeps_its_bytes() {
     data.add(b"keep me").unwrap();
     assert!(matches!(
         a.write_buffer(&mut data),
-        Err(tokio_bufferevent::bufferevent::Error::WriteClosed)
+        Err(Error::WriteClosed)
     ));
     assert_eq!(data.to_vec().unwrap(), b"keep me");
 }
