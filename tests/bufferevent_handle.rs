@@ -474,9 +474,6 @@ async fn a_refused_write_buffer_keeps_its_bytes() {
     .await;
     let mut data = tokio_bufferevent::buffer::EvBuffer::new();
     data.add(b"keep me").unwrap();
-    assert!(matches!(
-        a.write_buffer(&mut data),
-        Err(Error::WriteClosed)
-    ));
+    assert!(matches!(a.write_buffer(&mut data), Err(Error::WriteClosed)));
     assert_eq!(data.to_vec().unwrap(), b"keep me");
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, FlushMode, PIPE_WATERMARKS, PipeEnd, PipeSide, Piped, pipe,
+    BufferEvent, Direction, FlushMode, PIPE_WATERMARKS, Pair, PipeEnd, PipeSide, Piped, pipe,
 };
 
 use common::{expect_within, pattern, tcp_pair};
@@ -40,6 +40,34 @@ async fn proxy_one(upstream: SocketAddr) -> (TcpStream, JoinHandle<Piped>) {
         pipe(&front, &back).await
     });
     (client, proxy)
+}
+
+/// `pipe(a, b)` on a task of its own.
+fn spawn_pipe(a: &BufferEvent<Pair>, b: &BufferEvent<Pair>) -> JoinHandle<Piped> {
+    let (a, b) = (a.clone(), b.clone());
+    tokio::spawn(async move { pipe(&a, &b).await })
+}
+
+/// A pipe between the far elements of two pairs, shown to forward: "ping" written to
+/// A's near element has reached B's (which reads). Returns A's near and far elements,
+/// B's near and far elements, and the pipe's task.
+async fn a_running_pipe() -> (
+    BufferEvent<Pair>,
+    BufferEvent<Pair>,
+    BufferEvent<Pair>,
+    BufferEvent<Pair>,
+    JoinHandle<Piped>,
+) {
+    let (a_near, a_far) = BufferEvent::pair();
+    let (b_near, b_far) = BufferEvent::pair();
+    b_near.enable(Direction::READ);
+    let piping = spawn_pipe(&a_far, &b_far);
+    a_near.write(&b"ping"[..]).await.unwrap();
+    assert_eq!(
+        &expect_within(b_near.read_exact(4)).await.unwrap()[..],
+        b"ping"
+    );
+    (a_near, a_far, b_near, b_far, piping)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,18 +244,7 @@ async fn a_compressing_proxy_is_a_pipe_to_a_zlib_filter() {
 
 #[tokio::test]
 async fn cancelling_the_pipe_leaves_both_sides_running_without_its_callbacks() {
-    let (a_near, a_far) = BufferEvent::pair();
-    let (b_near, b_far) = BufferEvent::pair();
-    let piping = {
-        let (a, b) = (a_far.clone(), b_far.clone());
-        tokio::spawn(async move { pipe(&a, &b).await })
-    };
-    b_near.enable(Direction::READ);
-    a_near.write(&b"before"[..]).await.unwrap();
-    assert_eq!(
-        &expect_within(b_near.read_exact(6)).await.unwrap()[..],
-        b"before"
-    );
+    let (a_near, a_far, b_near, b_far, piping) = a_running_pipe().await;
     piping.abort();
     let _ = piping.await;
     a_near.write(&b"after"[..]).await.unwrap();
@@ -426,18 +443,7 @@ async fn a_pipe_to_a_pair_element_ends_when_its_partner_goes() {
 /// callbacks will never see; both sides run on.
 #[tokio::test]
 async fn replacing_a_side_s_callbacks_stops_the_pipe_and_says_so() {
-    let (a_near, a_far) = BufferEvent::pair();
-    let (b_near, b_far) = BufferEvent::pair();
-    b_near.enable(Direction::READ);
-    let piping = {
-        let (a, b) = (a_far.clone(), b_far.clone());
-        tokio::spawn(async move { pipe(&a, &b).await })
-    };
-    a_near.write(&b"ping"[..]).await.unwrap();
-    assert_eq!(
-        &expect_within(b_near.read_exact(4)).await.unwrap()[..],
-        b"ping"
-    );
+    let (_a_near, a_far, _b_near, b_far, piping) = a_running_pipe().await;
     // (Callbacks taken back with `set_callbacks` and kept could be put back; once
     // dropped, as here, they cannot.)
     a_far.replace_callbacks(tokio_bufferevent::bufferevent::Callbacks::default());
@@ -462,10 +468,7 @@ async fn a_side_whose_write_timed_out_before_the_pipe_sends_again() {
     assert!(!b_far.enabled().contains(Direction::WRITE));
     b_far.set_timeouts(None, None);
     b_near.enable(Direction::READ);
-    let piping = {
-        let (a, b) = (a_far.clone(), b_far.clone());
-        tokio::spawn(async move { pipe(&a, &b).await })
-    };
+    let piping = spawn_pipe(&a_far, &b_far);
     a_near.write(&b"hello"[..]).await.unwrap();
     assert_eq!(
         &expect_within(b_near.read_exact(6)).await.unwrap()[..],
@@ -501,10 +504,7 @@ async fn a_pipe_from_a_bufferevent_to_itself_is_refused() {
 async fn cancelling_a_pipe_gives_back_reading_and_watermarks() {
     let (a_near, a_far) = BufferEvent::pair();
     let (_b_near, b_far) = BufferEvent::pair(); // never reads: b_far's output fills
-    let piping = {
-        let (a, b) = (a_far.clone(), b_far.clone());
-        tokio::spawn(async move { pipe(&a, &b).await })
-    };
+    let piping = spawn_pipe(&a_far, &b_far);
     a_near.write(pattern(4 << 20)).await.unwrap();
     expect_within(async {
         while b_far.output_len() <= PIPE_WATERMARKS.high
@@ -533,18 +533,7 @@ async fn cancelling_a_pipe_gives_back_reading_and_watermarks() {
 /// pipe, stopping, takes off only its own.
 #[tokio::test]
 async fn a_side_taken_back_keeps_the_callbacks_it_was_given() {
-    let (a_near, a_far) = BufferEvent::pair();
-    let (b_near, b_far) = BufferEvent::pair();
-    b_near.enable(Direction::READ);
-    let piping = {
-        let (a, b) = (a_far.clone(), b_far.clone());
-        tokio::spawn(async move { pipe(&a, &b).await })
-    };
-    a_near.write(&b"ping"[..]).await.unwrap();
-    assert_eq!(
-        &expect_within(b_near.read_exact(4)).await.unwrap()[..],
-        b"ping"
-    );
+    let (a_near, a_far, _b_near, _b_far, piping) = a_running_pipe().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     a_far.replace_callbacks(tokio_bufferevent::bufferevent::Callbacks {
         read: Some(Box::new(move |ctx| {
