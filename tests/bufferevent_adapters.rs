@@ -715,3 +715,22 @@ async fn bytes_an_adapter_took_and_did_not_return_go_back_to_the_input() {
         &b" world!"[..]
     );
 }
+
+/// `shutdown` on a pair element's adapter completes once the end of the stream is
+/// out, as on a socket: the partner reads everything, then EOF, and later writes are
+/// refused instead of piling up for a partner that no longer reads.
+#[tokio::test(start_paused = true)]
+async fn shutdown_over_a_pair_completes_and_later_writes_are_refused() {
+    let (a, b) = BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ));
+    let mut io = a.into_io();
+    io.write_all(b"x").await.unwrap();
+    timeout(T, io.shutdown()).await.unwrap().unwrap();
+    let mut got = Vec::new();
+    timeout(T, b.into_io().read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"x");
+    let refused = io.write(b"y").await.unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::BrokenPipe);
+}

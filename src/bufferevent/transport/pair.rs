@@ -283,7 +283,10 @@ fn flush_requests(from: &mut Io<'_>, to: &mut Io<'_>) -> bool {
             } else {
                 to.core.event(events, None);
             }
-            if from.core.closing() && dirs.contains(Direction::WRITE) {
+            if dirs.contains(Direction::WRITE) {
+                // Our end of the stream went out: the write side is done, as a
+                // socket's after the same flush (D-B14), so what is written later is
+                // refused rather than piled up for a partner that no longer reads.
                 from.core.on_shutdown();
             }
         }
