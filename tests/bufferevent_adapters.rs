@@ -11,7 +11,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -733,4 +733,48 @@ async fn shutdown_over_a_pair_completes_and_later_writes_are_refused() {
     assert_eq!(got, b"x");
     let refused = io.write(b"y").await.unwrap_err();
     assert_eq!(refused.kind(), io::ErrorKind::BrokenPipe);
+}
+
+/// Dropping one adapter while another waits to read does not leave the other
+/// waiting: the request it withdrew was the other's too, and the other asks again.
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_one_adapter_does_not_strand_another_that_waits() {
+    let (a, b) = BufferEvent::pair();
+    let io1 = b.clone().into_io();
+    let mut io2 = b.clone().into_io();
+    a.write(&b"hello"[..]).await.unwrap();
+    input_reaches(&b, 5).await;
+    let woken = Arc::new(AtomicBool::new(false));
+    let waker = futures::task::waker(Arc::new(Flag(Arc::clone(&woken))));
+    let mut buf = [0u8; 8];
+    let mut read_buf = tokio::io::ReadBuf::new(&mut buf);
+    let polled = tokio::io::AsyncRead::poll_read(
+        Pin::new(&mut io2),
+        &mut std::task::Context::from_waker(&waker),
+        &mut read_buf,
+    );
+    assert!(
+        polled.is_pending(),
+        "the task has not handed anything over yet"
+    );
+    drop(io1);
+    timeout(T, async {
+        while !woken.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the waiting adapter is woken");
+    let mut got = [0u8; 5];
+    timeout(T, io2.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"hello");
+}
+
+/// A waker that sets a flag.
+struct Flag(Arc<AtomicBool>);
+
+impl futures::task::ArcWake for Flag {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.store(true, Ordering::SeqCst);
+    }
 }

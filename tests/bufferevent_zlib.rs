@@ -433,3 +433,22 @@ async fn dropping_the_last_handle_ends_the_stream_with_everything_in_it() {
         .expect("a whole zlib stream");
     assert_eq!(decoded, b"bye");
 }
+
+/// Flushing an adapter over a compressing filter has the compressor emit what it
+/// holds: a request written and flushed reaches the peer whole, instead of waiting
+/// inside zlib for more (which a request/response protocol never sends).
+#[tokio::test(start_paused = true)]
+async fn flushing_an_adapter_over_a_compressor_delivers_what_was_written() {
+    let (a, b) = BufferEvent::pair();
+    let sender = BufferEvent::filter(a, Decompress::new(), Compress::default());
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        b,
+        Decompress::new(),
+        Compress::default(),
+    );
+    let mut io = sender.into_io();
+    io.write_all(b"ping").await.unwrap();
+    within(io.flush()).await.unwrap().unwrap();
+    within(receiver.readable(4)).await.unwrap();
+    assert_eq!(receiver.read(100).await.unwrap(), &b"ping"[..]);
+}

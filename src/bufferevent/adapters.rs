@@ -31,8 +31,10 @@ use crate::buffer::EvBuffer;
 ///
 /// Made by [`BufferEvent::into_io`]; enables reading. The stream ends at the peer's
 /// EOF and yields the read error if reading failed. `poll_flush` waits until the
-/// output is empty; `poll_close` / `poll_shutdown` flush, then shut down the write
-/// side.
+/// output is empty (over a filter, it first has the filters emit what they hold, as a
+/// `Flush` flush does: a compressor's pending block); `poll_close` / `poll_shutdown`
+/// flush, then shut down the write side. With WRITE disabled, flushing waits until it
+/// is enabled again.
 ///
 /// # Errors
 ///
@@ -256,6 +258,14 @@ where
             let bev = bev.clone();
             async move {
                 let shared = bev.shared();
+                if shared.is_filtering() {
+                    // A filter may hold what it was given (a compressor until it is
+                    // flushed): have it emit that to its underlying bufferevent, which
+                    // sends it on by itself. (Carried out in the pass that runs the
+                    // closure, before its answer.)
+                    bev.with(|ctx| ctx.flush(Direction::WRITE, FlushMode::Flush))
+                        .await?;
+                }
                 loop {
                     shared
                         .wait_until(Condition::Output, |s| {
@@ -313,6 +323,9 @@ impl<T, S> Drop for BufferEventIo<T, S> {
             return;
         };
         polled.takeout.withdraw();
+        // The request withdrawn may have been another adapter's (there is one for all
+        // of them): they look again, and ask again if they still wait.
+        self.bev.shared().wake(Condition::Input);
         let mut unread = std::mem::take(&mut self.unread);
         // Any command but a write puts the takeout back first, so the bytes this
         // adapter took, which came before those, then go in front of them. Sent even

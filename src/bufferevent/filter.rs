@@ -73,6 +73,7 @@ impl<S: Send + 'static> Builder<S> {
             .assemble::<Filtered<T, U>>(connected, info);
         bev.shared()
             .set_relative(Box::new(WeakHandle::of(&underlying)));
+        bev.shared().set_filtering();
         let link = FilterLink::<T, U>::new(input, output, close_underlying);
         // The filter takes the underlying's place in the underlying's task: it is
         // sent there, and whoever runs the underlying puts the filter in its stead.

@@ -472,6 +472,8 @@ struct Extra {
     /// A pair's partner or a filter's underlying bufferevent, as weak references
     /// (see `pair.rs` and `filter.rs`); cleared when this bufferevent ends.
     relative: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// See [`Shared::set_filtering`].
+    filtering: bool,
 }
 
 /// Settings handles can read without a round trip.
@@ -815,6 +817,16 @@ impl Shared {
 
     pub(crate) fn read_error(&self) -> Option<Arc<io::Error>> {
         self.extra(|x| x.read_error.clone()).flatten()
+    }
+
+    /// This bufferevent filters another: a flush through an adapter asks its filters
+    /// to emit what they hold.
+    pub(crate) fn set_filtering(&self) {
+        self.extra_mut(|x| x.filtering = true);
+    }
+
+    pub(crate) fn is_filtering(&self) -> bool {
+        self.extra(|x| x.filtering).unwrap_or(false)
     }
 
     pub(crate) fn set_relative(&self, relative: Box<dyn std::any::Any + Send + Sync>) {
