@@ -811,3 +811,31 @@ async fn a_filter_over_a_stranded_element_is_stranded_too() {
     within(a.closed()).await.unwrap();
     assert_eq!(within(waiting).await.unwrap(), Readiness::Eof, "two layers");
 }
+
+/// The other way round: the second element ends beneath a filter that outlives it
+/// (the filter still has handles). The first element hears of it as if the element
+/// had ended on its own: stranded (reads answer EOF, output waits end), `EOF` when it
+/// asked for it, and a close that completes at once.
+#[tokio::test(start_paused = true)]
+async fn an_element_whose_partner_ends_beneath_a_filter_is_stranded() {
+    use tokio_bufferevent::bufferevent::{PassThrough, Readiness};
+    let (a, b) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .partner_end_is_eof(true)
+        .pair(BufferEvent::builder());
+    let keep = b.clone();
+    let _filter = BufferEvent::filter(b, PassThrough, PassThrough);
+    settle().await;
+    keep.free();
+    assert_eq!(within(a.readable(1)).await.unwrap(), Readiness::Eof);
+    assert_eq!(
+        a.last_event().map(|e| e.events),
+        Some(Events::READING | Events::EOF)
+    );
+    a.write_now(&b"x"[..]).unwrap();
+    within(a.drained()).await.unwrap();
+    let closed = within(a.close_within(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(closed.error.is_none(), "{closed:?}");
+}

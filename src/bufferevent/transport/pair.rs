@@ -29,6 +29,9 @@ impl fmt::Debug for Pair {
 /// The link of the first element: it hosts the second (or a filter over it).
 pub(crate) struct PairLink {
     partner: Option<Box<dyn Hosted>>,
+    /// The partner is a filter whose underlying bufferevent, the second element, is
+    /// gone: the filter still runs here, but nothing reaches a partner any more.
+    element_gone: bool,
 }
 
 impl PairLink {
@@ -36,6 +39,7 @@ impl PairLink {
     pub(crate) fn new(partner: Box<dyn Hosted>) -> Self {
         Self {
             partner: Some(partner),
+            element_gone: false,
         }
     }
 }
@@ -95,11 +99,22 @@ impl Link for PairLink {
             io.partner_gone();
             return true;
         }
-        if let Some(mut b) = partner.pair_io() {
-            progress |= flush_requests(io, &mut b);
-            progress |= flush_requests(&mut b, io);
-            progress |= transfer(&mut b, io, false);
-            progress |= transfer(io, &mut b, false);
+        match partner.pair_io() {
+            Some(mut b) => {
+                progress |= flush_requests(io, &mut b);
+                progress |= flush_requests(&mut b, io);
+                progress |= transfer(&mut b, io, false);
+                progress |= transfer(io, &mut b, false);
+            }
+            None if !self.element_gone => {
+                // A filter over the second element outlived it: the element is gone
+                // as surely as if it had ended here (D-P1).
+                tracing::debug!("pair partner ended beneath a filter");
+                self.element_gone = true;
+                io.partner_gone();
+                progress = true;
+            }
+            None => io.core.clear_flushes(), // B-73: nothing to flush into
         }
         self.partner = Some(partner);
         progress
@@ -114,11 +129,11 @@ impl Link for PairLink {
     }
 
     fn is_attached(&self) -> bool {
-        self.partner.is_some()
+        self.partner.is_some() && !self.element_gone
     }
 
     fn stranded(&self) -> bool {
-        self.partner.is_none()
+        self.partner.is_none() || self.element_gone
     }
 
     fn hosted(&mut self) -> Option<&mut dyn Hosts> {
