@@ -396,6 +396,36 @@ async fn a_pair_element_without_handles_ends_when_its_partner_is_freed() {
     );
 }
 
+/// The same with a handle to the element brought back (through `partner()`) after
+/// its last one went: dropping that handle again, once the partner is gone, ends it.
+#[tokio::test(start_paused = true)]
+async fn a_pair_element_whose_handle_came_back_ends_when_it_goes_again() {
+    let guard = Arc::new(());
+    let held = guard.clone();
+    let (a, b) =
+        BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ).on_read(
+            move |_| {
+                let _ = &held;
+            },
+        ));
+    drop(b);
+    settle_task(&a).await;
+    let back = a.partner().expect("b still runs");
+    a.free();
+    expect_within(a.closed()).await;
+    settle_task(&back).await;
+    assert_eq!(Arc::strong_count(&guard), 2, "b runs on, with a handle");
+    drop(back);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        Arc::strong_count(&guard),
+        1,
+        "b ended and dropped its callbacks"
+    );
+}
+
 /// A filter that leaves its underlying bufferevent open (`close_underlying(false)`)
 /// lets it go when freed; with no handle and no callback left, the underlying then
 /// ends at once (D-B12) and closes its stream.

@@ -268,6 +268,12 @@ impl Core {
         self.flag(flag::HANDLES_GONE)
     }
 
+    /// A handle came back (a weak reference, such as a pair partner's, upgraded after
+    /// the last one went): its going will be news again.
+    pub(crate) fn handles_back(&mut self) {
+        self.set_flag(flag::HANDLES_GONE, false);
+    }
+
     /// Records that every handle is gone; returns whether that is news.
     pub(crate) fn set_handles_gone(&mut self) -> bool {
         let news = !self.handles_gone();

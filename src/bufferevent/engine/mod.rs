@@ -467,6 +467,16 @@ where
 
     fn poll_commands(&mut self, cx: &mut TaskContext<'_>) -> bool {
         let mut progress = false;
+        if self.side.inner.core.handles_gone()
+            && self
+                .side
+                .remote
+                .as_deref()
+                .is_some_and(|r| r.mailbox.has_handles())
+        {
+            // A handle came back: its going will be news again.
+            self.side.inner.core.handles_back();
+        }
         // Bounded, so a handle that sends without pause cannot hold the task here.
         for _ in 0..COMMANDS_PER_PASS {
             if self.side.stopping() {
