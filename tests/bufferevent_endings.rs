@@ -426,6 +426,47 @@ async fn a_pair_element_whose_handle_came_back_ends_when_it_goes_again() {
     );
 }
 
+/// A pair whose two elements both lost their handles, with callbacks on both and
+/// nothing in flight, ends: nothing can ever reach either element again, so keeping
+/// each for the other's sake (D-B12) would keep their task for ever.
+#[tokio::test(start_paused = true)]
+async fn a_pair_no_handle_can_reach_ends() {
+    for a_first in [true, false] {
+        let guard = Arc::new(());
+        let (ga, gb) = (guard.clone(), guard.clone());
+        let (a, b) = BufferEvent::builder()
+            .enable(Direction::READ)
+            .on_read(move |_| {
+                let _ = &ga;
+            })
+            .pair(
+                BufferEvent::builder()
+                    .enable(Direction::READ)
+                    .on_read(move |_| {
+                        let _ = &gb;
+                    }),
+            );
+        a.write(&b"x"[..]).await.unwrap();
+        settle_task(&a).await;
+        assert_eq!(Arc::strong_count(&guard), 3);
+        if a_first {
+            drop(a);
+            drop(b);
+        } else {
+            drop(b);
+            drop(a);
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            Arc::strong_count(&guard),
+            1,
+            "a first {a_first}: both ended and dropped their callbacks"
+        );
+    }
+}
+
 /// A filter that leaves its underlying bufferevent open (`close_underlying(false)`)
 /// lets it go when freed; with no handle and no callback left, the underlying then
 /// ends at once (D-B12) and closes its stream.

@@ -61,6 +61,10 @@ where
         self.side.inner.output.len() + self.link.unsent()
     }
 
+    fn unreachable(&self) -> bool {
+        self.side.unreachable() && self.link.beyond_unreachable(true)
+    }
+
     fn write_finished(&mut self) -> bool {
         self.side.io().write_finished() && self.link.is_idle()
     }

@@ -199,6 +199,17 @@ where
         !self.inner.core.handles_gone() || self.inner.core.in_use() || has_handles
     }
 
+    /// Whether nothing outside the task can make this bufferevent act: no handle (and
+    /// none can be made), no filter over it, nothing to send or flush, no timer.
+    fn unreachable(&self) -> bool {
+        let core = &self.inner.core;
+        !self.observed()
+            && self.inner.output.is_empty()
+            && !core.has_flushes()
+            && !core.has_timeouts()
+            && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
+    }
+
     /// Whether no handle's news waits: no command is queued, and the last handle did
     /// not go unnoticed.
     fn no_news(&self) -> bool {
@@ -454,9 +465,14 @@ where
             return true;
         }
         let side = &self.side;
+        // What lies beyond counts as gone when nothing can ever reach either side: a
+        // pair whose elements both lost their handles (D-B12 would keep each for the
+        // other's sake for ever).
+        let attached = self.link.is_attached()
+            && !(self.side.unreachable() && self.link.beyond_unreachable(false));
         side.inner.core.is_over(
             side.inner.output.len(),
-            self.link.is_attached(),
+            attached,
             self.link.is_idle(),
             side.observed(),
             side.inner.has_callbacks(),

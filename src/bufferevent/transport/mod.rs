@@ -89,6 +89,16 @@ pub(crate) trait Link: Send + Sized + 'static {
         true
     }
 
+    /// Whether nothing lies beyond the link that anything outside the task can reach,
+    /// nor will (a pair's partner with no handle, nothing to send and no timer), so
+    /// that a bufferevent as unreachable itself is over. `for_host`: asked by the
+    /// engine that hosts this one, which judges itself (what lies beyond a pair's
+    /// second element is its host).
+    fn beyond_unreachable(&self, for_host: bool) -> bool {
+        let _ = for_host;
+        false
+    }
+
     /// Whether the stream over this link has an end of its own to send before it
     /// goes (a filter: a compressor's last block, TLS's `close_notify`), so that a
     /// bufferevent about to end with no handle left closes instead (D-F6).
@@ -226,6 +236,9 @@ pub(crate) trait Hosted: Send + 'static {
     fn info(&self) -> TransportInfo;
     /// Bytes still to send: in its output, and beneath it.
     fn unsent(&mut self) -> usize;
+    /// Whether nothing outside the task can make it act, nor anything beyond it (see
+    /// [`Link::beyond_unreachable`]).
+    fn unreachable(&self) -> bool;
     /// Whether everything asked of its write side is done, beneath it too (a
     /// filter's: all it was given has left its own underlying).
     fn write_finished(&mut self) -> bool;

@@ -132,6 +132,10 @@ impl Link for PairLink {
         self.partner.is_some() && !self.element_gone
     }
 
+    fn beyond_unreachable(&self, _for_host: bool) -> bool {
+        self.partner.as_deref().is_some_and(|p| p.unreachable())
+    }
+
     fn stranded(&self) -> bool {
         self.partner.is_none() || self.element_gone
     }
@@ -215,6 +219,11 @@ impl Link for PairBack {
 
     fn is_attached(&self) -> bool {
         self.attached
+    }
+
+    fn beyond_unreachable(&self, for_host: bool) -> bool {
+        // Beyond is the first element, which hosts this one and judges both.
+        for_host
     }
 
     fn stranded(&self) -> bool {
