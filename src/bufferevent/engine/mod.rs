@@ -469,7 +469,7 @@ where
         // pair whose elements both lost their handles (D-B12 would keep each for the
         // other's sake for ever).
         let attached = self.link.is_attached()
-            && !(self.side.unreachable() && self.link.beyond_unreachable(false));
+            && !(self.link.beyond_unreachable(false) && self.side.unreachable());
         side.inner.core.is_over(
             side.inner.output.len(),
             attached,
