@@ -232,9 +232,12 @@ impl<S: Send + 'static> Builder<S> {
     }
 
     /// For a pair element or a filter: whether this bufferevent hears `READING | EOF`
-    /// when its partner (or underlying bufferevent) ends, freed or closed. Default
-    /// off, as in libevent, where the survivor hears nothing (libevent issue
-    /// #93) and its `partner()` just becomes `None`. No effect on stream bufferevents.
+    /// when its partner (or underlying bufferevent) ends. Default off, as in libevent,
+    /// where the survivor of a freed partner hears nothing (libevent issue #93) and its
+    /// `partner()` just becomes `None`. (A partner that closes sends its end of the
+    /// stream first, a `Finished` flush, so its survivor hears `READING | EOF` either
+    /// way, B-76.) Handles learn of the end either way (D-P1). No effect on stream
+    /// bufferevents.
     pub fn partner_end_is_eof(mut self, eof: bool) -> Self {
         self.settings.partner_end_is_eof = eof;
         self
