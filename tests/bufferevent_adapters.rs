@@ -778,3 +778,18 @@ impl futures::task::ArcWake for Flag {
         arc_self.0.store(true, Ordering::SeqCst);
     }
 }
+
+/// Flushing the adapter of a filter that has ended with nothing unsent succeeds, as
+/// on any other bufferevent: there is nothing left to flush.
+#[tokio::test]
+async fn flushing_an_ended_filter_with_nothing_unsent_succeeds() {
+    let (a, _b) = BufferEvent::pair();
+    let filter = BufferEvent::filter(
+        a,
+        tokio_bufferevent::bufferevent::PassThrough,
+        tokio_bufferevent::bufferevent::PassThrough,
+    );
+    let mut io = filter.clone().into_io();
+    timeout(T, filter.close()).await.unwrap();
+    timeout(T, AsyncWriteExt::flush(&mut io)).await.unwrap().unwrap();
+}

@@ -467,6 +467,37 @@ async fn a_pair_no_handle_can_reach_ends() {
     }
 }
 
+/// A pair whose handles all go while a message is in flight delivers it first: the
+/// read callback the message made due runs (and an echo's answer comes back) before
+/// the pair ends.
+#[tokio::test(start_paused = true)]
+async fn a_pair_without_handles_delivers_what_is_in_flight_before_it_ends() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (a, b) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(move |ctx| {
+            let data = ctx.input().take_all();
+            let _ = tx.send(data);
+        })
+        .pair(
+            BufferEvent::builder()
+                .enable(Direction::READ)
+                .on_read(|ctx| {
+                    let (mut input, mut output) = ctx.io();
+                    input.remove_to(&mut output, usize::MAX);
+                }),
+        );
+    a.write_now(&b"ping"[..]).unwrap();
+    b.write_now(&b"x"[..]).unwrap();
+    drop(a);
+    drop(b);
+    let mut got = Vec::new();
+    while let Some(data) = expect_within(rx.recv()).await {
+        got.extend_from_slice(&data);
+    }
+    assert_eq!(got, b"xping", "b's own write, then the echo of a's");
+}
+
 /// A filter that leaves its underlying bufferevent open (`close_underlying(false)`)
 /// lets it go when freed; with no handle and no callback left, the underlying then
 /// ends at once (D-B12) and closes its stream.

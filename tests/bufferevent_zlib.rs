@@ -452,3 +452,32 @@ async fn flushing_an_adapter_over_a_compressor_delivers_what_was_written() {
     within(receiver.readable(4)).await.unwrap();
     assert_eq!(receiver.read(100).await.unwrap(), &b"ping"[..]);
 }
+
+/// A flush left pending and polled again after more was written covers what came
+/// after it too: the compressor emits the later write as well.
+#[tokio::test(start_paused = true)]
+async fn a_flush_polled_again_after_a_write_covers_it() {
+    use std::future::Future;
+    let (a, b) = BufferEvent::pair();
+    let sender = BufferEvent::filter(a, Decompress::new(), Compress::default());
+    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+        b,
+        Decompress::new(),
+        Compress::default(),
+    );
+    let mut io = sender.into_io();
+    io.write_all(b"a").await.unwrap();
+    {
+        let mut flushing = std::pin::pin!(io.flush());
+        let waker = futures::task::noop_waker();
+        let polled = flushing
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending(), "the filter's flush needs the task");
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    io.write_all(b"b").await.unwrap();
+    within(io.flush()).await.unwrap().unwrap();
+    within(receiver.readable(2)).await.unwrap();
+    assert_eq!(receiver.read(100).await.unwrap(), &b"ab"[..]);
+}

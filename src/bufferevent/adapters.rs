@@ -32,9 +32,9 @@ use crate::buffer::EvBuffer;
 /// Made by [`BufferEvent::into_io`]; enables reading. The stream ends at the peer's
 /// EOF and yields the read error if reading failed. `poll_flush` waits until the
 /// output is empty (over a filter, it first has the filters emit what they hold, as a
-/// `Flush` flush does: a compressor's pending block); `poll_close` / `poll_shutdown`
-/// flush, then shut down the write side. With WRITE disabled, flushing waits until it
-/// is enabled again.
+/// `Flush` flush does: a compressor's pending block, moved on past the watermarks of a
+/// pair element beneath, B-77); `poll_close` / `poll_shutdown` flush, then shut down
+/// the write side. With WRITE disabled, flushing waits until it is enabled again.
 ///
 /// # Errors
 ///
@@ -102,6 +102,12 @@ impl<T> Default for Op<T> {
 }
 
 impl<T> Op<T> {
+    /// What the operation under way covers changed (a write came after a flush
+    /// started): the next poll starts it afresh.
+    fn restart(&mut self) {
+        self.running = false;
+    }
+
     /// Polls the operation under way, starting one with `start` if none is; the
     /// adapters' `poll_*` methods may be called again and again while it is pending.
     fn poll<F>(&mut self, cx: &mut TaskContext<'_>, start: impl FnOnce() -> F) -> Poll<T>
@@ -258,13 +264,14 @@ where
             let bev = bev.clone();
             async move {
                 let shared = bev.shared();
-                if shared.is_filtering() {
+                if shared.is_filtering() && shared.enabled().contains(Direction::WRITE) {
                     // A filter may hold what it was given (a compressor until it is
                     // flushed): have it emit that to its underlying bufferevent, which
                     // sends it on by itself. (Carried out in the pass that runs the
-                    // closure, before its answer.)
-                    bev.with(|ctx| ctx.flush(Direction::WRITE, FlushMode::Flush))
-                        .await?;
+                    // closure, before its answer. An ended bufferevent answers below.)
+                    let _ = bev
+                        .with(|ctx| ctx.flush(Direction::WRITE, FlushMode::Flush))
+                        .await;
                 }
                 loop {
                     shared
@@ -376,7 +383,10 @@ where
     }
 
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> io::Result<()> {
-        Ok(self.bev.write_now(item)?)
+        let this = self.get_mut();
+        this.bev.write_now(item)?;
+        this.flushing.restart();
+        Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -427,6 +437,7 @@ where
         let this = self.get_mut();
         ready!(this.poll_writable(cx))?;
         this.bev.write_now(Bytes::copy_from_slice(data))?;
+        this.flushing.restart();
         Poll::Ready(Ok(data.len()))
     }
 

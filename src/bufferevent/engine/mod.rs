@@ -200,14 +200,18 @@ where
     }
 
     /// Whether nothing outside the task can make this bufferevent act: no handle (and
-    /// none can be made), no filter over it, nothing to send or flush, no timer.
+    /// none can be made), no filter over it, nothing to send or flush, no timer, no
+    /// callback due.
     fn unreachable(&self) -> bool {
         let core = &self.inner.core;
+        let callbacks = &self.inner.callbacks;
         !self.observed()
             && self.inner.output.is_empty()
             && !core.has_flushes()
             && !core.has_timeouts()
             && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
+            // A call due (a pair's are deferred) may still write, or take what came.
+            && !core.has_calls_due(callbacks.read.is_some(), callbacks.write.is_some())
     }
 
     /// Whether no handle's news waits: no command is queued, and the last handle did
