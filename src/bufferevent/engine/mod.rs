@@ -203,10 +203,15 @@ where
     /// none can be made), no filter over it, nothing to send or flush, no timer, no
     /// callback due.
     fn unreachable(&self) -> bool {
+        !self.observed() && self.quiet()
+    }
+
+    /// Whether nothing is left to do by itself: nothing to send or flush, no timer, no
+    /// callback due (see [`unreachable`](Self::unreachable)).
+    fn quiet(&self) -> bool {
         let core = &self.inner.core;
         let callbacks = &self.inner.callbacks;
-        !self.observed()
-            && self.inner.output.is_empty()
+        self.inner.output.is_empty()
             && !core.has_flushes()
             && !core.has_timeouts()
             && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
@@ -464,6 +469,7 @@ where
         }
     }
 
+    #[inline(always)]
     pub(crate) fn is_over(&self) -> bool {
         if self.side.stopping() {
             return true;
@@ -472,13 +478,17 @@ where
         // What lies beyond counts as gone when nothing can ever reach either side: a
         // pair whose elements both lost their handles (D-B12 would keep each for the
         // other's sake for ever).
+        let observed = side.observed();
         let attached = self.link.is_attached()
-            && !(self.link.beyond_unreachable(false) && self.side.unreachable());
+            && (observed
+                || !(L::MAY_STRAND_ITS_HOST
+                    && side.quiet()
+                    && self.link.beyond_unreachable(false)));
         side.inner.core.is_over(
             side.inner.output.len(),
             attached,
             self.link.is_idle(),
-            side.observed(),
+            observed,
             side.inner.has_callbacks(),
         )
     }

@@ -89,6 +89,11 @@ pub(crate) trait Link: Send + Sized + 'static {
         true
     }
 
+    /// Whether [`beyond_unreachable`](Self::beyond_unreachable) can ever hold: only a
+    /// pair's first element hosts a partner that may become unreachable (a constant,
+    /// so other links pay nothing for the question).
+    const MAY_STRAND_ITS_HOST: bool = false;
+
     /// Whether nothing lies beyond the link that anything outside the task can reach,
     /// nor will (a pair's partner with no handle, nothing to send and no timer), so
     /// that a bufferevent as unreachable itself is over. `for_host`: asked by the

@@ -60,6 +60,8 @@ impl PairBack {
 impl Link for PairLink {
     type Transport = Pair;
 
+    const MAY_STRAND_ITS_HOST: bool = true;
+
     fn poll_input(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
         io.core.take_write_ready(); // B-14 is a socket's
         let Some(mut partner) = self.partner.take() else {
