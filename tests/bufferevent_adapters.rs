@@ -791,5 +791,8 @@ async fn flushing_an_ended_filter_with_nothing_unsent_succeeds() {
     );
     let mut io = filter.clone().into_io();
     timeout(T, filter.close()).await.unwrap();
-    timeout(T, AsyncWriteExt::flush(&mut io)).await.unwrap().unwrap();
+    timeout(T, AsyncWriteExt::flush(&mut io))
+        .await
+        .unwrap()
+        .unwrap();
 }

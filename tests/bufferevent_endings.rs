@@ -369,31 +369,42 @@ fn a_bufferevent_whose_runtime_shuts_down_reports_the_end() {
     });
 }
 
+/// A builder reading on a callback that keeps a clone of `guard`: the guard's count
+/// tells whether the bufferevent still exists.
+fn holding(guard: &Arc<()>) -> tokio_bufferevent::bufferevent::Builder {
+    let held = Arc::clone(guard);
+    BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(move |_| {
+            let _ = &held;
+        })
+}
+
+/// Lets the tasks run, then checks that only the test holds `guard`: every
+/// bufferevent made by [`holding`] ended and dropped its callbacks.
+async fn assert_released(guard: &Arc<()>, what: &str) {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        Arc::strong_count(guard),
+        1,
+        "{what}: ended, callbacks dropped"
+    );
+}
+
 /// A pair element left to its callbacks (no handle) ends once its partner is freed:
 /// nothing can reach it any more (D-B12), and its callbacks are dropped.
 #[tokio::test(start_paused = true)]
 async fn a_pair_element_without_handles_ends_when_its_partner_is_freed() {
     let guard = Arc::new(());
-    let held = guard.clone();
-    let (a, b) =
-        BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ).on_read(
-            move |_| {
-                let _ = &held;
-            },
-        ));
+    let (a, b) = BufferEvent::builder().pair(holding(&guard));
     drop(b);
     settle_task(&a).await;
     assert_eq!(Arc::strong_count(&guard), 2, "b runs on its callbacks");
     a.free();
     expect_within(a.closed()).await;
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(
-        Arc::strong_count(&guard),
-        1,
-        "b ended and dropped its callbacks"
-    );
+    assert_released(&guard, "b").await;
 }
 
 /// The same with a handle to the element brought back (through `partner()`) after
@@ -401,13 +412,7 @@ async fn a_pair_element_without_handles_ends_when_its_partner_is_freed() {
 #[tokio::test(start_paused = true)]
 async fn a_pair_element_whose_handle_came_back_ends_when_it_goes_again() {
     let guard = Arc::new(());
-    let held = guard.clone();
-    let (a, b) =
-        BufferEvent::builder().pair(BufferEvent::builder().enable(Direction::READ).on_read(
-            move |_| {
-                let _ = &held;
-            },
-        ));
+    let (a, b) = BufferEvent::builder().pair(holding(&guard));
     drop(b);
     settle_task(&a).await;
     let back = a.partner().expect("b still runs");
@@ -416,14 +421,7 @@ async fn a_pair_element_whose_handle_came_back_ends_when_it_goes_again() {
     settle_task(&back).await;
     assert_eq!(Arc::strong_count(&guard), 2, "b runs on, with a handle");
     drop(back);
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(
-        Arc::strong_count(&guard),
-        1,
-        "b ended and dropped its callbacks"
-    );
+    assert_released(&guard, "b").await;
 }
 
 /// A pair whose two elements both lost their handles, with callbacks on both and
@@ -433,19 +431,7 @@ async fn a_pair_element_whose_handle_came_back_ends_when_it_goes_again() {
 async fn a_pair_no_handle_can_reach_ends() {
     for a_first in [true, false] {
         let guard = Arc::new(());
-        let (ga, gb) = (guard.clone(), guard.clone());
-        let (a, b) = BufferEvent::builder()
-            .enable(Direction::READ)
-            .on_read(move |_| {
-                let _ = &ga;
-            })
-            .pair(
-                BufferEvent::builder()
-                    .enable(Direction::READ)
-                    .on_read(move |_| {
-                        let _ = &gb;
-                    }),
-            );
+        let (a, b) = holding(&guard).pair(holding(&guard));
         a.write(&b"x"[..]).await.unwrap();
         settle_task(&a).await;
         assert_eq!(Arc::strong_count(&guard), 3);
@@ -456,14 +442,7 @@ async fn a_pair_no_handle_can_reach_ends() {
             drop(b);
             drop(a);
         }
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(
-            Arc::strong_count(&guard),
-            1,
-            "a first {a_first}: both ended and dropped their callbacks"
-        );
+        assert_released(&guard, &format!("a first {a_first}: both")).await;
     }
 }
 

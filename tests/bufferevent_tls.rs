@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_bufferevent::bufferevent::{BufferEvent, Direction, EventRecord, Events, Filtered};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, EventRecord, Events, Filtered, Pair};
 use tokio_bufferevent::filters::tls;
 use tokio_bufferevent::filters::tls::rustls::{
     self, ClientConfig, RootCertStore, ServerConfig,
@@ -73,6 +73,23 @@ async fn connect(client: Arc<ClientConfig>, name: &str, server: Arc<ServerConfig
     (client, server)
 }
 
+/// A TLS client and server over a pair (the filter works over any bufferevent).
+fn over_pair(
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+) -> (BufferEvent<Filtered<Pair>>, BufferEvent<Filtered<Pair>>) {
+    let (a, b) = BufferEvent::pair();
+    let (input, output) = tls::client(client, ServerName::try_from("localhost").unwrap()).unwrap();
+    let client = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(a, input, output);
+    let (input, output) = tls::server(server).unwrap();
+    let server = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(b, input, output);
+    (client, server)
+}
+
 async fn first_event(bev: &Tls) -> EventRecord {
     for _ in 0..100 {
         if let Some(event) = bev.last_event() {
@@ -114,19 +131,7 @@ async fn handshake_and_data_both_ways() {
 #[tokio::test]
 async fn over_a_pair() {
     let (cert, server_cfg) = server_config(&["localhost"]);
-    let (a, b) = BufferEvent::pair();
-    let (input, output) = tls::client(
-        client_config(Some(cert)),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    let client = BufferEvent::builder()
-        .enable(Direction::READ)
-        .filter(a, input, output);
-    let (input, output) = tls::server(server_cfg).unwrap();
-    let server = BufferEvent::builder()
-        .enable(Direction::READ)
-        .filter(b, input, output);
+    let (client, server) = over_pair(client_config(Some(cert)), server_cfg);
     client.write(&b"ping"[..]).await.unwrap();
     within(server.readable(4)).await.unwrap();
     assert_eq!(server.read(10).await.unwrap(), &b"ping"[..]);
@@ -442,19 +447,7 @@ async fn a_first_flight_larger_than_one_read_completes_the_handshake() {
         cert.len()
     );
 
-    let (a, b) = BufferEvent::pair();
-    let (input, output) = tls::client(
-        client_config(Some(cert.clone())),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    let client = BufferEvent::builder()
-        .enable(Direction::READ)
-        .filter(a, input, output);
-    let (input, output) = tls::server(Arc::clone(&server_cfg)).unwrap();
-    let server = BufferEvent::builder()
-        .enable(Direction::READ)
-        .filter(b, input, output);
+    let (client, server) = over_pair(client_config(Some(cert.clone())), Arc::clone(&server_cfg));
     client.write(&b"ping"[..]).await.unwrap();
     within(server.readable(4)).await.unwrap();
     assert_eq!(server.read(10).await.unwrap(), &b"ping"[..]);
@@ -505,19 +498,7 @@ async fn plaintext_before_a_corrupt_record_is_delivered_before_the_error() {
 #[tokio::test]
 async fn a_close_whose_handshake_fails_reports_the_failure_and_the_unsent_data() {
     let (_cert, server_cfg) = server_config(&["localhost"]);
-    let (a, b) = BufferEvent::pair();
-    let (input, output) = tls::client(
-        client_config(None),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    let client = BufferEvent::builder()
-        .enable(Direction::READ)
-        .filter(a, input, output);
-    let (input, output) = tls::server(server_cfg).unwrap();
-    let _server = BufferEvent::builder()
-        .enable(Direction::READ)
-        .filter(b, input, output);
+    let (client, _server) = over_pair(client_config(None), server_cfg);
     client.write(&b"secret"[..]).await.unwrap();
     let closed = within(client.close()).await.unwrap();
     let error = closed.error.clone().expect("the handshake's failure");

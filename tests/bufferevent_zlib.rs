@@ -434,11 +434,12 @@ async fn dropping_the_last_handle_ends_the_stream_with_everything_in_it() {
     assert_eq!(decoded, b"bye");
 }
 
-/// Flushing an adapter over a compressing filter has the compressor emit what it
-/// holds: a request written and flushed reaches the peer whole, instead of waiting
-/// inside zlib for more (which a request/response protocol never sends).
-#[tokio::test(start_paused = true)]
-async fn flushing_an_adapter_over_a_compressor_delivers_what_was_written() {
+/// The adapter of a compressing filter over a pair element, and the decompressing
+/// filter (reading) over the other element.
+fn compressing_adapter_over_a_pair() -> (
+    tokio_bufferevent::bufferevent::BufferEventIo<Filtered<tokio_bufferevent::bufferevent::Pair>>,
+    BufferEvent<Filtered<tokio_bufferevent::bufferevent::Pair>>,
+) {
     let (a, b) = BufferEvent::pair();
     let sender = BufferEvent::filter(a, Decompress::new(), Compress::default());
     let receiver = BufferEvent::builder().enable(Direction::READ).filter(
@@ -446,7 +447,15 @@ async fn flushing_an_adapter_over_a_compressor_delivers_what_was_written() {
         Decompress::new(),
         Compress::default(),
     );
-    let mut io = sender.into_io();
+    (sender.into_io(), receiver)
+}
+
+/// Flushing an adapter over a compressing filter has the compressor emit what it
+/// holds: a request written and flushed reaches the peer whole, instead of waiting
+/// inside zlib for more (which a request/response protocol never sends).
+#[tokio::test(start_paused = true)]
+async fn flushing_an_adapter_over_a_compressor_delivers_what_was_written() {
+    let (mut io, receiver) = compressing_adapter_over_a_pair();
     io.write_all(b"ping").await.unwrap();
     within(io.flush()).await.unwrap().unwrap();
     within(receiver.readable(4)).await.unwrap();
@@ -458,14 +467,7 @@ async fn flushing_an_adapter_over_a_compressor_delivers_what_was_written() {
 #[tokio::test(start_paused = true)]
 async fn a_flush_polled_again_after_a_write_covers_it() {
     use std::future::Future;
-    let (a, b) = BufferEvent::pair();
-    let sender = BufferEvent::filter(a, Decompress::new(), Compress::default());
-    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
-        b,
-        Decompress::new(),
-        Compress::default(),
-    );
-    let mut io = sender.into_io();
+    let (mut io, receiver) = compressing_adapter_over_a_pair();
     io.write_all(b"a").await.unwrap();
     {
         let mut flushing = std::pin::pin!(io.flush());
