@@ -483,3 +483,23 @@ async fn a_flush_polled_again_after_a_write_covers_it() {
     within(receiver.readable(2)).await.unwrap();
     assert_eq!(receiver.read(100).await.unwrap(), &b"ab"[..]);
 }
+
+/// A flush that starts while WRITE is off waits for it, and once WRITE is on has the
+/// compressor emit what the output moved into it meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_flush_begun_with_write_off_emits_once_it_is_on() {
+    let (mut io, receiver) = compressing_adapter_over_a_pair();
+    let sender = io.get_ref().clone();
+    sender.disable(Direction::WRITE);
+    io.write_all(b"a").await.unwrap();
+    let flushing = tokio::spawn(async move {
+        io.flush().await.unwrap();
+        io
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!flushing.is_finished(), "WRITE is off: the flush waits");
+    sender.enable(Direction::WRITE);
+    let _io = within(flushing).await.unwrap().unwrap();
+    within(receiver.readable(1)).await.unwrap();
+    assert_eq!(receiver.read(100).await.unwrap(), &b"a"[..]);
+}

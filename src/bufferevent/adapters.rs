@@ -264,15 +264,22 @@ where
             let bev = bev.clone();
             async move {
                 let shared = bev.shared();
-                if shared.is_filtering() && shared.enabled().contains(Direction::WRITE) {
-                    // A filter may hold what it was given (a compressor until it is
-                    // flushed): have it emit that to its underlying bufferevent, which
-                    // sends it on by itself. (Carried out in the pass that runs the
-                    // closure, before its answer. An ended bufferevent answers below.)
-                    let _ = bev
-                        .with(|ctx| ctx.flush(Direction::WRITE, FlushMode::Flush))
-                        .await;
-                }
+                // A filter may hold what it was given (a compressor until it is
+                // flushed): have it emit that to its underlying bufferevent, which sends
+                // it on by itself, once WRITE is enabled (the filter takes nothing
+                // before). Carried out in the pass that runs the closure, before its
+                // answer; an ended bufferevent answers below.
+                let emit = || async {
+                    if shared.is_filtering() && shared.enabled().contains(Direction::WRITE) {
+                        let _ = bev
+                            .with(|ctx| ctx.flush(Direction::WRITE, FlushMode::Flush))
+                            .await;
+                        true
+                    } else {
+                        false
+                    }
+                };
+                let mut emitted = emit().await;
                 loop {
                     shared
                         .wait_until(Condition::Output, |s| {
@@ -283,6 +290,12 @@ where
                     // other way round).
                     let (closed, stall) = (shared.is_closed(), shared.stall());
                     return if bev.output_len() == 0 {
+                        if !emitted && emit().await {
+                            // WRITE came on while this waited: what the output moved
+                            // into the filter since is emitted too.
+                            emitted = true;
+                            continue;
+                        }
                         Ok(())
                     } else if closed {
                         Err(Error::Ended.into())
