@@ -379,7 +379,8 @@ impl<S> Context<'_, S> {
     /// - Pair: `Normal` does nothing; `Flush` and `Finished` move everything
     ///   across regardless of watermarks and enabled directions (READ pulls the
     ///   partner's output, WRITE pushes ours), and `Finished` then delivers `EOF` to the
-    ///   partner.
+    ///   partner; with WRITE, `Finished` also finishes this element's write side (later
+    ///   writes fail with `Error::WriteClosed`, D-P2).
     /// - Filter: runs the input (READ) and/or output (WRITE) filter in `mode`, then
     ///   flushes the underlying bufferevent the same way. A `Normal` flush of
     ///   a disabled direction runs no filter, as in libevent, and is still passed on
