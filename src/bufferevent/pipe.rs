@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::context::{Callbacks, Context};
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use super::handle::BufferEvent;
-use super::shared::{Condition, copy_error};
+use super::shared::{Condition, Shared, copy_error};
 
 /// The write watermarks [`pipe`] gives a side whose write high watermark is unset:
 /// forwarding into it stops above 1 MiB queued and resumes at 256 KiB.
@@ -302,17 +302,18 @@ async fn close_bounded<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T
     bev.closed().await;
 }
 
-/// Resolves once `bev` ended, or has nothing left beyond it (a pair partner, a
-/// filter's underlying bufferevent).
+/// Resolves once `bev` is [`gone`].
 async fn ended<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
-    bev.shared()
-        .wait_until(Condition::Event, |s| s.is_closed() || s.is_stranded())
-        .await;
+    bev.shared().wait_until(Condition::Event, is_gone).await;
 }
 
-/// Whether `bev` ended or has nothing left beyond it, as [`ended`] waits for.
+/// Whether `bev` ended, or has nothing left beyond it (a pair partner, a filter's
+/// underlying bufferevent).
 fn gone<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) -> bool {
-    let shared = bev.shared();
+    is_gone(bev.shared())
+}
+
+fn is_gone(shared: &Shared) -> bool {
     shared.is_closed() || shared.is_stranded()
 }
 
