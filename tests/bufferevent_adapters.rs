@@ -796,3 +796,36 @@ async fn flushing_an_ended_filter_with_nothing_unsent_succeeds() {
         .unwrap()
         .unwrap();
 }
+
+/// `shutdown()` over a filter completes once the filter has passed everything on
+/// and the socket beneath has shut down its write side; the peer reads it all, then
+/// EOF, and a later write is refused as on a `TcpStream`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_over_a_filter_completes_and_later_writes_are_refused() {
+    let (a, b) = tcp_pair().await;
+    let filter = BufferEvent::filter(
+        BufferEvent::builder().tcp(a).unwrap(),
+        tokio_bufferevent::bufferevent::PassThrough,
+        tokio_bufferevent::bufferevent::PassThrough,
+    );
+    let mut io = filter.clone().into_io();
+    io.write_all(b"before").await.unwrap();
+    timeout(T, io.shutdown())
+        .await
+        .expect("shutdown over a filter completes")
+        .unwrap();
+    let mut peer = b;
+    let mut got = Vec::new();
+    timeout(T, peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"before");
+    let refused = timeout(T, io.write(b"after")).await.unwrap();
+    assert_eq!(
+        refused.map_err(|e| e.kind()),
+        Err(io::ErrorKind::BrokenPipe),
+        "a write after shutdown is refused"
+    );
+    assert_eq!(filter.output_len(), 0, "nothing was queued to be lost");
+}

@@ -500,7 +500,10 @@ impl<T, U> FilterLink<T, U> {
                 self.run_output(filter, u, mode, true);
                 // The strongest mode asked for wins.
                 self.flushing_output = Some(self.flushing_output.map_or(mode, |m| m.max(mode)));
-                if mode == FlushMode::Finished && filter.core.closing() {
+                // Finished, closing or not: once everything beneath has passed it
+                // on, the filter's own write side is finished too, as a socket's or a
+                // pair's is after the same flush (D-B14, D-P2).
+                if mode == FlushMode::Finished {
                     self.finishing = true;
                 }
             }
