@@ -245,3 +245,33 @@ async fn b033_no_timeout_follows_a_failed_connect_until_enable() {
         [Events::ERROR, Events::READING | Events::TIMEOUT]
     );
 }
+
+/// A connect under way that a new transport replaces never reports; `connected()`
+/// stops counting on it and resolves with the new transport, instead of waiting for
+/// an outcome that can no longer come.
+#[tokio::test]
+async fn connected_resolves_when_a_transport_replaces_the_connect_under_way() {
+    let (_listener, _queued, addr) = blackhole().await;
+    let bev = BufferEvent::builder().connect(addr).unwrap();
+    // The task has the connect under way.
+    within(bev.with(|_| ())).await.unwrap().unwrap();
+    let connected = bev.connected();
+    tokio::pin!(connected);
+    assert!(
+        futures::poll!(connected.as_mut()).is_pending(),
+        "the connect hangs"
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stream = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    bev.set_tcp(stream);
+    // Woken by the new transport before the task has replaced the connect, the
+    // waiter looks again at once and must wait for the connect to be withdrawn.
+    assert!(futures::poll!(connected.as_mut()).is_pending());
+    within(connected)
+        .await
+        .expect("connected() resolves once the connect is replaced")
+        .unwrap();
+    assert!(bev.is_connected());
+}

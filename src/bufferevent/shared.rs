@@ -762,9 +762,11 @@ impl Shared {
         self.connects_started.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A connect handles started never reached the task.
+    /// A connect handles started will never report: it never reached the task, or a
+    /// new transport replaced it. Waiters for it look again.
     pub(crate) fn connect_withdrawn(&self) {
         self.connects_started.fetch_sub(1, Ordering::AcqRel);
+        self.wake(Condition::Connect);
     }
 
     /// A connect succeeded.
