@@ -963,3 +963,30 @@ async fn closing_a_stack_of_filters_sends_everything() {
         assert_eq!(got, b"xxxaxxxb", "round {round}");
     }
 }
+
+/// A transport given to the underlying bufferevent after the filter was put over it
+/// (`set_tcp` on the underlying's handle) connects the filter too: `connected()`
+/// resolves, the filter shows the new socket's addresses, and data flows.
+#[tokio::test]
+async fn a_transport_set_beneath_a_filter_connects_the_filter() {
+    let underlying = BufferEvent::builder().unconnected::<TcpStream>();
+    let filter = BufferEvent::filter(underlying.clone(), PassThrough, PassThrough);
+    within(filter.with(|_| ())).await.unwrap().unwrap();
+    assert!(!filter.is_connected());
+    let (a, mut b) = tcp_pair().await;
+    let peer = a.peer_addr().unwrap();
+    underlying.set_tcp(a);
+    within(filter.connected())
+        .await
+        .expect("the filter's connected() resolves")
+        .unwrap();
+    assert!(filter.is_connected());
+    assert_eq!(filter.peer_addr(), Some(peer));
+    within(filter.write(&b"through"[..]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut got = [0; 7];
+    within(b.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"through");
+}

@@ -57,6 +57,10 @@ where
         self.side.shared().map(Shared::info).unwrap_or_default()
     }
 
+    fn take_new_transport(&mut self) -> bool {
+        self.link.take_new_transport()
+    }
+
     fn unsent(&mut self) -> usize {
         self.side.inner.output.len() + self.link.unsent()
     }

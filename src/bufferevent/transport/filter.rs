@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::task::Context as TaskContext;
 
 use super::{Ended, Hosted, Hosts, Io, Link, end_hosted};
@@ -181,6 +182,8 @@ pub(crate) struct FilterLink<T, U> {
     flushing_output: Option<FlushMode>,
     /// Everything written has left the underlying too (as of the last pass).
     idle: bool,
+    /// The underlying was given a transport since a filter above last asked.
+    attached_anew: bool,
     _kind: PhantomData<fn() -> (T, U)>,
 }
 
@@ -200,6 +203,7 @@ impl<T, U> FilterLink<T, U> {
             input_ended: false,
             flushing_output: None,
             idle: true,
+            attached_anew: false,
             _kind: PhantomData,
         }
     }
@@ -224,6 +228,10 @@ where
 {
     type Transport = Filtered<T, U>;
 
+    fn take_new_transport(&mut self) -> bool {
+        std::mem::take(&mut self.attached_anew)
+    }
+
     fn poll_input(&mut self, cx: &mut TaskContext<'_>, filter: &mut Io<'_>) -> bool {
         filter.core.take_write_ready(); // B-14 is a socket's
         let mut progress = false;
@@ -244,6 +252,17 @@ where
             }
         }
         progress |= underlying.poll_pass(cx, false);
+        if underlying.take_new_transport() {
+            // `set_tcp` beneath: the filter is connected over the new transport too
+            // (no `CONNECTED` event comes for it, as none comes beneath).
+            self.attached_anew = true;
+            if let Some(shared) = filter.shared {
+                shared.set_info(underlying.info());
+                if !shared.connected.load(Ordering::Acquire) {
+                    shared.connect_succeeded();
+                }
+            }
+        }
         let due = underlying.take_due();
         {
             let mut u = underlying.io();

@@ -69,6 +69,12 @@ pub(crate) trait Link: Send + Sized + 'static {
         None
     }
 
+    /// Whether a transport was attached at once (`set_transport`, `set_tcp`) since
+    /// last asked, here or beneath: a filter above shows it as its own.
+    fn take_new_transport(&mut self) -> bool {
+        false
+    }
+
     /// Whether data can still come or go: a transport, a connect under way, a partner.
     fn is_attached(&self) -> bool;
 
@@ -239,6 +245,8 @@ pub(crate) trait Hosted: Send + 'static {
     fn stranded(&self) -> bool;
     /// What handles know of the transport.
     fn info(&self) -> TransportInfo;
+    /// See [`Link::take_new_transport`].
+    fn take_new_transport(&mut self) -> bool;
     /// Bytes still to send: in its output, and beneath it.
     fn unsent(&mut self) -> usize;
     /// Whether nothing outside the task can make it act, nor anything beyond it (see

@@ -32,6 +32,8 @@ pub(crate) struct StreamLink<T> {
     waiting: Option<Box<Waiting<T>>>,
     /// The last read filled its buffer: data is flowing, read into the tail directly.
     read_hot: bool,
+    /// A transport was attached at once since a filter above last asked.
+    attached_anew: bool,
 }
 
 /// What a stream link waits for besides its transport's I/O.
@@ -48,6 +50,7 @@ impl<T> StreamLink<T> {
             transport,
             waiting: None,
             read_hot: false,
+            attached_anew: false,
         }
     }
 }
@@ -84,6 +87,7 @@ impl<T: Transport> Link for StreamLink<T> {
                     shared.set_info(*info);
                 }
                 io.core.on_transport();
+                self.attached_anew = true;
             }
             Attach::Connecting(connecting) => {
                 self.forget_connect(io);
@@ -95,6 +99,10 @@ impl<T: Transport> Link for StreamLink<T> {
 
     fn take_transport(&mut self) -> Option<T> {
         self.transport.take()
+    }
+
+    fn take_new_transport(&mut self) -> bool {
+        std::mem::take(&mut self.attached_anew)
     }
 
     fn is_attached(&self) -> bool {
