@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_bufferevent::bufferevent::{
     BufferEvent, Direction, Pair, RateLimit, RateLimitError, RateLimitGroup,
@@ -472,4 +472,84 @@ async fn an_empty_write_bucket_does_not_hold_a_close() {
         started.elapsed()
     );
     assert!(closed.error.is_none(), "{:?}", closed.error);
+}
+
+/// B-95, B-98: a bucket refills before a budget is taken from it, as libevent
+/// refills while it computes one: after a long idle spell a bucket that was partly
+/// used gives one burst at once, not what was left plus a burst. A reader over a
+/// stream, and a writer into a pair.
+#[tokio::test(start_paused = true)]
+async fn an_idle_bucket_gives_one_burst_not_the_rest_plus_a_burst() {
+    let (near, mut far) = tokio::io::duplex(1 << 20);
+    let reader = BufferEvent::builder()
+        .rate_limit(limit(1000, 1000))
+        .enable(Direction::READ)
+        .stream(near);
+    far.write_all(&[1u8; 400]).await.unwrap();
+    expect_within(reader.readable(400)).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    far.write_all(&[2u8; 10_000]).await.unwrap();
+    settle_task(&reader).await;
+    assert_eq!(reader.input_len(), 1400, "400, then one burst at once");
+
+    let (a, b) = pair();
+    a.set_rate_limit(Some(limit(1000, 1000)));
+    a.write(vec![1u8; 400]).await.unwrap();
+    expect_within(b.readable(400)).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    a.write(vec![2u8; 10_000]).await.unwrap();
+    settle_task(&a).await;
+    assert_eq!(b.input_len(), 1400, "400, then one burst at once");
+
+    let (a, b) = pair();
+    b.set_rate_limit(Some(limit(1000, 1000)));
+    a.write(vec![1u8; 400]).await.unwrap();
+    expect_within(b.readable(400)).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    a.write(vec![2u8; 10_000]).await.unwrap();
+    settle_task(&a).await;
+    assert_eq!(b.input_len(), 1400, "400, then one burst at once");
+}
+
+/// B-101: a bufferevent that joins a group long after the group's last tick moves its
+/// share of the tick it joins in, not the share of a stale tick and then again.
+#[tokio::test(start_paused = true)]
+async fn a_member_joining_a_quiet_group_gets_one_share_at_once() {
+    let group = RateLimitGroup::new(limit(1000, 1000));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let (near, mut far) = tokio::io::duplex(1 << 20);
+    let reader = BufferEvent::builder().stream(near);
+    far.write_all(&[3u8; 10_000]).await.unwrap();
+    // Both reach the task together: it reads in the pass that applies the join.
+    group.add(&reader);
+    reader.enable(Direction::READ);
+    settle_task(&reader).await;
+    assert_eq!(reader.input_len(), 1000, "one share at once");
+}
+
+/// B-101: the group's buckets are current when read or decremented, as libevent's
+/// tick timer keeps them, though no member has run to refill them.
+#[tokio::test(start_paused = true)]
+async fn a_group_without_active_members_shows_its_refilled_buckets() {
+    let group = RateLimitGroup::new(limit(1000, 1000));
+    group.decrement_read_limit(1000);
+    assert_eq!(group.read_limit(), 0);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(group.read_limit(), 1000, "refilled to the burst");
+    group.decrement_write_limit(1500);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    group.decrement_write_limit(600);
+    assert_eq!(group.write_limit(), 400, "refilled before the decrement");
+}
+
+/// B-101: a configuration that lowers the rates clamps the minimum share, and one that
+/// raises them again restores the share as set (libevent's `configured_min_share`).
+#[test]
+fn the_min_share_as_set_outlives_a_lower_configuration() {
+    let group = RateLimitGroup::new(limit(1000, 1000));
+    group.set_min_share(500);
+    group.set_config(limit(100, 100));
+    assert_eq!(group.min_share(), 100);
+    group.set_config(limit(1000, 1000));
+    assert_eq!(group.min_share(), 500);
 }

@@ -190,8 +190,7 @@ impl RateLimitGroup {
     /// The minimum share is 64 bytes, clamped to the rates.
     #[doc(alias = "bufferevent_rate_limit_group_new")]
     pub fn new(limit: RateLimit) -> Self {
-        let now = tokio::time::Instant::now().into_std();
-        let shared = Arc::new(GroupShared::new(limit, now));
+        let shared = Arc::new(GroupShared::new(limit, now()));
         Self {
             _alive: Arc::new(Dissolve(Arc::clone(&shared))),
             shared,
@@ -199,11 +198,11 @@ impl RateLimitGroup {
     }
 
     /// Replaces the configuration (`bufferevent_rate_limit_group_set_cfg`): the
-    /// buckets stay, clipped to the new bursts; the minimum share is clamped again.
+    /// buckets stay, clipped to the new bursts; the minimum share as set is clamped to
+    /// the new rates (it may rise again after a configuration that lowered it).
     #[doc(alias = "bufferevent_rate_limit_group_set_cfg")]
     pub fn set_config(&self, limit: RateLimit) {
-        self.shared
-            .set_cfg(limit, tokio::time::Instant::now().into_std());
+        self.shared.set_cfg(limit, now());
     }
 
     /// The configuration.
@@ -219,7 +218,7 @@ impl RateLimitGroup {
         self.shared.set_min_share(bytes);
     }
 
-    /// The minimum share.
+    /// The minimum share in effect: as set, clamped to the current rates.
     pub fn min_share(&self) -> u64 {
         self.shared.min_share()
     }
@@ -234,7 +233,9 @@ impl RateLimitGroup {
         S: Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        bev.run(move |ctx| ctx.inner.core.join_group(shared));
+        bev.run(move |ctx| {
+            ctx.inner.core.join_group(shared, now());
+        });
     }
 
     /// Removes `bev` if it is a member (`bufferevent_remove_from_rate_limit_group`),
@@ -263,32 +264,39 @@ impl RateLimitGroup {
         self.shared.members()
     }
 
-    /// The group's read bucket (`bufferevent_rate_limit_group_get_read_limit`); may be
-    /// negative.
+    /// The group's read bucket (`bufferevent_rate_limit_group_get_read_limit`), brought
+    /// up to now as libevent's tick timer would have (members refill it only as they
+    /// run); may be negative.
     #[doc(alias = "bufferevent_get_read_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_get_read_limit")]
     pub fn read_limit(&self) -> i64 {
+        self.shared.refill(now());
         self.shared.get(true)
     }
 
-    /// The group's write bucket.
+    /// The group's write bucket, as [`read_limit`](Self::read_limit).
     #[doc(alias = "bufferevent_get_write_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_get_write_limit")]
     pub fn write_limit(&self) -> i64 {
+        self.shared.refill(now());
         self.shared.get(false)
     }
 
-    /// Takes `n` read tokens from the group (negative `n` gives them back).
+    /// Takes `n` read tokens from the group (negative `n` gives them back), from the
+    /// bucket as of now.
     #[doc(alias = "bufferevent_decrement_read_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_decrement_read")]
     pub fn decrement_read_limit(&self, n: i64) {
+        self.shared.refill(now());
         self.shared.decrement(true, n);
     }
 
-    /// Takes `n` write tokens from the group (negative `n` gives them back).
+    /// Takes `n` write tokens from the group (negative `n` gives them back), from the
+    /// bucket as of now.
     #[doc(alias = "bufferevent_decrement_write_limit")]
     #[doc(alias = "bufferevent_rate_limit_group_decrement_write")]
     pub fn decrement_write_limit(&self, n: i64) {
+        self.shared.refill(now());
         self.shared.decrement(false, n);
     }
 
@@ -315,4 +323,9 @@ impl fmt::Debug for RateLimitGroup {
             .field("write_limit", &self.write_limit())
             .finish()
     }
+}
+
+/// Tokio's clock, which `tokio::time::pause()` controls, as the buckets count ticks.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }

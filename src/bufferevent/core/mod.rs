@@ -934,7 +934,7 @@ impl Core {
 
     /// Joins `group`, leaving any other; joining the same group again does
     /// nothing.
-    pub(crate) fn join_group(&mut self, group: Arc<GroupShared>) {
+    pub(crate) fn join_group(&mut self, group: Arc<GroupShared>, now: Instant) {
         let limiter = self.limiter();
         if limiter
             .member
@@ -943,7 +943,7 @@ impl Core {
         {
             return;
         }
-        limiter.member = Some(Member::join(group));
+        limiter.member = Some(Member::join(group, now));
         self.update_bandwidth_suspension();
     }
 
@@ -993,8 +993,15 @@ impl Core {
         }
     }
 
+    /// Whether a token bucket or a group limits this bufferevent.
+    pub(crate) fn is_rate_limited(&self) -> bool {
+        self.ratelim.is_some()
+    }
+
     /// Brings the buckets up to `now`; whether a suspension was lifted, so the engine
-    /// knows to move bytes again.
+    /// knows to move bytes again. Called before any budget is taken from them, as
+    /// libevent refills while it computes a budget: a budget from buckets last
+    /// refilled before an idle spell would add what was left to the refill after it.
     pub(crate) fn refill(&mut self, now: Instant) -> bool {
         let Some(rl) = self.ratelim.as_mut() else {
             return false;

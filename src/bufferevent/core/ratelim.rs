@@ -338,13 +338,20 @@ pub(crate) struct GroupShared {
 struct GroupConfig {
     cfg: RateLimit,
     origin: Instant,
+    /// The minimum share as set (`min_share` holds it clamped to the rates): each
+    /// new configuration clamps it afresh, as libevent's `configured_min_share`.
+    configured_min_share: u64,
 }
 
 impl GroupShared {
     /// A group starting at `now`, with its buckets at the rate.
     pub(crate) fn new(cfg: RateLimit, now: Instant) -> Self {
         Self {
-            state: Mutex::new(GroupConfig { cfg, origin: now }),
+            state: Mutex::new(GroupConfig {
+                cfg,
+                origin: now,
+                configured_min_share: DEFAULT_MIN_SHARE,
+            }),
             read: AtomicI64::new(cfg.rate(true)),
             write: AtomicI64::new(cfg.rate(false)),
             tick: AtomicU64::new(0),
@@ -367,7 +374,7 @@ impl GroupShared {
     }
 
     /// Another configuration: the buckets stay, clipped to the new bursts, and the
-    /// minimum share is clamped again.
+    /// minimum share as set is clamped to the new rates.
     pub(crate) fn set_cfg(&self, cfg: RateLimit, now: Instant) {
         let mut state = self.state();
         if cfg.tick_ms != state.cfg.tick_ms {
@@ -378,16 +385,18 @@ impl GroupShared {
         state.cfg = cfg;
         self.read.fetch_min(cfg.burst(true), Ordering::AcqRel);
         self.write.fetch_min(cfg.burst(false), Ordering::AcqRel);
-        let share = self.min_share.load(Ordering::Acquire);
-        self.min_share
-            .store(clamped_share(share, cfg), Ordering::Release);
+        self.min_share.store(
+            clamped_share(state.configured_min_share, cfg),
+            Ordering::Release,
+        );
         self.reshare(&cfg);
     }
 
     /// The minimum share, clamped to the rates; 0 means the default.
     pub(crate) fn set_min_share(&self, share: u64) {
-        let state = self.state();
+        let mut state = self.state();
         let share = if share == 0 { DEFAULT_MIN_SHARE } else { share };
+        state.configured_min_share = share;
         self.min_share
             .store(clamped_share(share, state.cfg), Ordering::Release);
         self.reshare(&state.cfg);
@@ -560,12 +569,16 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    pub(crate) fn join(group: Arc<GroupShared>) -> Self {
+    /// Joins `group` at `now`: the group's buckets are brought up to now first, so
+    /// that the member takes part in the current tick, not in a stale one that its
+    /// next refill would replace (which would give it two shares at once).
+    pub(crate) fn join(group: Arc<GroupShared>, now: Instant) -> Self {
+        let tick = group.refill(now);
         group.members.fetch_add(1, Ordering::AcqRel);
         group.membership_changed();
         Self {
             group,
-            tick: 0,
+            tick,
             used_read: 0,
             used_write: 0,
         }
@@ -797,7 +810,12 @@ mod tests {
         let g = GroupShared::new(cfg(50, 100, 10), Instant::now());
         assert_eq!(g.min_share(), 50, "64 clamped to the rate");
         g.set_cfg(cfg(1000, 1000, 10), Instant::now());
-        assert_eq!(g.min_share(), 50);
+        assert_eq!(g.min_share(), 64, "the default, clamped to the new rates");
+        g.set_min_share(500);
+        g.set_cfg(cfg(100, 100, 10), Instant::now());
+        assert_eq!(g.min_share(), 100);
+        g.set_cfg(cfg(1000, 1000, 10), Instant::now());
+        assert_eq!(g.min_share(), 500, "as set, not as last clamped");
         g.set_min_share(0);
         assert_eq!(g.min_share(), 64, "0 is the default");
     }
@@ -811,7 +829,7 @@ mod tests {
         let g = Arc::new(GroupShared::new(cfg(1000, 1000, 100), t0));
         let mut limiter = RateLimiter {
             own: None,
-            member: Some(Member::join(Arc::clone(&g))),
+            member: Some(Member::join(Arc::clone(&g), t0)),
         };
         limiter.charge(true, 1000);
         assert_eq!(limiter.allowance(true), Some(0), "suspended by the group");
@@ -831,8 +849,8 @@ mod tests {
     fn group_members_share_a_tick_evenly() {
         let t0 = Instant::now();
         let g = Arc::new(GroupShared::new(cfg(1000, 1000, 100), t0));
-        let mut a = Member::join(Arc::clone(&g));
-        let b = Member::join(Arc::clone(&g));
+        let mut a = Member::join(Arc::clone(&g), t0);
+        let b = Member::join(Arc::clone(&g), t0);
         assert_eq!(a.allowance(true), 500, "the bucket split evenly");
         a.charge(true, 500);
         assert_eq!(a.allowance(true), 0, "its share of this tick is used");

@@ -383,7 +383,11 @@ where
     /// whether anything happened. What handles read is published by the caller once
     /// a pass changes nothing.
     pub(crate) fn pass(&mut self, cx: &mut TaskContext<'_>, dispatch: bool) -> bool {
-        let mut progress = self.poll_commands(cx);
+        // Buckets first, so that budgets and what handles ask of them (`read_limit`)
+        // are current.
+        let mut progress = self.side.inner.core.is_rate_limited()
+            && self.side.inner.core.refill(Instant::now().into_std());
+        progress |= self.poll_commands(cx);
         if !self.side.stopping() {
             // Removals by callbacks and handles may have lifted the watermark pause
             // (B-20).

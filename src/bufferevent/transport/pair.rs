@@ -342,7 +342,13 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
             high => high.saturating_sub(dst.input.len()),
         };
         // Beyond libevent (B-103): rate limits throttle pairs too, so a pair can
-        // stand in for a slow link.
+        // stand in for a slow link. The buckets are brought up to now first: this
+        // may run before either element's own pass.
+        for core in [&mut *src.core, &mut *dst.core] {
+            if core.is_rate_limited() {
+                core.refill(tokio::time::Instant::now().into_std());
+            }
+        }
         let room = room
             .min(src.core.bandwidth(false).unwrap_or(usize::MAX))
             .min(dst.core.bandwidth(true).unwrap_or(usize::MAX));
