@@ -504,6 +504,27 @@ fn b122_commit_partial_and_too_much() -> Result {
     Ok(())
 }
 
+/// A reservation leaked with `mem::forget` (safe code) leaves the buffer as it was:
+/// what is added next is what is read, and its length stays true.
+#[test]
+fn a_leaked_reservation_leaves_the_buffer_whole() -> Result {
+    let mut buf = EvBuffer::new();
+    buf.add(b"ab")?;
+    let mut space = buf.reserve(4)?;
+    space.copy_from_slice(b"XXXX");
+    std::mem::forget(space);
+    buf.add(b"cd")?;
+    assert_eq!(buf.len(), 4);
+    assert_eq!(buf.to_vec()?, b"abcd");
+    // The room a dropped reservation had is used again, not allocated anew.
+    let before = buf.reserve(8)?.as_ptr();
+    let after = buf.reserve(8)?.as_ptr();
+    assert_eq!(before, after);
+    buf.reserve(8)?.commit(0)?;
+    assert_eq!(buf.to_vec()?, b"abcd");
+    Ok(())
+}
+
 #[test]
 fn b123_expand_and_absurd_sizes() -> Result {
     let mut buf = EvBuffer::new();

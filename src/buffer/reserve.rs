@@ -4,6 +4,8 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+use bytes::BytesMut;
+
 use super::{EvBuffer, EvBufferError};
 
 /// Space reserved at the end of an [`EvBuffer`] by [`EvBuffer::reserve`]: fill it, then
@@ -15,9 +17,10 @@ use super::{EvBuffer, EvBufferError};
 /// cannot happen. Dropping it without committing adds nothing.
 pub struct Reservation<'a> {
     buf: &'a mut EvBuffer,
-    /// Where the reserved bytes start in the tail.
-    start: usize,
-    reserved: usize,
+    /// The reserved bytes, split off the end of the buffer's tail (sharing its
+    /// allocation) and joined back on commit or drop: a reservation leaked with
+    /// `mem::forget` leaves the buffer as it was, short of that space.
+    space: BytesMut,
 }
 
 impl EvBuffer {
@@ -54,18 +57,15 @@ impl EvBuffer {
         self.expand(n)?;
         let start = self.tail.len();
         self.tail.resize(start + n, 0);
-        Ok(Reservation {
-            buf: self,
-            start,
-            reserved: n,
-        })
+        let space = self.tail.split_off(start);
+        Ok(Reservation { buf: self, space })
     }
 }
 
 impl Reservation<'_> {
     /// The number of bytes reserved.
     pub fn reserved(&self) -> usize {
-        self.reserved
+        self.space.len()
     }
 
     /// Appends the first `n` reserved bytes to the buffer and runs its callbacks once
@@ -77,19 +77,21 @@ impl Reservation<'_> {
     /// [`EvBufferError::CommitTooLarge`] (kind
     /// [`InvalidInput`](std::io::ErrorKind::InvalidInput)) if `n` exceeds the
     /// reservation; nothing is added.
-    pub fn commit(self, n: usize) -> Result<(), EvBufferError> {
-        if n > self.reserved {
+    pub fn commit(mut self, n: usize) -> Result<(), EvBufferError> {
+        if n > self.space.len() {
             return Err(EvBufferError::CommitTooLarge {
                 requested: n,
-                reserved: self.reserved,
+                reserved: self.space.len(),
             });
         }
-        let mut this = self;
-        this.buf.tail.truncate(this.start + n);
-        this.reserved = 0; // nothing left for `drop` to take back
-        this.buf.len += n;
+        // Taken, so that `drop` has nothing left to give back.
+        let mut space = std::mem::take(&mut self.space);
+        space.truncate(n);
+        // O(1): the space was split off right here and nothing moved the tail since.
+        self.buf.tail.unsplit(space);
+        self.buf.len += n;
         if n > 0 {
-            this.buf.changed(n, 0);
+            self.buf.changed(n, 0);
         }
         Ok(())
     }
@@ -97,8 +99,12 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        let committed_end = self.buf.tail.len() - self.reserved;
-        self.buf.tail.truncate(committed_end);
+        let mut space = std::mem::take(&mut self.space);
+        if space.capacity() > 0 {
+            // Its room goes back to the tail; its bytes were never added.
+            space.clear();
+            self.buf.tail.unsplit(space);
+        }
     }
 }
 
@@ -106,20 +112,20 @@ impl Deref for Reservation<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.buf.tail[self.start..self.start + self.reserved]
+        &self.space
     }
 }
 
 impl DerefMut for Reservation<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.buf.tail[self.start..self.start + self.reserved]
+        &mut self.space
     }
 }
 
 impl fmt::Debug for Reservation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reservation")
-            .field("reserved", &self.reserved)
+            .field("reserved", &self.space.len())
             .finish()
     }
 }
