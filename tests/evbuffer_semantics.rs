@@ -229,6 +229,14 @@ fn b108_remove_buffer_exact_boundary() -> Result {
         Err(EvBufferError::FrontFrozen)
     ));
     assert_eq!((src.len(), dst.len()), (1, 12));
+    // Frozen is an error even with nothing to move; only `n == 0` is not asked.
+    let mut empty = EvBuffer::new();
+    empty.freeze(true);
+    assert!(matches!(
+        empty.remove_buffer(&mut dst, 5),
+        Err(EvBufferError::FrontFrozen)
+    ));
+    assert_eq!(empty.remove_buffer(&mut dst, 0)?, 0);
     Ok(())
 }
 
@@ -859,6 +867,53 @@ fn b131_deferred_callbacks_accumulate() -> Result {
             orig_size: 0,
             n_added: 6,
             n_deleted: 2
+        }]
+    );
+    Ok(())
+}
+
+/// D-E16: `add_iovec` is one change, reported once with the total.
+#[test]
+fn add_iovec_runs_the_callbacks_once() -> Result {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut buf = EvBuffer::new();
+    let l = Arc::clone(&log);
+    buf.add_cb(move |_, i| l.lock().unwrap().push(*i));
+    let n = buf.add_iovec(&[
+        std::io::IoSlice::new(b"ab"),
+        std::io::IoSlice::new(b""),
+        std::io::IoSlice::new(b"cde"),
+    ])?;
+    assert_eq!(n, 5);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [CallbackInfo {
+            orig_size: 0,
+            n_added: 5,
+            n_deleted: 0
+        }]
+    );
+    Ok(())
+}
+
+/// B-131: changes made before any callback is registered are not reported to the
+/// first one (libevent resets its counters while the callback list is empty).
+#[test]
+fn b131_changes_before_the_first_callback_are_not_reported() -> Result {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut buf = EvBuffer::new();
+    buf.defer_callbacks(true);
+    buf.add(b"abc")?;
+    let l = Arc::clone(&log);
+    buf.add_cb(move |_, i| l.lock().unwrap().push(*i));
+    buf.add(b"d")?;
+    buf.run_deferred_callbacks();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [CallbackInfo {
+            orig_size: 3,
+            n_added: 1,
+            n_deleted: 0
         }]
     );
     Ok(())

@@ -152,8 +152,8 @@ impl EvBuffer {
     /// Chooses whether callbacks run right after each change (the default) or only
     /// when [`run_deferred_callbacks`](Self::run_deferred_callbacks) is called, with the
     /// counters accumulated across all changes since the last run
-    /// (`evbuffer_defer_callbacks`). A bufferevent calls it once per wake-up of its
-    /// task.
+    /// (`evbuffer_defer_callbacks`). Changes made while no callback is registered are
+    /// not reported to callbacks added later, as in libevent.
     #[doc(alias = "evbuffer_defer_callbacks")]
     pub fn defer_callbacks(&mut self, deferred: bool) {
         self.callbacks_mut().deferred = deferred;
@@ -188,6 +188,13 @@ impl EvBuffer {
     pub(super) fn changed(&mut self, added: usize, deleted: usize) {
         self.generation += 1;
         if let Some(cbs) = self.callbacks.as_deref_mut() {
+            if cbs.entries.is_empty() {
+                // As libevent: with no callback, nothing accumulates for a later one.
+                cbs.orig_size = self.len;
+                cbs.n_added = 0;
+                cbs.n_deleted = 0;
+                return;
+            }
             cbs.n_added += added;
             cbs.n_deleted += deleted;
             if !cbs.deferred && !cbs.running {

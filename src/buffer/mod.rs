@@ -318,7 +318,8 @@ impl EvBuffer {
     }
 
     /// Appends the bytes of every slice in order and returns the total
-    /// (`evbuffer_add_iovec`).
+    /// (`evbuffer_add_iovec`). One change: callbacks run once, for the total
+    /// (libevent runs them once per slice; D-E16).
     ///
     /// # Errors
     ///
@@ -644,8 +645,9 @@ impl EvBuffer {
     /// [`EvBufferError::FrontFrozen`] (kind
     /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if this buffer's front is
     /// frozen, or [`EvBufferError::EndFrozen`] (kind
-    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if `dst`'s end is; nothing
-    /// moves. `n == 0` or an empty buffer moves nothing and succeeds.
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock)) if `dst`'s end is, even when
+    /// this buffer is empty (B-108); nothing moves. `n == 0` moves nothing and
+    /// succeeds, frozen or not.
     ///
     /// # Examples
     ///
@@ -660,12 +662,16 @@ impl EvBuffer {
     /// ```
     #[doc(alias = "evbuffer_remove_buffer")]
     pub fn remove_buffer(&mut self, dst: &mut EvBuffer, n: usize) -> Result<usize, EvBufferError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        // Frozen is an error even with nothing to move, as in libevent.
+        self.check_front()?;
+        dst.check_end()?;
         let n = n.min(self.len);
         if n == 0 {
             return Ok(0);
         }
-        self.check_front()?;
-        dst.check_end()?;
         Ok(self.move_front_to(dst, n))
     }
 
@@ -780,7 +786,8 @@ impl EvBuffer {
     /// `None` (`evbuffer_peek`).
     ///
     /// The first extent begins at `start`; the last may cover more than asked. An empty
-    /// buffer, or a start at the end, gives no extents. Any byte count beyond the end is
+    /// buffer, a start at the end, or a `len` of 0 gives no extents (libevent gives
+    /// the start's extent for 0 bytes; D-E17). Any byte count beyond the end is
     /// clamped. O(extents).
     ///
     /// # Errors
