@@ -348,7 +348,11 @@ async fn filter_with_read_disabled_holds_the_peer_back() {
     assert_eq!(base_handle.input_len(), 0, "nothing was read");
     assert_eq!(filter.input_len(), 0);
     filter.enable(Direction::READ);
-    filter.readable(1).await;
+    assert_eq!(
+        within(filter.readable(1)).await.unwrap(),
+        tokio_bufferevent::bufferevent::Readiness::Ready
+    );
+    assert!(filter.input_len() > 0, "the data flows");
 }
 
 /// B-86: `dst_limit` is the room under the underlying's write high watermark for

@@ -344,10 +344,15 @@ async fn every_readiness_future_resolves_once_the_bufferevent_ended() {
         let bev = bev.clone();
         tokio::spawn(async move {
             let connected = bev.connected().await;
-            bev.readable(1).await;
+            let readable = bev.readable(1).await;
             bev.drained().await;
             let writable = bev.writable().await;
-            (connected, writable, bev.next_event().await.is_none())
+            (
+                connected,
+                readable,
+                writable,
+                bev.next_event().await.is_none(),
+            )
         })
     };
     settle_task(&bev).await;
@@ -355,8 +360,9 @@ async fn every_readiness_future_resolves_once_the_bufferevent_ended() {
     bev.free();
     let closed = expect_within(bev.closed()).await;
     assert_eq!(closed.unsent, 10);
-    let (connected, writable, no_event) = expect_within(waiting).await.unwrap();
+    let (connected, readable, writable, no_event) = expect_within(waiting).await.unwrap();
     assert!(matches!(connected, Err(Error::Ended)), "{connected:?}");
+    assert_eq!(readable, Readiness::Ended);
     assert!(matches!(writable, Err(Error::Ended)), "{writable:?}");
     assert!(no_event);
 }

@@ -320,6 +320,21 @@ async fn deferred_callbacks_keep_up_with_a_peer_that_never_pauses() {
     assert!(largest <= 1 << 20, "input grew to {largest} bytes");
 }
 
+/// Awaits `f` after signalling `ready` once it has been polled (and so waits from
+/// now on: `next_event` waits for an event after its first poll).
+async fn registered<F: std::future::Future>(
+    f: F,
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+) -> F::Output {
+    tokio::pin!(f);
+    let first = futures::poll!(f.as_mut());
+    ready.send(()).unwrap();
+    match first {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => f.await,
+    }
+}
+
 /// Every readiness future supports many concurrent waiters, and a waiter that gives up
 /// (its future dropped) does not disturb the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,25 +346,36 @@ async fn readiness_futures_wake_every_waiter() {
         .tcp(b)
         .unwrap();
     let mut waiters = tokio::task::JoinSet::new();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..20 {
         let bev = bev.clone();
+        let ready_tx = ready_tx.clone();
         waiters.spawn(async move {
             match i % 4 {
                 0 => {
-                    bev.readable(5).await;
+                    registered(bev.readable(5), ready_tx).await;
                 }
                 1 => {
-                    bev.drained().await;
+                    registered(bev.drained(), ready_tx).await;
                 }
                 2 => {
-                    bev.next_event().await.expect("an event");
+                    registered(bev.next_event(), ready_tx)
+                        .await
+                        .expect("an event");
                 }
                 _ => {
-                    bev.closed().await;
+                    registered(bev.closed(), ready_tx).await;
                 }
             }
             i % 4
         });
+    }
+    drop(ready_tx);
+    for _ in 0..20 {
+        within(ready.recv())
+            .await
+            .expect("every waiter starts")
+            .expect("a waiter's signal");
     }
     // One more waiter that is cancelled before anything happens.
     let impatient = bev.clone();
