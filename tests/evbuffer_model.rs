@@ -320,9 +320,15 @@ fn step(buf: &mut EvBuffer, model: &mut Vec<u8>, frozen: &mut bool, op: Op) {
                 model_search(model, &needle, at, len)
             );
             if let Some(p) = found {
-                // The returned position is usable as it is.
+                // The returned position is usable as it is: the needle is there.
                 let mut out = vec![0; needle.len()];
-                buf.copyout_from(&p, &mut out).ok();
+                match buf.copyout_from(&p, &mut out) {
+                    Ok(copied) => {
+                        assert_eq!(copied, needle.len());
+                        assert_eq!(out, needle);
+                    }
+                    Err(e) => assert!(frozen_now, "{e}"),
+                }
             }
         }
         Op::SearchRange(needle, at, end) => {
@@ -359,6 +365,7 @@ fn step(buf: &mut EvBuffer, model: &mut Vec<u8>, frozen: &mut bool, op: Op) {
         Op::ReadlnMax(style, max) => match buf.readln_max(style, max) {
             Ok(line) => {
                 let expect = model_eol(model, 0, style);
+                assert_eq!(line.is_some(), expect.is_some(), "{style:?} max {max}");
                 if let (Some(line), Some((i, n))) = (line, expect) {
                     assert!(i <= max);
                     assert_eq!(&line[..], &model[..i]);
