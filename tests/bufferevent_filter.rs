@@ -555,6 +555,16 @@ async fn free_with_and_without_closing_the_underlying() {
 /// nothing by default, and `READING | EOF` with `partner_end_is_eof`.
 #[tokio::test(start_paused = true)]
 async fn underlying_freed_from_its_own_handle() {
+    // By default: no event at all.
+    let (a, _b) = BufferEvent::pair();
+    let a_handle = a.clone();
+    let quiet = BufferEvent::filter(a, PassThrough, PassThrough);
+    settle().await;
+    a_handle.free();
+    settle().await;
+    assert!(quiet.underlying().is_none(), "the underlying is gone");
+    assert!(quiet.last_event().is_none(), "{:?}", quiet.last_event());
+
     let (a, b) = BufferEvent::pair();
     let a_handle = a.clone();
     let filter =

@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, FlushMode, PIPE_WATERMARKS, Pair, PipeEnd, PipeSide, Piped, pipe,
+    BufferEvent, Direction, Events, FlushMode, PIPE_WATERMARKS, Pair, PipeEnd, PipeSide, Piped,
+    pipe,
 };
 
 use common::{expect_within, pattern, tcp_pair};
@@ -140,7 +141,14 @@ async fn a_reader_that_never_reads_bounds_the_memory_of_a_fast_sender() {
             sent += chunk.len();
         }
     });
-    // Let the sender fill everything that can fill, then watch the proxy's buffers.
+    // Let the sender fill everything that can fill (the upstream's output reaches its
+    // watermark however slow the machine), then watch the proxy's buffers.
+    expect_within(async {
+        while back.output_len() <= PIPE_WATERMARKS.low {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
     let mut held_max = 0;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -267,7 +275,17 @@ async fn data_and_eof_that_arrived_before_the_pipe_are_passed_on() {
         .tcp(accepted)
         .unwrap();
     expect_within(front.readable(5)).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    expect_within(async {
+        while front.last_event().is_none() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        front.last_event().unwrap().events,
+        Events::READING | Events::EOF,
+        "the EOF is in before the pipe starts"
+    );
     let back = BufferEvent::builder().connect(upstream).unwrap();
     let piped = tokio::spawn(async move { pipe(&front, &back).await });
     let mut echoed = Vec::new();
