@@ -575,12 +575,26 @@ async fn shutdown_accepts_any_deadline() {
 /// task spawns them on its worker and idle workers take them over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_multi_thread_runtime_connections_run_on_every_worker() {
-    let threads = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let threads = Arc::new((
+        std::sync::Mutex::new(std::collections::HashSet::new()),
+        std::sync::Condvar::new(),
+    ));
     let seen = Arc::clone(&threads);
     let listener = Listener::bind(any_port(), move |builder, _| {
         let seen = Arc::clone(&seen);
         Some(builder.enable(Direction::READ).on_read(move |ctx| {
-            seen.lock().unwrap().insert(std::thread::current().id());
+            // Until callbacks have run on two threads, each one holds its worker, so
+            // the other worker must take connections over for the test to go on:
+            // however the scheduler chose, an idle worker is left only if it cannot.
+            let (lock, changed) = &*seen;
+            let mut threads = lock.lock().unwrap();
+            threads.insert(std::thread::current().id());
+            changed.notify_all();
+            drop(
+                changed
+                    .wait_timeout_while(threads, Duration::from_secs(5), |t| t.len() < 2)
+                    .unwrap(),
+            );
             let (mut input, mut output) = ctx.io();
             output.append_input(&mut input);
         }))
@@ -606,7 +620,7 @@ async fn on_a_multi_thread_runtime_connections_run_on_every_worker() {
     while let Some(done) = clients.join_next().await {
         done.unwrap();
     }
-    let workers = threads.lock().unwrap().len();
+    let workers = threads.0.lock().unwrap().len();
     assert_eq!(workers, 2, "callbacks ran on {workers} worker thread(s)");
 }
 
