@@ -111,8 +111,11 @@ async fn run() -> Result<(), BoxError> {
     let greeting = server.await??;
     assert_eq!(greeting, "hello from the connect example\n");
 
-    // A port nobody listens on: bind one, then let it go.
-    let refused = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    // A port nobody listens on: bound, not listening, and held while we connect, so
+    // nothing else can take it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4()?;
+    held.bind("127.0.0.1:0".parse().unwrap())?;
+    let refused = held.local_addr()?;
     let (bev, outcome) = main_loop(refused).await?;
     assert_eq!(outcome, Outcome::Error, "connecting to a closed port");
     assert!(!bev.is_connected());

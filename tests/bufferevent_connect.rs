@@ -11,7 +11,7 @@ use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
 
 mod common;
 
-use common::within;
+use common::{refusing, within};
 
 /// B-35, B-50: success delivers CONNECTED alone; data written before the connect goes
 /// out right after it, in order; then the write callback runs.
@@ -52,9 +52,7 @@ async fn b035_b050_connected_then_queued_data_then_write_callback() {
 /// and leaves the enabled directions as they were; `connected()` says false.
 #[tokio::test]
 async fn b033_refused_connect_reports_error_without_direction() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener); // nothing listens there now
+    let (_held, addr) = refusing(); // nothing listens there
     let seen = Arc::new(Mutex::new(None));
     let s = Arc::clone(&seen);
     let bev = BufferEvent::builder()
@@ -143,11 +141,7 @@ async fn free_while_connecting_runs_no_callback() {
 /// first refuses, the second accepts.
 #[tokio::test]
 async fn connect_any_tries_the_next_address_after_a_refusal() {
-    let refused = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap(); // the listener is dropped: nothing listens there
+    let (_held, refused) = refusing();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let good = listener.local_addr().unwrap();
     let bev = BufferEvent::builder().unconnected::<TcpStream>();
@@ -162,16 +156,8 @@ async fn connect_any_tries_the_next_address_after_a_refusal() {
 /// empty list is refused at once.
 #[tokio::test]
 async fn connect_any_reports_the_last_error_when_all_fail() {
-    let mut dead = Vec::new();
-    for _ in 0..3 {
-        dead.push(
-            TcpListener::bind("127.0.0.1:0")
-                .await
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        );
-    }
+    let held: Vec<_> = (0..3).map(|_| refusing()).collect();
+    let dead: Vec<_> = held.iter().map(|(_, addr)| *addr).collect();
     let bev = BufferEvent::builder().unconnected::<TcpStream>();
     bev.connect_any(dead).unwrap();
     let record = within(bev.next_event()).await.unwrap().unwrap();
@@ -195,9 +181,7 @@ async fn connected_answers_the_connect_under_way_not_the_old_transport() {
         .unwrap();
     let _first = within(listener.accept()).await.unwrap().unwrap();
     within(bev.connected()).await.unwrap().unwrap();
-    let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let refused = gone.local_addr().unwrap();
-    drop(gone);
+    let (_held, refused) = refusing();
     bev.connect(refused).unwrap();
     match within(bev.connected()).await.unwrap() {
         Err(tokio_bufferevent::bufferevent::Error::ConnectFailed(e)) => {

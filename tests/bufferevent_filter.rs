@@ -665,10 +665,7 @@ async fn connect_events_are_forwarded() {
     assert!(within(filter.connected()).await.unwrap().is_ok());
     assert_eq!(filter.peer_addr(), Some(listener.local_addr().unwrap()));
 
-    let closed_port = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    let (_held, closed_port) = common::refusing();
     let socket = BufferEvent::builder().connect(closed_port).unwrap();
     let filter = BufferEvent::filter(socket, PassThrough, PassThrough);
     assert!(within(filter.connected()).await.unwrap().is_err());
@@ -888,10 +885,7 @@ async fn a_filter_made_after_the_connect_knows_how_it_went() {
     within(filter.connected()).await.unwrap().unwrap();
     assert!(filter.is_connected());
 
-    let closed_port = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    let (_held, closed_port) = common::refusing();
     let socket = BufferEvent::builder().connect(closed_port).unwrap();
     assert!(within(socket.connected()).await.unwrap().is_err());
     let filter = BufferEvent::filter(socket, PassThrough, PassThrough);

@@ -322,10 +322,7 @@ async fn deferred_callbacks_keep_up_with_a_peer_that_never_pauses() {
 
 /// Awaits `f` after signalling `ready` once it has been polled (and so waits from
 /// now on: `next_event` waits for an event after its first poll).
-async fn registered<F: std::future::Future>(
-    f: F,
-    ready: tokio::sync::mpsc::UnboundedSender<()>,
-) -> F::Output {
+async fn registered<F: Future>(f: F, ready: tokio::sync::mpsc::UnboundedSender<()>) -> F::Output {
     tokio::pin!(f);
     let first = futures::poll!(f.as_mut());
     ready.send(()).unwrap();

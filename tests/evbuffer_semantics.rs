@@ -879,11 +879,7 @@ fn add_iovec_runs_the_callbacks_once() -> Result {
     let mut buf = EvBuffer::new();
     let l = Arc::clone(&log);
     buf.add_cb(move |_, i| l.lock().unwrap().push(*i));
-    let n = buf.add_iovec(&[
-        std::io::IoSlice::new(b"ab"),
-        std::io::IoSlice::new(b""),
-        std::io::IoSlice::new(b"cde"),
-    ])?;
+    let n = buf.add_iovec(&[IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")])?;
     assert_eq!(n, 5);
     assert_eq!(
         *log.lock().unwrap(),

@@ -51,6 +51,17 @@ pub async fn tcp_pair() -> (TcpStream, TcpStream) {
     (client.unwrap(), accepted.unwrap().0)
 }
 
+/// A loopback address that refuses connects for as long as the returned socket lives:
+/// bound and not listening, so neither another test nor a connect to itself (a source
+/// port equal to the destination's) can take the port, as a dropped listener's can.
+#[allow(dead_code)] // not every test binary uses it
+pub fn refusing() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
 /// `n` bytes where the byte at offset `i` is `i % 251`, so misplaced bytes show.
 #[allow(dead_code)] // not every test binary uses it
 pub fn pattern(n: usize) -> Vec<u8> {
