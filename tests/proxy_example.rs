@@ -133,7 +133,18 @@ fn download_all(tag: &str, url: &str, proxy_pid: u32) -> u64 {
     let mut curls: Vec<_> = (0..TRANSFERS)
         .map(|i| {
             Command::new("curl")
-                .args(["-sS", "--fail", "--max-time", "120", "-o"])
+                // `-q` first: no `~/.curlrc`; and no proxy from the environment, which
+                // would take the download elsewhere.
+                .args([
+                    "-q",
+                    "--noproxy",
+                    "*",
+                    "-sS",
+                    "--fail",
+                    "--max-time",
+                    "120",
+                    "-o",
+                ])
                 .arg(dir.join(format!("file{i}")))
                 .arg(url)
                 .spawn()
