@@ -572,24 +572,37 @@ where
     /// # Cancel safety
     ///
     /// If cancelled before the task reached `f`, `f` does not run; if cancelled
-    /// after, `f` has run and its result is dropped. (So a call cancelled and made
-    /// again at once, as in a `select!` loop, runs `f` once, in order.)
+    /// after, `f` has run and its result is dropped: a call cancelled and made again
+    /// at once, as in a `select!` loop, may run `f` twice. (The read helpers, which
+    /// run on `with`, put back what a cancelled call took.)
     #[doc(alias = "bufferevent_lock")]
     #[doc(alias = "bufferevent_unlock")]
     pub async fn with<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Context<'_, S>) -> R + Send + 'static,
     ) -> Result<R, Error> {
+        // The caller may stop waiting after `f` ran: then its result is dropped.
+        self.ask(f, |_| None).await
+    }
+
+    /// [`with`](Self::with), where `give_back` says which bytes `f`'s result took from
+    /// the input: if the caller stopped waiting before the answer went out, the task
+    /// puts them back at the input's front before it runs anything else, so a call
+    /// made again at once sees them first.
+    pub(crate) async fn ask<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Context<'_, S>) -> R + Send + 'static,
+        give_back: fn(R) -> Option<Bytes>,
+    ) -> Result<R, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Ask(Box::new(move |ctx| {
             if tx.is_closed() {
                 // Nobody waits: what `f` would take (a read helper's bytes) stays put
                 // for the calls after this one.
-                return Box::new(|| ());
+                return Box::new(|| None);
             }
             let out = f(ctx);
-            // The caller may have stopped waiting since: then the result is dropped.
-            Box::new(move || drop(tx.send(out)))
+            Box::new(move || tx.send(out).err().and_then(give_back))
         })));
         rx.await.map_err(|_| Error::Ended)
     }

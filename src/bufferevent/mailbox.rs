@@ -27,7 +27,9 @@ pub(crate) type Job<S> = Box<dyn FnOnce(&mut BevContext<'_, S>) + Send>;
 pub(crate) type Ask<S> = Box<dyn FnOnce(&mut BevContext<'_, S>) -> Reply + Send>;
 
 /// Sends a result to a waiting handle; run once the task has published its state.
-pub(crate) type Reply = Box<dyn FnOnce() + Send>;
+/// Returns the bytes the result took from the input if nobody took the result (the
+/// caller gave up meanwhile): the task puts them back at the input's front.
+pub(crate) type Reply = Box<dyn FnOnce() -> Option<Bytes> + Send>;
 
 /// A job for the task, sent by a handle.
 pub(crate) enum Command<T, S> {

@@ -4,7 +4,9 @@
 //!
 //! Each takes what it asks for out of the input in one step on the task, or waits for
 //! more. They are cancel safe: bytes a cancelled call had already taken are put back
-//! at the front of the input, so nothing is lost. Like
+//! at the front of the input before the task runs anything else (an answer nobody
+//! took goes back on the task itself), so nothing is lost and a call made again at
+//! once gets them first. Like
 //! [`readable`](BufferEvent::readable), they do not enable reading: with READ
 //! disabled they wait until something enables it.
 
@@ -234,36 +236,40 @@ where
             });
             let look = look.clone();
             let outcome = self
-                .with(move |ctx| {
-                    let eof = !ctx.inner.core.read_open() || stranded;
-                    let input = &mut ctx.inner.input;
-                    let found = look(input, eof).unwrap_or_else(Look::Failed);
-                    let len = input.len();
-                    let full = high != 0 && len >= high;
-                    let (found, rest) = match found {
-                        Look::Rest(data) => (whole(data), true),
-                        other => (other, false),
-                    };
-                    (
-                        match found {
-                            Look::Got(data, keep) => Ok((
-                                Taken {
-                                    data: Some(data),
-                                    keep,
-                                    put_back: Some(put_back),
-                                },
-                                rest,
-                            )),
-                            Look::TooLong(max) => Err(Some(Error::TooLong { max })),
-                            Look::Failed(e) => Err(Some(Error::Buffer(e))),
-                            // The input is full to the high watermark and still not
-                            // enough: it never will be.
-                            Look::More if full => Err(Some(Error::TooLong { max: high })),
-                            Look::More | Look::Rest(_) => Err(None),
-                        },
-                        eof,
-                    )
-                })
+                .ask(
+                    move |ctx| {
+                        let eof = !ctx.inner.core.read_open() || stranded;
+                        let input = &mut ctx.inner.input;
+                        let found = look(input, eof).unwrap_or_else(Look::Failed);
+                        let len = input.len();
+                        let full = high != 0 && len >= high;
+                        let (found, rest) = match found {
+                            Look::Rest(data) => (whole(data), true),
+                            other => (other, false),
+                        };
+                        (
+                            match found {
+                                Look::Got(data, keep) => Ok((
+                                    Taken {
+                                        data: Some(data),
+                                        keep,
+                                        put_back: Some(put_back),
+                                    },
+                                    rest,
+                                )),
+                                Look::TooLong(max) => Err(Some(Error::TooLong { max })),
+                                Look::Failed(e) => Err(Some(Error::Buffer(e))),
+                                // The input is full to the high watermark and still not
+                                // enough: it never will be.
+                                Look::More if full => Err(Some(Error::TooLong { max: high })),
+                                Look::More | Look::Rest(_) => Err(None),
+                            },
+                            eof,
+                        )
+                    },
+                    // Not taken by a caller who gave up: back to the task's input.
+                    |(outcome, _)| outcome.ok().and_then(|(mut taken, _)| taken.data.take()),
+                )
                 .await?;
             match outcome {
                 (Ok((taken, true)), _) if self.shared().read_error().is_some() => {

@@ -6,6 +6,8 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use bytes::Bytes;
+
 use super::Side;
 use crate::bufferevent::events::{Direction, Events};
 use crate::bufferevent::shared::{Closed, Condition, Knob, Settings, WakeClock};
@@ -86,10 +88,22 @@ where
             s.publish_settings(knobs, &settings);
         }
         // Answers to `with` go out only now, so the caller sees lengths that include
-        // what its closure did.
-        if let Some(rare) = self.rare.as_mut() {
-            for reply in rare.replies.drain(..) {
-                reply();
+        // what its closure did. What an answer nobody took had taken from the input
+        // goes back to its front, in the order it was taken.
+        if let Some(rare) = self.rare.as_mut()
+            && !rare.replies.is_empty()
+        {
+            let mut returned: Vec<Bytes> = rare.replies.drain(..).filter_map(|r| r()).collect();
+            if !returned.is_empty() {
+                // Ahead of anything handed to an adapter since, which came after.
+                if let Some(polled) = s.polled_if_any() {
+                    polled.takeout.restore(&mut self.inner.input, &s.input_len);
+                }
+                while let Some(data) = returned.pop() {
+                    self.inner.input.unread(data);
+                }
+                s.input_len.store(self.inner.input.len(), Ordering::Release);
+                s.mark(Condition::Input);
             }
         }
         s.wake_dirty();

@@ -130,3 +130,69 @@ fn the_state_handles_share_stays_small() {
         "the handles' shared state grew to {size} bytes"
     );
 }
+
+/// A read helper cancelled after the task took its line for it, before the answer
+/// went out, then called again at once (a `select!` loop on a multi-thread runtime,
+/// where the task runs both calls in one wake-up): the second call gets the line the
+/// first one took, not the line after it.
+#[tokio::test]
+async fn a_line_taken_for_a_cancelled_read_comes_first_for_the_next() {
+    use crate::buffer::EolStyle;
+    let (ours, mut peer) = duplex(1024);
+    let (side, bev) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .assemble(true, TransportInfo::default());
+    let mut engine: Echo = Engine::new(StreamLink::new(Some(ours)), side);
+    peer.write_all(b"one\ntwo\n").await.unwrap();
+    run_passes(&mut engine).await;
+    assert_eq!(bev.input_len(), 8);
+    let second = std::future::poll_fn(|cx| {
+        {
+            let first = bev.read_line(EolStyle::Lf, 100);
+            let mut first = std::pin::pin!(first);
+            assert!(first.as_mut().poll(cx).is_pending(), "the call is sent");
+            // The task takes "one" for it; the answer waits for the publish.
+            engine.pass(cx, true);
+        } // cancelled
+        let mut second = Box::pin(bev.read_line(EolStyle::Lf, 100));
+        assert!(second.as_mut().poll(cx).is_pending(), "the call is sent");
+        while engine.pass(cx, true) || engine.side.publish() {}
+        Poll::Ready(second)
+    })
+    .await;
+    assert_eq!(second.await.unwrap(), &b"one"[..]);
+    assert_eq!(bev.input_len(), 4, "\"two\\n\" is left");
+}
+
+/// The same with an adapter waiting to read meanwhile: what the task handed it
+/// came after the line going back, so the line still comes first.
+#[tokio::test]
+async fn a_line_taken_for_a_cancelled_read_comes_before_what_an_adapter_was_handed() {
+    use crate::buffer::EolStyle;
+    let (ours, mut peer) = duplex(1024);
+    let (side, bev) = BufferEvent::builder()
+        .enable(Direction::READ)
+        .assemble(true, TransportInfo::default());
+    let mut engine: Echo = Engine::new(StreamLink::new(Some(ours)), side);
+    let mut io = bev.clone().into_io();
+    peer.write_all(b"one\ntwo\n").await.unwrap();
+    run_passes(&mut engine).await;
+    let second = std::future::poll_fn(|cx| {
+        {
+            let first = bev.read_line(EolStyle::Lf, 100);
+            let mut first = std::pin::pin!(first);
+            assert!(first.as_mut().poll(cx).is_pending(), "the call is sent");
+            engine.pass(cx, true);
+        } // cancelled
+        // An adapter asks for input: the next publish hands it what is there.
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        assert!(tokio::io::AsyncRead::poll_read(Pin::new(&mut io), cx, &mut buf).is_pending());
+        let mut second = Box::pin(bev.read_line(EolStyle::Lf, 100));
+        assert!(second.as_mut().poll(cx).is_pending(), "the call is sent");
+        while engine.pass(cx, true) || engine.side.publish() {}
+        Poll::Ready(second)
+    })
+    .await;
+    assert_eq!(second.await.unwrap(), &b"one"[..]);
+}
