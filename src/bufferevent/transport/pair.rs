@@ -10,7 +10,7 @@ use std::fmt;
 use std::task::Context as TaskContext;
 
 use super::{Ended, Hosted, Hosts, Io, Link};
-use crate::bufferevent::core::Ending;
+use crate::bufferevent::core::{Core, Ending};
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 use crate::bufferevent::shared::WakeClock;
 
@@ -325,6 +325,16 @@ fn flush_requests(from: &mut Io<'_>, to: &mut Io<'_>) -> bool {
 /// byte; a forced one (a flush) moves everything. Either
 /// schedules `dst`'s read callback and `src`'s write callback as their low
 /// watermarks allow, even when nothing moved. Returns whether it happened.
+/// What `core`'s rate limits let move now one way, from buckets brought up to now
+/// first: a transfer may run before either element's own pass.
+fn bandwidth_now(core: &mut Core, read: bool) -> usize {
+    if !core.is_rate_limited() {
+        return usize::MAX;
+    }
+    core.refill(tokio::time::Instant::now().into_std());
+    core.bandwidth(read).unwrap_or(usize::MAX)
+}
+
 fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
     let n = if force {
         src.output.len()
@@ -342,16 +352,10 @@ fn transfer(src: &mut Io<'_>, dst: &mut Io<'_>, force: bool) -> bool {
             high => high.saturating_sub(dst.input.len()),
         };
         // Beyond libevent (B-103): rate limits throttle pairs too, so a pair can
-        // stand in for a slow link. The buckets are brought up to now first: this
-        // may run before either element's own pass.
-        for core in [&mut *src.core, &mut *dst.core] {
-            if core.is_rate_limited() {
-                core.refill(tokio::time::Instant::now().into_std());
-            }
-        }
+        // stand in for a slow link.
         let room = room
-            .min(src.core.bandwidth(false).unwrap_or(usize::MAX))
-            .min(dst.core.bandwidth(true).unwrap_or(usize::MAX));
+            .min(bandwidth_now(src.core, false))
+            .min(bandwidth_now(dst.core, true));
         if room == 0 {
             return false; // refused by a full destination, or an empty bucket
         }
