@@ -259,3 +259,27 @@ async fn connected_resolves_when_a_transport_replaces_the_connect_under_way() {
         .unwrap();
     assert!(bev.is_connected());
 }
+
+/// A transport given after a failed connect connects the bufferevent: `connected()`
+/// answers `Ok`, not the earlier failure.
+#[tokio::test]
+async fn a_transport_given_after_a_failed_connect_is_connected() {
+    let (_held, refused) = refusing();
+    let bev = BufferEvent::builder().connect(refused).unwrap();
+    assert!(within(bev.connected()).await.unwrap().is_err());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stream = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    bev.set_tcp(stream);
+    assert!(bev.is_connected());
+    within(bev.connected())
+        .await
+        .unwrap()
+        .expect("connected over the new transport");
+    within(bev.with(|_| ())).await.unwrap().unwrap();
+    within(bev.connected())
+        .await
+        .unwrap()
+        .expect("still, once the task has the transport");
+}

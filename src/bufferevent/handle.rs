@@ -992,6 +992,7 @@ where
     /// about it, at once.
     pub(crate) fn attach_now(&self, transport: T, info: TransportInfo) {
         self.shared().set_info(info);
+        self.shared().transport_given();
         // Before the send: once the task has ended, what it stored last must stand.
         self.shared().connected.store(true, Ordering::SeqCst);
         if self.send(Command::Attach(Attach::Now(transport, Box::new(info)))) {

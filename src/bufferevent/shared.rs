@@ -769,6 +769,12 @@ impl Shared {
         self.wake(Condition::Connect);
     }
 
+    /// A transport was given at once (`set_tcp`, `set_transport`): an earlier
+    /// connect's failure no longer describes the bufferevent.
+    pub(crate) fn transport_given(&self) {
+        self.set_extra(None, |x| &mut x.connect_error);
+    }
+
     /// A connect succeeded.
     pub(crate) fn connect_succeeded(&self) {
         self.set_extra(None, |x| &mut x.connect_error);

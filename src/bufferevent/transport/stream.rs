@@ -85,6 +85,9 @@ impl<T: Transport> Link for StreamLink<T> {
                 self.install(io, transport);
                 if let Some(shared) = io.shared {
                     shared.set_info(*info);
+                    // Again on the task: a failure it reported since the handle's call
+                    // was of the connect this transport replaces.
+                    shared.transport_given();
                 }
                 io.core.on_transport();
                 self.attached_anew = true;
