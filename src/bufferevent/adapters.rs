@@ -34,7 +34,8 @@ use crate::buffer::EvBuffer;
 /// output is empty (over a filter, it first has the filters emit what they hold, as a
 /// `Flush` flush does: a compressor's pending block, moved on past the watermarks of a
 /// pair element beneath, B-77); `poll_close` / `poll_shutdown` flush, then shut down
-/// the write side. With WRITE disabled, flushing waits until it is enabled again.
+/// the write side. With WRITE disabled by the application, flushing waits until it
+/// is enabled again; disabled by the write timeout, flushing fails with `TimedOut`.
 ///
 /// # Errors
 ///
@@ -50,11 +51,14 @@ use crate::buffer::EvBuffer;
 ///   [`BufferEvent::writable`] and [`BufferEvent::write_now`]:
 ///   [`io::ErrorKind::BrokenPipe`] ([`Error::WriteClosed`]) if the write side was
 ///   shut down or failed; [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
-///   bufferevent has ended.
+///   bufferevent has ended. While the output is above the write high watermark
+///   (`poll_ready`, `poll_write`), also why it cannot drain, as for flushing.
 /// - Flushing and closing (`poll_flush`, `poll_close`, `poll_shutdown`): only if
 ///   output is left unsent: [`io::ErrorKind::BrokenPipe`] if the write side closed
-///   first, [`io::ErrorKind::NotConnected`] if the bufferevent ended first. The
-///   shutdown itself does not fail.
+///   first, or nothing is left to take the output (a pair partner or the underlying
+///   bufferevent is gone); [`io::ErrorKind::TimedOut`] if the write timeout expired
+///   and disabled WRITE (enable it to go on); [`io::ErrorKind::NotConnected`] if the
+///   bufferevent ended first. The shutdown itself does not fail.
 ///
 /// # Examples
 ///

@@ -43,6 +43,10 @@ pub const DEFAULT_MAX_SINGLE_IO: usize = core::DEFAULT_MAX_SINGLE_IO;
 /// | `max_single_read`, `max_single_write` | 16 KiB |
 /// | deferred callbacks | off |
 /// | connect timeout | none |
+/// | close timeout | 30 s |
+/// | rate limit | none |
+/// | `partner_end_is_eof` (pairs, filters) | off |
+/// | `close_underlying` (filters) | on |
 /// | runtime | the current one |
 ///
 /// # Examples
@@ -168,7 +172,7 @@ impl<S: Send + 'static> Builder<S> {
     }
 
     /// The most bytes one read asks the transport for
-    /// (`bufferevent_set_max_single_read`). Default 16 KiB; 0, or more than 4 GiB,
+    /// (`bufferevent_set_max_single_read`). Default 16 KiB; 0, or 4 GiB or more,
     /// means the default.
     #[doc(alias = "bufferevent_get_max_single_read")]
     pub fn max_single_read(mut self, n: usize) -> Self {
@@ -177,7 +181,7 @@ impl<S: Send + 'static> Builder<S> {
     }
 
     /// The most bytes one write hands the transport
-    /// (`bufferevent_set_max_single_write`). Default 16 KiB; 0, or more than 4 GiB,
+    /// (`bufferevent_set_max_single_write`). Default 16 KiB; 0, or 4 GiB or more,
     /// means the default.
     #[doc(alias = "bufferevent_get_max_single_write")]
     pub fn max_single_write(mut self, n: usize) -> Self {
@@ -206,10 +210,12 @@ impl<S: Send + 'static> Builder<S> {
 
     /// How long a graceful close ([`BufferEvent::close`], [`Context::close`]) may take
     /// before the bufferevent is freed with what is left unsent; `None` waits for
-    /// ever, as libevent would; zero frees at once, as `close_within(Duration::ZERO)`
-    /// does. Default 30 s: long enough for a healthy peer to take what is queued over a
-    /// slow link, short enough that a peer that stopped reading cannot hold the
-    /// connection for long. A close already under way keeps its deadline.
+    /// ever, as libevent would (but a filter whose handles are all dropped, which
+    /// closes by itself, still takes at most 30 s); zero frees after 1 ms; more than
+    /// `u32::MAX` milliseconds (about 49 days) counts as that. Default 30 s: long
+    /// enough for a healthy peer to take what is queued over a slow link, short enough
+    /// that a peer that stopped reading cannot hold the connection for long. A close
+    /// already under way keeps its deadline.
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.close_timeout = timeout;
         self
@@ -224,7 +230,8 @@ impl<S: Send + 'static> Builder<S> {
     }
 
     /// The runtime whose threads run the bufferevent's task (libevent's event base).
-    /// Default: the runtime of the caller.
+    /// Default: the runtime of the caller. A filter runs on its underlying's runtime
+    /// instead, and a pair's second element on the first's.
     #[doc(alias = "bufferevent_get_base")]
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);

@@ -209,7 +209,9 @@ where
 
     /// Why the last hostname lookup failed (`bufferevent_socket_get_dns_error`);
     /// `None` while none has failed since the last
-    /// [`connect_hostname`](Self::connect_hostname).
+    /// [`connect_hostname`](Self::connect_hostname) that started a lookup (a call
+    /// refused at once, for a port of 0, an empty name or an address literal of the
+    /// wrong family, keeps the previous error).
     #[cfg(feature = "dns")]
     #[doc(alias = "bufferevent_socket_get_dns_error")]
     pub fn dns_error(&self) -> Option<DnsError> {

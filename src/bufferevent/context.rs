@@ -154,10 +154,11 @@ impl<S> Context<'_, S> {
         )
     }
 
-    /// Turns directions on (`bufferevent_enable`). Enabling WRITE with an empty output
-    /// yields one write callback; enabling a direction restarts its timeout;
-    /// enabling READ while the input already holds at least the low watermark runs the
-    /// read callback for that data.
+    /// Turns directions on (`bufferevent_enable`). On a socket or stream with a
+    /// transport, enabling WRITE with an empty output yields one write callback (not
+    /// on pairs and filters, B-14); enabling a direction restarts its timeout;
+    /// enabling READ while it was off, with input that reaches the low watermark (and
+    /// is not empty), runs the read callback for that data.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(&mut self, dirs: Direction) {
         let (i, o) = (self.inner.input.len(), self.inner.output.len());
@@ -356,8 +357,9 @@ impl<S> Context<'_, S> {
     }
 
     /// The graceful end (what [`BufferEvent::close`](super::BufferEvent::close)
-    /// does): reading stops at once, what is queued is sent, the write side shuts
-    /// down, then the bufferevent is freed. If that takes longer than the builder's
+    /// does): reading stops at once (a filter still reads beneath it, discarding what
+    /// it reads, so that its protocol can finish), what is queued is sent, the write
+    /// side shuts down, then the bufferevent is freed. If that takes longer than the builder's
     /// [`close_timeout`](super::Builder::close_timeout) (30 s by default), it is freed
     /// with the rest unsent. Callbacks keep running until the end.
     #[doc(alias = "bufferevent_free")]
@@ -488,7 +490,7 @@ impl Input<'_> {
     /// # Errors
     ///
     /// [`EvBufferError::EndFrozen`] (kind [`io::ErrorKind::WouldBlock`]) if `dst`'s end
-    /// is frozen, `n > 0` and the input is not empty; nothing moves.
+    /// is frozen and `n > 0`, even when the input is empty (B-108); nothing moves.
     pub fn remove_buffer(&mut self, dst: &mut EvBuffer, n: usize) -> Result<usize, EvBufferError> {
         self.buf.remove_buffer(dst, n)
     }

@@ -15,8 +15,10 @@ impl<S: Send + 'static> Builder<S> {
     /// input; bytes written here pass through `output` into the underlying's output.
     ///
     /// The filter takes the underlying over: the underlying's callbacks are
-    /// removed and its events are delivered to this bufferevent's event callback
-    /// unchanged; both its directions are enabled, and it reads only while this
+    /// removed and its events are delivered to this bufferevent's event callback (an
+    /// end of reading the input filter already reported is not reported again, and
+    /// the input filter's own errors are reported too); both its directions are
+    /// enabled, and it reads only while this
     /// bufferevent's READ is enabled and under its high watermark, so a slow reader
     /// holds the peer back. The underlying's handle keeps working, and
     /// [`underlying`](BufferEvent::underlying) returns one.
@@ -35,9 +37,8 @@ impl<S: Send + 'static> Builder<S> {
     /// [`close_underlying(false)`](Self::close_underlying) was set; then it runs on
     /// alone, without callbacks, reading as enabled.
     ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime when no [`runtime`](Builder::runtime) was given.
+    /// The filter runs in the underlying's task, on the underlying's runtime: a
+    /// [`runtime`](Builder::runtime) set on this builder is not used.
     ///
     /// # Examples
     ///
@@ -88,11 +89,8 @@ impl<S: Send + 'static> Builder<S> {
 
 impl BufferEvent {
     /// A filtering bufferevent with default settings over `underlying`
-    /// (`bufferevent_filter_new`); see [`Builder::filter`].
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime.
+    /// (`bufferevent_filter_new`); see [`Builder::filter`]. It runs on the
+    /// underlying's runtime.
     #[doc(alias = "bufferevent_filter_new")]
     pub fn filter<T, U>(
         underlying: BufferEvent<T, U>,

@@ -156,8 +156,9 @@ where
 
     // ---- settings ----------------------------------------------------------------
 
-    /// Enables directions (`bufferevent_enable`). Enabling WRITE with an empty output
-    /// yields one write callback; enabling restarts the direction's timeout.
+    /// Enables directions (`bufferevent_enable`). On a socket or stream with a
+    /// transport, enabling WRITE with an empty output yields one write callback (not
+    /// on pairs and filters, B-14); enabling restarts the direction's timeout.
     /// [`enabled`](Self::enabled) shows the change at once.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(&self, dirs: Direction) {
@@ -258,7 +259,7 @@ where
     }
 
     /// Sets the most bytes one read asks the transport for
-    /// (`bufferevent_set_max_single_read`): 0, or more than 4 GiB, resets it to
+    /// (`bufferevent_set_max_single_read`): 0, or 4 GiB or more, resets it to
     /// the default of 16 KiB. [`max_single_read`](Self::max_single_read) shows it at
     /// once.
     #[doc(alias = "bufferevent_set_max_single_read")]
@@ -271,7 +272,7 @@ where
     }
 
     /// Sets the most bytes one write hands the transport
-    /// (`bufferevent_set_max_single_write`): 0, or more than 4 GiB, resets it
+    /// (`bufferevent_set_max_single_write`): 0, or 4 GiB or more, resets it
     /// to the default of 16 KiB.
     #[doc(alias = "bufferevent_set_max_single_write")]
     pub fn set_max_single_write(&self, n: usize) {
@@ -636,8 +637,10 @@ where
     }
 
     /// The graceful end, bounded in time: reading stops at once (nothing more is read
-    /// from the transport), what is queued is sent, the write side shuts down, then the
-    /// bufferevent is freed. Resolves with how it ended.
+    /// from the transport; a filter still reads beneath it, so that its protocol can
+    /// finish, as TLS's close exchange, and discards what it reads), what is queued is
+    /// sent, the write side shuts down, then the bufferevent is freed. Resolves with
+    /// how it ended.
     ///
     /// A peer that does not read (or a TLS peer that never answers) cannot hold it:
     /// after the builder's [`close_timeout`](super::Builder::close_timeout) (30 s by
@@ -888,21 +891,23 @@ where
         self.shared().last_event()
     }
 
-    /// The socket's file descriptor (`bufferevent_getfd`), or `None` without a
-    /// socket (a pair, a stream that is not a `TcpStream`). A filter reports its
-    /// underlying bufferevent's.
+    /// The socket's file descriptor (`bufferevent_getfd`). Known for a socket given
+    /// through [`Builder::tcp`](super::Builder::tcp), [`set_tcp`](Self::set_tcp) or
+    /// a `connect*` method; `None` otherwise (a pair, any stream given through
+    /// `stream` or [`set_transport`](Self::set_transport), a `TcpStream` too). A
+    /// filter reports its underlying bufferevent's.
     #[cfg(unix)]
     #[doc(alias = "bufferevent_getfd")]
     pub fn fd(&self) -> Option<std::os::fd::RawFd> {
         self.shared().info().fd
     }
 
-    /// The socket's local address.
+    /// The socket's local address; known when [`fd`](Self::fd) is.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.shared().info().local
     }
 
-    /// The peer's address.
+    /// The peer's address; known when [`fd`](Self::fd) is.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.shared().info().peer
     }

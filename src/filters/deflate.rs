@@ -175,7 +175,9 @@ impl Filter for Compress {
 /// the trailer), and data after the end of the stream. A stream cut off before its
 /// trailer, followed by the end of the transport (the filter's `Finished` call), is
 /// an [`io::ErrorKind::UnexpectedEof`] error: a truncated stream never looks like a
-/// clean end.
+/// clean end. A file segment in the input (see
+/// [`EvBuffer::add_file`](crate::buffer::EvBuffer::add_file)) that cannot be read
+/// fails it with the read error.
 pub struct Decompress {
     /// Raw deflate: the zlib header and trailer are read here, so that each kind of
     /// damage can be named.
