@@ -834,3 +834,48 @@ async fn shutdown_over_a_filter_completes_and_later_writes_are_refused() {
     );
     assert_eq!(filter.output_len(), 0, "nothing was queued to be lost");
 }
+
+/// A filter whose write side was finished (`flush(WRITE, Finished)`, what an
+/// adapter's `shutdown` does) and whose handles are then dropped lets its socket go
+/// gently, as a close does: input the peer sent that nobody read is discarded first,
+/// so the kernel sends no reset that would destroy what the peer has yet to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_filter_dropped_ends_its_socket_without_a_reset() {
+    use tokio_bufferevent::bufferevent::{Error, FlushMode, PassThrough};
+    let (a, b) = tcp_pair().await;
+    let filter = BufferEvent::filter(
+        BufferEvent::builder().tcp(a).unwrap(),
+        PassThrough,
+        PassThrough,
+    );
+    let mut peer = b;
+    // Never read: READ stays off on the filter, so it stays in the kernel.
+    peer.write_all(b"unread").await.unwrap();
+    filter.write(&b"bye"[..]).await.unwrap();
+    filter.flush(Direction::WRITE, FlushMode::Finished);
+    timeout(T, async {
+        loop {
+            match filter.writable().await {
+                Ok(()) => sleep(Duration::from_millis(1)).await,
+                Err(e) => break assert!(matches!(e, Error::WriteClosed), "{e:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the write side finishes");
+    let underlying = filter.underlying().unwrap();
+    drop(filter);
+    timeout(T, underlying.closed()).await.unwrap();
+    // A reset would have torn the peer's end down (it no longer has a peer); a
+    // gentle end leaves it half closed until it closes too.
+    sleep(Duration::from_millis(20)).await;
+    assert!(
+        peer.peer_addr().is_ok(),
+        "the connection was reset: {:?}",
+        peer.peer_addr()
+    );
+    let mut got = Vec::new();
+    let end = timeout(T, peer.read_to_end(&mut got)).await.unwrap();
+    assert!(end.is_ok(), "the peer saw {end:?}, not a clean end");
+    assert_eq!(got, b"bye");
+}

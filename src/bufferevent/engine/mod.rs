@@ -421,8 +421,10 @@ where
             return false;
         }
         let core = self.side.core();
-        // Stopping (freed, handing itself over, or being wrapped) is not vanishing.
-        if core.closing() || core.write_closed() || self.side.stopping() || !self.is_over() {
+        // Stopping (freed, handing itself over, or being wrapped) is not vanishing. A
+        // write side already finished (a `Finished` flush) still closes: the close is
+        // over at once, and ends the underlying gently instead of freeing it.
+        if core.closing() || self.side.stopping() || !self.is_over() {
             return false;
         }
         let within = core.close_timeout().unwrap_or(DEFAULT_CLOSE_TIMEOUT);
