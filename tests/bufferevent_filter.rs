@@ -998,3 +998,35 @@ async fn a_transport_set_beneath_a_filter_connects_the_filter() {
     within(b.read_exact(&mut got)).await.unwrap().unwrap();
     assert_eq!(&got, b"through");
 }
+
+/// A filter whose underlying's peer finished reopens with the transport given to the
+/// underlying afterwards: reading goes on over the new socket.
+#[tokio::test]
+async fn a_filter_reads_again_over_a_transport_set_beneath_after_an_end() {
+    let (a, peer) = tcp_pair().await;
+    let underlying = BufferEvent::builder().tcp(a).unwrap();
+    let filter = BufferEvent::builder().enable(Direction::READ).filter(
+        underlying.clone(),
+        PassThrough,
+        PassThrough,
+    );
+    drop(peer);
+    assert_eq!(
+        within(filter.readable(1)).await.unwrap(),
+        tokio_bufferevent::bufferevent::Readiness::Eof
+    );
+    let (a, mut peer) = tcp_pair().await;
+    underlying.set_tcp(a);
+    // The filter learns of it on its task (it was set through the underlying's handle).
+    within(filter.with(|_| ())).await.unwrap().unwrap();
+    peer.write_all(b"again").await.unwrap();
+    assert_eq!(
+        within(filter.readable(5)).await.unwrap(),
+        tokio_bufferevent::bufferevent::Readiness::Ready
+    );
+    assert_eq!(filter.read(5).await.unwrap(), &b"again"[..]);
+    within(filter.write(&b"back"[..])).await.unwrap().unwrap();
+    let mut got = [0; 4];
+    within(peer.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"back");
+}

@@ -254,8 +254,18 @@ where
         progress |= underlying.poll_pass(cx, false);
         if underlying.take_new_transport() {
             // `set_tcp` beneath: the filter is connected over the new transport too
-            // (no `CONNECTED` event comes for it, as none comes beneath).
+            // (no `CONNECTED` event comes for it, as none comes beneath), and reopens
+            // as the bufferevent beneath did: an end of reading or writing it saw was
+            // the old transport's. (The filters themselves go on as they are.)
             self.attached_anew = true;
+            // Both directions beneath, as when the filter took it over (an EOF there
+            // turned its reading off).
+            underlying.io().core.taken_over();
+            filter.core.on_transport();
+            self.input_ended = false;
+            self.finishing = false;
+            self.input_stalled = None;
+            self.output_stalled = None;
             if let Some(shared) = filter.shared {
                 shared.set_info(underlying.info());
                 if !shared.connected.load(Ordering::Acquire) {
