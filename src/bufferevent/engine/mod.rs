@@ -547,11 +547,9 @@ where
         let side = &mut self.side;
         if !matches!(command, Command::Write(_) | Command::WriteBuffer(_)) {
             // Whatever runs next sees the whole input, in order: answers still waiting
-            // go out first (with the lengths they promise), so that what one whose
-            // caller gave up had taken is back in front.
-            if side.rare.as_ref().is_some_and(|r| !r.replies.is_empty()) {
-                side.publish();
-            }
+            // go out first, so that what one whose caller gave up had taken is back
+            // in front.
+            side.answer_waiting();
             side.restore_input();
         }
         match command {

@@ -30,6 +30,20 @@ where
     /// hands input to a waiting reader. Returns whether another pass is due: it
     /// handed input over while reading waited for the input to shrink.
     pub(super) fn publish(&mut self) -> bool {
+        self.publish_handing_over(true)
+    }
+
+    /// Sends the answers to `with` still waiting, with what they promise published
+    /// first, in the middle of a pass: before the next closure runs, so that what an
+    /// answer nobody took had taken is back in front of the input. Hands nothing to
+    /// a reader: the closure that follows is to see the whole input.
+    pub(super) fn answer_waiting(&mut self) {
+        if self.rare.as_ref().is_some_and(|r| !r.replies.is_empty()) {
+            self.publish_handing_over(false);
+        }
+    }
+
+    fn publish_handing_over(&mut self, hand_over: bool) -> bool {
         let Some(remote) = self.remote.as_deref() else {
             // Nobody waits for these any more; dropping them drops what they hold.
             if let Some(rare) = self.rare.as_mut() {
@@ -62,9 +76,9 @@ where
             }
         }
         // After the length is published: see `Takeout::want`.
-        let handed = s
-            .polled_if_any()
-            .is_some_and(|p| p.takeout.fill(&mut self.inner.input) > 0);
+        let handed = hand_over
+            && s.polled_if_any()
+                .is_some_and(|p| p.takeout.fill(&mut self.inner.input) > 0);
         if handed {
             s.input_len.store(self.inner.input.len(), Ordering::Release);
             s.mark(Condition::Input);
