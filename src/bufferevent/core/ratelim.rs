@@ -332,6 +332,10 @@ pub(crate) struct GroupShared {
     total_written: AtomicU64,
     /// The last handle of the group is gone: its members leave it.
     dissolved: AtomicBool,
+    /// When the tick after `tick` begins, in nanoseconds since `base`: until then a
+    /// refill has nothing to do and takes no lock (members refill at every pass).
+    next_tick_ns: AtomicU64,
+    base: Instant,
 }
 
 #[derive(Debug)]
@@ -362,6 +366,8 @@ impl GroupShared {
             total_read: AtomicU64::new(0),
             total_written: AtomicU64::new(0),
             dissolved: AtomicBool::new(false),
+            next_tick_ns: AtomicU64::new(0),
+            base: now,
         }
     }
 
@@ -381,6 +387,7 @@ impl GroupShared {
             // Ticks of another length: count them afresh from now.
             state.origin = now;
             self.tick.store(0, Ordering::Release);
+            self.next_tick_ns.store(0, Ordering::Release);
         }
         state.cfg = cfg;
         self.read.fetch_min(cfg.burst(true), Ordering::AcqRel);
@@ -409,6 +416,12 @@ impl GroupShared {
     /// Brings the buckets up to `now`'s tick; the first member to see a new tick
     /// does it, once. Returns the current tick.
     pub(crate) fn refill(&self, now: Instant) -> u64 {
+        let since_base = |t: Instant| {
+            u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        };
+        if since_base(now) < self.next_tick_ns.load(Ordering::Acquire) {
+            return self.tick.load(Ordering::Acquire);
+        }
         let state = self.state();
         let tick = state.cfg.tick_of(state.origin, now);
         let last = self.tick.load(Ordering::Acquire);
@@ -436,7 +449,12 @@ impl GroupShared {
             self.reshare(&state.cfg);
         }
         // Another member may have refilled into a later tick than `now` says.
-        tick.max(last)
+        let current = tick.max(last);
+        let next = state
+            .cfg
+            .tick_start(state.origin, current.saturating_add(1));
+        self.next_tick_ns.store(since_base(next), Ordering::Release);
+        current
     }
 
     /// Fixes each member's share of the tick: the bucket split evenly, never less
