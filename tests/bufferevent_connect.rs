@@ -236,7 +236,11 @@ async fn b033_no_timeout_follows_a_failed_connect_until_enable() {
 #[tokio::test]
 async fn connected_resolves_when_a_transport_replaces_the_connect_under_way() {
     let (_listener, _queued, addr) = blackhole().await;
-    let bev = BufferEvent::builder().connect(addr).unwrap();
+    // A failed connect first: its failure is not the answer either.
+    let (_held, refused) = refusing();
+    let bev = BufferEvent::builder().connect(refused).unwrap();
+    assert!(within(bev.connected()).await.unwrap().is_err());
+    bev.connect(addr).unwrap();
     // The task has the connect under way.
     within(bev.with(|_| ())).await.unwrap().unwrap();
     let connected = bev.connected();

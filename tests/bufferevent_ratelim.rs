@@ -270,11 +270,12 @@ async fn thirty_members_share_fairly() {
     assert!(total >= 29 * 30_000, "{total}");
 }
 
-/// B-103: stream bufferevents apply their limits. Over an in-memory stream, which
-/// takes the path a socket does: with the clock paused, a socket's data can arrive
-/// after the clock has jumped to the next tick, and the figure would not be exact.
+/// B-103: stream bufferevents (sockets among them) apply their limits. Over an
+/// in-memory stream, which takes the path a socket does: with the clock paused, a
+/// socket's data can arrive after the clock has jumped to the next tick, and the
+/// figure would not be exact.
 #[tokio::test(start_paused = true)]
-async fn b103_a_socket_bufferevent_applies_its_limit() {
+async fn b103_a_stream_bufferevent_applies_its_limit() {
     let (ours, mut peer) = tokio::io::duplex(1 << 20);
     let bev = BufferEvent::builder()
         .rate_limit(limit(10_000, 10_000))

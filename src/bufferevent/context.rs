@@ -386,7 +386,9 @@ impl<S> Context<'_, S> {
     /// - Filter: runs the input (READ) and/or output (WRITE) filter in `mode`, then
     ///   flushes the underlying bufferevent the same way. A `Normal` flush of
     ///   a disabled direction runs no filter, as in libevent, and is still passed on
-    ///   to the underlying bufferevent.
+    ///   to the underlying bufferevent. With WRITE, `Finished` also finishes the
+    ///   filter's write side once everything beneath has passed it on (later writes
+    ///   fail with `Error::WriteClosed`).
     #[doc(alias = "bufferevent_flush")]
     pub fn flush(&mut self, dirs: Direction, mode: FlushMode) {
         self.inner.core.flush(dirs, mode);

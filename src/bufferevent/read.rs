@@ -4,9 +4,10 @@
 //!
 //! Each takes what it asks for out of the input in one step on the task, or waits for
 //! more. They are cancel safe: bytes a cancelled call had already taken are put back
-//! at the front of the input before the task runs anything else (an answer nobody
-//! took goes back on the task itself), so nothing is lost and a call made again at
-//! once gets them first. Like
+//! at the front of the input before the task runs another handle's closure (an
+//! answer nobody took goes back on the task itself), so nothing is lost and a call
+//! made again at once gets them first. (A read callback that runs in between sees
+//! the input without them.) Like
 //! [`readable`](BufferEvent::readable), they do not enable reading: with READ
 //! disabled they wait until something enables it.
 

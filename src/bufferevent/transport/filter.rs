@@ -173,7 +173,8 @@ pub(crate) struct FilterLink<T, U> {
     /// change.
     input_stalled: Option<(usize, usize)>,
     output_stalled: Option<(usize, usize)>,
-    /// `close()`: waiting for the underlying to finish its write side.
+    /// A `Finished` flush of WRITE (a `close()`, an adapter's shutdown): waiting for
+    /// the underlying to finish its write side, to finish the filter's.
     finishing: bool,
     /// The input filter reported the end of its stream: it is not called again.
     input_ended: bool,
