@@ -1,7 +1,9 @@
 //! A line chat server in the async style: a task per connection reads lines with
 //! `read_line` and sends each to the other members with `write().await`, whose write
-//! high watermark holds a fast talker back while a slow listener catches up. No
-//! callbacks at all.
+//! high watermark holds a fast talker back while a slow listener catches up. A member
+//! that stops reading altogether is dropped after a write timeout, so it cannot hold
+//! the room; a member's input is bounded by a read watermark, so a flood is held
+//! back by TCP; a line too long is answered with an error. No callbacks at all.
 //!
 //! ```text
 //! cargo run --example chat_server
@@ -18,15 +20,19 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_bufferevent::buffer::EolStyle;
-use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Watermarks};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Error, Watermarks};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The members, by id.
-type Room = Arc<Mutex<HashMap<usize, BufferEvent>>>;
+pub type Room = Arc<Mutex<HashMap<usize, BufferEvent>>>;
 
 /// The longest line a member may send.
 const MAX_LINE: usize = 4096;
+
+/// How long a member's output may stay above its write high watermark before the
+/// member is dropped: one that stopped reading must not hold the room.
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// One member's task: each line it says goes to everyone else.
 async fn member(id: usize, bev: BufferEvent, room: Room) {
@@ -34,22 +40,35 @@ async fn member(id: usize, bev: BufferEvent, room: Room) {
         let line = match bev.read_line(EolStyle::Lf, MAX_LINE).await {
             Ok(line) => line,
             // A line too long, the peer gone, a read error or timeout: this member
-            // leaves (`Error` says which).
-            Err(_) => break,
+            // leaves, told why if it can still hear it.
+            Err(e) => {
+                if matches!(e, Error::TooLong { .. }) {
+                    let _ = bev.write_now(format!("error: {e}\n"));
+                }
+                eprintln!("chat_server: member {id} leaves: {e}");
+                break;
+            }
         };
         let message = format!("{id}: {}\n", String::from_utf8_lossy(&line));
-        let others: Vec<BufferEvent> = {
+        let others: Vec<(usize, BufferEvent)> = {
             let room = room.lock().expect("the room");
             room.iter()
                 .filter(|(other, _)| **other != id)
-                .map(|(_, bev)| bev.clone())
+                .map(|(other, bev)| (*other, bev.clone()))
                 .collect()
         };
-        for other in others {
+        for (other_id, other) in others {
             // Waits while that member's output is above its write high watermark:
             // a slow listener slows the talker, not the server's memory.
-            if other.write(message.clone()).await.is_err() {
-                continue; // it left meanwhile
+            match other.write(message.clone()).await {
+                Ok(()) => {}
+                Err(Error::TimedOut) => {
+                    // It did not read for `WRITE_STALL`: it goes.
+                    eprintln!("chat_server: member {other_id} stopped reading; dropped");
+                    room.lock().expect("the room").remove(&other_id);
+                    other.free();
+                }
+                Err(_) => {} // it left meanwhile
             }
         }
     }
@@ -57,16 +76,33 @@ async fn member(id: usize, bev: BufferEvent, room: Room) {
     bev.close().await;
 }
 
-/// Accepts members until the listener fails.
-async fn serve(listener: TcpListener, room: Room) {
+/// Accepts members, with a write timeout of `write_stall` each; an accept error
+/// (out of descriptors) is reported and retried after a pause, not a reason to stop.
+pub async fn serve(listener: TcpListener, room: Room, write_stall: Duration) {
     let mut next_id = 0;
-    while let Ok((stream, _)) = listener.accept().await {
-        let Ok(bev) = BufferEvent::builder()
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("chat_server: accept failed: {e}; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let bev = match BufferEvent::builder()
             .enable(Direction::READ)
             .write_watermarks(Watermarks::new(0, 64 * 1024))
+            // What a member says waits for its task within this bound: a flood is
+            // held back by TCP, not kept in memory.
+            .read_watermarks(Watermarks::new(0, 4 * MAX_LINE))
+            .timeouts(None, Some(write_stall))
             .tcp(stream)
-        else {
-            continue;
+        {
+            Ok(bev) => bev,
+            Err(e) => {
+                eprintln!("chat_server: a connection could not be set up: {e}");
+                continue;
+            }
         };
         next_id += 1;
         room.lock().expect("the room").insert(next_id, bev.clone());
@@ -79,7 +115,7 @@ async fn run() -> Result<(), BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let room = Room::default();
-    tokio::spawn(serve(listener, Arc::clone(&room)));
+    tokio::spawn(serve(listener, Arc::clone(&room), WRITE_STALL));
 
     let mut members = Vec::new();
     for _ in 0..3 {

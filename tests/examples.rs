@@ -196,3 +196,78 @@ fn pair_test_double() -> Result<(), BoxError> {
 fn chat_server() -> Result<(), BoxError> {
     chat_server::main()
 }
+
+/// The chat server under a member that stops reading, one that says a line too long,
+/// and a talker that says more than every buffer between it and the stalled member
+/// holds: the stalled member is dropped after the write timeout, the one with the
+/// long line is told why it leaves, and the member that reads hears every line.
+#[test]
+fn chat_server_drops_a_member_that_stops_reading() -> Result<(), BoxError> {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const LINES: usize = 20_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let room = chat_server::Room::default();
+        tokio::spawn(chat_server::serve(
+            listener,
+            Arc::clone(&room),
+            Duration::from_millis(300),
+        ));
+        let _stalled = TcpStream::connect(addr).await?; // never reads
+        let mut talker = TcpStream::connect(addr).await?;
+        let hearer = TcpStream::connect(addr).await?;
+        let mut rude = TcpStream::connect(addr).await?;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while room.lock().unwrap().len() < 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await?;
+
+        rude.write_all(&[b'x'; 5000]).await?;
+        let mut told = String::new();
+        tokio::time::timeout(Duration::from_secs(10), rude.read_to_string(&mut told)).await??;
+        assert!(told.starts_with("error:"), "{told:?}");
+
+        let line = format!("{}\n", "y".repeat(1000));
+        let talking = tokio::spawn(async move {
+            for _ in 0..LINES {
+                talker.write_all(line.as_bytes()).await?;
+            }
+            Ok::<_, std::io::Error>(talker)
+        });
+        let mut hearer = BufReader::new(hearer);
+        let mut heard = 0;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut got = String::new();
+            while heard < LINES {
+                got.clear();
+                if hearer.read_line(&mut got).await? == 0 {
+                    break;
+                }
+                if got.ends_with(&"y".repeat(1000)[..]) || got.len() > 1000 {
+                    heard += 1;
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await??;
+        assert_eq!(heard, LINES, "the member that reads hears every line");
+        let _talker = talking.await??;
+        assert_eq!(
+            room.lock().unwrap().len(),
+            2,
+            "the stalled member and the rude one left"
+        );
+        Ok::<_, BoxError>(())
+    })
+}
