@@ -2,7 +2,7 @@
 //! optionally over TLS.
 //!
 //! ```text
-//! cargo run --release --example proxy -- LISTEN_ADDR UPSTREAM_ADDR [--tls-upstream NAME] [--ca FILE] [--max-conns N]
+//! cargo run --release --example proxy -- LISTEN_ADDR UPSTREAM_ADDR [--tls-upstream NAME] [--ca FILE] [--max-conns N] [--connect-timeout SECS]
 //! ```
 //!
 //! For example, `proxy 127.0.0.1:8080 127.0.0.1:8000`, then
@@ -15,6 +15,11 @@
 //!   `/etc/ssl/certs/ca-certificates.crt`) or those of `--ca FILE` (PEM).
 //! - `--max-conns N`: at most `N` client connections at once; more wait in the backlog.
 //!
+//! An upstream that does not answer a connect within 10 s (`--connect-timeout SECS`)
+//! fails that client's connection (it is closed); a side that takes nothing of what is queued for it for
+//! 60 s (a peer that vanished, or stopped reading) fails the connection too, so
+//! neither holds a connection slot and its buffers for ever.
+//!
 //! SIGINT or SIGTERM stops accepting, closes every connection (what is queued is sent
 //! within 5 s), and prints the listener's statistics.
 
@@ -25,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_bufferevent::bufferevent::{BufferEvent, Filtered, PipeEnd, pipe};
+use tokio_bufferevent::bufferevent::{BufferEvent, Filtered, PipeEnd, PipeSide, pipe};
 use tokio_bufferevent::filters::tls::{
     self,
     rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName},
@@ -36,6 +41,13 @@ use tokio_bufferevent::listener::Listener;
 mod shutdown_signal;
 use shutdown_signal::shutdown_signal;
 
+/// How long an upstream may take to accept a connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long either side may leave what is queued for it untaken before the
+/// connection fails (a write timeout: only while something waits to be sent).
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub struct Options {
@@ -44,10 +56,11 @@ pub struct Options {
     pub tls_name: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub max_conns: Option<usize>,
+    pub connect_timeout: Duration,
 }
 
-const USAGE: &str =
-    "usage: proxy LISTEN_ADDR UPSTREAM_ADDR [--tls-upstream NAME] [--ca FILE] [--max-conns N]";
+const USAGE: &str = "usage: proxy LISTEN_ADDR UPSTREAM_ADDR [--tls-upstream NAME] [--ca FILE] [--max-conns N] \
+     [--connect-timeout SECS]";
 
 impl Options {
     /// Parses the arguments after the program's name.
@@ -55,6 +68,7 @@ impl Options {
         let mut args = args.into_iter();
         let mut positional = Vec::new();
         let (mut tls_name, mut ca_file, mut max_conns) = (None, None, None);
+        let mut connect_timeout = CONNECT_TIMEOUT;
         while let Some(arg) = args.next() {
             let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
             match arg.as_str() {
@@ -68,6 +82,17 @@ impl Options {
                             .filter(|&n| n > 0)
                             .ok_or(format!("--max-conns: {n:?} is not a positive number"))?,
                     );
+                }
+                "--connect-timeout" => {
+                    let secs = value("--connect-timeout")?;
+                    connect_timeout = secs
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| *s > 0.0 && *s <= 86_400.0)
+                        .map(Duration::from_secs_f64)
+                        .ok_or(format!(
+                            "--connect-timeout: {secs:?} is not a number of seconds in (0, 86400]"
+                        ))?;
                 }
                 flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
                 _ => positional.push(arg),
@@ -85,6 +110,7 @@ impl Options {
             tls_name,
             ca_file,
             max_conns,
+            connect_timeout,
         })
     }
 }
@@ -135,6 +161,7 @@ pub fn start(options: &Options) -> Result<Listener<TcpListener>, String> {
         None => None,
     };
     let upstream = options.upstream;
+    let connect_timeout = options.connect_timeout;
     let mut builder = Listener::builder();
     if let Some(n) = options.max_conns {
         builder.max_connections(n);
@@ -143,18 +170,22 @@ pub fn start(options: &Options) -> Result<Listener<TcpListener>, String> {
         .on_error(|error, pause| eprintln!("proxy: accept: {error} (pausing {pause:?})"))
         .bind_tcp_then(
             options.listen,
-            |builder, _peer| Some(builder),
+            |builder, _peer| Some(builder.timeouts(None, Some(STALL_TIMEOUT))),
             move |client| {
-                let connected = BufferEvent::builder().connect(upstream).and_then(|server| {
-                    Ok(match &tls {
-                        None => Upstream::Plain(server),
-                        Some((config, name)) => {
-                            let (input, output) = tls::client(Arc::clone(config), name.clone())
-                                .map_err(std::io::Error::other)?;
-                            Upstream::Tls(BufferEvent::builder().filter(server, input, output))
-                        }
-                    })
-                });
+                let connected = BufferEvent::builder()
+                    .connect_timeout(connect_timeout)
+                    .timeouts(None, Some(STALL_TIMEOUT))
+                    .connect(upstream)
+                    .and_then(|server| {
+                        Ok(match &tls {
+                            None => Upstream::Plain(server),
+                            Some((config, name)) => {
+                                let (input, output) = tls::client(Arc::clone(config), name.clone())
+                                    .map_err(std::io::Error::other)?;
+                                Upstream::Tls(BufferEvent::builder().filter(server, input, output))
+                            }
+                        })
+                    });
                 let server = match connected {
                     Ok(server) => server,
                     Err(e) => {
@@ -175,7 +206,11 @@ pub fn start(options: &Options) -> Result<Listener<TcpListener>, String> {
                     } = &piped.end
                     {
                         let error = error.as_ref().map(ToString::to_string).unwrap_or_default();
-                        eprintln!("proxy: {side:?} side failed: {events:?} {error}");
+                        let side = match side {
+                            PipeSide::A => "client",
+                            PipeSide::B => "upstream",
+                        };
+                        eprintln!("proxy: the {side} side failed: {events:?} {error}");
                     }
                 });
             },

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 const FILE_LEN: usize = 50 << 20;
 const TRANSFERS: usize = 8;
@@ -298,4 +298,42 @@ fn bad_arguments_are_refused_with_a_reason() {
         (ok.tls_name.as_deref(), ok.max_conns),
         (Some("x.test"), Some(3))
     );
+}
+
+/// An upstream that never answers the connect fails the client's connection after
+/// `--connect-timeout`, instead of holding it (and a connection slot) for the
+/// kernel's minutes of SYN retries.
+#[tokio::test]
+async fn an_upstream_that_never_answers_fails_the_client_after_the_connect_timeout() {
+    // A listener whose accept queue is full: further connects hang.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hole = socket.listen(1).unwrap();
+    let upstream = hole.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(upstream)).await {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled up");
+    }
+    let options = proxy::Options::parse(
+        [
+            "127.0.0.1:0",
+            &upstream.to_string(),
+            "--connect-timeout",
+            "0.3",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    )
+    .unwrap();
+    let listener = proxy::start(&options).unwrap();
+    let mut client = TcpStream::connect(*listener.local_addr()).await.unwrap();
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got)).await;
+    assert!(ended.is_ok(), "the client's connection is still held");
+    assert!(got.is_empty());
+    drop(hole);
 }
