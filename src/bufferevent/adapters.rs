@@ -229,13 +229,15 @@ where
             if registered {
                 return Poll::Pending;
             }
+            // The waker first: another adapter dropped from now on withdraws the one
+            // request they share and wakes this one, which asks again.
+            waiter.register(cx.waker());
+            registered = true;
             if takeout.want(usize::MAX, &shared.input_len) {
                 // Bytes wait in the task's input, and the task may be idle.
                 self.bev.remote.mailbox.nudge();
             }
             // Then look once more: what changed before the waker was in place.
-            waiter.register(cx.waker());
-            registered = true;
         }
     }
 
@@ -350,18 +352,16 @@ impl<T, S> Drop for BufferEventIo<T, S> {
         // The request withdrawn may have been another adapter's (there is one for all
         // of them): they look again, and ask again if they still wait.
         self.bev.shared().wake(Condition::Input);
-        let mut unread = std::mem::take(&mut self.unread);
-        // Any command but a write puts the takeout back first, so the bytes this
-        // adapter took, which came before those, then go in front of them. Sent even
-        // when both look empty: the task may be handing over right now, past the
-        // request this withdrew.
+        // In front of what was handed over since (a request standing again may have
+        // let the task hand more over): a handle's `read` may take from there at once.
+        polled.takeout.give_back(&mut self.unread);
+        // Any command but a write puts the takeout back in the input first, in order,
+        // for callbacks and filters. Sent even when the takeout looks empty: the task
+        // may be handing over right now, past the request this withdrew.
         self.bev
             .remote
             .mailbox
-            .send(super::mailbox::Command::Run(Box::new(move |ctx| {
-                // The input's front is frozen only inside a callback, never here.
-                let _ = ctx.inner.input.prepend_buffer(&mut unread);
-            })));
+            .send(super::mailbox::Command::Run(Box::new(|_| ())));
     }
 }
 

@@ -162,20 +162,23 @@ where
     /// [`enabled`](Self::enabled) shows the change at once.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(&self, dirs: Direction) {
-        self.set(
-            Knob::Enabled,
-            |s| s.enabled |= dirs,
-            move |ctx| ctx.enable(dirs),
-        );
         // Going on after a timeout: waiters wait again rather than see it. Only here:
         // the view may still show the direction on while its timeout is delivered,
-        // before the task publishes it off, so no other setting may clear it.
+        // before the task publishes it off, so no other setting may clear it. Before
+        // the command: a timeout that fires after the task has applied it is a new
+        // one, and must stay seen (one that fired before is cleared by the task as it
+        // publishes the direction on).
         if dirs.contains(Direction::READ) {
             self.shared().read_timed_out.store(false, Ordering::Release);
         }
         if dirs.contains(Direction::WRITE) {
             self.shared().set_write_timed_out(false);
         }
+        self.set(
+            Knob::Enabled,
+            |s| s.enabled |= dirs,
+            move |ctx| ctx.enable(dirs),
+        );
     }
 
     /// Disables directions (`bufferevent_disable`). [`enabled`](Self::enabled) shows

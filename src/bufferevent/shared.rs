@@ -1060,8 +1060,11 @@ impl Shared {
             let notified = waiters.notify.notified();
             tokio::pin!(notified);
             // Register before checking, so a change between the check and the await
-            // is not missed.
+            // is not missed. The fence pairs with the task's (`wake_dirty`): the
+            // count above and the registration come before the loads of `ready`, by
+            // the memory model and not only by what `Notify` happens to do inside.
             notified.as_mut().enable();
+            std::sync::atomic::fence(Ordering::SeqCst);
             if ready(self) {
                 return true;
             }

@@ -73,6 +73,21 @@ impl Takeout {
         (!all.is_empty()).then_some(all)
     }
 
+    /// Puts bytes a reader took and did not use back in front of what was handed over
+    /// (a dropped adapter's read-ahead): they came first, so whoever reads next, a
+    /// handle's `read` here or the task once it restores the takeout, sees them first.
+    pub(crate) fn give_back(&self, taken: &mut EvBuffer) {
+        if taken.is_empty() {
+            return;
+        }
+        let n = taken.len();
+        let mut buffer = self.lock();
+        // Never frozen: only this module and the adapters touch these buffers.
+        if buffer.prepend_buffer(taken).is_ok() {
+            self.len.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
     /// Takes up to `max` bytes if what was handed over answers a read of `max` from
     /// the whole input: it holds `max` bytes, or the task's input (`task_len`, as last
     /// published) is empty. `None`: ask the task.

@@ -75,14 +75,6 @@ where
                 s.mark(Condition::Event);
             }
         }
-        // After the length is published: see `Takeout::want`.
-        let handed = hand_over
-            && s.polled_if_any()
-                .is_some_and(|p| p.takeout.fill(&mut self.inner.input) > 0);
-        if handed {
-            s.input_len.store(self.inner.input.len(), Ordering::Release);
-            s.mark(Condition::Input);
-        }
         if store(&s.output_len, self.inner.output.len())
             | flag(&s.write_closed, core.write_closed() && !freed)
         {
@@ -109,7 +101,7 @@ where
         {
             let mut returned: Vec<Bytes> = rare.replies.drain(..).filter_map(|r| r()).collect();
             if !returned.is_empty() {
-                // Ahead of anything handed to an adapter since, which came after.
+                // Ahead of anything handed over and not taken, which came after.
                 if let Some(polled) = s.polled_if_any() {
                     polled.takeout.restore(&mut self.inner.input, &s.input_len);
                 }
@@ -119,6 +111,16 @@ where
                 s.input_len.store(self.inner.input.len(), Ordering::Release);
                 s.mark(Condition::Input);
             }
+        }
+        // After the length is published (see `Takeout::want`), and after the answers:
+        // what one nobody took gave back is the input's front, and must not come
+        // after what a reader is handed.
+        let handed = hand_over
+            && s.polled_if_any()
+                .is_some_and(|p| p.takeout.fill(&mut self.inner.input) > 0);
+        if handed {
+            s.input_len.store(self.inner.input.len(), Ordering::Release);
+            s.mark(Condition::Input);
         }
         s.wake_dirty();
         handed && self.inner.core.paused_by_watermark()
@@ -161,7 +163,9 @@ where
         // The counts are relaxed loads: the fence orders them before the handle count,
         // so a handle made from the last weak handle before it went is seen.
         std::sync::atomic::fence(Ordering::Acquire);
-        if unreferenced && !remote.mailbox.has_handles() {
+        // Commands still queued (from a handle made and dropped again since) are
+        // applied first: dropping the mailbox now would drop them unapplied.
+        if unreferenced && !remote.mailbox.has_handles() && !remote.mailbox.has_queued() {
             tracing::trace!("no handle left: state no longer published");
             self.remote = None;
         }

@@ -207,3 +207,57 @@ async fn a_line_taken_for_a_cancelled_read_comes_before_what_an_adapter_was_hand
     .await;
     assert_eq!(first_byte, b'o', "\"one\" comes first");
 }
+
+/// An adapter dropped while it holds bytes it read ahead, and while later input was
+/// handed over on a request still standing (a request is made again by a poll that
+/// raced the hand-over): a read through the handle gets the adapter's bytes first.
+#[tokio::test]
+async fn an_adapter_s_bytes_come_before_later_input_handed_over() {
+    use tokio::io::AsyncReadExt as _;
+    let (a, b) = BufferEvent::pair();
+    let mut io = b.clone().into_io();
+    a.write(&b"abc"[..]).await.unwrap();
+    let mut first = [0u8; 1];
+    io.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"a", "\"bc\" is read ahead, in the adapter");
+    // The request standing again, as after that race: the next input is handed over.
+    let shared = b.shared();
+    shared.polled().takeout.want(usize::MAX, &shared.input_len);
+    a.write(&b"def"[..]).await.unwrap();
+    // (Not `with`: a command puts what was handed over back in the input.)
+    for _ in 0..100 {
+        if shared.polled().takeout.len() == 3 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shared.polled().takeout.len(), 3, "\"def\" was handed over");
+    drop(io);
+    assert_eq!(b.read(10).await.unwrap(), &b"bcdef"[..]);
+}
+
+/// A handle made again from a weak one after every handle had gone, which queues
+/// more commands than a pass applies and is dropped at once: every command is
+/// applied, none dropped with the state handles shared.
+#[tokio::test]
+async fn commands_queued_by_the_last_handle_are_all_applied() {
+    let (mut engine, bev, mut peer) = echo_engine();
+    let weak = WeakHandle::of(&bev);
+    drop(bev);
+    run_passes(&mut engine).await;
+    let again = weak.upgrade().expect("still running");
+    for _ in 0..200 {
+        again.write_now(&b"x"[..]).unwrap();
+    }
+    drop((again, weak));
+    run_passes(&mut engine).await;
+    assert!(engine.side.shared().is_none(), "no handle can read it");
+    let mut got = vec![0u8; 200];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        peer.read_exact(&mut got),
+    )
+    .await
+    .expect("every write reaches the peer")
+    .unwrap();
+}
