@@ -156,8 +156,8 @@ fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut port = None;
-    let mut bind = "127.0.0.1".to_owned();
-    let mut workers = 2;
+    let mut bind = None;
+    let mut workers = None;
     let mut current_thread = false;
     let mut per_core = None;
     let mut async_mode = None;
@@ -170,20 +170,28 @@ fn main() -> ExitCode {
                 _ => return usage("--per-core needs a positive number"),
             },
             "--workers" => match args.next().and_then(|n| n.parse().ok()) {
-                Some(n) if n > 0 => workers = n,
+                Some(n) if n > 0 => workers = Some(n),
                 _ => return usage("--workers needs a positive number"),
             },
             "--current-thread" => current_thread = true,
+            flag if flag.starts_with('-') => return usage(&format!("unknown option {flag}")),
             _ if port.is_none() => match arg.parse::<u16>() {
                 Ok(p) => port = Some(p),
                 Err(_) => return usage(&format!("bad port {arg:?}")),
             },
-            _ => bind = arg,
+            _ if bind.is_none() => bind = Some(arg),
+            _ => return usage(&format!("unexpected argument {arg:?}")),
         }
     }
     let Some(port) = port else {
         return usage("missing PORT");
     };
+    let bind = bind.unwrap_or_else(|| "127.0.0.1".to_owned());
+    let modes = [per_core.is_some(), current_thread, workers.is_some()];
+    if modes.iter().filter(|&&m| m).count() > 1 {
+        return usage("--per-core, --current-thread and --workers exclude each other");
+    }
+    let workers = workers.unwrap_or(2);
     if let Some(threads) = per_core {
         if async_mode.is_some() {
             return usage("--async runs on one listener: not with --per-core");
