@@ -46,9 +46,9 @@ fn main() -> ExitCode {
     };
     let min = match args.get(1).map(|s| s.parse::<f64>()) {
         None => 0.3,
-        Some(Ok(s)) if s.is_finite() && s >= 0.0 => s,
+        Some(Ok(s)) if (0.0..=3600.0).contains(&s) => s,
         _ => {
-            eprintln!("MIN_SECONDS_PER_REP must be a non-negative number");
+            eprintln!("MIN_SECONDS_PER_REP must be a number of seconds from 0 to 3600");
             return ExitCode::from(2);
         }
     };

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! It resolves HOST (through the name server given with `--dns` instead of the
-//! system's), connects, sends `GET RESOURCE\r\n`, prints the response as it arrives and
-//! exits at the server's EOF. A failed lookup prints the structured DNS error and exits
+//! system's), connects, sends `GET RESOURCE\r\n`, collects the response and prints it
+//! at the server's EOF (at most 64 MiB: a larger one ends the fetch with an error). A failed lookup prints the structured DNS error and exits
 //! with status 1. A server that does not connect, or stops sending, for `--timeout`
 //! seconds (default 30) ends it too, with "Error: timed out" and status 1. `tests/http0_client.rs` runs it against a server and a DNS server of
 //! its own.
@@ -54,10 +54,8 @@ impl Args {
                         .map_err(|_| format!("bad --timeout {value:?}"))?;
                     timeout = Duration::try_from_secs_f64(secs)
                         .ok()
-                        .filter(|t| !t.is_zero())
-                        .ok_or_else(|| {
-                            format!("bad --timeout {value:?}: a positive number of seconds")
-                        })?;
+                        .filter(|t| !t.is_zero() && *t <= Duration::from_secs(86_400))
+                        .ok_or_else(|| format!("bad --timeout {value:?}: seconds in (0, 86400]"))?;
                 }
                 "--family" => {
                     family = match args.next().as_deref() {
@@ -99,6 +97,9 @@ struct Page {
     done: Option<oneshot::Sender<Outcome>>,
 }
 
+/// The largest response kept: a server that sends for ever must not fill memory.
+const MAX_BODY: usize = 64 << 20;
+
 /// How the fetch ended, sent by the event callback.
 struct Outcome {
     events: Events,
@@ -131,7 +132,20 @@ pub async fn run(args: Args, out: &mut (dyn Write + Send)) -> std::io::Result<bo
     // The chapter's `readcb`: take everything that arrived.
     .on_read(|ctx| {
         let data = ctx.input().take_all();
-        ctx.state().body.extend_from_slice(&data);
+        let page = ctx.state();
+        if page.body.len() + data.len() > MAX_BODY {
+            if let Some(done) = page.done.take() {
+                let _ = done.send(Outcome {
+                    events: Events::READING | Events::ERROR,
+                    error: Some(format!("the response is larger than {MAX_BODY} bytes")),
+                    body: Vec::new(),
+                    connected: page.connected,
+                });
+            }
+            ctx.free();
+            return;
+        }
+        page.body.extend_from_slice(&data);
     })
     // The chapter's `eventcb`.
     .on_event(|ctx, events, error| {

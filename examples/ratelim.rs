@@ -65,7 +65,12 @@ impl Args {
                     .map_err(|_| format!("bad {flag} {value:?}"))
             };
             match flag.as_str() {
-                "-n" => parsed.conns = number()?.max(1) as usize,
+                "-n" => {
+                    parsed.conns = usize::try_from(number()?)
+                        .ok()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or_else(|| format!("bad -n {value:?}: 1 to 10000 connections"))?;
+                }
                 "-c" => parsed.per_conn = Some(number()?),
                 "-g" => parsed.group = Some(number()?),
                 "-G" => parsed.group_drain = number()?,
@@ -75,8 +80,8 @@ impl Args {
                     parsed.seconds = value
                         .parse::<f64>()
                         .ok()
-                        .filter(|s| *s > 0.0)
-                        .ok_or_else(|| format!("bad -d {value:?}"))?;
+                        .filter(|s| *s > 0.0 && *s <= 86_400.0)
+                        .ok_or_else(|| format!("bad -d {value:?}: seconds in (0, 86400]"))?;
                 }
                 _ => return Err(format!("unknown option {flag}")),
             }
@@ -93,7 +98,11 @@ impl Args {
 
     /// A limit of `bytes_per_s` on writing (reading unlimited in practice).
     fn limit(&self, bytes_per_s: u64) -> Result<RateLimit, String> {
-        let per_tick = (bytes_per_s * self.tick_ms / 1000).max(1);
+        let per_tick = bytes_per_s
+            .checked_mul(self.tick_ms)
+            .map(|b| b / 1000)
+            .filter(|&b| b > 0)
+            .ok_or_else(|| format!("bad limit: {bytes_per_s} bytes/s is not 1 or more per tick"))?;
         let big = tokio_bufferevent::bufferevent::RATE_LIMIT_MAX;
         RateLimit::new(big, big, per_tick, per_tick, Some(self.tick()))
             .map_err(|e| format!("bad limit: {e}"))

@@ -142,4 +142,37 @@ fn the_timeout_must_be_a_positive_number_of_seconds() {
             .contains("timeout")
     );
     assert!(parse(&["h", "/", "--timeout", "2.5"]).is_ok());
+    assert!(
+        parse(&["h", "/", "--timeout", "1e19"])
+            .unwrap_err()
+            .contains("timeout"),
+        "absurd timeouts are refused, not left to overflow"
+    );
+}
+
+/// A server that sends without end does not fill the client's memory: past 64 MiB
+/// the fetch ends with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_without_end_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let endless = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let chunk = vec![b'z'; 1 << 20];
+        while stream.write_all(&chunk).await.is_ok() {}
+    });
+    let mut out = Vec::new();
+    let ok = tokio::time::timeout(
+        Duration::from_secs(60),
+        http0_client::run(args(&["127.0.0.1", "/", &port]), &mut out),
+    )
+    .await
+    .expect("cut off, not read for ever")
+    .unwrap();
+    assert!(!ok);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.ends_with("bytes\n"), "{out}");
+    assert!(out.contains("Error: the response is larger than"), "{out}");
+    endless.abort();
 }
