@@ -39,10 +39,15 @@ struct Stats {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // Bounded: a demo that stalls says so instead of hanging its caller (CI too).
+    match tokio::time::timeout(Duration::from_secs(120), run()).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("demo failed: not done within 120 s");
             ExitCode::FAILURE
         }
     }
