@@ -1030,3 +1030,42 @@ async fn a_filter_reads_again_over_a_transport_set_beneath_after_an_end() {
     within(peer.read_exact(&mut got)).await.unwrap().unwrap();
     assert_eq!(&got, b"back");
 }
+
+/// A close under way when a new transport is set beneath the filter finishes over
+/// the new transport: what is queued goes out there, then the end, and the close
+/// completes instead of running into its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_under_way_finishes_over_a_transport_set_beneath() {
+    let (a, _stalled_peer) = tcp_pair().await; // never reads
+    let underlying = BufferEvent::builder().tcp(a).unwrap();
+    let filter = BufferEvent::filter(underlying.clone(), PassThrough, PassThrough);
+    let data = pattern(8 << 20);
+    filter.write_now(data.clone()).unwrap();
+    let closing = tokio::spawn({
+        let filter = filter.clone();
+        async move { filter.close().await }
+    });
+    // The close is under way, the output stuck behind a peer that does not read.
+    within(async {
+        while underlying.output_len() == 0 {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    within(filter.with(|_| ())).await.unwrap().ok();
+    let (b, mut peer) = tcp_pair().await;
+    underlying.set_tcp(b);
+    let mut got = Vec::new();
+    within(peer.read_to_end(&mut got))
+        .await
+        .expect("the new peer sees the end")
+        .unwrap();
+    assert!(
+        !got.is_empty() && data.ends_with(&got),
+        "the rest, in order"
+    );
+    let closed = within(closing).await.expect("the close completes").unwrap();
+    assert_eq!(closed.unsent, 0, "{closed:?}");
+    assert!(closed.error.is_none(), "{closed:?}");
+}

@@ -348,13 +348,15 @@ impl<T, S> Drop for BufferEventIo<T, S> {
         let Some(polled) = self.bev.shared().polled_if_any() else {
             return;
         };
-        polled.takeout.withdraw();
-        // The request withdrawn may have been another adapter's (there is one for all
-        // of them): they look again, and ask again if they still wait.
-        self.bev.shared().wake(Condition::Input);
         // In front of what was handed over since (a request standing again may have
         // let the task hand more over): a handle's `read` may take from there at once.
+        // Before the wake below, so that waiters for the input see these bytes.
         polled.takeout.give_back(&mut self.unread);
+        polled.takeout.withdraw();
+        // The request withdrawn may have been another adapter's (there is one for all
+        // of them): they look again, and ask again if they still wait. Readers that
+        // wait for the input see what came back.
+        self.bev.shared().wake(Condition::Input);
         // Any command but a write puts the takeout back in the input first, in order,
         // for callbacks and filters. Sent even when the takeout looks empty: the task
         // may be handing over right now, past the request this withdrew.

@@ -193,6 +193,11 @@ async fn a_line_taken_for_a_cancelled_read_comes_before_what_an_adapter_was_hand
         let mut buf = tokio::io::ReadBuf::new(&mut byte);
         assert!(Pin::new(&mut io).poll_read(cx, &mut buf).is_pending());
         engine.side.publish();
+        assert_eq!(
+            engine.side.shared().unwrap().polled().takeout.len(),
+            8,
+            "the line went back before the hand-over, which then took it all"
+        );
         loop {
             let mut buf = tokio::io::ReadBuf::new(&mut byte);
             if let Poll::Ready(read) = Pin::new(&mut io).poll_read(cx, &mut buf) {

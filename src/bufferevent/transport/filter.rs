@@ -264,9 +264,17 @@ where
             underlying.io().core.taken_over();
             filter.core.on_transport();
             self.input_ended = false;
-            self.finishing = false;
             self.input_stalled = None;
             self.output_stalled = None;
+            if self.finishing || filter.core.closing() {
+                // A close or a `Finished` flush under way finishes over the new
+                // transport: asked again beneath, where the old one may have finished.
+                self.finishing = true;
+                underlying
+                    .io()
+                    .core
+                    .flush(Direction::WRITE, FlushMode::Finished);
+            }
             if let Some(shared) = filter.shared {
                 shared.set_info(underlying.info());
                 if !shared.connected.load(Ordering::Acquire) {
