@@ -30,8 +30,9 @@ pub type Room = Arc<Mutex<HashMap<usize, BufferEvent>>>;
 /// The longest line a member may send.
 const MAX_LINE: usize = 4096;
 
-/// How long a member's output may stay above its write high watermark before the
-/// member is dropped: one that stopped reading must not hold the room.
+/// How long what is queued for a member may wait without any of it being sent before
+/// the member is dropped (its write timeout): one that stopped reading must not hold
+/// the room.
 pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// One member's task: each line it says goes to everyone else.
@@ -60,15 +61,18 @@ async fn member(id: usize, bev: BufferEvent, room: Room) {
         for (other_id, other) in others {
             // Waits while that member's output is above its write high watermark:
             // a slow listener slows the talker, not the server's memory.
-            match other.write(message.clone()).await {
-                Ok(()) => {}
-                Err(Error::TimedOut) => {
-                    // It did not read for `WRITE_STALL`: it goes.
-                    eprintln!("chat_server: member {other_id} stopped reading; dropped");
-                    room.lock().expect("the room").remove(&other_id);
-                    other.free();
-                }
-                Err(_) => {} // it left meanwhile
+            let stalled = match other.write(message.clone()).await {
+                // The write timeout turns WRITE off: queued or not, nothing more
+                // would be sent to it.
+                Ok(()) => !other.enabled().contains(Direction::WRITE),
+                Err(Error::TimedOut) => true,
+                Err(_) => false, // it left meanwhile
+            };
+            if stalled {
+                // It did not read for `WRITE_STALL`: it goes.
+                eprintln!("chat_server: member {other_id} stopped reading; dropped");
+                room.lock().expect("the room").remove(&other_id);
+                other.free();
             }
         }
     }

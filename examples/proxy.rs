@@ -15,8 +15,8 @@
 //!   `/etc/ssl/certs/ca-certificates.crt`) or those of `--ca FILE` (PEM).
 //! - `--max-conns N`: at most `N` client connections at once; more wait in the backlog.
 //!
-//! An upstream that does not answer a connect within 10 s (`--connect-timeout SECS`)
-//! fails that client's connection (it is closed); a side that takes nothing of what is queued for it for
+//! An upstream that does not answer a connect within 10 s (`--connect-timeout SECS`,
+//! at most 60) fails that client's connection (it is closed); a side that takes nothing of what is queued for it for
 //! 60 s (a peer that vanished, or stopped reading) fails the connection too, so
 //! neither holds a connection slot and its buffers for ever.
 //!
@@ -88,10 +88,13 @@ impl Options {
                     connect_timeout = secs
                         .parse::<f64>()
                         .ok()
-                        .filter(|s| *s > 0.0 && *s <= 86_400.0)
+                        .filter(|s| *s > 0.0 && *s <= STALL_TIMEOUT.as_secs_f64())
                         .map(Duration::from_secs_f64)
                         .ok_or(format!(
-                            "--connect-timeout: {secs:?} is not a number of seconds in (0, 86400]"
+                            "--connect-timeout: {secs:?} is not a number of seconds in (0, {}] \
+                             (what the client sent waits for the upstream, and the stall \
+                             timeout bounds that wait too)",
+                            STALL_TIMEOUT.as_secs()
                         ))?;
                 }
                 flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),

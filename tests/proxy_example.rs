@@ -285,6 +285,14 @@ fn bad_arguments_are_refused_with_a_reason() {
             .unwrap_err()
             .contains("--bogus")
     );
+    for bad in ["0", "-1", "61", "x"] {
+        assert!(
+            parse(&["127.0.0.1:1", "127.0.0.1:2", "--connect-timeout", bad])
+                .unwrap_err()
+                .contains("--connect-timeout"),
+            "{bad}"
+        );
+    }
     let ok = parse(&[
         "127.0.0.1:1",
         "127.0.0.1:2",
