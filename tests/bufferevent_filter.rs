@@ -1069,3 +1069,33 @@ async fn a_close_under_way_finishes_over_a_transport_set_beneath() {
     assert_eq!(closed.unsent, 0, "{closed:?}");
     assert!(closed.error.is_none(), "{closed:?}");
 }
+
+/// A writer into a filter over a socket whose peer does not read is held back by the
+/// filter's write high watermark, though the socket beneath has none: the bytes
+/// waiting in the filter and beneath it stay bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_into_a_filter_is_held_back_by_a_peer_that_does_not_read() {
+    const HIGH: usize = 64 << 10;
+    let (a, _peer) = tcp_pair().await; // never reads
+    let underlying = BufferEvent::builder().tcp(a).unwrap();
+    let filter = BufferEvent::builder()
+        .write_watermarks(Watermarks::new(0, HIGH))
+        .filter(underlying.clone(), PassThrough, PassThrough);
+    let chunk = vec![7u8; 16 << 10];
+    let mut written = 0usize;
+    // Writes until one waits: the writer is held back.
+    while written < 256 << 20 {
+        match timeout(Duration::from_millis(500), filter.write(chunk.clone())).await {
+            Ok(result) => {
+                result.unwrap();
+                written += chunk.len();
+            }
+            Err(_) => break,
+        }
+    }
+    let held = filter.output_len() + underlying.output_len();
+    assert!(
+        held <= 4 * HIGH,
+        "{held} bytes wait in the filter and beneath it ({written} written)"
+    );
+}

@@ -728,6 +728,14 @@ impl<T, U> FilterLink<T, U> {
             &mut self.throttled,
         );
         let high = u.core.write_watermarks().high;
+        // Beyond libevent: with no write high watermark beneath, the filter's own
+        // bounds what waits there, so a writer into the filter is held back by the
+        // network instead of filling the underlying's output without end (D-F5). The
+        // filter's `dst_limit` stays libevent's (none without one beneath, B-86).
+        let bound = match high {
+            0 => filter.core.write_watermarks().high,
+            high => high,
+        };
         if !forced {
             if !filter.core.writing() || filter.core.write_closed() || u.core.write_closed() {
                 return false;
@@ -735,7 +743,7 @@ impl<T, U> FilterLink<T, U> {
             if filter.output.is_empty() && !output.has_pending() {
                 return false;
             }
-            if high != 0 && u.output.len() >= high {
+            if bound != 0 && u.output.len() >= bound {
                 *throttled = true;
             }
             let unchanged = *stalled == Some((filter.output.len(), u.output.len()));
