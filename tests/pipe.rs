@@ -582,3 +582,81 @@ async fn a_side_taken_back_keeps_the_callbacks_it_was_given() {
     a_near.write(&b"after"[..]).await.unwrap();
     assert_eq!(&expect_within(rx.recv()).await.unwrap()[..], b"after");
 }
+
+/// An upstream behind a filter that does not read for a while: the pipe does not
+/// finish while bytes wait in the proxy, and once the upstream reads, it gets every
+/// byte and the pipe finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_behind_a_filter_gets_every_byte() {
+    // An upstream with a small receive buffer: most of what the proxy takes waits in
+    // the proxy, beneath the filter, which takes it all (within its watermarks).
+    let data = pattern(beyond_the_kernel_send_buffer());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (go, reading) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.shutdown().await.unwrap(); // nothing to say: that direction is done at once
+        reading.await.unwrap(); // reads only when told
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    let (client, accepted) = tcp_pair().await;
+    let front = BufferEvent::builder().tcp(accepted).unwrap();
+    let back = BufferEvent::builder()
+        .close_timeout(Some(Duration::from_millis(300)))
+        .filter(
+            BufferEvent::builder().connect(upstream).unwrap(),
+            PassThrough,
+            PassThrough,
+        );
+    let piped = tokio::spawn(async move { pipe(&front, &back).await });
+    let (mut from_proxy, mut to_proxy) = client.into_split();
+    let sending = tokio::spawn({
+        let data = data.clone();
+        async move {
+            to_proxy.write_all(&data).await.unwrap();
+            to_proxy.shutdown().await.unwrap();
+        }
+    });
+    // Long enough for everything the proxy may take to move beneath the filter.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if piped.is_finished() {
+        panic!(
+            "finished while bytes wait beneath the filter: {:?}",
+            piped.await
+        );
+    }
+    go.send(()).unwrap();
+    expect_within(sending).await.unwrap();
+    let got = expect_within(server).await.unwrap();
+    assert!(
+        got == data,
+        "the upstream got {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+    let piped = expect_within(piped).await.unwrap();
+    assert!(matches!(piped.end, PipeEnd::Finished), "{piped:?}");
+    assert_eq!(piped.a_to_b, data.len() as u64);
+    let mut rest = Vec::new();
+    expect_within(from_proxy.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty());
+}
+
+/// One MiB more than the kernel lets a TCP socket buffer for sending at most
+/// (`tcp_wmem`), so that some of it waits in the proxy however far the send buffer
+/// grows.
+fn beyond_the_kernel_send_buffer() -> usize {
+    let max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .unwrap_or(4 << 20);
+    max + (1 << 20)
+}

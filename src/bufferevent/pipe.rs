@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::context::{Callbacks, Context};
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use super::handle::BufferEvent;
-use super::shared::{Condition, Shared, copy_error};
+use super::shared::{Closed, Condition, Shared, copy_error};
 
 /// The write watermarks [`pipe`] gives a side whose write high watermark is unset:
 /// forwarding into it stops above 1 MiB queued and resumes at 256 KiB.
@@ -46,10 +46,13 @@ pub enum PipeSide {
 pub enum PipeEnd {
     /// Both directions finished: each side's EOF was passed on as a shut-down write
     /// side of the other, after everything before it was sent. Both sides were then
-    /// closed.
+    /// closed, each sending everything it still held (a filter's last block).
     Finished,
     /// A side failed (an error, or a read or write timeout). That side was freed;
     /// the other was closed (what it had queued sent within its close deadline).
+    /// Also the end when both directions finished but a side's closing close left
+    /// bytes unsent (its close timed out): `error` is the close's error, or one of
+    /// kind `TimedOut`.
     Failed {
         /// The side that failed.
         side: PipeSide,
@@ -218,24 +221,43 @@ where
         None => state.failure(),
     };
     drop(guard);
-    match &end {
+    let end = match end {
         PipeEnd::Finished => {
             // Everything was passed on; closing sends what a filter still holds
-            // beneath (a TLS close_notify, the end of a zlib stream).
-            tokio::join!(close_bounded(a), close_bounded(b));
+            // beneath (a TLS close_notify, the end of a zlib stream). A close that
+            // did not get it all out in time is the pipe's failure, not a finish.
+            let (a_closed, b_closed) = tokio::join!(close_bounded(a), close_bounded(b));
+            [(PipeSide::A, a_closed), (PipeSide::B, b_closed)]
+                .into_iter()
+                .find(|(_, closed)| closed.unsent > 0)
+                .map_or(PipeEnd::Finished, |(side, closed)| {
+                    let unsent = closed.unsent;
+                    PipeEnd::Failed {
+                        side,
+                        events: closed.events,
+                        error: closed.error.or_else(|| {
+                            Some(Arc::new(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("{unsent} bytes were left unsent at the close"),
+                            )))
+                        }),
+                    }
+                })
         }
-        PipeEnd::TakenOver(_) => {}
-        PipeEnd::Failed { side, .. } | PipeEnd::Ended(side) => {
-            // The failed side goes at once; the other sends what it has queued.
-            if *side == PipeSide::A {
-                a.free();
-                close_bounded(b).await;
-            } else {
-                b.free();
-                close_bounded(a).await;
+        end => {
+            if let PipeEnd::Failed { side, .. } | PipeEnd::Ended(side) = &end {
+                // The failed side goes at once; the other sends what it has queued.
+                if *side == PipeSide::A {
+                    a.free();
+                    close_bounded(b).await;
+                } else {
+                    b.free();
+                    close_bounded(a).await;
+                }
             }
+            end
         }
-    }
+    };
     Piped {
         a_to_b: state.moved[0].load(Ordering::Relaxed),
         b_to_a: state.moved[1].load(Ordering::Relaxed),
@@ -288,18 +310,20 @@ async fn pass_on_eof<T: Send + 'static, S: Send + 'static>(eof: &Flag, to: &Buff
     if to.with(|_| ()).await.is_err() {
         return std::future::pending().await; // ended: the pipe's future sees that
     }
+    // Finished: the write side is done once everything before the end has left,
+    // beneath a filter too (an empty output alone says only that it moved beneath).
     to.shared()
         .wait_until(Condition::Output, |s| {
-            s.write_closed.load(Ordering::Acquire) || s.output_total() == 0
+            s.write_closed.load(Ordering::Acquire)
         })
         .await;
 }
 
 /// Closes `bev` (sending what is queued) within [`PIPE_CLOSE_TIMEOUT`], or its own
-/// close timeout if that is sooner; resolves once it ended.
-async fn close_bounded<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+/// close timeout if that is sooner; resolves once it ended, with how.
+async fn close_bounded<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) -> Closed {
     bev.run(|ctx| ctx.inner.core.close_at_most(PIPE_CLOSE_TIMEOUT));
-    bev.closed().await;
+    bev.closed().await
 }
 
 /// Resolves once `bev` is [`gone`].
