@@ -21,7 +21,9 @@ pub(crate) trait EndSink: Send + Sync {
 
 pub(crate) struct Membership {
     pub(crate) counters: Counters,
-    /// A close the listener asked for: its deadline in milliseconds plus one; 0: none.
+    /// A close the listener asked for: its deadline, in milliseconds since [`epoch`]
+    /// plus one; 0: none. A point in time, not a length: a task that gets to it late
+    /// has only what is left of it.
     close: AtomicU64,
     /// The task's waker is in `waker`: registered once, not on every poll.
     registered: AtomicBool,
@@ -56,10 +58,14 @@ impl Membership {
         let _ = self.sink.set((sink, slot));
     }
 
-    /// Asks the task to close within `within` (sending what is queued), and wakes it.
+    /// Asks the task to close within `within` from now (sending what is queued), and
+    /// wakes it.
     pub(crate) fn request_close(&self, within: Duration) {
+        let at = now()
+            .saturating_duration_since(epoch())
+            .saturating_add(within);
         // Stored plus one, so at most `u64::MAX - 1` (half a billion years) fits.
-        let ms = u64::try_from(within.as_millis()).map_or(u64::MAX - 1, |ms| ms.min(u64::MAX - 1));
+        let ms = u64::try_from(at.as_millis()).map_or(u64::MAX - 1, |ms| ms.min(u64::MAX - 1));
         self.close.store(ms + 1, Ordering::Release);
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(waker) = waker {
@@ -80,7 +86,10 @@ impl Membership {
         }
         match self.close.swap(0, Ordering::AcqRel) {
             0 => None,
-            ms => Some(Duration::from_millis(ms - 1)),
+            ms => {
+                let at = Duration::from_millis(ms - 1);
+                Some(at.saturating_sub(now().saturating_duration_since(epoch())))
+            }
         }
     }
 
@@ -93,6 +102,18 @@ impl Membership {
     pub(crate) fn ended(&self, cut: bool) {
         self.cut.store(cut, Ordering::Release);
     }
+}
+
+/// Tokio's clock (which `tokio::time::pause()` controls), as the listener's deadline
+/// counts.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What close deadlines are counted from: the first time one was asked for.
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(now)
 }
 
 impl Drop for Membership {
@@ -109,6 +130,25 @@ mod tests {
 
     /// Every connection a listener accepts pays for one; the idle-memory figures in
     /// docs/PERFORMANCE.md depend on it.
+    /// A close asked for with a deadline is due at that point in time: a task that
+    /// takes the request late has only what is left of the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_close_request_is_a_point_in_time() {
+        let member = Membership::new();
+        member.request_close(Duration::from_secs(1));
+        tokio::time::advance(Duration::from_millis(600)).await;
+        let waker = futures::task::noop_waker();
+        let left = member.poll(&waker).expect("the request");
+        assert!(
+            left <= Duration::from_millis(400),
+            "{left:?} left of a 1 s deadline 600 ms later"
+        );
+        assert!(left >= Duration::from_millis(399), "{left:?}");
+        member.request_close(Duration::from_millis(100));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(member.poll(&waker), Some(Duration::ZERO), "already due");
+    }
+
     #[test]
     fn a_membership_stays_small() {
         let size = size_of::<Membership>();

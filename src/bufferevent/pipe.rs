@@ -573,7 +573,11 @@ fn unhook<T: Send + 'static, S: Send + 'static>(
 ) {
     let state = Arc::clone(state);
     bev.run(move |ctx| {
-        if identity(&ctx.inner.callbacks) == state.installed[index].load(Ordering::Acquire) {
+        // Once the pipe's callbacks were dropped, whatever is installed is the
+        // application's, even at the address theirs had (freed, so reusable).
+        if !state.taken[index].is_set()
+            && identity(&ctx.inner.callbacks) == state.installed[index].load(Ordering::Acquire)
+        {
             drop(ctx.set_callbacks(Callbacks::default()));
         }
         if state.paused[index].swap(false, Ordering::AcqRel) {
