@@ -197,15 +197,7 @@ async fn write_after_shutdown_is_an_error() {
     let bev = BufferEvent::builder().tcp(a).unwrap();
     let handle = bev.clone();
     let mut io = bev.into_io();
-    io.write_all(b"before").await.unwrap();
-    timeout(T, io.shutdown()).await.unwrap().unwrap();
-    let mut peer = b;
-    let mut got = Vec::new();
-    timeout(T, peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, b"before");
+    assert_eq!(write_then_shut_down(&mut io, b).await, b"before");
 
     let outcome = timeout(T, io.write(b"after")).await.unwrap();
     let queued = handle.output_len();
@@ -219,6 +211,29 @@ async fn write_after_shutdown_is_an_error() {
         flushed.is_ok(),
         "flush() after a write after shutdown still pending 5 s later"
     );
+}
+
+/// Writes `before` through `io`, shuts it down (within `T`), and returns all that
+/// `peer` read up to the end of the stream.
+async fn write_then_shut_down<Tr, S>(
+    io: &mut tokio_bufferevent::bufferevent::BufferEventIo<Tr, S>,
+    mut peer: tokio::net::TcpStream,
+) -> Vec<u8>
+where
+    Tr: Send + 'static,
+    S: Send + 'static,
+{
+    io.write_all(b"before").await.unwrap();
+    timeout(T, io.shutdown())
+        .await
+        .expect("the shutdown completes")
+        .unwrap();
+    let mut got = Vec::new();
+    timeout(T, peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    got
 }
 
 /// A peer that resets the connection makes the stream yield the read error
@@ -814,18 +829,7 @@ async fn shutdown_over_a_filter_completes_and_later_writes_are_refused() {
         tokio_bufferevent::bufferevent::PassThrough,
     );
     let mut io = filter.clone().into_io();
-    io.write_all(b"before").await.unwrap();
-    timeout(T, io.shutdown())
-        .await
-        .expect("shutdown over a filter completes")
-        .unwrap();
-    let mut peer = b;
-    let mut got = Vec::new();
-    timeout(T, peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, b"before");
+    assert_eq!(write_then_shut_down(&mut io, b).await, b"before");
     let refused = timeout(T, io.write(b"after")).await.unwrap();
     assert_eq!(
         refused.map_err(|e| e.kind()),
