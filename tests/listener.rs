@@ -710,3 +710,40 @@ async fn a_panicking_acceptor_fails_a_connection_not_the_listener() {
     assert_eq!((counts.accepted, counts.failed), (2, 1), "{counts:?}");
     assert!(listener.is_enabled());
 }
+
+/// `shutdown` is bounded even while the application's template holds the accept task
+/// (slow or blocking code building a connection): it resolves a second after its
+/// deadline at the latest, and the connection built meanwhile closes as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_while_a_template_holds_the_accept_task() {
+    let (building_tx, building) = std::sync::mpsc::channel::<()>();
+    let building_tx = std::sync::Mutex::new(building_tx);
+    let listener = Listener::bind(any_port(), move |builder, _| {
+        let _ = building_tx.lock().unwrap().send(());
+        // Blocking on purpose: the accept task cannot run meanwhile.
+        std::thread::sleep(Duration::from_secs(4));
+        // A callback, so that it has something to do and lives until closed.
+        Some(builder.enable(Direction::READ).on_read(|_| {}))
+    })
+    .unwrap();
+    let mut client = TcpStream::connect(*listener.local_addr()).await.unwrap();
+    tokio::task::spawn_blocking(move || building.recv().unwrap())
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let report = timeout(SOON, listener.shutdown(Duration::from_millis(200)))
+        .await
+        .expect("bounded");
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "resolved {:?} after it began, with the template still running",
+        started.elapsed()
+    );
+    assert_eq!(report.counts.live, 0, "{report:?}");
+    // The connection the template was building is closed once built.
+    let mut rest = Vec::new();
+    timeout(SOON, client.read_to_end(&mut rest))
+        .await
+        .expect("the late connection is closed")
+        .unwrap();
+}

@@ -403,6 +403,7 @@ impl ListenerBuilder {
             changed: Notify::new(),
             connections: Mutex::new(Registry::default()),
             shutting_down: AtomicBool::new(false),
+            close_at: Mutex::new(None),
             closed: AtomicUsize::new(0),
             cut: AtomicUsize::new(0),
             _stream: std::marker::PhantomData,
@@ -589,22 +590,34 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
     /// got that far.
     pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.control.stop();
+        let close_at = tokio::time::Instant::now() + deadline.min(FAR_FUTURE);
+        {
+            // Under the registry's lock: a connection registered from now on (the
+            // accept task may still be building one) asks itself to close.
+            let _registry = self.control.registry();
+            *self
+                .control
+                .close_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(close_at);
+        }
         if let Some(task) = self.accept_task.take() {
-            // It returns at its next wake-up, which `stop` caused; once it has, no new
-            // connection can be registered.
-            drop(task.await);
+            // It returns at its next wake-up, which `stop` caused; but it runs the
+            // application's template and `build`, which may be slow: no longer than
+            // the deadline.
+            drop(tokio::time::timeout_at(close_at, task).await);
         }
         let control = &self.control;
         control.shutting_down.store(true, Ordering::SeqCst);
         for member in control.members() {
-            member.request_close(deadline);
+            member.request_close(close_at.saturating_duration_since(tokio::time::Instant::now()));
         }
         // Each close ends by its deadline; the margin covers the last tasks' final
         // pass on a busy machine.
         let all_ended = crate::wait::until(&control.changed, || {
             control.live.load(Ordering::SeqCst) == 0
         });
-        let _ = tokio::time::timeout(deadline.saturating_add(SHUTDOWN_MARGIN), all_ended).await;
+        let _ = tokio::time::timeout_at(close_at + SHUTDOWN_MARGIN, all_ended).await;
         let (closed, cut, counts) = control.ending_counts();
         ShutdownReport {
             counts,
@@ -618,6 +631,9 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
 /// How long [`Listener::shutdown`] waits past its deadline for the last connections
 /// to report their end.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
+
+/// A deadline that never comes in practice, and adds to an `Instant` without overflow.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl<A: Accept, S> Drop for Listener<A, S> {
     fn drop(&mut self) {
@@ -654,6 +670,9 @@ struct Control<A: Accept, S> {
     connections: Mutex<Registry>,
     /// Ends from now on are counted as `closed` or `cut`.
     shutting_down: AtomicBool,
+    /// When every connection must have closed, once `shutdown` began: a connection
+    /// registered after that asks itself to close by then.
+    close_at: Mutex<Option<tokio::time::Instant>>,
     closed: AtomicUsize,
     cut: AtomicUsize,
     _stream: std::marker::PhantomData<fn() -> S>,
@@ -894,7 +913,16 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
         let mut registry = self.control.registry();
         let slot = registry.insert(Arc::downgrade(&member));
         self.control.live.fetch_add(1, Ordering::SeqCst);
+        let close_at = *self
+            .control
+            .close_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         drop(registry);
+        if let Some(at) = close_at {
+            // Built while the listener shuts down: it closes as the others do.
+            member.request_close(at.saturating_duration_since(tokio::time::Instant::now()));
+        }
         member.report_to(Arc::clone(&self.control) as Arc<dyn EndSink>, slot);
         member
     }
