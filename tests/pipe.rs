@@ -660,3 +660,47 @@ fn beyond_the_kernel_send_buffer() -> usize {
         .unwrap_or(4 << 20);
     max + (1 << 20)
 }
+
+/// A side closed through another handle while the other side still sends (a listener
+/// shutting a proxied connection down during a download): the pipe stops forwarding
+/// into it, so its close completes, and ends as `Ended` with the other side closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_closing_while_the_other_sends_ends_the_pipe_and_its_close_completes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let chunk = vec![5u8; 1 << 20];
+        while s.write_all(&chunk).await.is_ok() {}
+    });
+    let (client, accepted) = tcp_pair().await;
+    let front = BufferEvent::builder().tcp(accepted).unwrap();
+    let back = BufferEvent::builder().connect(upstream).unwrap();
+    let (f, b) = (front.clone(), back.clone());
+    let piped = tokio::spawn(async move { pipe(&f, &b).await });
+    let (mut from_proxy, _to_proxy) = client.into_split();
+    let reading = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        from_proxy.read_to_end(&mut sink).await.map(|_| sink.len())
+    });
+    // The download flows.
+    expect_within(async {
+        while front.stats().bytes_written < 4 << 20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let closed = expect_within(front.close()).await;
+    assert_eq!(closed.unsent, 0, "{closed:?}");
+    assert!(closed.error.is_none(), "{closed:?}");
+    let piped = expect_within(piped).await.unwrap();
+    assert!(
+        matches!(piped.end, PipeEnd::Ended(PipeSide::A)),
+        "{piped:?}"
+    );
+    expect_within(back.closed()).await;
+    assert!(
+        expect_within(reading).await.unwrap().is_ok(),
+        "the client saw a clean end"
+    );
+}

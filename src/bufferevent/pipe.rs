@@ -61,9 +61,11 @@ pub enum PipeEnd {
         /// The error, if the failure came with one.
         error: Option<Arc<io::Error>>,
     },
-    /// A side ended without the pipe (freed or closed through a handle), or is a pair
+    /// A side ended without the pipe (freed or closed through a handle), or began a
+    /// close of its own (through a handle, or its listener's shutdown), or is a pair
     /// element whose partner (or a filter whose underlying bufferevent) is gone. That
-    /// side was freed, the other closed.
+    /// side was freed (one closing goes on closing, with nothing more forwarded to
+    /// it), the other closed.
     Ended(PipeSide),
     /// A side's callbacks were replaced while the pipe ran (through a handle, or by
     /// a filter that wrapped it), and dropped: the pipe can no longer forward from
@@ -246,12 +248,13 @@ where
         }
         end => {
             if let PipeEnd::Failed { side, .. } | PipeEnd::Ended(side) = &end {
-                // The failed side goes at once; the other sends what it has queued.
+                // The failed side goes at once (unless it is closing: its close goes
+                // on); the other sends what it has queued.
                 if *side == PipeSide::A {
-                    a.free();
+                    free_unless_closing(a);
                     close_bounded(b).await;
                 } else {
-                    b.free();
+                    free_unless_closing(b);
                     close_bounded(a).await;
                 }
             }
@@ -326,9 +329,20 @@ async fn close_bounded<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T
     bev.closed().await
 }
 
-/// Resolves once `bev` is [`gone`].
+/// Resolves once `bev` is [`gone`], or closing (a `close` or a listener's shutdown
+/// through another handle): what is forwarded to it would hold its close back, and
+/// what it sends now is all it will.
 async fn ended<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
-    bev.shared().wait_until(Condition::Event, is_gone).await;
+    bev.shared()
+        .wait_until(Condition::Event, |s| is_gone(s) || s.is_closing())
+        .await;
+}
+
+/// Frees `bev`, unless a close of its own is under way (then it ends by that).
+fn free_unless_closing<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent<T, S>) {
+    if !bev.shared().is_closing() {
+        bev.free();
+    }
 }
 
 /// Whether `bev` ended, or has nothing left beyond it (a pair partner, a filter's

@@ -106,6 +106,9 @@ const STRANDED_NOTED: u8 = 0x02;
 /// The same, published after the input's length: nothing more can come in, and the
 /// output can no longer leave, whatever the event callback heard (D-P1).
 const STRANDED: u8 = 0x04;
+/// A graceful close is under way (`close`, a listener's shutdown): the bufferevent
+/// still sends what it holds, but is on its way out.
+const CLOSING: u8 = 0x08;
 const KNOBS: usize = 4;
 
 /// Why the output cannot drain by itself ([`Shared::stall`]).
@@ -726,6 +729,20 @@ impl Shared {
         } else if self.write_timed_out() {
             self.stalls.fetch_and(!WRITE_TIMED_OUT, Ordering::AcqRel);
         }
+    }
+
+    /// A graceful close is under way, as published.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.stalls.load(Ordering::Acquire) & CLOSING != 0
+    }
+
+    /// On the task, as it publishes a close under way: whether this is news.
+    pub(crate) fn publish_closing(&self) -> bool {
+        if self.stalls.load(Ordering::Relaxed) & CLOSING != 0 {
+            return false;
+        }
+        self.stalls.fetch_or(CLOSING, Ordering::AcqRel);
+        true
     }
 
     /// The pair partner or the filter's underlying bufferevent is gone, as published.

@@ -75,6 +75,10 @@ where
                 s.mark(Condition::Event);
             }
         }
+        if core.closing() && s.publish_closing() {
+            // Its end is near: whoever forwards into it (a `pipe`) stops.
+            s.mark(Condition::Event);
+        }
         if store(&s.output_len, self.inner.output.len())
             | flag(&s.write_closed, core.write_closed() && !freed)
         {
