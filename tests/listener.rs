@@ -718,6 +718,14 @@ async fn a_panicking_acceptor_fails_a_connection_not_the_listener() {
 async fn shutdown_is_bounded_while_a_template_holds_the_accept_task() {
     let (building_tx, building) = std::sync::mpsc::channel::<()>();
     let building_tx = std::sync::Mutex::new(building_tx);
+    // The listener on a runtime of its own, whose one worker the template holds; the
+    // test's shutdown runs here, on workers the template cannot hold.
+    let accepting = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let entered = accepting.enter();
     let listener = Listener::bind(any_port(), move |builder, _| {
         let _ = building_tx.lock().unwrap().send(());
         // Blocking on purpose: the accept task cannot run meanwhile.
@@ -726,6 +734,7 @@ async fn shutdown_is_bounded_while_a_template_holds_the_accept_task() {
         Some(builder.enable(Direction::READ).on_read(|_| {}))
     })
     .unwrap();
+    drop(entered);
     let mut client = TcpStream::connect(*listener.local_addr()).await.unwrap();
     tokio::task::spawn_blocking(move || building.recv().unwrap())
         .await
@@ -746,4 +755,5 @@ async fn shutdown_is_bounded_while_a_template_holds_the_accept_task() {
         .await
         .expect("the late connection is closed")
         .unwrap();
+    accepting.shutdown_background();
 }
