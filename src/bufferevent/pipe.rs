@@ -460,9 +460,14 @@ impl PipeState {
             return;
         }
         if let Err(error) = to.write_buffer(&mut data) {
+            ctx.disable(Direction::READ);
+            if to.shared().is_closing() || is_gone(to.shared()) {
+                // It closed, or is going, of its own accord: the pipe ends there
+                // (`ended` sees it), and what it could no longer take goes with it.
+                return;
+            }
             // The other side can take nothing more: the pipe fails there, with the
             // bytes that were on their way.
-            ctx.disable(Direction::READ);
             let other = if index == 0 { PipeSide::B } else { PipeSide::A };
             let error = io::Error::new(
                 error.kind(),
