@@ -403,7 +403,6 @@ impl ListenerBuilder {
             changed: Notify::new(),
             connections: Mutex::new(Registry::default()),
             shutting_down: AtomicBool::new(false),
-            close_at: Mutex::new(None),
             closed: AtomicUsize::new(0),
             cut: AtomicUsize::new(0),
             _stream: std::marker::PhantomData,
@@ -591,16 +590,9 @@ impl<A: Accept, S: Send + 'static> Listener<A, S> {
     pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.control.stop();
         let close_at = tokio::time::Instant::now() + deadline.min(FAR_FUTURE);
-        {
-            // Under the registry's lock: a connection registered from now on (the
-            // accept task may still be building one) asks itself to close.
-            let _registry = self.control.registry();
-            *self
-                .control
-                .close_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(close_at);
-        }
+        // A connection registered from now on (the accept task may still be building
+        // one) asks itself to close.
+        self.control.registry().close_at = Some(close_at);
         if let Some(task) = self.accept_task.take() {
             // It returns at its next wake-up, which `stop` caused; but it runs the
             // application's template and `build`, which may be slow: no longer than
@@ -670,9 +662,6 @@ struct Control<A: Accept, S> {
     connections: Mutex<Registry>,
     /// Ends from now on are counted as `closed` or `cut`.
     shutting_down: AtomicBool,
-    /// When every connection must have closed, once `shutdown` began: a connection
-    /// registered after that asks itself to close by then.
-    close_at: Mutex<Option<tokio::time::Instant>>,
     closed: AtomicUsize,
     cut: AtomicUsize,
     _stream: std::marker::PhantomData<fn() -> S>,
@@ -751,6 +740,9 @@ impl<A: Accept, S: Send + 'static> EndSink for Control<A, S> {
 struct Registry {
     slots: Vec<Option<Weak<Membership>>>,
     free: Vec<usize>,
+    /// When every connection must have closed, once `shutdown` began: a connection
+    /// registered after that asks itself to close by then.
+    close_at: Option<tokio::time::Instant>,
 }
 
 impl Registry {
@@ -913,11 +905,7 @@ impl<A: Accept, S: Send + 'static> AcceptLoop<A, S> {
         let mut registry = self.control.registry();
         let slot = registry.insert(Arc::downgrade(&member));
         self.control.live.fetch_add(1, Ordering::SeqCst);
-        let close_at = *self
-            .control
-            .close_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let close_at = registry.close_at;
         drop(registry);
         if let Some(at) = close_at {
             // Built while the listener shuts down: it closes as the others do.
