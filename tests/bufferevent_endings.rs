@@ -458,14 +458,7 @@ async fn a_pair_without_handles_delivers_what_is_in_flight_before_it_ends() {
             let data = ctx.input().take_all();
             let _ = tx.send(data);
         })
-        .pair(
-            BufferEvent::builder()
-                .enable(Direction::READ)
-                .on_read(|ctx| {
-                    let (mut input, mut output) = ctx.io();
-                    input.remove_to(&mut output, usize::MAX);
-                }),
-        );
+        .pair(common::echoing());
     a.write_now(&b"ping"[..]).unwrap();
     b.write_now(&b"x"[..]).unwrap();
     drop(a);

@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_bufferevent::bufferevent::{
-    BufferEvent, Direction, Events, FilterResult, FlushMode, Input, Output, PassThrough, Watermarks,
+    BufferEvent, Direction, Events, FilterResult, Filtered, FlushMode, Input, Output, Pair,
+    PassThrough, Watermarks,
 };
 
 use common::{pattern, settle, tcp_pair, within};
@@ -776,17 +777,25 @@ async fn no_leaked_tasks() {
     assert_eq!(alive, baseline, "every bufferevent task ended");
 }
 
-/// A filter released with `close_underlying(false)` gives its underlying back to the
-/// pair it belongs to: the element is still paired and data flows again.
-#[tokio::test(start_paused = true)]
-async fn released_pair_element_stays_paired() {
+/// A pair whose second element is under a filter that releases it
+/// (`close_underlying(false)`), and "filtered " sent through the filter and arrived
+/// at the first element.
+async fn a_releasing_filter_over_a_pair() -> (BufferEvent<Pair>, BufferEvent<Filtered<Pair>>) {
     let (a, b) = BufferEvent::pair();
     a.enable(Direction::READ);
     let filter = BufferEvent::builder()
         .close_underlying(false)
         .filter(b, PassThrough, PassThrough);
     filter.write(&b"filtered "[..]).await.unwrap();
-    a.readable(9).await;
+    within(a.readable(9)).await.unwrap();
+    (a, filter)
+}
+
+/// A filter released with `close_underlying(false)` gives its underlying back to the
+/// pair it belongs to: the element is still paired and data flows again.
+#[tokio::test(start_paused = true)]
+async fn released_pair_element_stays_paired() {
+    let (a, filter) = a_releasing_filter_over_a_pair().await;
     let raw = filter.underlying().unwrap();
     // `free`, not `close`: closing would send `Finished` down to the pair, whose
     // partner would then hear EOF.
@@ -908,13 +917,7 @@ async fn a_filter_made_after_the_connect_knows_how_it_went() {
 /// the pair beneath, whose partner hears no EOF and still gets what comes next.
 #[tokio::test]
 async fn dropping_a_releasing_filter_leaves_its_underlying_untouched() {
-    let (a, b) = BufferEvent::pair();
-    a.enable(Direction::READ);
-    let filter = BufferEvent::builder()
-        .close_underlying(false)
-        .filter(b, PassThrough, PassThrough);
-    filter.write(&b"filtered "[..]).await.unwrap();
-    within(a.readable(9)).await.unwrap();
+    let (a, filter) = a_releasing_filter_over_a_pair().await;
     let raw = filter.underlying().unwrap();
     drop(filter);
     within(async {

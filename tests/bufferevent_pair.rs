@@ -545,14 +545,7 @@ async fn callbacks_on_both_elements_keep_a_conversation_going() {
                 ctx.output().add(b"ping");
             }
         })
-        .pair(
-            BufferEvent::builder()
-                .enable(Direction::READ)
-                .on_read(|ctx| {
-                    let (mut input, mut output) = ctx.io();
-                    input.remove_to(&mut output, usize::MAX);
-                }),
-        );
+        .pair(common::echoing());
     a.write_now(&b"ping"[..]).unwrap();
     settle().await;
     assert_eq!(*trips.lock().unwrap(), 100);

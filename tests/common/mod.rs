@@ -42,6 +42,18 @@ pub async fn settle_task<T: Send + 'static, S: Send + 'static>(bev: &BufferEvent
     }
 }
 
+/// A builder for a bufferevent that reads and sends back everything it reads, moving
+/// the chunks (no copy).
+#[allow(dead_code)] // not every test binary uses it
+pub fn echoing() -> tokio_bufferevent::bufferevent::Builder {
+    BufferEvent::builder()
+        .enable(tokio_bufferevent::bufferevent::Direction::READ)
+        .on_read(|ctx| {
+            let (mut input, mut output) = ctx.io();
+            input.remove_to(&mut output, usize::MAX);
+        })
+}
+
 /// A connected pair of loopback TCP streams.
 #[allow(dead_code)] // not every test binary uses it
 pub async fn tcp_pair() -> (TcpStream, TcpStream) {
