@@ -116,3 +116,9 @@ pub mod bufferevent;
 pub mod filters;
 pub mod listener;
 mod wait;
+
+/// The README's code, compiled (and, where it ends by itself, run) as doctests, so the
+/// first code a user reads cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
