@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events};
+use tokio_bufferevent::bufferevent::{BufferEvent, Direction, Events, Watermarks};
 
 mod common;
 
@@ -70,6 +70,58 @@ async fn b033_refused_connect_reports_error_without_direction() {
     );
     assert_eq!(bev.enabled(), Direction::BOTH, "enabled is unchanged");
     assert!(!bev.is_connected());
+}
+
+/// A failed connect that leaves no transport: every future waiting for input, for
+/// the output to drain, or for room in it resolves with the connect's failure instead
+/// of waiting for what can no longer come (written data stays queued, as libevent
+/// keeps it, for a connect that follows); a new connect makes them wait again.
+#[tokio::test]
+async fn waiters_learn_that_the_connect_failed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_bufferevent::bufferevent::{Error, Readiness};
+    let (_held, addr) = refusing();
+    let bev = BufferEvent::builder()
+        .enable(Direction::READ)
+        .write_watermarks(Watermarks::new(0, 4))
+        .connect(addr)
+        .unwrap();
+    bev.write_now(&b"queued"[..]).unwrap();
+    let refused = |r: Readiness| matches!(r, Readiness::Failed(e) if e.kind() == io::ErrorKind::ConnectionRefused);
+    // Waiting before the failure, and after it.
+    let (readable, drained) = tokio::join!(within(bev.readable(1)), within(bev.drained()));
+    assert!(refused(readable.unwrap()));
+    drained.expect("drained() resolves: the output cannot drain");
+    assert_eq!(bev.output_len(), 6, "the data stays queued");
+    assert!(refused(within(bev.readable(1)).await.unwrap()));
+    assert!(matches!(
+        within(bev.writable()).await.unwrap(),
+        Err(Error::ConnectFailed(e)) if e.kind() == io::ErrorKind::ConnectionRefused
+    ));
+    assert!(matches!(
+        within(bev.read_line(tokio_bufferevent::buffer::EolStyle::Lf, 100))
+            .await
+            .unwrap(),
+        Err(Error::ConnectFailed(_))
+    ));
+    let mut io = bev.clone().into_io();
+    let mut buf = [0; 8];
+    let read = within(io.read(&mut buf)).await.unwrap().unwrap_err();
+    assert_eq!(read.kind(), io::ErrorKind::ConnectionRefused);
+    let flushed = within(io.flush()).await.unwrap().unwrap_err();
+    assert_eq!(flushed.kind(), io::ErrorKind::NotConnected);
+    drop(io);
+
+    // A new connect: they wait for it, and its data goes out.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    bev.connect(listener.local_addr().unwrap()).unwrap();
+    let waiting = bev.readable(1);
+    let (mut peer, _) = within(listener.accept()).await.unwrap().unwrap();
+    let mut got = [0; 6];
+    within(peer.read_exact(&mut got)).await.unwrap().unwrap();
+    assert_eq!(&got, b"queued");
+    peer.write_all(b"x").await.unwrap();
+    assert_eq!(within(waiting).await.unwrap(), Readiness::Ready);
 }
 
 /// B-49: a connect the caller started is taken over and completes as usual.

@@ -204,7 +204,9 @@ where
             // as new. (Read the other way round, a length from before the last input
             // came with an end from after it said the input was empty.)
             let closed = shared.is_closed();
-            let read_closed = shared.read_closed.load(Ordering::Acquire) || shared.is_stranded();
+            let read_closed = shared.read_closed.load(Ordering::Acquire)
+                || shared.is_stranded()
+                || shared.unconnected().is_some();
             let read_timed_out = shared.read_timed_out.load(Ordering::Acquire);
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
             let timed_out = task_empty && read_timed_out;
@@ -223,7 +225,9 @@ where
                     // Ended with input the task still held: it is gone.
                     _ if !task_empty => Some(Err(Error::Ended.into())),
                     Some(e) => Some(Err(io::Error::new(e.kind(), e.to_string()))),
-                    None => None,
+                    None => shared
+                        .unconnected()
+                        .map(|e| Err(io::Error::new(e.kind(), e.to_string()))),
                 });
             }
             if registered {
@@ -495,6 +499,10 @@ fn stalled(stall: Stall) -> io::Error {
             io::ErrorKind::BrokenPipe,
             "nothing is left to take the output: the pair partner or the underlying \
              bufferevent is gone",
+        ),
+        Stall::Unconnected => io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the connect failed and left no transport: connect again, or give one",
         ),
     }
 }

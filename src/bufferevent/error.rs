@@ -39,7 +39,8 @@ pub enum Error {
     /// ([`io::ErrorKind::BrokenPipe`]).
     WriteClosed,
     /// The last connect failed, and no other is under way; the error says why (its
-    /// kind is this error's kind).
+    /// kind is this error's kind). From `connected()`; and from the futures that wait
+    /// for input or for the output to move when that connect left no transport.
     ConnectFailed(Arc<io::Error>),
     /// A buffer operation failed and left the buffer as it was: a buffer handed to
     /// the bufferevent could not be taken (its front is frozen;

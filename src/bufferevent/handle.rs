@@ -386,8 +386,10 @@ where
     /// high watermark with nothing left to take it (a pair element whose partner, or
     /// a filter whose underlying bufferevent, is gone); [`Error::TimedOut`] if the
     /// output is above the high watermark and the write timeout disabled WRITE (enable
-    /// it to go on); [`Error::Ended`] (kind
-    /// [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the bufferevent has ended.
+    /// it to go on); [`Error::ConnectFailed`] if the output is above the high
+    /// watermark and the last connect failed and left no transport; [`Error::Ended`]
+    /// (kind [`io::ErrorKind::NotConnected`](std::io::ErrorKind::NotConnected)) if the
+    /// bufferevent has ended.
     ///
     /// # Cancel safety
     ///
@@ -408,6 +410,10 @@ where
             match shared.stall() {
                 Some(Stall::TimedOut) => return Err(Error::TimedOut),
                 Some(Stall::WriteClosed | Stall::Stranded) => return Err(Error::WriteClosed),
+                Some(Stall::Unconnected) => match shared.unconnected() {
+                    Some(e) => return Err(Error::ConnectFailed(e)),
+                    None => {} // a new connect began meanwhile: wait for it
+                },
                 None => {}
             }
             // Woken by a timeout that WRITE, enabled again since, took back: wait on.
@@ -728,7 +734,9 @@ where
     /// error), [`Readiness::Ended`] (the bufferevent ended, also after an EOF) and
     /// [`Readiness::Eof`] (the peer finished, or, for a pair element or a filter, its
     /// partner or underlying bufferevent is gone, even when its event callback hears
-    /// nothing of it: D-P1).
+    /// nothing of it: D-P1); last, [`Readiness::Failed`] with the connect's error when
+    /// the last connect failed and left no transport (nothing can arrive until a new
+    /// connect, which makes the next call wait again).
     ///
     /// # Cancel safety
     ///
@@ -768,6 +776,7 @@ where
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
                         || s.is_stranded()
+                        || s.unconnected().is_some()
                         || too_high(s)
                 })
                 .await;
@@ -788,6 +797,8 @@ where
                 Readiness::Ended
             } else if no_more {
                 Readiness::Eof
+            } else if let Some(e) = shared.unconnected() {
+                Readiness::Failed(e)
             } else {
                 // What woke the wait no longer holds (another reader took the bytes,
                 // READ was enabled again after a timeout): wait again.
@@ -799,7 +810,8 @@ where
     /// Waits until the output is at or below the write low watermark (empty with the
     /// default of 0), or it can no longer drain: the write side closed with data
     /// unsent, the write timeout disabled WRITE, the pair partner (or the filter's
-    /// underlying bufferevent) is gone, or the bufferevent ended.
+    /// underlying bufferevent) is gone, the last connect failed and left no transport
+    /// (the output stays queued for a new connect), or the bufferevent ended.
     /// [`output_len`](Self::output_len) tells which.
     ///
     /// # Cancel safety

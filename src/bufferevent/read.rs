@@ -92,6 +92,8 @@ where
     ///   read timeout expired and READ was not enabled again.
     /// - [`Error::Ended`] (kind [`NotConnected`](std::io::ErrorKind::NotConnected))
     ///   if the bufferevent has ended, at once or while waiting.
+    /// - [`Error::ConnectFailed`] (the connect's error's kind) if the last connect
+    ///   failed and left no transport, so nothing more can arrive.
     /// - [`Error::Buffer`] with [`EvBufferError::Io`] (the read error's kind) if the
     ///   bytes lie in a file segment that cannot be read (see
     ///   [`EvBuffer::add_file`]).
@@ -166,8 +168,9 @@ where
     /// the watermark (at once if it already is), since the input can never hold `n`
     /// bytes; [`Error::Eof`] (kind
     /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof)) if the peer finishes
-    /// first; [`Error::ReadFailed`], [`Error::TimedOut`], [`Error::Ended`] and
-    /// [`Error::Buffer`] as for [`read_line`](Self::read_line). What arrived stays in
+    /// first; [`Error::ReadFailed`], [`Error::TimedOut`], [`Error::Ended`],
+    /// [`Error::ConnectFailed`] and [`Error::Buffer`] as for
+    /// [`read_line`](Self::read_line). What arrived stays in
     /// the input.
     ///
     /// # Cancel safety
@@ -228,7 +231,7 @@ where
             let seen = self.input_len();
             let high = self.shared().read_high();
             // Nothing more can come, though the event callback may not have heard.
-            let stranded = self.shared().is_stranded();
+            let stranded = self.shared().is_stranded() || self.shared().unconnected().is_some();
             let weak = WeakHandle::of(self);
             let put_back: Box<dyn FnOnce(Bytes) + Send> = Box::new(move |data| {
                 if let Some(bev) = weak.upgrade() {
@@ -295,7 +298,7 @@ where
                     s.input_total() != seen
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
-                        || s.is_stranded() != stranded
+                        || (s.is_stranded() || s.unconnected().is_some()) != stranded
                         || s.read_high() != high
                 })
                 .await;
@@ -310,7 +313,10 @@ where
         match self.shared().read_error() {
             Some(e) => Error::ReadFailed(e),
             None if self.is_closed() => Error::Ended,
-            None => Error::Eof,
+            None => match self.shared().unconnected() {
+                Some(e) => Error::ConnectFailed(e),
+                None => Error::Eof,
+            },
         }
     }
 }

@@ -109,6 +109,9 @@ const STRANDED: u8 = 0x04;
 /// A graceful close is under way (`close`, a listener's shutdown): the bufferevent
 /// still sends what it holds, but is on its way out.
 const CLOSING: u8 = 0x08;
+/// The last connect failed and left no transport: nothing can come in or leave until
+/// a new connect or a transport ([`Shared::unconnected`]).
+const UNCONNECTED: u8 = 0x10;
 const KNOBS: usize = 4;
 
 /// Why the output cannot drain by itself ([`Shared::stall`]).
@@ -120,6 +123,8 @@ pub(crate) enum Stall {
     TimedOut,
     /// The pair partner or the filter's underlying bufferevent is gone.
     Stranded,
+    /// The last connect failed and left no transport ([`Shared::unconnected`]).
+    Unconnected,
 }
 
 /// Wakes the waiters of one condition; with none waiting, costs one load.
@@ -706,6 +711,8 @@ impl Shared {
             Some(Stall::TimedOut)
         } else if stalls & STRANDED != 0 {
             Some(Stall::Stranded)
+        } else if stalls & UNCONNECTED != 0 && self.unconnected().is_some() {
+            Some(Stall::Unconnected)
         } else {
             None
         }
@@ -790,25 +797,53 @@ impl Shared {
     /// connect's failure no longer describes the bufferevent.
     pub(crate) fn transport_given(&self) {
         self.set_extra(None, |x| &mut x.connect_error);
+        self.attached();
     }
 
     /// A connect succeeded.
     pub(crate) fn connect_succeeded(&self) {
         self.set_extra(None, |x| &mut x.connect_error);
+        self.attached();
         self.connected.store(true, Ordering::Release);
         self.connects_done.fetch_add(1, Ordering::AcqRel);
         self.wake(Condition::Connect);
     }
 
-    /// A connect failed (`error`, if known).
-    pub(crate) fn connect_failed(&self, error: Option<&io::Error>) {
+    /// A connect failed (`error`, if known); `left_unattached`: no earlier transport
+    /// stays in use (D-C3), so nothing can come in or leave until a new connect.
+    pub(crate) fn connect_failed(&self, error: Option<&io::Error>, left_unattached: bool) {
         let error = error.map_or_else(
             || Arc::new(io::Error::other("the connect failed")),
             copy_error,
         );
         self.set_extra(Some(error), |x| &mut x.connect_error);
+        if left_unattached {
+            self.stalls.fetch_or(UNCONNECTED, Ordering::AcqRel);
+        }
         self.connects_done.fetch_add(1, Ordering::AcqRel);
         self.wake(Condition::Connect);
+        if left_unattached {
+            // Readers and writers wait for what can no longer happen: they learn why.
+            self.wake(Condition::Input);
+            self.wake(Condition::Output);
+        }
+    }
+
+    /// A transport is in place (given, or connected).
+    fn attached(&self) {
+        if self.stalls.load(Ordering::Relaxed) & UNCONNECTED != 0 {
+            self.stalls.fetch_and(!UNCONNECTED, Ordering::AcqRel);
+        }
+    }
+
+    /// Why nothing can come in or leave: the last connect failed, left no transport,
+    /// and no connect is under way (a handle that starts one makes this `None` at once,
+    /// as it counts the connect). `None` otherwise.
+    pub(crate) fn unconnected(&self) -> Option<Arc<io::Error>> {
+        if self.stalls.load(Ordering::Acquire) & UNCONNECTED == 0 {
+            return None;
+        }
+        self.connect_outcome().flatten()
     }
 
     /// Whether every connect started has an outcome; with it, the last failure.

@@ -154,10 +154,15 @@ where
     fn set_underlying(&mut self, mut underlying: Box<dyn Hosted>) {
         // What the underlying's connects came to before the filter took it over: the
         // filter hears only the events that come after.
-        let (connected, failure) = underlying.io().shared.map_or((false, None), |s| {
-            let connected = s.connected.load(Ordering::Acquire);
-            (connected, s.connect_outcome().flatten())
-        });
+        let (connected, failure, unattached) =
+            underlying.io().shared.map_or((false, None, false), |s| {
+                let connected = s.connected.load(Ordering::Acquire);
+                (
+                    connected,
+                    s.connect_outcome().flatten(),
+                    s.unconnected().is_some(),
+                )
+            });
         let info = self.link.set_underlying(underlying);
         if let Some(shared) = self.side.shared() {
             shared.set_info(info);
@@ -166,7 +171,7 @@ where
                     shared.connect_succeeded();
                 }
             } else if let Some(error) = failure {
-                shared.connect_failed(Some(&*error));
+                shared.connect_failed(Some(&*error), unattached);
             }
         }
     }

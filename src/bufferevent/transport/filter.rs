@@ -493,7 +493,8 @@ impl<T, U> FilterLink<T, U> {
                 && !events.intersects(Events::READING | Events::WRITING);
             if connect_failed {
                 // A failed connect (B-33): `connected()` on the filter stops waiting too.
-                shared.connect_failed(error.as_ref());
+                let unattached = u.shared.is_some_and(|s| s.unconnected().is_some());
+                shared.connect_failed(error.as_ref(), unattached);
             }
         }
         if events.contains(Events::READING)

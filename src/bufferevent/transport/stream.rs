@@ -261,7 +261,7 @@ impl<T: Transport> StreamLink<T> {
             Err(e) => {
                 tracing::debug!(error = %e, "connect failed");
                 if let Some(shared) = io.shared {
-                    shared.connect_failed(Some(&e));
+                    shared.connect_failed(Some(&e), self.transport.is_none());
                 }
                 io.core.on_connect_failed(e, self.transport.is_some());
             }
