@@ -189,6 +189,27 @@ async fn free_while_connecting_runs_no_callback() {
     assert_eq!(*calls.lock().unwrap(), 0);
 }
 
+/// Closing while a connect is under way, with nothing to send: the close ends at once,
+/// as a close (no error, nothing unsent), without waiting for a host that never
+/// answers until the close's deadline; `connected()` learns the bufferevent ended.
+#[tokio::test]
+async fn close_while_connecting_with_nothing_to_send_ends_at_once() {
+    let (_listener, _queued, addr) = blackhole().await;
+    let bev = BufferEvent::builder().connect(addr).unwrap();
+    let started = std::time::Instant::now();
+    let closed = within(bev.close()).await.expect("the close ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not at its 30 s deadline"
+    );
+    assert!(closed.error.is_none(), "{:?}", closed.error);
+    assert_eq!(closed.unsent, 0);
+    assert!(matches!(
+        within(bev.connected()).await.unwrap(),
+        Err(tokio_bufferevent::bufferevent::Error::Ended)
+    ));
+}
+
 /// Where libevent tries only the first address, `connect_any` goes on to the next: the
 /// first refuses, the second accepts.
 #[tokio::test]

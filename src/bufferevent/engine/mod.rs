@@ -489,7 +489,12 @@ where
             && (observed
                 || !(L::MAY_STRAND_ITS_HOST
                     && side.quiet()
-                    && self.link.beyond_unreachable(false)));
+                    && self.link.beyond_unreachable(false)))
+            // A close with nothing to send is not held up by a connect under way (to
+            // a host that never answers, it would last until the close's deadline).
+            && !(side.inner.core.closing()
+                && side.inner.output.is_empty()
+                && self.link.only_connecting());
         side.inner.core.is_over(
             side.inner.output.len(),
             attached,

@@ -78,6 +78,12 @@ pub(crate) trait Link: Send + Sized + 'static {
     /// Whether data can still come or go: a transport, a connect under way, a partner.
     fn is_attached(&self) -> bool;
 
+    /// Whether a connect is under way with no transport in place yet: a close with
+    /// nothing to send need not wait for it.
+    fn only_connecting(&self) -> bool {
+        false
+    }
+
     /// Whether what lay beyond is gone for good, so nothing can come in or leave any
     /// more: a pair's partner; beneath a filter, whatever strands its underlying.
     fn stranded(&self) -> bool {

@@ -112,6 +112,10 @@ impl<T: Transport> Link for StreamLink<T> {
         self.transport.is_some() || matches!(self.waiting.as_deref(), Some(Waiting::Connect(_)))
     }
 
+    fn only_connecting(&self) -> bool {
+        self.transport.is_none() && matches!(self.waiting.as_deref(), Some(Waiting::Connect(_)))
+    }
+
     fn streaming(&self) -> bool {
         self.read_hot
     }
