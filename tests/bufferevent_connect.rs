@@ -172,6 +172,33 @@ async fn connect_timeout_reports_error_and_timeout() {
     assert!(error.to_string().contains("timed out"), "{error}");
 }
 
+/// B-33: a connect that fails with an error of kind `TimedOut` that is not the
+/// builder's connect timeout (the OS giving up on SYNs, a caller's own connect) is
+/// `ERROR` alone; only the connect timeout adds `TIMEOUT` (D-C1).
+#[tokio::test]
+async fn only_the_connect_timeout_adds_timeout_to_the_error() {
+    let bev = BufferEvent::builder().unconnected::<TcpStream>();
+    bev.connect_with(async { Err(io::Error::from(io::ErrorKind::TimedOut)) })
+        .unwrap();
+    let record = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::ERROR);
+    assert_eq!(record.error.unwrap().kind(), io::ErrorKind::TimedOut);
+}
+
+/// The error `connected()` reports keeps the OS error code of the connect's failure.
+#[tokio::test]
+async fn a_failed_connect_keeps_its_os_error_code() {
+    let (_held, addr) = refusing();
+    let bev = BufferEvent::builder().connect(addr).unwrap();
+    match within(bev.connected()).await.unwrap() {
+        Err(tokio_bufferevent::bufferevent::Error::ConnectFailed(e)) => {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+            assert_eq!(e.raw_os_error(), Some(111), "ECONNREFUSED: {e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Freeing a bufferevent while it connects: no callback afterwards and its task ends.
 #[tokio::test]
 async fn free_while_connecting_runs_no_callback() {

@@ -294,7 +294,7 @@ pub(crate) fn start(
 fn timed_out(limit: Duration) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
-        format!("connect timed out after {limit:?}"),
+        super::error::ConnectTimedOut(limit),
     )
 }
 

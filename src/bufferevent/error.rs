@@ -115,3 +115,24 @@ impl From<Error> for io::Error {
         io::Error::new(error.kind(), error)
     }
 }
+
+/// The error of a connect that ran out of the builder's connect timeout: the event
+/// callback hears `ERROR | TIMEOUT` for it (D-C1), and `ERROR` alone for any other
+/// failed connect, whatever its kind (B-33), such as an OS `ETIMEDOUT`.
+#[derive(Debug)]
+pub(crate) struct ConnectTimedOut(pub(crate) std::time::Duration);
+
+impl ConnectTimedOut {
+    /// Whether `error` is one.
+    pub(crate) fn is(error: &io::Error) -> bool {
+        error.get_ref().is_some_and(|inner| inner.is::<Self>())
+    }
+}
+
+impl fmt::Display for ConnectTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connect timed out after {:?}", self.0)
+    }
+}
+
+impl StdError for ConnectTimedOut {}

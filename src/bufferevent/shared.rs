@@ -459,9 +459,13 @@ impl Counters {
     }
 }
 
-/// A copy of `error` for handles: `io::Error` is not `Clone`, so kind and message.
+/// A copy of `error` for handles: `io::Error` is not `Clone`, so the OS error code
+/// when it has one (its kind and message follow from it), else kind and message.
 pub(crate) fn copy_error(error: &io::Error) -> Arc<io::Error> {
-    Arc::new(io::Error::new(error.kind(), error.to_string()))
+    Arc::new(match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
+    })
 }
 
 /// The rarely needed part of [`Shared`].

@@ -55,6 +55,7 @@ use self::lifecycle::ReadHalf;
 use self::ratelim::{Buckets, GroupShared, Member, RateLimit, RateLimiter};
 pub(crate) use self::schedule::{Callback, Due};
 use self::timeouts::Timeouts;
+use super::error::ConnectTimedOut;
 use super::events::{Direction, Events, FlushMode, Watermarks};
 use std::sync::Arc;
 
@@ -667,13 +668,14 @@ impl Core {
         self.event(Events::CONNECTED, None);
     }
 
-    /// A connect failed: `ERROR` (with `TIMEOUT` for a connect timeout) and no
+    /// A connect failed: `ERROR` (with `TIMEOUT` for the builder's connect timeout,
+    /// not for other errors of kind `TimedOut`) and no
     /// direction bit, leaving `enabled` as it was. With no transport left
     /// (`transport_left`: an earlier one stays in use, D-C3), both directions are
     /// unregistered, as libevent deregisters their events (B-33): no timeout follows
     /// until `enable`, a new connect or a transport.
     pub(crate) fn on_connect_failed(&mut self, error: io::Error, transport_left: bool) {
-        let events = if error.kind() == io::ErrorKind::TimedOut {
+        let events = if ConnectTimedOut::is(&error) {
             Events::ERROR | Events::TIMEOUT
         } else {
             Events::ERROR
