@@ -176,6 +176,16 @@ async fn b053_arguments_and_literals() {
         kind(bev.connect_hostname(None, Family::Inet, "::1", 80)),
         std::io::ErrorKind::InvalidInput
     );
+    // Names no lookup could find.
+    let long_label = format!("{}.test.", "a".repeat(64));
+    let long_name = format!("{}test", "abcdefghi.".repeat(25));
+    for name in [&long_label[..], &long_name, "a..test", ".test", "."] {
+        assert_eq!(
+            kind(bev.connect_hostname(None, Family::Unspec, name, 80)),
+            std::io::ErrorKind::InvalidInput,
+            "{name}"
+        );
+    }
 
     let v6 = TcpListener::bind("[::1]:0").await.unwrap();
     let port = v6.local_addr().unwrap().port();

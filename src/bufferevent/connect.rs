@@ -101,7 +101,9 @@ where
     /// # Errors
     ///
     /// Returned at once, with no callback: [`io::ErrorKind::InvalidInput`] for port 0,
-    /// an empty host, or an address literal not of `family`; for an address literal,
+    /// an empty host, a name no lookup could find (longer than 253 bytes, or with an
+    /// empty label or one longer than 63 bytes), or an address literal not of
+    /// `family`; for an address literal,
     /// the OS's errors as for [`connect`](Self::connect) (`socket(2)`,
     /// `setsockopt(2)`); [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
     /// bufferevent has ended. A failed lookup is reported later, to the event
@@ -155,10 +157,13 @@ where
                 // Refused: the last lookup's error stays as it was.
                 return invalid("the address literal is not of the family asked for");
             }
-            self.shared().set_dns_error(None);
+            self.shared().lookup_started();
             return self.connect(SocketAddr::new(ip, port));
         }
-        self.shared().set_dns_error(None);
+        if let Err(why) = check_host_name(host) {
+            return invalid(why);
+        }
+        let ticket = self.shared().lookup_started();
         let resolver = resolver.cloned();
         // Weak: the future waits in this bufferevent's own mailbox.
         let remote = Arc::downgrade(&self.remote);
@@ -199,7 +204,7 @@ where
                 Err(e) => {
                     let error = e.to_io_error();
                     if let Some(remote) = remote.upgrade() {
-                        remote.shared.set_dns_error(Some(e));
+                        remote.shared.lookup_failed(ticket, e);
                     }
                     Err(error)
                 }
@@ -273,6 +278,25 @@ where
         }
         self.attach_now(stream, info);
     }
+}
+
+/// Refuses a name no lookup could find (RFC 1035's limits): at most 253 bytes
+/// without a final dot, labels of 1 to 63 bytes.
+#[cfg(feature = "dns")]
+fn check_host_name(host: &str) -> Result<(), &'static str> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253 {
+        return Err("host name longer than 253 bytes");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("host name with an empty label");
+        }
+        if label.len() > 63 {
+            return Err("host name with a label longer than 63 bytes");
+        }
+    }
+    Ok(())
 }
 
 /// Starts a connect to `addr` on a new socket. Creating the socket can fail at once;

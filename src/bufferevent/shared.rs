@@ -477,6 +477,10 @@ struct Extra {
     connect_timeout: Option<Duration>,
     #[cfg(feature = "dns")]
     dns_error: Option<super::DnsError>,
+    /// `connect_hostname` calls so far: a lookup's failure counts only if no call
+    /// came after the one that started it.
+    #[cfg(feature = "dns")]
+    lookups: u32,
     last_event: Option<EventRecord>,
     /// Why the last connect failed; cleared when a connect succeeds.
     connect_error: Option<Arc<io::Error>>,
@@ -865,9 +869,26 @@ impl Shared {
         self.extra(|x| x.connect_timeout).flatten()
     }
 
+    /// A `connect_hostname` call: the last lookup's error is forgotten. The ticket
+    /// for [`lookup_failed`](Self::lookup_failed).
     #[cfg(feature = "dns")]
-    pub(crate) fn set_dns_error(&self, error: Option<super::DnsError>) {
-        self.set_extra(error, |x| &mut x.dns_error);
+    pub(crate) fn lookup_started(&self) -> u32 {
+        self.extra_mut(|x| {
+            x.dns_error = None;
+            x.lookups = x.lookups.wrapping_add(1);
+            x.lookups
+        })
+    }
+
+    /// The lookup of the call that got `ticket` failed: recorded unless a later call
+    /// began since (its own outcome is the one to tell).
+    #[cfg(feature = "dns")]
+    pub(crate) fn lookup_failed(&self, ticket: u32, error: super::DnsError) {
+        self.extra_mut(|x| {
+            if x.lookups == ticket {
+                x.dns_error = Some(error);
+            }
+        });
     }
 
     #[cfg(feature = "dns")]
