@@ -356,6 +356,42 @@ async fn filter_with_read_disabled_holds_the_peer_back() {
     assert!(filter.input_len() > 0, "the data flows");
 }
 
+/// D-F5: a reader that drains a filter slowly, with a small read high watermark, does
+/// not let the underlying (with no watermark of its own) read on each time: what it
+/// holds stays near the filter's watermark plus one read, however much the peer sends.
+#[tokio::test]
+async fn a_slow_reader_bounds_what_the_underlying_holds() {
+    const HIGH: usize = 100;
+    let (s1, mut peer) = tcp_pair().await;
+    let filter = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, HIGH))
+        .filter(
+            BufferEvent::builder().tcp(s1).unwrap(),
+            PassThrough,
+            PassThrough,
+        );
+    let base = filter.underlying().expect("the underlying");
+    let flood = tokio::spawn(async move {
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..128 {
+            if peer.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut most = 0;
+    for _ in 0..400 {
+        let ready = within(filter.readable(1)).await.unwrap();
+        assert_eq!(ready, tokio_bufferevent::bufferevent::Readiness::Ready);
+        assert!(filter.input_len() <= HIGH);
+        filter.read(usize::MAX).await.unwrap();
+        most = most.max(base.input_len());
+    }
+    assert!(most <= HIGH + 16 * 1024, "the underlying held {most} bytes");
+    flood.abort();
+}
+
 /// B-86: `dst_limit` is the room under the underlying's write high watermark for
 /// output, and under the filter's read high watermark for input.
 #[tokio::test(start_paused = true)]

@@ -176,6 +176,44 @@ async fn expansion_respects_the_read_high_watermark() {
     assert_eq!(total, 32 << 20);
 }
 
+/// A small compressed stream whose end arrives while most of it still waits beneath
+/// the filter (a decompression bomb, 1000:1): it is decoded at the pace of the
+/// reader's high watermark, not all at once at the EOF, and the EOF comes after the
+/// last byte.
+#[tokio::test]
+async fn an_end_beneath_does_not_decode_everything_at_once() {
+    use tokio_bufferevent::bufferevent::{Readiness, Watermarks};
+    const HIGH: usize = 64 * 1024;
+    const TOTAL: usize = 32 << 20;
+    let (s1, s2) = tcp_pair().await;
+    let sender = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        Decompress::new(),
+        Compress::new(Compression::best()),
+    );
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, HIGH))
+        .filter(
+            BufferEvent::builder().tcp(s2).unwrap(),
+            Decompress::new(),
+            Compress::default(),
+        );
+    sender.write(vec![0u8; TOTAL]).await.unwrap();
+    let closed = within(sender.close()).await.unwrap();
+    assert_eq!(closed.unsent, 0);
+    let mut total = 0;
+    while total < TOTAL {
+        let ready = within(receiver.readable(1)).await.unwrap();
+        assert_eq!(ready, Readiness::Ready, "after {total} bytes");
+        let n = receiver.input_len();
+        assert!(n <= 2 * HIGH, "input {n} stays near the watermark");
+        total += receiver.read(usize::MAX).await.unwrap().len();
+    }
+    assert_eq!(total, TOTAL);
+    assert_eq!(within(receiver.readable(1)).await.unwrap(), Readiness::Eof);
+}
+
 /// Decoded bytes the decompressor holds when it reaches the reader's limit come out as
 /// the reader drains, with no more input from the peer.
 #[tokio::test]

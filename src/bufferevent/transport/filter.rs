@@ -185,6 +185,10 @@ pub(crate) struct FilterLink<T, U> {
     idle: bool,
     /// The underlying was given a transport since a filter above last asked.
     attached_anew: bool,
+    /// The end of reading beneath (EOF or an error), held back while what came
+    /// before it waits in the underlying's input for room in the filter's: the
+    /// filter decodes it at the pace of its read high watermark, then ends.
+    deferred_end: Option<(Events, Option<io::Error>)>,
     _kind: PhantomData<fn() -> (T, U)>,
 }
 
@@ -205,6 +209,7 @@ impl<T, U> FilterLink<T, U> {
             flushing_output: None,
             idle: true,
             attached_anew: false,
+            deferred_end: None,
             _kind: PhantomData,
         }
     }
@@ -246,6 +251,19 @@ where
         {
             let u = underlying.io();
             let taking = filter.core.reading() && filter.core.read_open();
+            // Nor while the underlying, with no read high watermark of its own,
+            // already holds as much as the filter's would let it decode, unless the
+            // filter asked for more of it (a TLS record larger than that): each drain
+            // of the filter's input would otherwise let it read once more, and a peer
+            // that floods would fill it without bound (D-F5).
+            let filter_high = filter.core.read_watermarks().high;
+            let holds_enough = filter_high != 0
+                && u.core.read_watermarks().high == 0
+                && u.input.len() >= filter_high
+                && self
+                    .input_stalled
+                    .is_none_or(|(held, _)| held != u.input.len());
+            let taking = taking && !holds_enough;
             if taking || (filter.core.closing() && !self.input_ended) {
                 u.core.unsuspend_read(suspend::FILTER);
             } else {
@@ -290,6 +308,13 @@ where
             }
             progress |= self.flush_requests(filter, &mut u);
             progress |= self.run_input(filter, &mut u, FlushMode::Normal, false, true);
+            if self.deferred_end.is_some() && self.decoded_all_it_can(filter, &u) {
+                // What came before the end is decoded: now the end itself.
+                if let Some((events, error)) = self.deferred_end.take() {
+                    progress = true;
+                    self.forward(filter, &mut u, events, error);
+                }
+            }
             let events = due.all_events();
             if !events.is_empty() {
                 progress = true;
@@ -474,6 +499,23 @@ impl<T, U> FilterLink<T, U> {
                 return;
             }
         }
+        let reading_ends =
+            events.contains(Events::READING) && events.intersects(Events::EOF | Events::ERROR);
+        if reading_ends
+            && !events.contains(Events::WRITING)
+            && filter.core.read_watermarks().high != 0
+            && !filter.core.closing()
+            && !self.input_ended
+        {
+            // Decoded all at once, what waits beneath could expand without bound (a
+            // small compressed input): as much as the read high watermark lets in
+            // now, the rest as the reader makes room, and the end after it.
+            self.run_input(filter, u, FlushMode::Normal, false, true);
+            if !self.decoded_all_it_can(filter, u) {
+                self.deferred_end = Some((events, error));
+                return;
+            }
+        }
         if events.contains(Events::READING | Events::EOF) {
             self.run_input(filter, u, FlushMode::Finished, true, true);
         } else if events.contains(Events::READING | Events::ERROR)
@@ -510,6 +552,16 @@ impl<T, U> FilterLink<T, U> {
             filter.core.on_shutdown();
         }
         filter.core.event(events, error);
+    }
+
+    /// Whether the input filter has taken everything the underlying's input holds,
+    /// or can take no more of it until more comes (it asked for more, which an end
+    /// beneath means will never come: its `Finished` call then tells).
+    fn decoded_all_it_can(&self, filter: &Io<'_>, u: &Io<'_>) -> bool {
+        (u.input.is_empty() && !self.input.has_pending())
+            || self.input_stalled == Some((u.input.len(), filter.input.len()))
+            || self.input_ended
+            || !filter.core.read_open()
     }
 
     /// Carries out the filter's flush requests: each direction's filter runs at
