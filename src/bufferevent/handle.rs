@@ -410,10 +410,12 @@ where
             match shared.stall() {
                 Some(Stall::TimedOut) => return Err(Error::TimedOut),
                 Some(Stall::WriteClosed | Stall::Stranded) => return Err(Error::WriteClosed),
-                Some(Stall::Unconnected) => match shared.unconnected() {
-                    Some(e) => return Err(Error::ConnectFailed(e)),
-                    None => {} // a new connect began meanwhile: wait for it
-                },
+                Some(Stall::Unconnected) => {
+                    // None: a new connect began meanwhile; wait for it.
+                    if let Some(e) = shared.unconnected() {
+                        return Err(Error::ConnectFailed(e));
+                    }
+                }
                 None => {}
             }
             // Woken by a timeout that WRITE, enabled again since, took back: wait on.
