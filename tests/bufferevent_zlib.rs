@@ -449,6 +449,46 @@ async fn what_decoded_before_the_damage_arrives_before_the_error() {
     assert_eq!(receiver.read(100).await.unwrap(), &b"hello world"[..]);
 }
 
+/// The same with callbacks (B-61's order): the read callback hears the good bytes
+/// before the event callback hears the error.
+#[tokio::test]
+async fn the_read_callback_hears_what_decoded_before_the_damage() {
+    use std::sync::{Arc, Mutex};
+    let mut zlib = flate2::Compress::new(Compression::default(), true);
+    let mut raw = Vec::with_capacity(256);
+    zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
+        .unwrap();
+    raw.extend_from_slice(&[0xff, 0xff]);
+    let (s1, mut peer) = tcp_pair().await;
+    let read = Arc::new(Mutex::new(Vec::new()));
+    let at_error = Arc::new(Mutex::new(None));
+    let (r, r2, e) = (read.clone(), read.clone(), at_error.clone());
+    let receiver = BufferEvent::builder()
+        .enable(Direction::READ)
+        .on_read(move |ctx| {
+            let data = ctx.input().remove_bytes(usize::MAX);
+            r.lock().unwrap().extend_from_slice(&data);
+        })
+        .on_event(move |_, events, _| {
+            if events.contains(Events::ERROR) {
+                *e.lock().unwrap() = Some(r2.lock().unwrap().clone());
+            }
+        })
+        .filter(
+            BufferEvent::builder().tcp(s1).unwrap(),
+            Decompress::new(),
+            Compress::default(),
+        );
+    peer.write_all(&raw).await.unwrap();
+    let event = first_event(&receiver).await;
+    assert_eq!(event.events, Events::READING | Events::ERROR);
+    assert_eq!(
+        at_error.lock().unwrap().as_deref(),
+        Some(&b"hello world"[..]),
+        "read before the error"
+    );
+}
+
 /// A compressing filter whose handles are all dropped ends its stream as `close()`
 /// would: what the compressor held, and the stream's end, reach the peer, which
 /// decodes everything it was given.

@@ -697,9 +697,12 @@ impl<T, U> FilterLink<T, U> {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "input filter failed");
-                    // What earlier rounds produced did arrive.
+                    // What earlier rounds produced did arrive, and the read callback
+                    // hears of it before the event callback hears the error (B-61).
                     if filter.input.len() > before {
                         filter.count_read(filter.input.len() - before);
+                        filter.core.on_read(filter.input.len());
+                        filter.changed();
                     }
                     // The filter's stream is over: it is not run again (a decoder
                     // would fail, and report, again at the transport's EOF).
