@@ -392,6 +392,36 @@ async fn a_slow_reader_bounds_what_the_underlying_holds() {
     flood.abort();
 }
 
+/// A filter that answers `Ok` without moving anything is not called again until
+/// something changes, in either direction (it used to be called in a loop, and its
+/// task never went idle).
+#[tokio::test]
+async fn a_filter_that_moves_nothing_is_not_called_in_a_loop() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c_in, c_out) = (calls.clone(), calls.clone());
+    let idle_in = move |_: &mut Input<'_>, _: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+        c_in.fetch_add(1, Ordering::Relaxed);
+        Ok(FilterResult::Ok)
+    };
+    let idle_out = move |_: &mut Input<'_>, _: &mut Output<'_>, _: Option<usize>, _: FlushMode| {
+        c_out.fetch_add(1, Ordering::Relaxed);
+        Ok(FilterResult::Ok)
+    };
+    let (a, b) = BufferEvent::pair();
+    let filtered = BufferEvent::builder()
+        .enable(Direction::READ)
+        .filter(a, idle_in, idle_out);
+    b.write(&b"in"[..]).await.unwrap();
+    filtered.write(&b"out"[..]).await.unwrap();
+    // Real time: a filter called in a loop would be called many thousands of times.
+    sleep(Duration::from_millis(200)).await;
+    let n = calls.load(Ordering::Relaxed);
+    assert!(n < 50, "called {n} times");
+    assert_eq!(filtered.input_len(), 0);
+    assert_eq!(filtered.output_len(), 3);
+}
+
 /// B-86: `dst_limit` is the room under the underlying's write high watermark for
 /// output, and under the filter's read high watermark for input.
 #[tokio::test(start_paused = true)]

@@ -677,9 +677,16 @@ impl<T, U> FilterLink<T, U> {
             );
             match result {
                 Ok(FilterResult::Ok) => {
+                    let now = (u.input.len(), filter.input.len());
+                    if now == lengths && !forced {
+                        // Nothing moved: as `NeedMore`, nothing to do until the lengths
+                        // change (else the task would call it again and again).
+                        self.input_stalled = Some(now);
+                        break;
+                    }
                     progress = true;
                     let drained = u.input.is_empty() && !self.input.has_pending();
-                    if (u.input.len(), filter.input.len()) == lengths || drained {
+                    if now == lengths || drained {
                         break;
                     }
                     if !forced && !filter.core.reading() {
@@ -823,8 +830,13 @@ impl<T, U> FilterLink<T, U> {
             );
             match result {
                 Ok(FilterResult::Ok | FilterResult::EndOfStream) => {
-                    progress = true;
                     let now = (filter.output.len(), u.output.len());
+                    if now == lengths && !forced {
+                        // Nothing moved: as `NeedMore` (see `run_input`).
+                        *stalled = Some(now);
+                        break;
+                    }
+                    progress = true;
                     if now == lengths || (filter.output.is_empty() && !output.has_pending()) {
                         break;
                     }
