@@ -272,6 +272,49 @@ async fn dropping_aaaa(
     (addr, asked)
 }
 
+/// A name server in front of `upstream` that answers each query only after `delay`.
+async fn slow(upstream: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, client) = front.recv_from(&mut buf).await.unwrap();
+            tokio::time::sleep(delay).await;
+            back.send_to(&buf[..n], upstream).await.unwrap();
+            let (m, _) = back.recv_from(&mut buf).await.unwrap();
+            front.send_to(&buf[..m], client).await.unwrap();
+        }
+    });
+    addr
+}
+
+/// B-53: both directions wait during the lookup, so a read timeout shorter than the
+/// lookup does not fire meanwhile (it would disable READ for good); the first event
+/// is the connect's.
+#[tokio::test]
+async fn no_timeout_runs_during_the_lookup() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dns = test_dns(&[("v4.test.", a([127, 0, 0, 1]))]).await;
+    // A generous margin both ways: the timeout would fire a second before the answer.
+    let addr = slow(dns.addr, Duration::from_millis(1300)).await;
+    let resolver = Resolver::with_name_servers(&[addr], Duration::from_secs(30)).unwrap();
+    let bev = BufferEvent::builder()
+        .enable(tokio_bufferevent::bufferevent::Direction::READ)
+        .timeouts(Some(Duration::from_millis(300)), None)
+        .unconnected::<TcpStream>();
+    bev.connect_hostname(Some(&resolver), Family::Inet, "v4.test.", port)
+        .unwrap();
+    let first = within(bev.next_event()).await.unwrap().unwrap();
+    assert_eq!(first.events, Events::CONNECTED);
+    assert!(
+        bev.enabled()
+            .contains(tokio_bufferevent::bufferevent::Direction::READ)
+    );
+}
+
 /// A connect for one family asks for that family's records only: a name server that
 /// drops the other family's queries neither delays nor fails it.
 #[tokio::test]

@@ -17,7 +17,7 @@ use super::error::Error;
 use super::handle::BufferEvent;
 use super::info::TransportInfo;
 use super::mailbox::Command;
-use super::transport::Attach;
+use super::transport::{Attach, LookupDone};
 
 impl<S> BufferEvent<TcpStream, S>
 where
@@ -27,7 +27,7 @@ where
     /// transport, if any, is closed when the new one is installed.
     ///
     /// Returns at once. Writes made before the connect completes are sent after it, in
-    /// order. Success delivers `CONNECTED` alone, then the queued data goes out, then
+    /// order (over the earlier transport meanwhile, if there is one: D-C3). Success delivers `CONNECTED` alone, then the queued data goes out, then
     /// the write callback runs if the output drained; a later failure delivers
     /// `ERROR` (plus `TIMEOUT` when the builder's connect timeout expired) with the
     /// error and no direction bit, leaving the enabled directions as they were.
@@ -93,7 +93,9 @@ where
     /// Address literals (`127.0.0.1`, `::1`, `[::1]`) skip DNS. Otherwise `resolver`
     /// (or, with `None`, a process-wide one built from the system configuration on a
     /// blocking thread) looks the name up without blocking; reading and writing wait
-    /// meanwhile, and data written goes out after the connect. The addresses
+    /// meanwhile, and no timeout runs (B-53). The connect after it is as
+    /// [`connect`](Self::connect)'s: data written goes out once it succeeds, or over
+    /// an earlier transport, which stays in use until then (D-C3). The addresses
     /// are tried in turn as in [`connect_any`](Self::connect_any), where libevent tries
     /// only the first. A failed lookup delivers `ERROR` with the error, and
     /// [`dns_error`](Self::dns_error) says what went wrong.
@@ -169,7 +171,9 @@ where
         let remote = Arc::downgrade(&self.remote);
         let host = host.to_owned();
         let limit = self.shared().connect_timeout();
-        self.attach_connecting(async move {
+        let looked_up = LookupDone::default();
+        let done = looked_up.clone();
+        let connecting = async move {
             // The connect timeout covers the lookup and the connects after it; one
             // that expires during the lookup is the lookup's timeout (`dns_error`).
             let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
@@ -182,13 +186,16 @@ where
                     },
                 }
             };
-            let looked_up = match deadline {
+            let found = match deadline {
                 None => lookup.await,
                 Some(deadline) => tokio::time::timeout_at(deadline, lookup)
                     .await
                     .unwrap_or_else(|_| Err(DnsError::timed_out(&host, limit))),
             };
-            match looked_up {
+            // Reading and writing go on (over an earlier transport, while the connect
+            // runs: D-C3), once the task sees this.
+            done.store(true, std::sync::atomic::Ordering::Release);
+            match found {
                 Ok(addrs) => {
                     tracing::debug!(%host, ?addrs, "resolved");
                     let connecting = first_that_accepts(interleave_families(addrs));
@@ -209,7 +216,8 @@ where
                     Err(error)
                 }
             }
-        })
+        };
+        self.attach_connecting(connecting, Some(looked_up))
     }
 
     /// Why the last hostname lookup failed (`bufferevent_socket_get_dns_error`);
@@ -238,18 +246,22 @@ where
         F: Future<Output = io::Result<TcpStream>> + Send + 'static,
     {
         let timeout = self.shared().connect_timeout();
-        self.attach_connecting(async move {
-            match timeout {
-                None => connecting.await,
-                Some(limit) => tokio::time::timeout(limit, connecting)
-                    .await
-                    .map_err(|_| timed_out(limit))?,
-            }
-        })
+        self.attach_connecting(
+            async move {
+                match timeout {
+                    None => connecting.await,
+                    Some(limit) => tokio::time::timeout(limit, connecting)
+                        .await
+                        .map_err(|_| timed_out(limit))?,
+                }
+            },
+            None,
+        )
     }
 
-    /// Hands `connecting`, bounded in time already, to the task.
-    fn attach_connecting<F>(&self, connecting: F) -> io::Result<()>
+    /// Hands `connecting`, bounded in time already, to the task; `lookup`, for a
+    /// hostname connect, is set once its lookup is over.
+    fn attach_connecting<F>(&self, connecting: F, lookup: Option<LookupDone>) -> io::Result<()>
     where
         F: Future<Output = io::Result<TcpStream>> + Send + 'static,
     {
@@ -259,7 +271,10 @@ where
             Ok((stream, info))
         };
         self.shared().connect_started();
-        if self.send(Command::Attach(Attach::Connecting(Box::pin(connecting)))) {
+        if self.send(Command::Attach(Attach::Connecting(
+            Box::pin(connecting),
+            lookup,
+        ))) {
             Ok(())
         } else {
             self.shared().connect_withdrawn();

@@ -75,6 +75,9 @@ pub(crate) mod suspend {
     /// A connect failed with no transport left: libevent deregisters both events
     /// (B-33), so no timeout runs until `enable`, a new connect or a transport.
     pub(crate) const UNREGISTERED: u8 = 0x10;
+    /// A hostname lookup is under way (B-53): both directions wait for it, and no
+    /// timeout runs meanwhile.
+    pub(crate) const LOOKUP: u8 = 0x20;
 }
 
 /// How a bufferevent ended, which decides how its transport is let go.
@@ -585,6 +588,17 @@ impl Core {
 
     pub(crate) fn unsuspend_read(&mut self, reason: u8) {
         self.read_suspended &= !reason;
+    }
+
+    /// A hostname lookup begins, or ends: both directions wait for it (B-53).
+    pub(crate) fn suspend_for_lookup(&mut self, on: bool) {
+        if on {
+            self.read_suspended |= suspend::LOOKUP;
+            self.write_suspended |= suspend::LOOKUP;
+        } else {
+            self.read_suspended &= !suspend::LOOKUP;
+            self.write_suspended &= !suspend::LOOKUP;
+        }
     }
 
     // ---- what the transport reports --------------------------------------------------

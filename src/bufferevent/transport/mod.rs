@@ -149,9 +149,13 @@ pub(crate) enum Attach<T> {
     /// shows it again as it installs it, over anything a connect it replaces stored
     /// meanwhile.
     Now(T, Box<TransportInfo>),
-    /// A connect under way.
-    Connecting(Connecting<T>),
+    /// A connect under way; for a hostname, with the mark its lookup sets as it ends
+    /// (both directions wait until then, B-53).
+    Connecting(Connecting<T>, Option<LookupDone>),
 }
+
+/// Set by a hostname connect once its lookup is over, whatever its outcome.
+pub(crate) type LookupDone = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 /// The hooks of links that host other engines (pairs and filters).
 pub(crate) trait Hosts {

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 
 use super::hangup::{self, Hangup, Watch};
-use super::{Attach, Connecting, Ended, Io, Link, Transport};
+use super::{Attach, Connecting, Ended, Io, Link, LookupDone, Transport};
 use crate::bufferevent::core::Ending;
 use crate::bufferevent::events::{Direction, Events, FlushMode};
 
@@ -38,8 +39,9 @@ pub(crate) struct StreamLink<T> {
 
 /// What a stream link waits for besides its transport's I/O.
 enum Waiting<T> {
-    /// A connect (there is no transport yet).
-    Connect(Connecting<T>),
+    /// A connect (with no transport, or an earlier one still in use: D-C3), and for
+    /// a hostname the mark of its lookup, while that runs.
+    Connect(Connecting<T>, Option<LookupDone>),
     /// A hang-up of the peer while reading is paused (see `hangup.rs`).
     Hangup(Watch),
 }
@@ -92,9 +94,10 @@ impl<T: Transport> Link for StreamLink<T> {
                 io.core.on_transport();
                 self.attached_anew = true;
             }
-            Attach::Connecting(connecting) => {
+            Attach::Connecting(connecting, lookup) => {
                 self.forget_connect(io);
-                self.waiting = Some(Box::new(Waiting::Connect(connecting)));
+                io.core.suspend_for_lookup(lookup.is_some());
+                self.waiting = Some(Box::new(Waiting::Connect(connecting, lookup)));
                 io.core.register_again();
             }
         }
@@ -109,11 +112,11 @@ impl<T: Transport> Link for StreamLink<T> {
     }
 
     fn is_attached(&self) -> bool {
-        self.transport.is_some() || matches!(self.waiting.as_deref(), Some(Waiting::Connect(_)))
+        self.transport.is_some() || matches!(self.waiting.as_deref(), Some(Waiting::Connect(..)))
     }
 
     fn only_connecting(&self) -> bool {
-        self.transport.is_none() && matches!(self.waiting.as_deref(), Some(Waiting::Connect(_)))
+        self.transport.is_none() && matches!(self.waiting.as_deref(), Some(Waiting::Connect(..)))
     }
 
     fn streaming(&self) -> bool {
@@ -235,8 +238,9 @@ impl<T: Transport> StreamLink<T> {
     /// A connect under way is replaced and will never report: `connected()` stops
     /// counting on it.
     fn forget_connect(&mut self, io: &mut Io<'_>) {
-        if matches!(self.waiting.as_deref(), Some(Waiting::Connect(_))) {
+        if matches!(self.waiting.as_deref(), Some(Waiting::Connect(..))) {
             self.waiting = None;
+            io.core.suspend_for_lookup(false);
             if let Some(shared) = io.shared {
                 shared.connect_withdrawn();
             }
@@ -245,11 +249,21 @@ impl<T: Transport> StreamLink<T> {
 
     /// Drives a connect and reports its outcome to the core.
     fn poll_connect(&mut self, cx: &mut TaskContext<'_>, io: &mut Io<'_>) -> bool {
-        let Some(Waiting::Connect(connecting)) = self.waiting.as_deref_mut() else {
+        let Some(Waiting::Connect(connecting, lookup)) = self.waiting.as_deref_mut() else {
             return false;
         };
-        let Poll::Ready(outcome) = connecting.as_mut().poll(cx) else {
-            return false;
+        let polled = connecting.as_mut().poll(cx);
+        let looked_up = lookup
+            .as_ref()
+            .is_some_and(|done| done.load(Ordering::Acquire));
+        if looked_up || polled.is_ready() && lookup.is_some() {
+            // The lookup is over: both directions go on (with an earlier transport
+            // while the connect runs, D-C3).
+            *lookup = None;
+            io.core.suspend_for_lookup(false);
+        }
+        let Poll::Ready(outcome) = polled else {
+            return looked_up;
         };
         self.waiting = None;
         match outcome {
