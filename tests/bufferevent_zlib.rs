@@ -489,6 +489,34 @@ async fn the_read_callback_hears_what_decoded_before_the_damage() {
     );
 }
 
+/// A compressed stream cut off because the pair element beneath lost its partner (no
+/// EOF comes over a pair, D-P1) is an error for the reader, not a clean end: the
+/// decoder hears that nothing more will come.
+#[tokio::test]
+async fn a_stream_cut_off_over_a_pair_is_not_a_clean_end() {
+    use tokio_bufferevent::bufferevent::Error;
+    let mut zlib = flate2::Compress::new(Compression::default(), true);
+    let mut raw = Vec::with_capacity(256);
+    zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
+        .unwrap();
+    let (a, b) = BufferEvent::pair();
+    let rx = BufferEvent::builder().enable(Direction::READ).filter(
+        a,
+        Decompress::new(),
+        Compress::default(),
+    );
+    b.write(raw).await.unwrap();
+    assert_eq!(
+        within(rx.read_exact(11)).await.unwrap().unwrap(),
+        &b"hello world"[..]
+    );
+    drop(b);
+    match within(rx.read_to_end(1 << 20)).await.unwrap() {
+        Err(Error::ReadFailed(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
+        other => panic!("a cut stream read as {other:?}"),
+    }
+}
+
 /// A compressing filter whose handles are all dropped ends its stream as `close()`
 /// would: what the compressor held, and the stream's end, reach the peer, which
 /// decodes everything it was given.

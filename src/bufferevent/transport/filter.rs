@@ -327,11 +327,19 @@ where
             self.finishing = false;
             filter.core.on_shutdown();
         }
-        if underlying.stranded()
-            && let Some(shared) = filter.shared
-        {
-            // Nothing beneath can reach anything any more: neither can the filter.
-            shared.strand();
+        if underlying.stranded() {
+            let mut u = underlying.io();
+            if !self.input_ended && self.decoded_all_it_can(filter, &u) {
+                // Nothing more will come: the input filter hears the end, as at an
+                // EOF, so a stream cut off mid-way (a zlib stream without its end, TLS
+                // without close_notify) is an error, never a clean end.
+                progress |= self.run_input(filter, &mut u, FlushMode::Finished, true, true);
+                self.input_ended = true;
+            }
+            if let Some(shared) = filter.shared {
+                // Nothing beneath can reach anything any more: neither can the filter.
+                shared.strand();
+            }
         }
         if underlying.is_done() {
             tracing::debug!("the underlying bufferevent ended");
