@@ -422,6 +422,32 @@ async fn a_filter_that_moves_nothing_is_not_called_in_a_loop() {
     assert_eq!(filtered.output_len(), 3);
 }
 
+/// The underlying's write side shut down through its own handle: the filter's write
+/// side is closed too, so a write fails and `drained()` resolves, instead of the bytes
+/// vanishing into an output nothing sends.
+#[tokio::test]
+async fn a_shutdown_beneath_closes_the_filter_s_write_side() {
+    let (s1, mut peer) = tcp_pair().await;
+    let filter = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        PassThrough,
+        PassThrough,
+    );
+    let base = filter.underlying().expect("the underlying");
+    base.flush(Direction::WRITE, FlushMode::Finished);
+    let mut rest = Vec::new();
+    within(peer.read_to_end(&mut rest)).await.unwrap().unwrap();
+    assert!(rest.is_empty());
+    filter.write_now(&b"lost"[..]).ok();
+    within(filter.drained())
+        .await
+        .expect("drained() says it cannot drain");
+    assert!(matches!(
+        within(filter.write(&b"x"[..])).await.unwrap(),
+        Err(tokio_bufferevent::bufferevent::Error::WriteClosed)
+    ));
+}
+
 /// B-86: `dst_limit` is the room under the underlying's write high watermark for
 /// output, and under the filter's read high watermark for input.
 #[tokio::test(start_paused = true)]

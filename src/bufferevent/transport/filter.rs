@@ -326,6 +326,13 @@ where
         if self.finishing && self.flushing_output.is_none() && underlying.write_finished() {
             self.finishing = false;
             filter.core.on_shutdown();
+        } else if !self.finishing
+            && !filter.core.write_closed()
+            && underlying.io().core.write_closed()
+        {
+            // Shut down beneath by its own handle (a `Finished` flush there): nothing
+            // the filter is given can leave any more, and its writers learn so.
+            filter.core.on_shutdown();
         }
         if underlying.stranded() {
             let mut u = underlying.io();
