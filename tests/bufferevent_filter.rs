@@ -448,6 +448,31 @@ async fn a_shutdown_beneath_closes_the_filter_s_write_side() {
     ));
 }
 
+/// A filter that panics over TCP resets the connection, as a panicking callback does
+/// (D-B11): the peer cannot take the cut for a complete answer.
+#[tokio::test]
+async fn a_panicking_filter_resets_its_tcp_connection() {
+    let (s1, mut peer) = tcp_pair().await;
+    let panicking = |_: &mut Input<'_>,
+                     _: &mut Output<'_>,
+                     _: Option<usize>,
+                     _: FlushMode|
+     -> io::Result<FilterResult> { panic!("a bug in the output filter") };
+    let filter = BufferEvent::filter(
+        BufferEvent::builder().tcp(s1).unwrap(),
+        PassThrough,
+        panicking,
+    );
+    filter.write_now(&b"x"[..]).unwrap();
+    let mut buf = [0u8; 8];
+    let read = within(peer.read(&mut buf)).await.unwrap();
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(io::ErrorKind::ConnectionReset),
+        "a reset, not a clean end"
+    );
+}
+
 /// B-86: `dst_limit` is the room under the underlying's write high watermark for
 /// output, and under the filter's read high watermark for input.
 #[tokio::test(start_paused = true)]

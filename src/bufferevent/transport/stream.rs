@@ -26,7 +26,7 @@ const MAX_DIRECT_READ: usize = 64 * 1024;
 /// Vectored writes gather at most this many chunks.
 const MAX_IOVECS: usize = 64;
 
-pub(crate) struct StreamLink<T> {
+pub(crate) struct StreamLink<T: 'static> {
     transport: Option<T>,
     /// A connect under way, or a paused socket being watched. Boxed: both are rare,
     /// and a thin pointer keeps every task small.
@@ -46,13 +46,27 @@ enum Waiting<T> {
     Hangup(Watch),
 }
 
-impl<T> StreamLink<T> {
+impl<T: 'static> StreamLink<T> {
     pub(crate) fn new(transport: Option<T>) -> Self {
         Self {
             transport,
             waiting: None,
             read_hot: false,
             attached_anew: false,
+        }
+    }
+}
+
+impl<T: 'static> Drop for StreamLink<T> {
+    /// Dropped while a panic unwinds (a filter above panicked while it held this
+    /// link's bufferevent): a TCP connection is reset, not closed, so the peer can
+    /// tell the failure from a complete answer (as for a panicking callback, D-B11).
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(transport) = self.transport.as_mut()
+            && let Some(tcp) = (transport as &mut dyn Any).downcast_mut::<TcpStream>()
+        {
+            reset(tcp);
         }
     }
 }
