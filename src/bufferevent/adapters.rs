@@ -204,9 +204,7 @@ where
             // as new. (Read the other way round, a length from before the last input
             // came with an end from after it said the input was empty.)
             let closed = shared.is_closed();
-            let read_closed = shared.read_closed.load(Ordering::Acquire)
-                || shared.is_stranded()
-                || shared.unconnected().is_some();
+            let read_closed = shared.read_closed.load(Ordering::Acquire) || shared.is_cut_off();
             let read_timed_out = shared.read_timed_out.load(Ordering::Acquire);
             let task_empty = shared.input_len.load(Ordering::Acquire) == 0;
             let timed_out = task_empty && read_timed_out;

@@ -779,8 +779,7 @@ where
                     s.input_total() >= n
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
-                        || s.is_stranded()
-                        || s.unconnected().is_some()
+                        || s.is_cut_off()
                         || too_high(s)
                 })
                 .await;

@@ -231,7 +231,7 @@ where
             let seen = self.input_len();
             let high = self.shared().read_high();
             // Nothing more can come, though the event callback may not have heard.
-            let stranded = self.shared().is_stranded() || self.shared().unconnected().is_some();
+            let cut_off = self.shared().is_cut_off();
             let weak = WeakHandle::of(self);
             let put_back: Box<dyn FnOnce(Bytes) + Send> = Box::new(move |data| {
                 if let Some(bev) = weak.upgrade() {
@@ -242,7 +242,7 @@ where
             let outcome = self
                 .ask(
                     move |ctx| {
-                        let eof = !ctx.inner.core.read_open() || stranded;
+                        let eof = !ctx.inner.core.read_open() || cut_off;
                         let input = &mut ctx.inner.input;
                         let found = look(input, eof).unwrap_or_else(Look::Failed);
                         let len = input.len();
@@ -298,7 +298,7 @@ where
                     s.input_total() != seen
                         || s.read_closed.load(Ordering::Acquire)
                         || s.read_timed_out.load(Ordering::Acquire)
-                        || (s.is_stranded() || s.unconnected().is_some()) != stranded
+                        || s.is_cut_off() != cut_off
                         || s.read_high() != high
                 })
                 .await;

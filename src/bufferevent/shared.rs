@@ -765,6 +765,13 @@ impl Shared {
         self.stalls.load(Ordering::Acquire) & STRANDED != 0
     }
 
+    /// Nothing more can come in: stranded, or the last connect failed and left no
+    /// transport (one look for both).
+    pub(crate) fn is_cut_off(&self) -> bool {
+        let stalls = self.stalls.load(Ordering::Acquire);
+        stalls & STRANDED != 0 || stalls & UNCONNECTED != 0 && self.unconnected().is_some()
+    }
+
     /// On the task: the pair partner or the filter's underlying bufferevent is gone.
     /// Handles learn it at the next publish, after the input that came before.
     pub(crate) fn strand(&self) {
