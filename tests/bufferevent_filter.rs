@@ -392,6 +392,28 @@ async fn a_slow_reader_bounds_what_the_underlying_holds() {
     flood.abort();
 }
 
+/// An end beneath that comes while the underlying holds less than its own read low
+/// watermark (B-90: the filter is not called below it) is not held back: the last
+/// bytes and the EOF arrive (the end waits only for room in a filter with a read high
+/// watermark).
+#[tokio::test]
+async fn an_end_below_the_underlying_s_low_watermark_arrives() {
+    let (s1, mut peer) = tcp_pair().await;
+    let base = BufferEvent::builder()
+        .read_watermarks(Watermarks::new(8, 0))
+        .tcp(s1)
+        .unwrap();
+    let filter = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 4096))
+        .filter(base, PassThrough, PassThrough);
+    peer.write_all(b"abc").await.unwrap();
+    peer.shutdown().await.unwrap();
+    let record = within(filter.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::READING | Events::EOF);
+    assert_eq!(filter.read(100).await.unwrap(), &b"abc"[..]);
+}
+
 /// A filter that answers `Ok` without moving anything is not called again until
 /// something changes, in either direction (it used to be called in a loop, and its
 /// task never went idle).

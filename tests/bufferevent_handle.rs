@@ -157,6 +157,37 @@ async fn a_filter_s_connected_resolves_at_once_after_its_underlying_failed() {
     ));
 }
 
+/// A filter over a socket whose connect failed: its readers learn of the failure, and
+/// once a new connect is under way beneath, they wait again.
+#[tokio::test]
+async fn a_filter_s_readers_follow_a_new_connect_beneath() {
+    use tokio_bufferevent::bufferevent::Readiness;
+    let (_held, nobody) = common::refusing();
+    let socket = BufferEvent::builder().connect(nobody).unwrap();
+    let under = socket.clone();
+    let filter =
+        BufferEvent::builder()
+            .enable(Direction::READ)
+            .filter(socket, PassThrough, PassThrough);
+    let event = expect_within(filter.next_event()).await.unwrap();
+    assert_eq!(event.events, Events::ERROR);
+    assert!(matches!(
+        expect_within(filter.readable(1)).await,
+        Readiness::Failed(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    ));
+    // A connect that stays under way.
+    let (_listener, _queued, hole) = common::blackhole().await;
+    under.connect(hole).unwrap();
+    settle_task(&under).await;
+    settle_task(&filter).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), filter.readable(1))
+            .await
+            .is_err(),
+        "waits for the new connect's data"
+    );
+}
+
 /// B-50: with READ and WRITE enabled before there is a transport, a connect with
 /// nothing queued gives CONNECTED and no write callback.
 #[tokio::test]

@@ -691,16 +691,25 @@ async fn a_side_closing_while_the_other_sends_ends_the_pipe_and_its_close_comple
     })
     .await;
     let closed = expect_within(front.close()).await;
-    assert_eq!(closed.unsent, 0, "{closed:?}");
-    assert!(closed.error.is_none(), "{closed:?}");
+    assert!(
+        closed.error.is_none(),
+        "completed, not timed out: {closed:?}"
+    );
     let piped = expect_within(piped).await.unwrap();
     assert!(
         matches!(piped.end, PipeEnd::Ended(PipeSide::A)),
         "{piped:?}"
     );
     expect_within(back.closed()).await;
-    assert!(
-        expect_within(reading).await.unwrap().is_ok(),
-        "the client saw a clean end"
+    let received = expect_within(reading)
+        .await
+        .unwrap()
+        .expect("the client saw a clean end");
+    // On two threads a forward can race the close and arrive after it completed:
+    // such bytes are counted unsent, never lost without a word.
+    assert_eq!(
+        received as u64 + closed.unsent as u64,
+        piped.b_to_a,
+        "{closed:?} {piped:?}"
     );
 }

@@ -223,9 +223,18 @@ where
                     // Ended with input the task still held: it is gone.
                     _ if !task_empty => Some(Err(Error::Ended.into())),
                     Some(e) => Some(Err(io::Error::new(e.kind(), e.to_string()))),
-                    None => shared
-                        .unconnected()
-                        .map(|e| Err(io::Error::new(e.kind(), e.to_string()))),
+                    None => match shared.unconnected() {
+                        Some(e) => Some(Err(io::Error::new(e.kind(), e.to_string()))),
+                        // Cut off by a failed connect that a new one replaced since:
+                        // not an end after all.
+                        None if !closed
+                            && !shared.read_closed.load(Ordering::Acquire)
+                            && !shared.is_stranded() =>
+                        {
+                            continue;
+                        }
+                        None => None,
+                    },
                 });
             }
             if registered {

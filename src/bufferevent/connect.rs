@@ -93,7 +93,8 @@ where
     /// Address literals (`127.0.0.1`, `::1`, `[::1]`) skip DNS. Otherwise `resolver`
     /// (or, with `None`, a process-wide one built from the system configuration on a
     /// blocking thread) looks the name up without blocking; reading and writing wait
-    /// meanwhile, and no timeout runs (B-53). The connect after it is as
+    /// meanwhile, and no read or write timeout runs (B-53; the builder's connect
+    /// timeout, which covers the lookup, does). The connect after it is as
     /// [`connect`](Self::connect)'s: data written goes out once it succeeds, or over
     /// an earlier transport, which stays in use until then (D-C3). The addresses
     /// are tried in turn as in [`connect_any`](Self::connect_any), where libevent tries
@@ -103,8 +104,8 @@ where
     /// # Errors
     ///
     /// Returned at once, with no callback: [`io::ErrorKind::InvalidInput`] for port 0,
-    /// an empty host, a name no lookup could find (longer than 253 bytes, or with an
-    /// empty label or one longer than 63 bytes), or an address literal not of
+    /// an empty host, a name no lookup could find (with an empty label, or, in ASCII,
+    /// longer than 253 bytes or with a label longer than 63), or an address literal not of
     /// `family`; for an address literal,
     /// the OS's errors as for [`connect`](Self::connect) (`socket(2)`,
     /// `setsockopt(2)`); [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
@@ -295,19 +296,21 @@ where
     }
 }
 
-/// Refuses a name no lookup could find (RFC 1035's limits): at most 253 bytes
-/// without a final dot, labels of 1 to 63 bytes.
+/// Refuses a name no lookup could find (RFC 1035's limits): no empty label, and for
+/// an ASCII name at most 253 bytes without a final dot and labels of at most 63 (an
+/// internationalised name is measured by the resolver, once converted to punycode).
 #[cfg(feature = "dns")]
 fn check_host_name(host: &str) -> Result<(), &'static str> {
     let name = host.strip_suffix('.').unwrap_or(host);
-    if name.len() > 253 {
+    let ascii = name.is_ascii();
+    if ascii && name.len() > 253 {
         return Err("host name longer than 253 bytes");
     }
     for label in name.split('.') {
         if label.is_empty() {
             return Err("host name with an empty label");
         }
-        if label.len() > 63 {
+        if ascii && label.len() > 63 {
             return Err("host name with a label longer than 63 bytes");
         }
     }

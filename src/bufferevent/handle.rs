@@ -657,9 +657,10 @@ where
     /// after the builder's [`close_timeout`](super::Builder::close_timeout) (30 s by
     /// default) the bufferevent is freed anyway, and [`Closed::unsent`] says how many
     /// bytes were left; [`Closed::error`] is then of kind
-    /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut). While a connect is
-    /// under way with no transport yet, a close with nothing queued ends at once (the
-    /// connect is abandoned); with data queued it waits for the connect to send it.
+    /// [`io::ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut). A socket
+    /// bufferevent whose connect is under way with no transport yet ends at once when
+    /// nothing is queued (the connect is abandoned); with data queued it waits for the
+    /// connect to send it. (A filter over such a socket waits for the connect.)
     ///
     /// # Errors
     ///

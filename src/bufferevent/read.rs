@@ -283,6 +283,12 @@ where
                 }
                 (Ok((taken, _)), _) => return Ok(taken.take()),
                 (Err(Some(error)), _) => return Err(error),
+                // Cut off by a failed connect that a new one replaced since: look
+                // again (the wait below ends at once).
+                (Err(None), true)
+                    if cut_off
+                        && !self.shared().is_cut_off()
+                        && !self.shared().read_closed.load(Ordering::Acquire) => {}
                 (Err(None), true) => return Err(self.why_reading_ended()),
                 (Err(None), false) => {}
             }

@@ -851,6 +851,16 @@ impl Shared {
         }
     }
 
+    /// For a filter, on its task: the bufferevent beneath is no longer left without a
+    /// transport (a new connect, or a transport, was given to it), so neither is
+    /// the filter. (Until that pass, the filter's waiters still see the failure.)
+    pub(crate) fn follow_beneath(&self, beneath: &Shared) {
+        if self.stalls.load(Ordering::Relaxed) & UNCONNECTED != 0 && beneath.unconnected().is_none()
+        {
+            self.stalls.fetch_and(!UNCONNECTED, Ordering::AcqRel);
+        }
+    }
+
     /// Why nothing can come in or leave: the last connect failed, left no transport,
     /// and no connect is under way (a handle that starts one makes this `None` at once,
     /// as it counts the connect). `None` otherwise.

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_bufferevent::bufferevent::BufferEvent;
 
 /// How long a test waits for something that should happen at once: generous, so a
@@ -67,8 +67,8 @@ pub async fn tcp_pair() -> (TcpStream, TcpStream) {
 /// bound and not listening, so neither another test nor a connect to itself (a source
 /// port equal to the destination's) can take the port, as a dropped listener's can.
 #[allow(dead_code)] // not every test binary uses it
-pub fn refusing() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+pub fn refusing() -> (TcpSocket, std::net::SocketAddr) {
+    let socket = TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = socket.local_addr().unwrap();
     (socket, addr)
@@ -78,4 +78,24 @@ pub fn refusing() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
 #[allow(dead_code)] // not every test binary uses it
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A listener whose accept queue is full: further connects hang, as to a host that
+/// drops SYNs. Returns the listener (keep it alive), the queued connections and the
+/// address.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn blackhole() -> (TcpListener, Vec<TcpStream>, std::net::SocketAddr) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => queued.push(stream),
+            Ok(Err(e)) => panic!("connect failed outright: {e}"),
+            Err(_) => return (listener, queued, addr), // this one hangs: the hole is there
+        }
+    }
+    panic!("the accept queue never filled up");
 }

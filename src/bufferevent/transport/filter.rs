@@ -257,9 +257,10 @@ where
             // of the filter's input would otherwise let it read once more, and a peer
             // that floods would fill it without bound (D-F5).
             let filter_high = filter.core.read_watermarks().high;
+            let u_marks = u.core.read_watermarks();
             let holds_enough = filter_high != 0
-                && u.core.read_watermarks().high == 0
-                && u.input.len() >= filter_high
+                && u_marks.high == 0
+                && u.input.len() >= filter_high.max(u_marks.low)
                 && self
                     .input_stalled
                     .is_none_or(|(held, _)| held != u.input.len());
@@ -271,6 +272,9 @@ where
             }
         }
         progress |= underlying.poll_pass(cx, false);
+        if let (Some(shared), Some(beneath)) = (filter.shared, underlying.io().shared) {
+            shared.follow_beneath(beneath);
+        }
         if underlying.take_new_transport() {
             // `set_tcp` beneath: the filter is connected over the new transport too
             // (no `CONNECTED` event comes for it, as none comes beneath), and reopens
@@ -284,6 +288,8 @@ where
             self.input_ended = false;
             self.input_stalled = None;
             self.output_stalled = None;
+            // The old transport's end is not the new one's.
+            self.deferred_end = None;
             if self.finishing || filter.core.closing() {
                 // A close or a `Finished` flush under way finishes over the new
                 // transport: asked again beneath, where the old one may have finished.
@@ -336,7 +342,7 @@ where
         }
         if underlying.stranded() {
             let mut u = underlying.io();
-            if !self.input_ended && self.decoded_all_it_can(filter, &u) {
+            if !self.input_ended && filter.core.read_open() && self.decoded_all_it_can(filter, &u) {
                 // Nothing more will come: the input filter hears the end, as at an
                 // EOF, so a stream cut off mid-way (a zlib stream without its end, TLS
                 // without close_notify) is an error, never a clean end.
@@ -573,10 +579,15 @@ impl<T, U> FilterLink<T, U> {
     /// or can take no more of it until more comes (it asked for more, which an end
     /// beneath means will never come: its `Finished` call then tells).
     fn decoded_all_it_can(&self, filter: &Io<'_>, u: &Io<'_>) -> bool {
-        (u.input.is_empty() && !self.input.has_pending())
+        let pending = self.input.has_pending();
+        (u.input.is_empty() && !pending)
             || self.input_stalled == Some((u.input.len(), filter.input.len()))
+            // B-90: below the underlying's low watermark the filter is not called.
+            || (!pending && u.input.len() < u.core.read_watermarks().low)
             || self.input_ended
             || !filter.core.read_open()
+            // A close discards what it reads: its end need not wait for a reader.
+            || filter.core.closing()
     }
 
     /// Carries out the filter's flush requests: each direction's filter runs at
