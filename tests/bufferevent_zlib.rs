@@ -140,10 +140,9 @@ async fn corrupt_input_is_an_error() {
     }
 }
 
-/// A small compressed input that expands enormously fills the reader only up to its
-/// read high watermark at a time: the decoder follows the filter's limit.
-#[tokio::test]
-async fn expansion_respects_the_read_high_watermark() {
+/// A sender compressing as hard as zlib can, over TCP, to a reader whose read high
+/// watermark is `high`.
+async fn compressing_hard_to(high: usize) -> (Zlib, Zlib) {
     use tokio_bufferevent::bufferevent::Watermarks;
     let (s1, s2) = tcp_pair().await;
     let sender = BufferEvent::filter(
@@ -153,12 +152,20 @@ async fn expansion_respects_the_read_high_watermark() {
     );
     let receiver = BufferEvent::builder()
         .enable(Direction::READ)
-        .read_watermarks(Watermarks::new(0, 64 * 1024))
+        .read_watermarks(Watermarks::new(0, high))
         .filter(
             BufferEvent::builder().tcp(s2).unwrap(),
             Decompress::new(),
             Compress::default(),
         );
+    (sender, receiver)
+}
+
+/// A small compressed input that expands enormously fills the reader only up to its
+/// read high watermark at a time: the decoder follows the filter's limit.
+#[tokio::test]
+async fn expansion_respects_the_read_high_watermark() {
+    let (sender, receiver) = compressing_hard_to(64 * 1024).await;
     sender.write(vec![0u8; 32 << 20]).await.unwrap();
     sender.flush(Direction::WRITE, FlushMode::Flush);
     let mut total = 0;
@@ -182,23 +189,10 @@ async fn expansion_respects_the_read_high_watermark() {
 /// last byte.
 #[tokio::test]
 async fn an_end_beneath_does_not_decode_everything_at_once() {
-    use tokio_bufferevent::bufferevent::{Readiness, Watermarks};
+    use tokio_bufferevent::bufferevent::Readiness;
     const HIGH: usize = 64 * 1024;
     const TOTAL: usize = 32 << 20;
-    let (s1, s2) = tcp_pair().await;
-    let sender = BufferEvent::filter(
-        BufferEvent::builder().tcp(s1).unwrap(),
-        Decompress::new(),
-        Compress::new(Compression::best()),
-    );
-    let receiver = BufferEvent::builder()
-        .enable(Direction::READ)
-        .read_watermarks(Watermarks::new(0, HIGH))
-        .filter(
-            BufferEvent::builder().tcp(s2).unwrap(),
-            Decompress::new(),
-            Compress::default(),
-        );
+    let (sender, receiver) = compressing_hard_to(HIGH).await;
     sender.write(vec![0u8; TOTAL]).await.unwrap();
     let closed = within(sender.close()).await.unwrap();
     assert_eq!(closed.unsent, 0);
@@ -428,23 +422,43 @@ async fn corrupt_input_says_what_was_wrong() {
     }
 }
 
-/// Bytes decoded in the same step that found the damage were good: they reach the
-/// input before the error, not lost with it.
-#[tokio::test]
-async fn what_decoded_before_the_damage_arrives_before_the_error() {
+/// "hello world" compressed and flushed, the stream left unfinished.
+fn hello_world_unfinished() -> Vec<u8> {
     let mut zlib = flate2::Compress::new(Compression::default(), true);
     let mut raw = Vec::with_capacity(256);
     zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
         .unwrap();
-    raw.extend_from_slice(&[0xff, 0xff]); // a block of the reserved type: invalid
+    raw
+}
+
+/// The same, followed by a block of the reserved type: invalid.
+fn damaged_after_hello_world() -> Vec<u8> {
+    let mut raw = hello_world_unfinished();
+    raw.extend_from_slice(&[0xff, 0xff]);
+    raw
+}
+
+/// A decompressing filter built by `builder` (READ enabled) over TCP, sent
+/// [`damaged_after_hello_world`]; the filter and its first event.
+async fn receive_damaged(
+    builder: tokio_bufferevent::bufferevent::Builder,
+) -> (Zlib, tokio_bufferevent::bufferevent::EventRecord) {
     let (s1, mut peer) = tcp_pair().await;
-    let receiver = BufferEvent::builder().enable(Direction::READ).filter(
+    let receiver = builder.enable(Direction::READ).filter(
         BufferEvent::builder().tcp(s1).unwrap(),
         Decompress::new(),
         Compress::default(),
     );
-    peer.write_all(&raw).await.unwrap();
+    peer.write_all(&damaged_after_hello_world()).await.unwrap();
     let event = first_event(&receiver).await;
+    (receiver, event)
+}
+
+/// Bytes decoded in the same step that found the damage were good: they reach the
+/// input before the error, not lost with it.
+#[tokio::test]
+async fn what_decoded_before_the_damage_arrives_before_the_error() {
+    let (receiver, event) = receive_damaged(BufferEvent::builder()).await;
     assert_eq!(event.events, Events::READING | Events::ERROR);
     assert_eq!(receiver.read(100).await.unwrap(), &b"hello world"[..]);
 }
@@ -454,17 +468,10 @@ async fn what_decoded_before_the_damage_arrives_before_the_error() {
 #[tokio::test]
 async fn the_read_callback_hears_what_decoded_before_the_damage() {
     use std::sync::{Arc, Mutex};
-    let mut zlib = flate2::Compress::new(Compression::default(), true);
-    let mut raw = Vec::with_capacity(256);
-    zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
-        .unwrap();
-    raw.extend_from_slice(&[0xff, 0xff]);
-    let (s1, mut peer) = tcp_pair().await;
     let read = Arc::new(Mutex::new(Vec::new()));
     let at_error = Arc::new(Mutex::new(None));
     let (r, r2, e) = (read.clone(), read.clone(), at_error.clone());
-    let receiver = BufferEvent::builder()
-        .enable(Direction::READ)
+    let builder = BufferEvent::builder()
         .on_read(move |ctx| {
             let data = ctx.input().remove_bytes(usize::MAX);
             r.lock().unwrap().extend_from_slice(&data);
@@ -473,14 +480,8 @@ async fn the_read_callback_hears_what_decoded_before_the_damage() {
             if events.contains(Events::ERROR) {
                 *e.lock().unwrap() = Some(r2.lock().unwrap().clone());
             }
-        })
-        .filter(
-            BufferEvent::builder().tcp(s1).unwrap(),
-            Decompress::new(),
-            Compress::default(),
-        );
-    peer.write_all(&raw).await.unwrap();
-    let event = first_event(&receiver).await;
+        });
+    let (_receiver, event) = receive_damaged(builder).await;
     assert_eq!(event.events, Events::READING | Events::ERROR);
     assert_eq!(
         at_error.lock().unwrap().as_deref(),
@@ -495,10 +496,7 @@ async fn the_read_callback_hears_what_decoded_before_the_damage() {
 #[tokio::test]
 async fn a_stream_cut_off_over_a_pair_is_not_a_clean_end() {
     use tokio_bufferevent::bufferevent::Error;
-    let mut zlib = flate2::Compress::new(Compression::default(), true);
-    let mut raw = Vec::with_capacity(256);
-    zlib.compress_vec(b"hello world", &mut raw, flate2::FlushCompress::Sync)
-        .unwrap();
+    let raw = hello_world_unfinished();
     let (a, b) = BufferEvent::pair();
     let rx = BufferEvent::builder().enable(Direction::READ).filter(
         a,
