@@ -414,6 +414,29 @@ async fn an_end_below_the_underlying_s_low_watermark_arrives() {
     assert_eq!(filter.read(100).await.unwrap(), &b"abc"[..]);
 }
 
+/// The pair partner beneath a filter goes away while more than the filter's read high
+/// watermark still waits beneath: a reader gets every byte before the end, as the
+/// filter passes it on at the watermark's pace.
+#[tokio::test]
+async fn a_partner_gone_beneath_loses_nothing_that_waits_there() {
+    use tokio::io::AsyncReadExt as _;
+    let (a, b) = BufferEvent::pair();
+    let filter = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 16))
+        .filter(a, PassThrough, PassThrough);
+    let data = pattern(1000);
+    b.write(data.clone()).await.unwrap();
+    drop(b);
+    let mut got = Vec::new();
+    within(filter.into_io().read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(got, data);
+}
+
 /// A filter that answers `Ok` without moving anything is not called again until
 /// something changes, in either direction (it used to be called in a loop, and its
 /// task never went idle).
