@@ -437,6 +437,37 @@ async fn a_partner_gone_beneath_loses_nothing_that_waits_there() {
     assert_eq!(got, data);
 }
 
+/// A filter whose reader turned READ off still hears an end beneath at once (as a
+/// paused socket does), even with data waiting there for room under its read high
+/// watermark: the end is not held for a reader that may never come back.
+#[tokio::test]
+async fn a_filter_with_read_off_hears_an_end_beneath() {
+    use tokio_bufferevent::bufferevent::Readiness;
+    let (s1, mut peer) = tcp_pair().await;
+    let filter = BufferEvent::builder()
+        .enable(Direction::READ)
+        .read_watermarks(Watermarks::new(0, 16))
+        .filter(
+            BufferEvent::builder().tcp(s1).unwrap(),
+            PassThrough,
+            PassThrough,
+        );
+    let base = filter.underlying().expect("the underlying");
+    peer.write_all(&pattern(1000)).await.unwrap();
+    assert_eq!(within(filter.readable(16)).await.unwrap(), Readiness::Ready);
+    within(async {
+        while base.input_len() == 0 {
+            settle().await;
+        }
+    })
+    .await
+    .expect("the rest waits beneath");
+    filter.disable(Direction::READ);
+    peer.shutdown().await.unwrap();
+    let record = within(filter.next_event()).await.unwrap().unwrap();
+    assert_eq!(record.events, Events::READING | Events::EOF);
+}
+
 /// A filter that answers `Ok` without moving anything is not called again until
 /// something changes, in either direction (it used to be called in a loop, and its
 /// task never went idle).

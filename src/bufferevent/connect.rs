@@ -27,8 +27,9 @@ where
     /// transport, if any, is closed when the new one is installed.
     ///
     /// Returns at once. Writes made before the connect completes are sent after it, in
-    /// order (over the earlier transport meanwhile, if there is one: D-C3). Success delivers `CONNECTED` alone, then the queued data goes out, then
-    /// the write callback runs if the output drained; a later failure delivers
+    /// order (over the earlier transport meanwhile, if there is one: D-C3). Success
+    /// delivers `CONNECTED` alone, then the queued data goes out, then the write
+    /// callback runs if the output drained; a later failure delivers
     /// `ERROR` (plus `TIMEOUT` when the builder's connect timeout expired) with the
     /// error and no direction bit, leaving the enabled directions as they were.
     ///
@@ -105,11 +106,10 @@ where
     ///
     /// Returned at once, with no callback: [`io::ErrorKind::InvalidInput`] for port 0,
     /// an empty host, a name no lookup could find (with an empty label, or, in ASCII,
-    /// longer than 253 bytes or with a label longer than 63), or an address literal not of
-    /// `family`; for an address literal,
-    /// the OS's errors as for [`connect`](Self::connect) (`socket(2)`,
-    /// `setsockopt(2)`); [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the
-    /// bufferevent has ended. A failed lookup is reported later, to the event
+    /// longer than 253 bytes or with a label longer than 63), or an address literal
+    /// not of `family`; for an address literal, the OS's errors as for
+    /// [`connect`](Self::connect) (`socket(2)`, `setsockopt(2)`);
+    /// [`io::ErrorKind::NotConnected`] ([`Error::Ended`]) if the bufferevent has ended. A failed lookup is reported later, to the event
     /// callback, [`connected`](Self::connected) and [`dns_error`](Self::dns_error).
     ///
     /// # Examples

@@ -588,6 +588,9 @@ impl<T, U> FilterLink<T, U> {
             || !filter.core.read_open()
             // A close discards what it reads: its end need not wait for a reader.
             || filter.core.closing()
+            // Nor does a filter whose reader turned READ off: it hears the end now
+            // (as a paused socket does, D-B18), with everything beneath decoded.
+            || !filter.core.enabled().contains(Direction::READ)
     }
 
     /// Carries out the filter's flush requests: each direction's filter runs at
