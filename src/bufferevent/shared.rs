@@ -855,9 +855,10 @@ impl Shared {
     /// transport (a new connect, or a transport, was given to it), so neither is
     /// the filter. (Until that pass, the filter's waiters still see the failure.)
     pub(crate) fn follow_beneath(&self, beneath: &Shared) {
+        // Its own bit first: one look on every pass of a filter that never failed.
         if self.stalls.load(Ordering::Relaxed) & UNCONNECTED != 0 && beneath.unconnected().is_none()
         {
-            self.stalls.fetch_and(!UNCONNECTED, Ordering::AcqRel);
+            self.attached();
         }
     }
 
