@@ -953,6 +953,33 @@ impl EvBuffer {
         self.spare_capacity() > 0 || self.chunks.capacity() > self.chunks.len()
     }
 
+    /// Whether the buffer is as [`new`](Self::new) made it, but for its generation:
+    /// empty, holding no memory, with no callbacks and nothing frozen. Dropping it
+    /// loses nothing.
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.len == 0
+            && self.tail.capacity() == 0
+            && self.chunks.capacity() == 0
+            && self.callbacks.is_none()
+            && !self.front_frozen
+            && !self.end_frozen
+    }
+
+    /// An empty buffer whose generation starts at `generation`, to replace one that
+    /// was dropped: positions taken from the old one stay stale in the new one if
+    /// `generation` is past the old one's [`generation`](Self::generation).
+    pub(crate) fn starting_at(generation: u64) -> Self {
+        Self {
+            generation,
+            ..Self::new()
+        }
+    }
+
+    /// How many modifications the buffer has seen: what positions remember.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     // ---- std::io glue ------------------------------------------------------------
 
     /// Writes from the front of the buffer to `writer` with one vectored write and

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tracing::Instrument;
 
+use super::buffers::Buffers;
 use super::context::{Callbacks, Context, Inner};
 use super::core::ratelim::RateLimit;
 use super::core::{self, Core};
@@ -23,7 +24,6 @@ use super::membership::Membership;
 use super::shared::{Settings, Shared};
 use super::transport::Transport;
 use super::transport::stream::StreamLink;
-use crate::buffer::EvBuffer;
 
 /// The default of `max_single_read` and `max_single_write`, as libevent's.
 pub const DEFAULT_MAX_SINGLE_IO: usize = core::DEFAULT_MAX_SINGLE_IO;
@@ -480,8 +480,7 @@ impl<S: Send + 'static> Builder<S> {
             core.set_rate_limit(self.rate_limit);
         }
         let inner = Inner {
-            input: EvBuffer::new(),
-            output: EvBuffer::new(),
+            buffers: Buffers::default(),
             core,
             state: self.state,
             callbacks: self.callbacks,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::buffers::Buffers;
 use super::core::ratelim::RateLimit;
 use super::core::{Core, running};
 use super::events::{Direction, Events, FlushMode, Watermarks};
@@ -50,8 +51,7 @@ impl<S> fmt::Debug for Callbacks<S> {
 
 /// Everything of a bufferevent but its transport: what a [`Context`] gives access to.
 pub(crate) struct Inner<S> {
-    pub(crate) input: EvBuffer,
-    pub(crate) output: EvBuffer,
+    pub(crate) buffers: Buffers,
     pub(crate) core: Core,
     pub(crate) state: S,
     pub(crate) callbacks: Callbacks<S>,
@@ -78,7 +78,7 @@ impl<S> Context<'_, S> {
     #[doc(alias = "bufferevent_get_input")]
     pub fn input(&mut self) -> Input<'_> {
         Input {
-            buf: &mut self.inner.input,
+            buf: self.inner.buffers.input(),
         }
     }
 
@@ -86,7 +86,7 @@ impl<S> Context<'_, S> {
     #[doc(alias = "bufferevent_get_output")]
     pub fn output(&mut self) -> Output<'_> {
         Output {
-            buf: &mut self.inner.output,
+            buf: self.inner.buffers.output(),
         }
     }
 
@@ -106,12 +106,13 @@ impl<S> Context<'_, S> {
     /// # let _ = echo;
     /// ```
     pub fn io(&mut self) -> (Input<'_>, Output<'_>) {
+        let both = self.inner.buffers.get();
         (
             Input {
-                buf: &mut self.inner.input,
+                buf: &mut both.input,
             },
             Output {
-                buf: &mut self.inner.output,
+                buf: &mut both.output,
             },
         )
     }
@@ -143,12 +144,13 @@ impl<S> Context<'_, S> {
     /// ```
     pub fn parts(&mut self) -> (Input<'_>, Output<'_>, &mut S) {
         let inner = &mut *self.inner;
+        let both = inner.buffers.get();
         (
             Input {
-                buf: &mut inner.input,
+                buf: &mut both.input,
             },
             Output {
-                buf: &mut inner.output,
+                buf: &mut both.output,
             },
             &mut inner.state,
         )
@@ -161,7 +163,10 @@ impl<S> Context<'_, S> {
     /// is not empty), runs the read callback for that data.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(&mut self, dirs: Direction) {
-        let (i, o) = (self.inner.input.len(), self.inner.output.len());
+        let (i, o) = (
+            self.inner.buffers.input_len(),
+            self.inner.buffers.output_len(),
+        );
         self.inner.core.enable(dirs, i, o);
     }
 
@@ -181,7 +186,7 @@ impl<S> Context<'_, S> {
     /// Sets the watermarks of one or both directions (`bufferevent_setwatermark`).
     #[doc(alias = "bufferevent_setwatermark")]
     pub fn set_watermarks(&mut self, dirs: Direction, wm: Watermarks) {
-        let len = self.inner.input.len();
+        let len = self.inner.buffers.input_len();
         self.inner.core.set_watermarks(dirs, wm, len);
     }
 
@@ -337,7 +342,10 @@ impl<S> Context<'_, S> {
     /// The calls are made once the current callback returns.
     #[doc(alias = "bufferevent_trigger")]
     pub fn trigger(&mut self, dirs: Direction, ignore_watermarks: bool) {
-        let (i, o) = (self.inner.input.len(), self.inner.output.len());
+        let (i, o) = (
+            self.inner.buffers.input_len(),
+            self.inner.buffers.output_len(),
+        );
         self.inner.core.trigger(dirs, ignore_watermarks, i, o);
     }
 
@@ -403,8 +411,8 @@ impl<S> Context<'_, S> {
 impl<S: fmt::Debug> fmt::Debug for Context<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("input", &self.inner.input.len())
-            .field("output", &self.inner.output.len())
+            .field("input", &self.inner.buffers.input_len())
+            .field("output", &self.inner.buffers.output_len())
             .field("enabled", &self.inner.core.enabled())
             .field("state", &self.inner.state)
             .finish()

@@ -487,7 +487,7 @@ where
         {
             return Ok(taken);
         }
-        self.with(move |ctx| ctx.inner.input.remove_bytes(max))
+        self.with(move |ctx| ctx.inner.buffers.input().remove_bytes(max))
             .await?
             .map_err(Error::Buffer)
     }

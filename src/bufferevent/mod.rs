@@ -124,6 +124,7 @@
 //! [pairs-and-filters]: https://github.com/tokio-bufferevent/tokio-bufferevent/blob/main/docs/pairs-and-filters.md
 
 mod adapters;
+mod buffers;
 mod builder;
 mod connect;
 mod context;

@@ -235,7 +235,7 @@ where
             let weak = WeakHandle::of(self);
             let put_back: Box<dyn FnOnce(Bytes) + Send> = Box::new(move |data| {
                 if let Some(bev) = weak.upgrade() {
-                    bev.run(move |ctx| ctx.inner.input.unread(data));
+                    bev.run(move |ctx| ctx.inner.buffers.input().unread(data));
                 }
             });
             let look = look.clone();
@@ -243,7 +243,7 @@ where
                 .ask(
                     move |ctx| {
                         let eof = !ctx.inner.core.read_open() || cut_off;
-                        let input = &mut ctx.inner.input;
+                        let input = ctx.inner.buffers.input();
                         let found = look(input, eof).unwrap_or_else(Look::Failed);
                         let len = input.len();
                         let full = high != 0 && len >= high;

@@ -62,7 +62,7 @@ where
     }
 
     fn unsent(&mut self) -> usize {
-        self.side.inner.output.len() + self.link.unsent()
+        self.side.inner.buffers.output_len() + self.link.unsent()
     }
 
     fn unreachable(&self) -> bool {

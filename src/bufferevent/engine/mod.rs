@@ -129,7 +129,7 @@ where
         {
             polled
                 .takeout
-                .restore(&mut self.inner.input, &remote.shared.input_len);
+                .restore(self.inner.buffers.input(), &remote.shared.input_len);
         }
     }
 
@@ -144,9 +144,10 @@ where
 
     /// The view a transport works with.
     pub(crate) fn io(&mut self) -> Io<'_> {
+        let both = self.inner.buffers.get();
         Io {
-            input: &mut self.inner.input,
-            output: &mut self.inner.output,
+            input: &mut both.input,
+            output: &mut both.output,
             core: &mut self.inner.core,
             shared: self.remote.as_deref().map(|r| &r.shared),
             counters: counters_of(self.member.as_deref(), self.remote.as_deref()),
@@ -211,7 +212,7 @@ where
     fn quiet(&self) -> bool {
         let core = &self.inner.core;
         let callbacks = &self.inner.callbacks;
-        self.inner.output.is_empty()
+        self.inner.buffers.output_len() == 0
             && !core.has_flushes()
             && !core.has_timeouts()
             && self.rare.as_ref().is_none_or(|r| r.timer.is_none())
@@ -238,7 +239,7 @@ where
     fn settled(&self) -> bool {
         let core = &self.inner.core;
         let callbacks = &self.inner.callbacks;
-        self.inner.output.is_empty()
+        self.inner.buffers.output_len() == 0
             && !core.has_calls_due(callbacks.read.is_some(), callbacks.write.is_some())
             && !core.has_flushes()
             && !core.has_timeouts()
@@ -274,7 +275,7 @@ where
         // Token buckets refill first: a lifted suspension is progress, so the pass
         // that follows moves bytes again.
         let resumed = self.inner.core.refill(now.into_std());
-        let output_len = self.inner.output.len();
+        let output_len = self.inner.buffers.output_len();
         let Some(deadline) = self.inner.core.poll_timeout(now.into_std(), output_len) else {
             if let Some(rare) = self.rare.as_mut() {
                 rare.timer = None;
@@ -391,7 +392,7 @@ where
         if !self.side.stopping() {
             // Removals by callbacks and handles may have lifted the watermark pause
             // (B-20).
-            let len = self.side.inner.input.len();
+            let len = self.side.inner.buffers.input_len();
             self.side.inner.core.on_input_removed(len);
             progress |= self.link.poll_input(cx, &mut self.side.io());
         }
@@ -493,10 +494,10 @@ where
             // A close with nothing to send is not held up by a connect under way (to
             // a host that never answers, it would last until the close's deadline).
             && !(side.inner.core.closing()
-                && side.inner.output.is_empty()
+                && side.inner.buffers.output_len() == 0
                 && self.link.only_connecting());
         side.inner.core.is_over(
-            side.inner.output.len(),
+            side.inner.buffers.output_len(),
             attached,
             self.link.is_idle(),
             observed,
@@ -572,14 +573,14 @@ where
             }
             Command::Write(data) => {
                 let n = data.len();
-                side.inner.output.append_bytes(data);
+                side.inner.buffers.output().append_bytes(data);
                 if let Some(shared) = side.shared() {
                     shared.applied(n);
                 }
             }
             Command::WriteBuffer(mut buf) => {
                 let n = buf.len();
-                side.inner.output.append_buffer(&mut buf);
+                side.inner.buffers.output().append_buffer(&mut buf);
                 if let Some(shared) = side.shared() {
                     shared.applied(n);
                 }

@@ -58,7 +58,7 @@ where
         // A freed bufferevent is about to end: handles learn that from `is_closed`,
         // not from its halves looking closed a moment earlier.
         let freed = core.freed();
-        if store(&s.input_len, self.inner.input.len())
+        if store(&s.input_len, self.inner.buffers.input_len())
             | flag(&s.read_closed, !core.read_open() && !freed)
         {
             s.mark(Condition::Input);
@@ -79,7 +79,7 @@ where
             // Its end is near: whoever forwards into it (a `pipe`) stops.
             s.mark(Condition::Event);
         }
-        if store(&s.output_len, self.inner.output.len())
+        if store(&s.output_len, self.inner.buffers.output_len())
             | flag(&s.write_closed, core.write_closed() && !freed)
         {
             s.mark(Condition::Output);
@@ -107,12 +107,15 @@ where
             if !returned.is_empty() {
                 // Ahead of anything handed over and not taken, which came after.
                 if let Some(polled) = s.polled_if_any() {
-                    polled.takeout.restore(&mut self.inner.input, &s.input_len);
+                    polled
+                        .takeout
+                        .restore(self.inner.buffers.input(), &s.input_len);
                 }
+                let input = self.inner.buffers.input();
                 while let Some(data) = returned.pop() {
-                    self.inner.input.unread(data);
+                    input.unread(data);
                 }
-                s.input_len.store(self.inner.input.len(), Ordering::Release);
+                s.input_len.store(input.len(), Ordering::Release);
                 s.mark(Condition::Input);
             }
         }
@@ -121,9 +124,10 @@ where
         // after what a reader is handed.
         let handed = hand_over
             && s.polled_if_any()
-                .is_some_and(|p| p.takeout.fill(&mut self.inner.input) > 0);
+                .is_some_and(|p| p.takeout.fill(self.inner.buffers.input()) > 0);
         if handed {
-            s.input_len.store(self.inner.input.len(), Ordering::Release);
+            s.input_len
+                .store(self.inner.buffers.input_len(), Ordering::Release);
             s.mark(Condition::Input);
         }
         s.wake_dirty();
@@ -135,21 +139,15 @@ where
     /// clock reading covers every pass of the wake-up, and every engine of the task.
     pub(crate) fn tally(&mut self, clock: &mut WakeClock) {
         if let Some(counters) = self.counters() {
-            counters.after_pass(self.inner.input.len(), self.inner.output.len(), clock);
+            let buffers = &self.inner.buffers;
+            counters.after_pass(buffers.input_len(), buffers.output_len(), clock);
         }
     }
 
     /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
     /// idle connection holds no buffers (as libevent frees drained chains).
     pub(super) fn release_idle_memory(&mut self, streaming: bool) {
-        let input = &mut self.inner.input;
-        if input.is_empty() && !streaming && input.has_spare_memory() {
-            input.shrink_to_fit();
-        }
-        let output = &mut self.inner.output;
-        if output.is_empty() && output.has_spare_memory() {
-            output.shrink_to_fit();
-        }
+        self.inner.buffers.release_idle_memory(streaming);
     }
 
     /// Drops what handles share once none is left and none can be made: no handle,
@@ -208,7 +206,7 @@ where
             r.shared.applied(dropped);
             dropped
         });
-        let unsent = self.inner.output.len() + beneath + dropped;
+        let unsent = self.inner.buffers.output_len() + beneath + dropped;
         match self.rare.as_mut().and_then(|r| r.give_back.take()) {
             Some(reply) => {
                 // The caller may have stopped waiting; the transport then closes.

@@ -1,0 +1,132 @@
+//! A bufferevent's input and output buffers, kept out of line and only while they
+//! hold something.
+//!
+//! Every bufferevent's task carries its buffers, and a server holds thousands of
+//! idle connections whose buffers are empty. Inline, the two buffers made the task
+//! future 192 bytes larger and put every task cell in the allocator's 512-byte class;
+//! as one pointer they keep it in the 384-byte class (`docs/PERFORMANCE.md`, "Idle
+//! memory"). The pair is allocated by the first pass that needs it and given back
+//! once the task goes idle with both buffers pristine: a bufferevent that is used
+//! keeps one allocation across its passes, and an idle one holds none.
+
+use crate::buffer::EvBuffer;
+
+/// The two buffers, allocated together.
+#[derive(Debug)]
+pub(crate) struct InOut {
+    pub(crate) input: EvBuffer,
+    pub(crate) output: EvBuffer,
+}
+
+/// A bufferevent's buffers: none while both would be empty and hold no memory.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    held: Option<Box<InOut>>,
+    /// Where the next pair's generations start: past every generation of pairs
+    /// given back, so that a [`Position`](crate::buffer::Position) taken from one
+    /// of those is never mistaken for a current one.
+    next_generation: u64,
+}
+
+impl Buffers {
+    /// Both buffers, allocated if they were given back.
+    #[inline]
+    pub(crate) fn get(&mut self) -> &mut InOut {
+        let generation = self.next_generation;
+        self.held.get_or_insert_with(|| {
+            Box::new(InOut {
+                input: EvBuffer::starting_at(generation),
+                output: EvBuffer::starting_at(generation),
+            })
+        })
+    }
+
+    /// The input, allocated if the buffers were given back.
+    #[inline]
+    pub(crate) fn input(&mut self) -> &mut EvBuffer {
+        &mut self.get().input
+    }
+
+    /// The output, allocated if the buffers were given back.
+    #[inline]
+    pub(crate) fn output(&mut self) -> &mut EvBuffer {
+        &mut self.get().output
+    }
+
+    /// The input's length, allocating nothing.
+    #[inline]
+    pub(crate) fn input_len(&self) -> usize {
+        self.held.as_ref().map_or(0, |b| b.input.len())
+    }
+
+    /// The output's length, allocating nothing.
+    #[inline]
+    pub(crate) fn output_len(&self) -> usize {
+        self.held.as_ref().map_or(0, |b| b.output.len())
+    }
+
+    /// Whether the pair is allocated.
+    #[cfg(test)]
+    pub(crate) fn are_held(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Gives back memory the buffers no longer need, as the task goes idle: a
+    /// drained input (unless data is streaming in, when it would be allocated again
+    /// at once) and a drained output release their tails, as libevent frees drained
+    /// chains; once both are pristine the pair itself goes.
+    pub(crate) fn release_idle_memory(&mut self, streaming: bool) {
+        let Some(held) = self.held.as_deref_mut() else {
+            return;
+        };
+        let input = &mut held.input;
+        if input.is_empty() && !streaming && input.has_spare_memory() {
+            input.shrink_to_fit();
+        }
+        let output = &mut held.output;
+        if output.is_empty() && output.has_spare_memory() {
+            output.shrink_to_fit();
+        }
+        if held.input.is_pristine() && held.output.is_pristine() {
+            self.next_generation = held.input.generation().max(held.output.generation()) + 1;
+            self.held = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drained_buffers_are_given_back_and_come_back_empty() {
+        let mut buffers = Buffers::default();
+        assert_eq!(buffers.input_len(), 0);
+        buffers.input().add(b"hello").unwrap();
+        buffers.release_idle_memory(false);
+        assert_eq!(buffers.input_len(), 5, "data keeps the buffers");
+        assert!(buffers.held.is_some());
+
+        buffers.input().drain(5).unwrap();
+        buffers.release_idle_memory(true);
+        assert!(buffers.held.is_some(), "a streaming input keeps its memory");
+        buffers.release_idle_memory(false);
+        assert!(buffers.held.is_none(), "pristine buffers are given back");
+        assert_eq!((buffers.input_len(), buffers.output_len()), (0, 0));
+        assert!(buffers.output().is_empty());
+    }
+
+    #[test]
+    fn a_position_from_buffers_given_back_stays_stale() {
+        let mut buffers = Buffers::default();
+        buffers.input().add(b"a\nb\n").unwrap();
+        let mut pos = buffers.input().position(2).expect("in range");
+        buffers.input().drain(4).unwrap();
+        buffers.release_idle_memory(false);
+        assert!(buffers.held.is_none());
+        // A new pair changed as often as the old one was when the position was
+        // taken: its generation must not come back to the position's.
+        buffers.input().add(b"xyzw").unwrap();
+        assert!(buffers.input().advance_position(&mut pos, 1).is_err());
+    }
+}
