@@ -975,6 +975,13 @@ impl EvBuffer {
         }
     }
 
+    /// Makes a pristine buffer's generation `generation`, for reuse in place of a
+    /// [`starting_at`](Self::starting_at) one.
+    pub(crate) fn restart_at(&mut self, generation: u64) {
+        debug_assert!(self.is_pristine());
+        self.generation = generation;
+    }
+
     /// How many modifications the buffer has seen: what positions remember.
     pub(crate) fn generation(&self) -> u64 {
         self.generation
