@@ -11,11 +11,11 @@
 //!
 //! A connection that answers each message and goes idle again takes and gives back
 //! a pair per message. Allocating and freeing it each time cost 12 % more
-//! instructions per echoed message; instead each thread keeps the last pair given
-//! back for the next one taken. Tasks run one at a time on a thread, so one spare
-//! serves a thread's connections in turn.
+//! instructions per echoed message; instead each thread keeps a few pairs given back
+//! for the next ones taken. Tasks run one at a time on a thread, so a few spares
+//! serve a thread's connections in turn.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 use crate::buffer::EvBuffer;
 
@@ -26,15 +26,21 @@ pub(crate) struct InOut {
     pub(crate) output: EvBuffer,
 }
 
+/// Pristine pairs kept per thread for reuse (about 1.6 KiB); beyond this they are
+/// freed. A task runs every engine it hosts in one wake-up (a pair's two
+/// bufferevents, a filter and what lies beneath), so one spare is not enough.
+const SPARES: usize = 8;
+
 thread_local! {
-    /// The pristine pair last given back on this thread, for the next one taken.
-    static SPARE: Cell<Option<Box<InOut>>> = const { Cell::new(None) };
+    /// Pairs given back on this thread, every buffer in them pristine.
+    static SPARE: RefCell<Vec<Box<InOut>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A pristine pair whose generations start at `generation`: the thread's spare one
-/// if it has one.
+/// A pristine pair whose generations start at `generation`: one of the thread's
+/// spares if it has one.
 fn take_pair(generation: u64) -> Box<InOut> {
-    match SPARE.try_with(Cell::take).ok().flatten() {
+    let spare = SPARE.try_with(|spare| spare.borrow_mut().pop());
+    match spare.ok().flatten() {
         Some(mut pair) => {
             pair.input.restart_at(generation);
             pair.output.restart_at(generation);
@@ -47,10 +53,15 @@ fn take_pair(generation: u64) -> Box<InOut> {
     }
 }
 
-/// Keeps a pristine pair as the thread's spare, freeing the spare it replaces (or
-/// this one, as the thread ends).
+/// Keeps a pristine pair as one of the thread's spares, or frees it if they are
+/// enough (or gone, as the thread ends).
 fn give_back_pair(pair: Box<InOut>) {
-    let _ = SPARE.try_with(|spare| spare.set(Some(pair)));
+    let _ = SPARE.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARES {
+            spare.push(pair);
+        }
+    });
 }
 
 /// A bufferevent's buffers: none while both would be empty and hold no memory.
@@ -104,8 +115,9 @@ impl Buffers {
     /// Gives back memory the buffers no longer need, as the task goes idle: a
     /// drained input (unless data is streaming in, when it would be allocated again
     /// at once) and a drained output release their tails, as libevent frees drained
-    /// chains; once both are pristine the pair itself goes.
-    pub(crate) fn release_idle_memory(&mut self, streaming: bool) {
+    /// chains; with `whole`, once both are pristine the pair itself goes.
+    #[inline]
+    pub(crate) fn release_idle_memory(&mut self, streaming: bool, whole: bool) {
         let Some(held) = self.held.as_deref_mut() else {
             return;
         };
@@ -117,7 +129,7 @@ impl Buffers {
         if output.is_empty() && output.has_spare_memory() {
             output.shrink_to_fit();
         }
-        if held.input.is_pristine() && held.output.is_pristine() {
+        if whole && held.input.is_pristine() && held.output.is_pristine() {
             self.next_generation = held.input.generation().max(held.output.generation()) + 1;
             if let Some(pair) = self.held.take() {
                 give_back_pair(pair);
@@ -135,14 +147,14 @@ mod tests {
         let mut buffers = Buffers::default();
         assert_eq!(buffers.input_len(), 0);
         buffers.input().add(b"hello").unwrap();
-        buffers.release_idle_memory(false);
+        buffers.release_idle_memory(false, true);
         assert_eq!(buffers.input_len(), 5, "data keeps the buffers");
         assert!(buffers.held.is_some());
 
         buffers.input().drain(5).unwrap();
-        buffers.release_idle_memory(true);
+        buffers.release_idle_memory(true, true);
         assert!(buffers.held.is_some(), "a streaming input keeps its memory");
-        buffers.release_idle_memory(false);
+        buffers.release_idle_memory(false, true);
         assert!(buffers.held.is_none(), "pristine buffers are given back");
         assert_eq!((buffers.input_len(), buffers.output_len()), (0, 0));
         assert!(buffers.output().is_empty());
@@ -154,7 +166,7 @@ mod tests {
         a.input().add(b"a\nb\n").unwrap();
         let pos = a.input().position(2).expect("in range");
         a.input().drain(4).unwrap();
-        a.release_idle_memory(false);
+        a.release_idle_memory(false, true);
         assert!(!a.are_held());
         pos
     }
@@ -175,7 +187,7 @@ mod tests {
         let (mut a, mut b) = (Buffers::default(), Buffers::default());
         b.get();
         let mut pos = position_then_release(&mut a);
-        b.release_idle_memory(false);
+        b.release_idle_memory(false, true);
         a.input().add(b"xyzw").unwrap();
         assert!(a.input().advance_position(&mut pos, 1).is_err());
     }

@@ -145,9 +145,14 @@ where
     }
 
     /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
-    /// idle connection holds no buffers (as libevent frees drained chains).
+    /// idle connection holds no buffers (as libevent frees drained chains). The pair
+    /// itself goes only when no handle can reach this bufferevent: a handle's next
+    /// call would take it back at once, and beside what handles share it is small.
     pub(super) fn release_idle_memory(&mut self, streaming: bool) {
-        self.inner.buffers.release_idle_memory(streaming);
+        let unobserved = self.remote.is_none();
+        self.inner
+            .buffers
+            .release_idle_memory(streaming, unobserved);
     }
 
     /// Drops what handles share once none is left and none can be made: no handle,

@@ -56,12 +56,13 @@ async fn the_shared_state_is_dropped_once_no_handle_can_reach_it() {
     assert!(!engine.is_over());
 }
 
-/// An idle connection holds no buffers: the task that goes idle with both drained
-/// gives them back, and the next message is served by a new pair.
+/// An idle connection that no handle can reach holds no buffers: the task that goes
+/// idle with both drained gives them back, and the next message is served by a new
+/// pair. While a handle exists the pair stays, for the handle's next call.
 #[tokio::test]
 async fn an_idle_echo_holds_no_buffers() {
-    let (mut engine, _bev, mut peer) = echo_engine();
-    for _ in 0..2 {
+    let (mut engine, bev, mut peer) = echo_engine();
+    let mut echo_and_idle = async |engine: &mut Echo| {
         peer.write_all(b"ping").await.unwrap();
         std::future::poll_fn(|cx| {
             assert!(engine.poll_run(cx).is_pending());
@@ -71,6 +72,16 @@ async fn an_idle_echo_holds_no_buffers() {
         let mut back = [0; 4];
         peer.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"ping");
+    };
+    echo_and_idle(&mut engine).await;
+    assert!(
+        engine.side.inner.buffers.are_held(),
+        "a handle may need them"
+    );
+    drop(bev);
+    for _ in 0..2 {
+        echo_and_idle(&mut engine).await;
+        assert!(engine.side.shared().is_none());
         assert!(
             !engine.side.inner.buffers.are_held(),
             "idle, yet holding buffers"
