@@ -32,7 +32,9 @@ pub(crate) struct InOut {
 const SPARES: usize = 8;
 
 thread_local! {
-    /// Pairs given back on this thread, every buffer in them pristine.
+    /// Pairs given back on this thread, every buffer in them pristine. Boxed: the
+    /// point is to reuse their allocations.
+    #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<InOut>>> = const { RefCell::new(Vec::new()) };
 }
 
