@@ -953,9 +953,9 @@ impl EvBuffer {
         self.spare_capacity() > 0 || self.chunks.capacity() > self.chunks.len()
     }
 
-    /// Whether the buffer is as [`new`](Self::new) made it, but for its generation:
-    /// empty, holding no memory, with no callbacks and nothing frozen. Dropping it
-    /// loses nothing.
+    /// Whether dropping the buffer loses nothing: it is empty, holds no memory, has
+    /// no callbacks and nothing frozen. (Its generation and the size of its next
+    /// tail may differ from a [`new`](Self::new) one's.)
     pub(crate) fn is_pristine(&self) -> bool {
         self.len == 0
             && self.tail.capacity() == 0
@@ -975,11 +975,13 @@ impl EvBuffer {
         }
     }
 
-    /// Makes a pristine buffer's generation `generation`, for reuse in place of a
-    /// [`starting_at`](Self::starting_at) one.
+    /// Makes a pristine buffer as [`starting_at`](Self::starting_at) would, for reuse:
+    /// its generation `generation`, and its next tail small again (a buffer that
+    /// streamed grew it; the next user may not).
     pub(crate) fn restart_at(&mut self, generation: u64) {
         debug_assert!(self.is_pristine());
         self.generation = generation;
+        self.next_tail = MIN_TAIL as u32;
     }
 
     /// How many modifications the buffer has seen: what positions remember.

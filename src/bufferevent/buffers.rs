@@ -3,12 +3,14 @@
 //!
 //! Every bufferevent's task carries its buffers, and a server holds thousands of
 //! idle connections whose buffers are empty. Inline, the two buffers made the task
-//! future 192 bytes larger and put every task cell in the allocator's 512-byte class;
-//! as one pointer they keep it in the 384-byte class (`docs/PERFORMANCE.md`, "Idle
-//! memory"). The pair is taken by the first pass that needs it and given back once
-//! the task goes idle with both buffers pristine, if no handle can reach the
-//! bufferevent (a handle's next call would take it back at once): a bufferevent that
-//! streams keeps one pair across its passes, and an idle one holds none.
+//! future 192 bytes larger and put every Tokio task cell in the allocator's 512-byte
+//! class; out of line (16 bytes: a pointer and a generation) they keep it in the
+//! 384-byte class (`docs/PERFORMANCE.md`, "The fifth session"). Every pass of the
+//! task takes the pair if it was given back, and the task gives it back as it goes
+//! idle with both buffers pristine and no data streaming in, unless a handle can
+//! reach the bufferevent (its next call would take the pair back at once) or another
+//! task's engine hosts it: a bufferevent that streams keeps one pair across its
+//! passes, and an idle connection holds none.
 //!
 //! A connection that answers each message and goes idle again takes and gives back
 //! a pair per message. Allocating and freeing it each time cost 12 % more
@@ -118,7 +120,8 @@ impl Buffers {
     /// Gives back memory the buffers no longer need, as the task goes idle: a
     /// drained input (unless data is streaming in, when it would be allocated again
     /// at once) and a drained output release their tails, as libevent frees drained
-    /// chains; with `whole`, once both are pristine the pair itself goes.
+    /// chains; with `whole`, unless data is streaming in, once both are pristine the
+    /// pair itself goes.
     #[inline]
     pub(crate) fn release_idle_memory(&mut self, streaming: bool, whole: bool) {
         let Some(held) = self.held.as_deref_mut() else {
@@ -132,7 +135,7 @@ impl Buffers {
         if output.is_empty() && output.has_spare_memory() {
             output.shrink_to_fit();
         }
-        if whole && held.input.is_pristine() && held.output.is_pristine() {
+        if whole && !streaming && held.input.is_pristine() && held.output.is_pristine() {
             self.next_generation = held.input.generation().max(held.output.generation()) + 1;
             if let Some(pair) = self.held.take() {
                 give_back_pair(pair);
@@ -144,6 +147,41 @@ impl Buffers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_is_not_given_back_while_data_streams_in() {
+        let mut buffers = Buffers::default();
+        buffers.get();
+        buffers.release_idle_memory(true, true);
+        assert!(buffers.are_held());
+        buffers.release_idle_memory(false, false);
+        assert!(buffers.are_held(), "not the whole pair");
+        buffers.release_idle_memory(false, true);
+        assert!(!buffers.are_held());
+    }
+
+    /// A pair whose input grew its tails while streaming, then handed its data on
+    /// whole (the echo's `append_input` swaps the tail away, leaving the input
+    /// pristine): the next user of the pair starts with small tails again.
+    #[test]
+    fn a_pair_from_the_pool_starts_with_a_small_tail() {
+        let mut a = Buffers::default();
+        for _ in 0..32 {
+            a.input().add(&[0; 4096]).unwrap();
+        }
+        let mut elsewhere = EvBuffer::new();
+        elsewhere.append_buffer(a.input());
+        a.release_idle_memory(false, true);
+        assert!(!a.are_held());
+
+        let mut b = Buffers::default();
+        b.input().add(b"x").unwrap();
+        let room = b.input().spare_capacity();
+        assert!(
+            room < 4096,
+            "the pair's next tail kept its growth: {room} bytes"
+        );
+    }
 
     #[test]
     fn drained_buffers_are_given_back_and_come_back_empty() {

@@ -428,6 +428,11 @@ impl<S: fmt::Debug> fmt::Debug for Context<'_, S> {
 /// give nothing, and remove nothing, when the bytes lie in a file segment (see
 /// [`EvBuffer::add_file`]) that cannot be read; the `Result`-returning methods report
 /// it as [`EvBufferError::Io`].
+///
+/// A [`Position`] kept from one callback to the next goes stale when the input
+/// changes, as in an [`EvBuffer`]; and one taken while both buffers were empty also
+/// once the task has gone idle, since an idle bufferevent no handle can reach gives
+/// its empty buffers back.
 pub struct Input<'a> {
     buf: &'a mut EvBuffer,
 }

@@ -33,7 +33,7 @@ where
         if self.side.publish() {
             return true;
         }
-        self.side.release_idle_memory(self.link.streaming());
+        self.side.release_idle_memory(self.link.streaming(), true);
         false
     }
 
@@ -120,7 +120,7 @@ where
         if self.side.publish() || self.settle_hosted() {
             return true;
         }
-        self.side.release_idle_memory(self.link.streaming());
+        self.side.release_idle_memory(self.link.streaming(), true);
         false
     }
 

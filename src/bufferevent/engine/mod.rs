@@ -357,7 +357,7 @@ where
             }
             // Going idle: give back what the buffers no longer need, once per
             // wake-up rather than after every pass.
-            self.side.release_idle_memory(self.link.streaming());
+            self.side.release_idle_memory(self.link.streaming(), false);
             self.tally_all(&mut WakeClock::default());
             return Poll::Pending;
         }
@@ -365,7 +365,7 @@ where
         // which a peer that never stops sending would never allow.
         let dispatched = self.side.dispatch();
         if dispatched {
-            self.side.release_idle_memory(self.link.streaming());
+            self.side.release_idle_memory(self.link.streaming(), false);
         }
         // Handles see this wake-up's work before the task yields, here and in what
         // the link hosts; the wake-up below comes back for anything this hands to a

@@ -146,13 +146,13 @@ where
 
     /// Gives back buffer memory once a buffer is empty and data is not streaming, so an
     /// idle connection holds no buffers (as libevent frees drained chains). The pair
-    /// itself goes only when no handle can reach this bufferevent: a handle's next
-    /// call would take it back at once, and beside what handles share it is small.
-    pub(super) fn release_idle_memory(&mut self, streaming: bool) {
-        let unobserved = self.remote.is_none();
-        self.inner
-            .buffers
-            .release_idle_memory(streaming, unobserved);
+    /// itself goes only when no handle can reach this bufferevent (a handle's next
+    /// call would take it back at once, and beside what handles share it is small)
+    /// and it is not `hosted` (the host's next pass reaches its buffers, whether it
+    /// has anything for them or not).
+    pub(super) fn release_idle_memory(&mut self, streaming: bool, hosted: bool) {
+        let whole = !hosted && self.remote.is_none();
+        self.inner.buffers.release_idle_memory(streaming, whole);
     }
 
     /// Drops what handles share once none is left and none can be made: no handle,
