@@ -965,23 +965,29 @@ impl EvBuffer {
             && !self.end_frozen
     }
 
-    /// An empty buffer whose generation starts at `generation`, to replace one that
-    /// was dropped: positions taken from the old one stay stale in the new one if
-    /// `generation` is past the old one's [`generation`](Self::generation).
-    pub(crate) fn starting_at(generation: u64) -> Self {
-        Self {
-            generation,
-            ..Self::new()
-        }
+    /// An empty buffer to replace one that was dropped, carrying on from where that
+    /// one was: positions taken from the old one stay stale in the new one if
+    /// `generation` is past the old one's [`generation`](Self::generation), and it
+    /// allocates its next tail as the old one would have (`next_tail`, from
+    /// [`next_tail`](Self::next_tail); 0 for a new buffer's).
+    pub(crate) fn starting_at(generation: u64, next_tail: u32) -> Self {
+        let mut buf = Self::new();
+        buf.restart_at(generation, next_tail);
+        buf
     }
 
-    /// Makes a pristine buffer as [`starting_at`](Self::starting_at) would, for reuse:
-    /// its generation `generation`, and its next tail small again (a buffer that
-    /// streamed grew it; the next user may not).
-    pub(crate) fn restart_at(&mut self, generation: u64) {
+    /// Makes a pristine buffer as [`starting_at`](Self::starting_at) would, for reuse
+    /// in place of another.
+    pub(crate) fn restart_at(&mut self, generation: u64, next_tail: u32) {
         debug_assert!(self.is_pristine());
         self.generation = generation;
-        self.next_tail = MIN_TAIL as u32;
+        self.next_tail = next_tail.clamp(MIN_TAIL as u32, MAX_TAIL as u32);
+    }
+
+    /// The capacity of the next tail this buffer will allocate: it grows as data
+    /// streams in, so that fewer, larger tails hold it.
+    pub(crate) fn next_tail(&self) -> u32 {
+        self.next_tail
     }
 
     /// How many modifications the buffer has seen: what positions remember.

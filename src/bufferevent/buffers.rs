@@ -4,13 +4,15 @@
 //! Every bufferevent's task carries its buffers, and a server holds thousands of
 //! idle connections whose buffers are empty. Inline, the two buffers made the task
 //! future 192 bytes larger and put every Tokio task cell in the allocator's 512-byte
-//! class; out of line (16 bytes: a pointer and a generation) they keep it in the
-//! 384-byte class (`docs/PERFORMANCE.md`, "The fifth session"). Every pass of the
-//! task takes the pair if it was given back, and the task gives it back as it goes
-//! idle with both buffers pristine and no data streaming in, unless a handle can
-//! reach the bufferevent (its next call would take the pair back at once) or another
-//! task's engine hosts it: a bufferevent that streams keeps one pair across its
-//! passes, and an idle connection holds none.
+//! class; out of line (24 bytes: a pointer, a generation and two tail sizes) they
+//! keep it in the 384-byte class (`docs/PERFORMANCE.md`, "The fifth session"). Every
+//! pass of the task takes the pair if it was given back, and the task gives it back
+//! as it goes idle with both buffers pristine and no data streaming in, unless a
+//! handle can reach the bufferevent (its next call would take the pair back at once)
+//! or another task's engine hosts it: a bufferevent that streams keeps one pair
+//! across its passes, and an idle connection holds none. What a pair given back
+//! would carry on with (the generation positions check, the size its tails grew to)
+//! stays with the bufferevent, not the pair.
 //!
 //! A connection that answers each message and goes idle again takes and gives back
 //! a pair per message. Allocating and freeing it each time cost 12 % more
@@ -41,19 +43,19 @@ thread_local! {
     static SPARE: RefCell<Vec<Box<InOut>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A pristine pair whose generations start at `generation`: one of the thread's
-/// spares if it has one.
-fn take_pair(generation: u64) -> Box<InOut> {
+/// A pristine pair whose generations start at `generation` and whose next tails
+/// are `next_tails`: one of the thread's spares if it has one.
+fn take_pair(generation: u64, [input_tail, output_tail]: [u32; 2]) -> Box<InOut> {
     let spare = SPARE.try_with(|spare| spare.borrow_mut().pop());
     match spare.ok().flatten() {
         Some(mut pair) => {
-            pair.input.restart_at(generation);
-            pair.output.restart_at(generation);
+            pair.input.restart_at(generation, input_tail);
+            pair.output.restart_at(generation, output_tail);
             pair
         }
         None => Box::new(InOut {
-            input: EvBuffer::starting_at(generation),
-            output: EvBuffer::starting_at(generation),
+            input: EvBuffer::starting_at(generation, input_tail),
+            output: EvBuffer::starting_at(generation, output_tail),
         }),
     }
 }
@@ -77,14 +79,19 @@ pub(crate) struct Buffers {
     /// given back, so that a [`Position`](crate::buffer::Position) taken from one
     /// of those is never mistaken for a current one.
     next_generation: u64,
+    /// The next tail each buffer of the pair given back would have allocated (0:
+    /// as a new buffer's): a bufferevent that streams allocates as large tails with
+    /// the next pair, and one that does not is not handed another's.
+    next_tails: [u32; 2],
 }
 
 impl Buffers {
     /// Both buffers, allocated if they were given back.
     #[inline]
     pub(crate) fn get(&mut self) -> &mut InOut {
-        let generation = self.next_generation;
-        self.held.get_or_insert_with(|| take_pair(generation))
+        let (generation, tails) = (self.next_generation, self.next_tails);
+        self.held
+            .get_or_insert_with(|| take_pair(generation, tails))
     }
 
     /// The input, allocated if the buffers were given back.
@@ -137,6 +144,7 @@ impl Buffers {
         }
         if whole && !streaming && held.input.is_pristine() && held.output.is_pristine() {
             self.next_generation = held.input.generation().max(held.output.generation()) + 1;
+            self.next_tails = [held.input.next_tail(), held.output.next_tail()];
             if let Some(pair) = self.held.take() {
                 give_back_pair(pair);
             }
@@ -162,9 +170,10 @@ mod tests {
 
     /// A pair whose input grew its tails while streaming, then handed its data on
     /// whole (the echo's `append_input` swaps the tail away, leaving the input
-    /// pristine): the next user of the pair starts with small tails again.
+    /// pristine): the next user of the pair starts with small tails again, and the
+    /// bufferevent that grew them goes on with large ones.
     #[test]
-    fn a_pair_from_the_pool_starts_with_a_small_tail() {
+    fn tails_grow_per_bufferevent_not_per_pair() {
         let mut a = Buffers::default();
         for _ in 0..32 {
             a.input().add(&[0; 4096]).unwrap();
@@ -180,6 +189,13 @@ mod tests {
         assert!(
             room < 4096,
             "the pair's next tail kept its growth: {room} bytes"
+        );
+
+        a.input().add(b"x").unwrap();
+        let room = a.input().spare_capacity();
+        assert!(
+            room >= 4096,
+            "the bufferevent's next tail shrank: {room} bytes"
         );
     }
 
