@@ -17,7 +17,7 @@
 //! A connection that answers each message and goes idle again takes and gives back
 //! a pair per message. Allocating and freeing it each time cost 12 % more
 //! instructions per echoed message; instead each thread keeps a few pairs given back
-//! for the next ones taken, and the cost is 2–4 %. Tasks run one at a time on a
+//! for the next ones taken, and the cost is 1–4 %. Tasks run one at a time on a
 //! thread, so a few spares serve a thread's connections in turn.
 
 use std::cell::RefCell;
