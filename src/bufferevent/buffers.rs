@@ -32,8 +32,8 @@ pub(crate) struct InOut {
 }
 
 /// Pristine pairs kept per thread for reuse (about 1.6 KiB); beyond this they are
-/// freed. A task runs every engine it hosts in one wake-up (a pair's two
-/// bufferevents, a filter and what lies beneath), so one spare is not enough.
+/// freed. Several tasks may go idle on a thread before the next one runs (and a
+/// pair taken anew while the spares are empty is allocated), so a few are kept.
 const SPARES: usize = 8;
 
 thread_local! {
@@ -145,7 +145,12 @@ impl Buffers {
         if whole && !streaming && held.input.is_pristine() && held.output.is_pristine() {
             self.next_generation = held.input.generation().max(held.output.generation()) + 1;
             self.next_tails = [held.input.next_tail(), held.output.next_tail()];
-            if let Some(pair) = self.held.take() {
+            if let Some(mut pair) = self.held.take() {
+                // An empty tail split off a full one (a message taken out whole)
+                // still shares that message's allocation: it goes here, not with the
+                // next user of the pair.
+                pair.input.shrink_to_fit();
+                pair.output.shrink_to_fit();
                 give_back_pair(pair);
             }
         }
@@ -166,6 +171,24 @@ mod tests {
         assert!(buffers.are_held(), "not the whole pair");
         buffers.release_idle_memory(false, true);
         assert!(!buffers.are_held());
+    }
+
+    /// A tail of exactly one message's size (a small read), emptied by taking the
+    /// message out whole, still shares the message's allocation: a pair given back
+    /// lets it go.
+    #[test]
+    fn a_pair_given_back_holds_nothing_of_its_last_message() {
+        let mut buffers = Buffers::default();
+        buffers.input().stage_copy(b"one message");
+        buffers.input().commit_appended(11);
+        let message = buffers.input().remove_bytes(11).unwrap();
+        assert!(!message.is_unique(), "shared with the emptied tail");
+        buffers.release_idle_memory(false, true);
+        assert!(!buffers.are_held());
+        assert!(
+            message.is_unique(),
+            "the spare pair holds the message's memory"
+        );
     }
 
     /// A pair whose input grew its tails while streaming, then handed its data on
@@ -211,6 +234,7 @@ mod tests {
         buffers.input().drain(5).unwrap();
         buffers.release_idle_memory(true, true);
         assert!(buffers.held.is_some(), "a streaming input keeps its memory");
+        assert!(buffers.input().has_spare_memory());
         buffers.release_idle_memory(false, true);
         assert!(buffers.held.is_none(), "pristine buffers are given back");
         assert_eq!((buffers.input_len(), buffers.output_len()), (0, 0));

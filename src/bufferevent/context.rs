@@ -430,9 +430,9 @@ impl<S: fmt::Debug> fmt::Debug for Context<'_, S> {
 /// it as [`EvBufferError::Io`].
 ///
 /// A [`Position`] kept from one callback to the next goes stale when the input
-/// changes, as in an [`EvBuffer`]; and one taken while both buffers were empty also
-/// once the task has gone idle, since an idle bufferevent no handle can reach gives
-/// its empty buffers back.
+/// changes, as in an [`EvBuffer`]; and one taken while the input was empty also once
+/// the task has gone idle with both buffers empty, since a bufferevent no handle can
+/// reach then gives its buffers back.
 pub struct Input<'a> {
     buf: &'a mut EvBuffer,
 }

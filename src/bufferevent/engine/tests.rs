@@ -57,8 +57,9 @@ async fn the_shared_state_is_dropped_once_no_handle_can_reach_it() {
 }
 
 /// An idle connection that no handle can reach holds no buffers: the task that goes
-/// idle with both drained gives them back, and the next message is served by a new
-/// pair. While a handle exists the pair stays, for the handle's next call.
+/// idle with both drained gives them back, and the next message takes a pair again
+/// (the same one, from the thread's spares). While a handle exists the pair stays,
+/// for the handle's next call.
 #[tokio::test]
 async fn an_idle_echo_holds_no_buffers() {
     let (mut engine, bev, mut peer) = echo_engine();
@@ -139,12 +140,13 @@ async fn a_weak_handle_keeps_the_shared_state() {
 /// With one task per connection, the task's future is most of an idle
 /// connection's memory. Tokio's task cell is 80 bytes of header and trailer, 24 of
 /// core and the future, aligned to 128 bytes: a future of at most 280 bytes keeps a
-/// TCP bufferevent's task in 384 bytes (measured: a future of 408 bytes in 512 cost
-/// 128 bytes more per idle connection; see `docs/PERFORMANCE.md`). The buffers are
-/// out of line for this (`buffers.rs`). A field added to the engine should make room
-/// elsewhere, or change this figure knowingly. A word of user state (the echo
-/// server's is a `bool`) must fit too. (Figures for Tokio 1.54 built without
-/// `--cfg tokio_unstable`, which adds 8 bytes to the cell's core.)
+/// TCP bufferevent's task in 384 bytes (measured: 1183 bytes per idle connection
+/// with a future of 408 bytes in 512, 1074 with 248 in 384; see
+/// `docs/PERFORMANCE.md`). The buffers are out of line for this (`buffers.rs`). A
+/// field added to the engine should make room elsewhere, or change this figure
+/// knowingly. A word of user state (the echo server's is a `bool`) must fit too.
+/// (Figures for Tokio 1.54 built without `--cfg tokio_unstable`, which adds 8 bytes
+/// to the cell's core.)
 #[test]
 fn a_tcp_bufferevent_task_stays_small() {
     let size = size_of::<Run<StreamLink<tokio::net::TcpStream>, u64>>();
