@@ -1322,8 +1322,19 @@ impl EvBuffer {
     /// Turns the tail's bytes into a chunk, keeping its spare room as the new tail.
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
-            self.chunks
-                .push_back(Chunk::Mem(self.tail.split().freeze()));
+            let sealed = self.split_tail_to(self.tail.len());
+            self.chunks.push_back(Chunk::Mem(sealed.freeze()));
+        }
+    }
+
+    /// The tail's first `n` bytes, split off. A full tail taken whole moves out
+    /// instead: split, its empty remainder would still share (and keep alive) the
+    /// memory of what was taken.
+    fn split_tail_to(&mut self, n: usize) -> BytesMut {
+        if n == self.tail.capacity() {
+            mem::take(&mut self.tail)
+        } else {
+            self.tail.split_to(n)
         }
     }
 
@@ -1379,7 +1390,7 @@ impl EvBuffer {
                         front.split_to(n)
                     }
                 }
-                None => Chunk::Mem(self.tail.split_to(n).freeze()),
+                None => Chunk::Mem(self.split_tail_to(n).freeze()),
             };
             self.len -= n;
             return piece.into_bytes();
