@@ -163,10 +163,7 @@ impl<S> Context<'_, S> {
     /// is not empty), runs the read callback for that data.
     #[doc(alias = "bufferevent_enable")]
     pub fn enable(&mut self, dirs: Direction) {
-        let (i, o) = (
-            self.inner.buffers.input_len(),
-            self.inner.buffers.output_len(),
-        );
+        let (i, o) = self.inner.buffers.lens();
         self.inner.core.enable(dirs, i, o);
     }
 
@@ -342,10 +339,7 @@ impl<S> Context<'_, S> {
     /// The calls are made once the current callback returns.
     #[doc(alias = "bufferevent_trigger")]
     pub fn trigger(&mut self, dirs: Direction, ignore_watermarks: bool) {
-        let (i, o) = (
-            self.inner.buffers.input_len(),
-            self.inner.buffers.output_len(),
-        );
+        let (i, o) = self.inner.buffers.lens();
         self.inner.core.trigger(dirs, ignore_watermarks, i, o);
     }
 

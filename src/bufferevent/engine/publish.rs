@@ -139,8 +139,8 @@ where
     /// clock reading covers every pass of the wake-up, and every engine of the task.
     pub(crate) fn tally(&mut self, clock: &mut WakeClock) {
         if let Some(counters) = self.counters() {
-            let buffers = &self.inner.buffers;
-            counters.after_pass(buffers.input_len(), buffers.output_len(), clock);
+            let (input, output) = self.inner.buffers.lens();
+            counters.after_pass(input, output, clock);
         }
     }
 
